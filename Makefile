@@ -1,0 +1,39 @@
+# The two commands of the README: `make run` (whole pipeline on the embedded default data) and
+# `make test` (the test suite). Both create the environment first if it is missing or stale.
+
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Python 3.12 exactly: pymc 6 and arviz 1 need it, and on 3.11 pip silently resolves the old
+# pymc 5 / arviz 0.2x stack (see README, "Why Python 3.12").
+PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+CORES ?= all
+export PYTENSOR_FLAGS ?= compiledir=$(CURDIR)/.pytensor
+export MPLBACKEND ?= Agg
+
+.PHONY: run test env report clean-results
+
+env: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -n "$(PYTHON312)" || { echo "error: Python 3.12 not found (tried python3.12 and ~/.pyenv/versions/3.12*); install it or set PYTHON312=/path/to/python3.12" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON312) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete
+	@echo ""
+	@echo "Pipeline finished. Open results/report/index.html (tables: results/tables/, provenance: results/provenance.json)."
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+report: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --report results/snakemake_report.html
+
+clean-results:
+	rm -rf results .snakemake

@@ -1,0 +1,19 @@
+# imrstats: the whole pipeline on one screen. Stages live in workflow/rules/, statistics in src/imrstats/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        f"{RESULTS}/report/index.html",
+        f"{RESULTS}/provenance.json",
+    default_target: True

@@ -1,0 +1,110 @@
+"""The HTML report's front page. Aggregates only: counts, shares and means, never a participant's row.
+
+Each statistical stage adds its section as it lands; until then the page says which stages are pending.
+Every table shown is also written as CSV beside the report (results/report/tables/).
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from .data_stage import read_clean
+from .instruments import TRIAL_OUTCOMES, load_registry
+from .io import write_csv, write_text
+from .provenance import package_versions
+
+PENDING_STAGES = [
+    ("Trial", "ITT MMRM with multiple imputation, complete case, per protocol, subgroups, MNAR sensitivity"),
+    ("Service use", "Poisson, negative binomial, zero-inflated and hurdle models"),
+    ("Meta-analysis", "effect sizes, frequentist random effects, Bayesian pooling"),
+    ("Implementation", "programme registry descriptives"),
+]
+
+
+def data_summary(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Aggregate tables describing the cleaned data: allocation, follow-up, outcome completeness."""
+    out = {}
+    part = tables["participants"]
+    out["allocation"] = (part.groupby(["site", "arm"]).size().unstack("arm", fill_value=0)
+                         .rename_axis(None, axis=1).reset_index())
+    assess = tables["assessments"].merge(part[["id", "arm"]], on="id")
+    registry = load_registry()
+    rows = []
+    for key in TRIAL_OUTCOMES:
+        sub = assess[(assess["instrument"] == key) & assess["score"].notna()]
+        row = {"instrument": registry[key].short, "range": registry[key].range_text,
+               "direction": registry[key].direction_text}
+        for tp in ("baseline", "post", "fu12"):
+            for arm in ("IMR", "TAU"):
+                vals = sub[(sub["timepoint"] == tp) & (sub["arm"] == arm)]["score"]
+                row[f"{tp} {arm} n"] = int(vals.size)
+                row[f"{tp} {arm} mean (SD)"] = f"{vals.mean():.1f} ({vals.std():.1f})" if vals.size > 1 else ""
+        rows.append(row)
+    out["outcomes_observed"] = pd.DataFrame(rows)
+    if "service_use" in tables:
+        su = tables["service_use"].merge(part[["id", "arm"]], on="id")
+        out["service_use"] = (su.groupby(["period", "arm"])[["admissions", "bed_days", "er_visits", "outpatient_contacts"]]
+                              .mean().round(2).reset_index())
+    if "programme" in tables:
+        out["programme"] = tables["programme"].groupby("service_type").size().rename("participants").reset_index()
+    return out
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, border=0, classes="tbl", na_rep="", escape=True)
+
+
+def render_index(config: dict, summary: dict[str, pd.DataFrame], problems: pd.DataFrame, log: pd.DataFrame) -> str:
+    esc = html.escape
+    n_err = int((problems["severity"] == "error").sum()) if not problems.empty else 0
+    n_warn = int((problems["severity"] == "warning").sum()) if not problems.empty else 0
+    rules = (log["rule"].str.replace(r"\d+", "N", regex=True).value_counts().rename_axis("rule").rename("values")
+             .reset_index()) if not log.empty else pd.DataFrame(columns=["rule", "values"])
+    versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
+    sections = [
+        "<h2>What was run</h2>",
+        f"<p>Data source: <b>{esc(config['data']['source'])}</b>"
+        + (" (synthetic trial calibrated to Jensen et al. 2019; programme registry calibrated to the Ferrara study)"
+           if config["data"]["source"] == "synthetic" else f" ({esc(str(config['data']['input_dir']))})")
+        + f". Master seed {int(config['seed'])}. Input hashes, the full configuration, seeds and versions are in "
+        "<code>results/provenance.json</code>.</p>",
+        f"<p class='small'>Packages: {esc(versions)}</p>",
+        "<h2>Input check</h2>",
+        f"<p>{n_err} errors, {n_warn} warnings (method: <code>imrstats check</code> against "
+        "workflow/schemas/tables.schema.yaml and config/instruments.yaml).</p>",
+        "<h2>Cleaning</h2>",
+        "<p>Changes and derived values by rule (method: <code>imrstats clean</code>; the full log is "
+        "<code>results/data/cleaning_log.csv</code>).</p>", _table_html(rules),
+        "<h2>Allocation by site</h2>", _table_html(summary["allocation"]),
+        "<h2>Outcomes observed</h2>",
+        "<p>Observed n and mean (SD) per arm and timepoint (complete cases, no model).</p>",
+        _table_html(summary["outcomes_observed"]),
+    ]
+    if "service_use" in summary:
+        sections += ["<h2>Service use</h2>", "<p>Mean counts per participant and period (no model).</p>",
+                     _table_html(summary["service_use"])]
+    if "programme" in summary:
+        sections += ["<h2>Programme registry</h2>", _table_html(summary["programme"])]
+    sections += ["<h2>Stages not yet in this pipeline</h2>", "<ul>"]
+    sections += [f"<li><b>{esc(name)}</b>: {esc(what)}</li>" for name, what in PENDING_STAGES]
+    sections += ["</ul>"]
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             ".tbl{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}"
+             ".tbl td,.tbl th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
+             ".small{font-size:0.8em;color:#555}")
+    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>imrstats report</title>"
+            f"<style>{style}</style></head><body><h1>imrstats report</h1>\n" + "\n".join(sections) + "\n</body></html>\n")
+
+
+def write_index(config: dict, data_dir: str | Path, problems_csv: str | Path, out_path: str | Path) -> None:
+    tables = read_clean(data_dir)
+    summary = data_summary(tables)
+    problems = pd.read_csv(problems_csv, dtype=str)
+    log = pd.read_csv(Path(data_dir) / "cleaning_log.csv", dtype=str)
+    out_path = Path(out_path)
+    for name, frame in summary.items():
+        write_csv(frame, out_path.parent / "tables" / f"data_{name}.csv")
+    write_text(render_index(config, summary, problems, log), out_path)
