@@ -1,10 +1,12 @@
 # imrstats: the whole pipeline on one screen. Stages live in workflow/rules/, statistics in src/imrstats/.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -218,9 +218,12 @@ def check_cross_tables(tables: dict[str, pd.DataFrame], parsed: dict[str, dict],
     for name in ("assessments", "service_use"):
         if name in parsed and "id" in parsed[name]:
             file = tables[name].attrs.get("source", name)
-            for idx, value in enumerate(parsed[name]["id"]):
-                if pd.notna(value) and value not in ids:
-                    out.add(file, idx + 1, "id", value, "cross-table: id not found in participants")
+            col = parsed[name]["id"].reset_index(drop=True)
+            unknown = col[col.notna() & ~col.isin(ids)]
+            for value, rows in unknown.groupby(unknown, sort=False).groups.items():
+                first = int(rows[0]) + 1
+                out.add(file, first, "id", value, f"cross-table: id not found in participants ({len(rows)} rows, "
+                        f"the first is row {first})")
     if "arm" in part:
         counts = part["arm"].value_counts()
         for arm in ("IMR", "TAU"):

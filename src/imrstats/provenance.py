@@ -61,7 +61,7 @@ def seeds_used(config: dict) -> dict[str, int]:
     return {"master": master, **{step: derive_seed(master, step) for step in RANDOM_STEPS}}
 
 
-def build_provenance(config: dict, inputs: list[str | Path], outputs: list[str | Path], started: str,
+def build_provenance(config: dict, inputs: list[str | Path], outputs: list[str | Path], started: str | None,
                      finished: str | None = None) -> dict:
     return {
         "tool": "imrstats",

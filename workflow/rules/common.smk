@@ -12,7 +12,12 @@ from imrstats.provenance import now_iso
 validate_config(config, source="snakemake config")
 
 RESULTS = config["results_dir"]
-STARTED = now_iso()
+
+
+onstart:
+    # when this invocation started, for provenance.json (a file, not a param, so it triggers no rerun)
+    Path(RESULTS, "logs").mkdir(parents=True, exist_ok=True)
+    Path(RESULTS, "logs", "run_started.txt").write_text(now_iso() + "\n")
 
 
 def input_tables(wildcards=None):

@@ -28,7 +28,7 @@ rule provenance:
     output:
         f"{RESULTS}/provenance.json",
     params:
-        started=STARTED,
+        started_file=f"{RESULTS}/logs/run_started.txt",
     log:
         f"{RESULTS}/logs/provenance.log",
     script:

@@ -1,8 +1,12 @@
 # Thin adapter: snakemake -> imrstats.provenance
+from pathlib import Path
+
 from imrstats.logs import log_to
 from imrstats.provenance import build_provenance, write_provenance
 
 with log_to(snakemake.log[0]):
     inputs = [snakemake.input[t] for t in ("participants", "assessments", "service_use", "programme") if t in snakemake.input.keys()]
     outputs = [*snakemake.input.tables, snakemake.input.report]
-    write_provenance(snakemake.output[0], build_provenance(snakemake.config, inputs, outputs, snakemake.params.started))
+    started = Path(snakemake.params.started_file)
+    started = started.read_text().strip() if started.exists() else None
+    write_provenance(snakemake.output[0], build_provenance(snakemake.config, inputs, outputs, started))
