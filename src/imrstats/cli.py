@@ -59,6 +59,57 @@ def cmd_clean(args) -> int:
     return 0
 
 
+def meta_input(frame, outcome: str | None, measure: str):
+    """Effect sizes for `imrstats meta` from any CSV: arm summaries (n/mean/SD per arm, or events), or a
+    reported effect with its SE (columns yi + vi, or effect + se). Returns (yi, vi, labels, description)."""
+    import numpy as np
+
+    from .effect_sizes import escalc
+    from .instruments import load_registry
+
+    if outcome is not None:
+        if "instrument" not in frame.columns:
+            raise InputError("--outcome needs an 'instrument' column in the table")
+        frame = frame[frame["instrument"] == outcome]
+        if frame.empty:
+            raise InputError(f"no rows with instrument '{outcome}'")
+    labels = frame["study"].astype(str) if "study" in frame.columns else None
+    if {"yi", "vi"} <= set(frame.columns):
+        return frame["yi"].to_numpy(float), frame["vi"].to_numpy(float), labels, "effects as given (yi, vi)"
+    if {"effect", "se"} <= set(frame.columns) and not {"mean_imr", "events_imr"} & set(frame.columns):
+        return (frame["effect"].to_numpy(float), frame["se"].to_numpy(float) ** 2, labels,
+                "effects as given (effect, se)")
+    registry = load_registry()
+    if "instrument" in frame.columns and frame["instrument"].isin(registry).all():
+        higher = [registry[k].higher_is_better for k in frame["instrument"]]
+        direction = "signs from the instrument registry"
+    else:
+        higher, direction = True, "no instrument column: higher values taken as better"
+    table = escalc(frame, measure, higher_is_better=higher)
+    text = {"SMD": "standardized mean difference (Hedges' g)", "MD": "raw mean difference"}.get(measure, measure)
+    return (table["yi"].to_numpy(float), table["vi"].to_numpy(float), labels,
+            f"{text}, IMR minus control; positive favours IMR ({direction})")
+
+
+def cmd_meta(args) -> int:
+    import pandas as pd
+
+    from .io import write_text
+    from .meta import rma
+
+    frame = pd.read_csv(args.file)
+    yi, vi, labels, description = meta_input(frame, args.outcome, args.measure.upper())
+    result = rma(yi, vi, method=args.method, knha=args.knha, slab=labels)
+    print(f"Effect size: {description}; k = {result.k}")
+    print(result.summary())
+    pred = result.predict()
+    print(f"Prediction interval for a new study: {pred.extra.get('pi_low'):.4f} to {pred.extra.get('pi_high'):.4f}")
+    if args.json:
+        payload = {"effect_size": description, "result": result.to_dict(), "prediction": pred.to_dict()}
+        write_text(json.dumps(payload, indent=2, default=str) + "\n", args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imrstats", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="config YAML (default: the embedded config/config.yaml)")
@@ -79,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in", dest="input", required=True, help="directory holding the input tables")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=cmd_clean)
+
+    p = sub.add_parser("meta", help="random-effects meta-analysis of a CSV of arm summaries or effects + SEs")
+    p.add_argument("file", help="CSV with n/mean/SD per arm (n_imr, mean_imr, sd_imr, n_tau, ...), or yi + vi, "
+                   "or effect + se; optional columns study and instrument")
+    p.add_argument("--outcome", help="keep the rows whose instrument is this registry key")
+    p.add_argument("--method", default="REML", choices=["REML", "DL", "PM", "ML", "EE", "FE"])
+    p.add_argument("--measure", default="SMD", help="SMD (default) or MD for arm summaries")
+    p.add_argument("--knha", action="store_true", help="Knapp-Hartung adjustment (t-based tests and CIs)")
+    p.add_argument("--json", help="write the result as JSON")
+    p.set_defaults(func=cmd_meta)
     return parser
 
 

@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from conftest import PROJECT
+from imrstats.cli import main
+
+SMD_CSV = PROJECT / "tests" / "validation" / "data" / "meta_smd.csv"
+# metafor 3.8.1: rma(yi, vi, method = "REML", test = "knha") on escalc("SMD") of meta_smd.csv
+# (tests/validation/r/metafor_meta.R)
+METAFOR_REML_KNHA = {"estimate": 0.294706779971397, "tau2": 0.0506603118732777, "pi_low": -0.318001683592646}
+
+
+def test_meta_command_on_a_reviewers_csv(tmp_path, capsys):
+    out = tmp_path / "meta.json"
+    assert main(["meta", str(SMD_CSV), "--knha", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "tau^2 estimator: REML" in text and "Knapp-Hartung" in text and "positive favours IMR" in text
+    payload = json.loads(out.read_text())
+    assert payload["result"]["estimate"] == pytest.approx(METAFOR_REML_KNHA["estimate"], rel=1e-6)
+    assert payload["result"]["tau2"] == pytest.approx(METAFOR_REML_KNHA["tau2"], rel=1e-6)
+    assert payload["prediction"]["pi_low"] == pytest.approx(METAFOR_REML_KNHA["pi_low"], rel=1e-6)
+
+
+def test_meta_command_with_effects_and_unknown_outcome(tmp_path, capsys):
+    path = tmp_path / "effects.csv"
+    path.write_text("study,instrument,effect,se\nA,imrs_client,0.36,0.2\nB,imrs_client,0.1,0.15\nC,imrs_client,-0.05,0.12\n")
+    assert main(["meta", str(path), "--method", "DL"]) == 0
+    assert "effects as given (effect, se)" in capsys.readouterr().out
+    assert main(["meta", str(path), "--outcome", "gaf_f"]) == 2
+    assert "no rows with instrument 'gaf_f'" in capsys.readouterr().err
+
+
+def test_simulate_then_check_then_clean(tmp_path, capsys):
+    assert main(["simulate", "--out", str(tmp_path / "in"), "--seed", "3"]) == 0
+    assert main(["check", str(tmp_path / "in")]) == 0
+    assert main(["clean", "--in", str(tmp_path / "in"), "--out", str(tmp_path / "clean")]) == 0
+    assert (tmp_path / "clean" / "cleaning_log.csv").exists()
