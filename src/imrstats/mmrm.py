@@ -1,0 +1,639 @@
+"""Mixed model for repeated measures (MMRM): GLS with an unstructured covariance, fitted by REML.
+
+The model for participant i with observed post-baseline visits O_i is
+
+    y_i = X_i beta + e_i,    e_i ~ N(0, Sigma[O_i, O_i]),
+
+with Sigma an unrestricted T x T covariance matrix (one variance per visit, one covariance per pair of
+visits). Participants with incomplete visit patterns contribute the likelihood of the visits they have
+(the submatrix of Sigma for their observed times), so under MAR everyone with at least one observed
+post-baseline value is used. This is the model of R's ``mmrm::mmrm(y ~ ... + us(time | id))`` and of
+``nlme::gls(..., correlation = corSymm(form = ~ visit_index | id), weights = varIdent(form = ~ 1 | time))``.
+
+Fixed effects (default): ``0 + time + arm:time + baseline:time + covariates``, i.e. a mean per visit,
+an IMR - TAU difference per visit, a baseline slope per visit, and covariates shared across visits
+(categorical ones treatment-coded against their first sorted level, numeric ones as is).
+
+Estimation works on sufficient statistics per missingness pattern (sums of x x', x y, y y' over the
+participants sharing a pattern), so a REML evaluation costs O(patterns x T^2 x p^2), independent of n.
+Sigma is estimated by Newton-Raphson on its distinct elements with the analytic gradient and the
+analytic observed REML information (Fisher scoring where the observed information is not positive
+definite), with step-halving that keeps Sigma positive definite and never lets the REML log-likelihood
+fall. References: Harville (1977) JASA 72:320 (REML); Jennrich & Schluchter (1986) Biometrics 42:805
+(unstructured-covariance repeated measures, Newton-Raphson / scoring); Satterthwaite (1946) and the
+contrast-wise form of Kuznetsova et al. (2017) J Stat Softw 82(13) (lmerTest) and Christensen (2018)
+"Satterthwaite's method for degrees of freedom in linear mixed models", as used by R's mmrm.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from imrstats.errors import AnalysisError
+from imrstats.results import Estimate, to_frame
+
+DEFAULT_COVARIATES = ("site", "sex", "age", "diagnosis")
+_MAX_ITER = 100
+_STEP_TOL = 1e-10
+
+
+# --------------------------------------------------------------------------------------------------
+# Design
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MMRMDesign:
+    """The fixed-effects design on a participant x visit grid, built once and refitted on new outcomes.
+
+    ``X`` has shape (participants, visits, p); ``present`` marks grid cells that have a data row with
+    complete covariates; ``row_cell`` maps each row of the data the design was built from to its grid
+    cell (-1 for rows not used: other visits or missing covariates). ``grid_terms`` describes each
+    column so that adjusted means can be formed (see `reference_grid`).
+    """
+
+    X: np.ndarray
+    present: np.ndarray
+    row_cell: np.ndarray
+    ids: tuple
+    times: tuple
+    columns: tuple
+    grid_terms: tuple
+    numeric_values: dict
+    reference_arm: str
+    treatment_arm: str
+    arm_of: np.ndarray
+    n_dropped_covariates: int
+
+    def outcome_grid(self, y) -> np.ndarray:
+        """Place an outcome vector aligned with the design's data rows onto the participant x visit grid."""
+        y = np.asarray(y, dtype=float)
+        if y.shape != self.row_cell.shape:
+            raise AnalysisError(
+                f"outcome has {y.size} values but the design was built from {self.row_cell.size} rows; "
+                "pass one value per row of the data frame the design was built from, in the same order"
+            )
+        grid = np.full(self.present.shape, np.nan)
+        used = self.row_cell >= 0
+        grid.flat[self.row_cell[used]] = y[used]
+        return grid
+
+    def fit(self, y, *, start: np.ndarray | None = None, df_method: str = "satterthwaite",
+            level: float = 0.95) -> "MMRMResult":
+        """Fit the MMRM to outcome ``y`` (one value per data row; NaN = missing), optionally warm-started
+        from a covariance matrix ``start`` (e.g. the previous imputation's estimate)."""
+        return fit_mmrm_grid(self, self.outcome_grid(y), start=start, df_method=df_method, level=level)
+
+
+def _is_categorical(series: pd.Series) -> bool:
+    return not (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series))
+
+
+def _visit_order(data: pd.DataFrame, time: str, times) -> tuple:
+    if times is not None:
+        return tuple(times)
+    column = data[time]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return tuple(column.cat.categories)
+    return tuple(sorted(column.dropna().unique(), key=str))
+
+
+def _design_columns(rows, ti, times, time, arm, treatment_arm, is_treated, baseline, covariates):
+    """Columns of 0 + time + arm:time + baseline:time + covariates for the analysed rows, their names,
+    a description of each (for the reference grid) and the raw numeric covariates."""
+    blocks, names, terms = [], [], []
+    onehot_time = np.zeros((len(rows), len(times)))
+    onehot_time[np.arange(len(rows)), ti] = 1.0
+    for k, t in enumerate(times):
+        blocks.append(onehot_time[:, k]); names.append(f"{time}[{t}]"); terms.append(("visit", k))
+    for k, t in enumerate(times):
+        blocks.append(onehot_time[:, k] * is_treated)
+        names.append(f"{arm}[{treatment_arm}]:{time}[{t}]"); terms.append(("arm", k))
+    numeric_values = {}
+    if baseline:
+        b = rows[baseline].to_numpy(dtype=float)
+        numeric_values[baseline] = b
+        for k, t in enumerate(times):
+            blocks.append(onehot_time[:, k] * b)
+            names.append(f"{baseline}:{time}[{t}]"); terms.append(("numeric_by_visit", baseline, k))
+    for name in covariates:
+        col = rows[name]
+        if _is_categorical(col):
+            levels = sorted(col.astype(str).unique())
+            for level in levels[1:]:
+                blocks.append((col.astype(str) == level).to_numpy(dtype=float))
+                names.append(f"{name}[{level}]"); terms.append(("factor", name, len(levels)))
+        else:
+            values = col.to_numpy(dtype=float)
+            numeric_values[name] = values
+            blocks.append(values); names.append(name); terms.append(("numeric", name))
+    x_rows = np.column_stack(blocks)
+    return x_rows, names, terms, numeric_values
+
+
+def build_mmrm_design(
+    data: pd.DataFrame,
+    *,
+    id: str = "id",
+    time: str = "time",
+    arm: str = "arm",
+    baseline: str | None = "baseline",
+    covariates=DEFAULT_COVARIATES,
+    reference_arm: str = "TAU",
+    treatment_arm: str = "IMR",
+    times=None,
+) -> MMRMDesign:
+    """Build the MMRM design from long data (one row per participant x post-baseline visit).
+
+    Visits are ``times`` in the given order (default: the categories of a categorical ``time`` column,
+    else the sorted distinct values); rows at other visits are ignored. Rows with a missing arm,
+    baseline or covariate are dropped (counted in ``n_dropped_covariates``, reported in the notes).
+    """
+    covariates = tuple(covariates)
+    needed = [id, time, arm] + ([baseline] if baseline else []) + list(covariates)
+    missing = [c for c in needed if c not in data.columns]
+    if missing:
+        raise AnalysisError(f"MMRM data lack column(s) {missing}; columns present: {list(data.columns)}")
+    times = _visit_order(data, time, times)
+    if len(times) == 0:
+        raise AnalysisError("MMRM needs at least one post-baseline visit; none found in column "
+                            f"{time!r}")
+    in_visits = data[time].isin(times).to_numpy()
+    complete = data[needed].notna().all(axis=1).to_numpy()
+    arms = data[arm].astype(object)
+    bad_arm = in_visits & complete & ~arms.isin([reference_arm, treatment_arm]).to_numpy()
+    if bad_arm.any():
+        raise AnalysisError(
+            f"column {arm!r} holds {sorted(set(arms[bad_arm].astype(str)))}; the MMRM compares exactly "
+            f"two arms, {treatment_arm!r} and {reference_arm!r}: filter the data or set the arm names"
+        )
+    use = in_visits & complete
+    rows = data.loc[use]
+    if rows.duplicated([id, time]).any():
+        dup = rows.loc[rows.duplicated([id, time], keep=False), [id, time]].head(3).to_dict("records")
+        raise AnalysisError(f"more than one row per participant and visit, e.g. {dup}: aggregate first")
+    ids = tuple(sorted(rows[id].unique(), key=str))
+    id_index = {v: k for k, v in enumerate(ids)}
+    t_index = {v: k for k, v in enumerate(times)}
+    pi = rows[id].map(id_index).to_numpy(dtype=np.intp)
+    ti = rows[time].map(t_index).to_numpy(dtype=np.intp)
+    n, n_times = len(ids), len(times)
+
+    is_treated = (rows[arm].astype(object) == treatment_arm).to_numpy(dtype=float)
+    x_rows, names, terms, numeric_values = _design_columns(
+        rows, ti, times, time, arm, treatment_arm, is_treated, baseline, covariates)
+
+    X = np.zeros((n, n_times, x_rows.shape[1]))
+    X[pi, ti] = x_rows
+    present = np.zeros((n, n_times), dtype=bool)
+    present[pi, ti] = True
+    row_cell = np.full(len(data), -1, dtype=np.intp)
+    row_cell[np.flatnonzero(use)] = pi * n_times + ti
+    numeric_grid = {}
+    for key, values in numeric_values.items():
+        g = np.full((n, n_times), np.nan)
+        g[pi, ti] = values
+        numeric_grid[key] = g
+    arm_of = np.zeros(n, dtype=bool)
+    arm_of[pi] = is_treated.astype(bool)
+    return MMRMDesign(
+        X=X, present=present, row_cell=row_cell, ids=ids, times=times, columns=tuple(names),
+        grid_terms=tuple(terms), numeric_values=numeric_grid, reference_arm=reference_arm,
+        treatment_arm=treatment_arm, arm_of=arm_of,
+        n_dropped_covariates=int((in_visits & ~complete).sum()),
+    )
+
+
+def reference_grid(design: MMRMDesign, observed: np.ndarray) -> tuple[np.ndarray, list]:
+    """Rows L of the adjusted means (arm x visit), as emmeans' default reference grid defines them:
+    numeric covariates (baseline, age) at their mean over the analysed rows, categorical covariates
+    weighted equally over their levels (emmeans ``weights = "equal"``)."""
+    rows, labels = [], []
+    for k, t in enumerate(design.times):
+        for arm_name, treated in ((design.reference_arm, 0.0), (design.treatment_arm, 1.0)):
+            L = np.zeros(len(design.columns))
+            for j, term in enumerate(design.grid_terms):
+                kind = term[0]
+                if kind == "visit":
+                    L[j] = float(term[1] == k)
+                elif kind == "arm":
+                    L[j] = treated * float(term[1] == k)
+                elif kind == "numeric_by_visit":
+                    L[j] = float(term[2] == k) * design.numeric_values[term[1]][observed].mean()
+                elif kind == "numeric":
+                    L[j] = design.numeric_values[term[1]][observed].mean()
+                elif kind == "factor":
+                    L[j] = 1.0 / term[2]
+            rows.append(L)
+            labels.append((arm_name, t))
+    return np.array(rows), labels
+
+
+# --------------------------------------------------------------------------------------------------
+# REML on pattern-wise sufficient statistics
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _PatternStats:
+    """Sums over participants sharing a visit pattern, zero-padded to T x T and flattened over
+    (pattern, a, b) so that every contraction with a per-pattern T x T matrix is one matrix product."""
+
+    masks: np.ndarray   # (P, T) bool
+    counts: np.ndarray  # (P,)
+    xx: np.ndarray      # (P*T*T, p*p): sum_i x_ia x_ib'
+    xy: np.ndarray      # (P*T*T, p):   sum_i x_ia y_ib
+    yy: np.ndarray      # (P*T*T,):     sum_i y_ia y_ib
+    n_obs: int
+
+
+def _pattern_stats(X: np.ndarray, y: np.ndarray, observed: np.ndarray) -> _PatternStats:
+    keep = observed.any(axis=1)
+    X, y, observed = X[keep], np.where(observed, y, 0.0)[keep], observed[keep]
+    X = X * observed[:, :, None]
+    codes = observed @ (1 << np.arange(observed.shape[1]))
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    masks = observed[first]
+    P, T, p = len(masks), X.shape[1], X.shape[2]
+    xx = np.empty((P, T, T, p, p)); xy = np.empty((P, T, T, p)); yy = np.empty((P, T, T))
+    for k in range(P):
+        Xk, yk = X[inverse == k], y[inverse == k]
+        xx[k] = np.einsum("nap,nbq->abpq", Xk, Xk, optimize=True)
+        xy[k] = np.einsum("nap,nb->abp", Xk, yk, optimize=True)
+        yy[k] = yk.T @ yk
+    counts = np.bincount(inverse, minlength=P)
+    K = P * T * T
+    return _PatternStats(masks, counts, xx.reshape(K, p * p), xy.reshape(K, p), yy.reshape(K),
+                         int(observed.sum()))
+
+
+def _vech_basis(T: int) -> tuple[np.ndarray, list]:
+    """dSigma/dtheta_j for theta = the distinct elements of Sigma (lower triangle, row-major)."""
+    pairs = [(u, v) for u in range(T) for v in range(u + 1)]
+    E = np.zeros((len(pairs), T, T))
+    for j, (u, v) in enumerate(pairs):
+        E[j, u, v] = E[j, v, u] = 1.0
+    return E, pairs
+
+
+def _pattern_inverses(sigma: np.ndarray, masks: np.ndarray):
+    """Zero-padded inverse and log-determinant of Sigma[O, O] per pattern; None if not positive definite.
+
+    Unobserved visits get an identity block, which changes neither the inverse of the observed block
+    nor its determinant, so all patterns are handled by one batched Cholesky factorisation."""
+    T = masks.shape[1]
+    outer = masks[:, :, None] & masks[:, None, :]
+    padded = np.where(outer, sigma, 0.0) + np.eye(T) * ~masks[:, None, :]
+    try:
+        chol = np.linalg.cholesky(padded)
+    except np.linalg.LinAlgError:
+        return None, None
+    logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    return np.linalg.inv(padded) * outer, logdet
+
+
+def _reml(st: _PatternStats, sigma: np.ndarray, E: np.ndarray, derivatives: bool = True):
+    """REML log-likelihood of Sigma, beta-hat, cov(beta-hat) and (optionally) the analytic gradient,
+    observed information and expected information with respect to theta = vech(Sigma).
+
+    l_R = -1/2 [(N-p) log(2 pi) + sum_i log|Sigma_i| + log|X'WX| + r'Wr]  (Harville 1977); with
+    P = W - WX(X'WX)^-1X'W and V_j = dV/dtheta_j: dl/dtheta_j = -tr(PV_j)/2 + y'PV_jPy/2,
+    -d2l/dtheta_i dtheta_j = y'PV_iPV_jPy - tr(PV_iPV_j)/2 (observed), E[...] = tr(PV_iPV_j)/2.
+    Every trace and quadratic form is a contraction of per-pattern inverses with the sufficient sums.
+    """
+    inv, logdet = _pattern_inverses(sigma, st.masks)
+    if inv is None:
+        return None
+    P, T = st.masks.shape
+    p, m, K = st.xy.shape[1], E.shape[0], P * T * T
+    inv_f = inv.reshape(K)
+    xwx = (inv_f @ st.xx).reshape(p, p)
+    xwy = inv_f @ st.xy
+    try:
+        chol_xwx = np.linalg.cholesky(xwx)
+    except np.linalg.LinAlgError:
+        return None
+    M = np.linalg.inv(xwx)
+    beta = M @ xwy
+    rwr = inv_f @ st.yy - xwy @ beta
+    loglik = -0.5 * ((st.n_obs - p) * math.log(2 * math.pi) + st.counts @ logdet
+                     + 2.0 * np.log(np.diagonal(chol_xwx)).sum() + rwr)
+    out = {"loglik": loglik, "beta": beta, "cov_beta": M}
+    if not derivatives:
+        return out
+    xb = (st.xy @ beta).reshape(P, T, T)
+    rr = (st.yy + st.xx @ np.outer(beta, beta).ravel()).reshape(P, T, T) - xb - xb.transpose(0, 2, 1)
+    xr = st.xy - st.xx.reshape(K, p, p) @ beta                       # sum_i x_ia r_ib
+    A = inv[:, None] @ E[None] @ inv[:, None]                        # W V_j W per pattern (P, m, T, T)
+    B = A[:, :, None] @ E[None, None] @ inv[:, None, None]           # W V_i W V_j W (P, m, m, T, T)
+    A_f = A.transpose(1, 0, 2, 3).reshape(m, K)
+    B_f = B.transpose(1, 2, 0, 3, 4).reshape(m * m, K)
+    E_f = E.reshape(m, T * T)
+    q = (A_f @ st.xx).reshape(m, p, p)                               # X'W V_j W X
+    xvr = A_f @ xr                                                   # X'W V_j W r
+    tr_pv = (st.counts @ inv.reshape(P, T * T)) @ E_f.T - q.reshape(m, p * p) @ M.ravel()
+    out["gradient"] = -0.5 * tr_pv + 0.5 * (A_f @ rr.ravel())
+    tr_wvwv = np.tensordot(st.counts, A, axes=1).reshape(m, T * T) @ E_f.T
+    mq = M @ q
+    tr_pvpv = (tr_wvwv - 2.0 * ((B_f @ st.xx) @ M.ravel()).reshape(m, m)
+               + mq.reshape(m, -1) @ mq.transpose(0, 2, 1).reshape(m, -1).T)
+    ypvpvpy = (B_f @ rr.ravel()).reshape(m, m) - xvr @ M @ xvr.T
+    ypvpvpy = 0.5 * (ypvpvpy + ypvpvpy.T)
+    out["observed_information"] = ypvpvpy - 0.5 * tr_pvpv
+    out["expected_information"] = 0.5 * tr_pvpv
+    out["dcov_beta"] = mq @ M                                        # d cov(beta)/d theta_j = M Q_j M
+    return out
+
+
+def _starting_sigma(X: np.ndarray, y: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Covariance of OLS residuals over available pairs; diagonal if that is not positive definite."""
+    Xo, yo = X[observed], y[observed]
+    beta, *_ = np.linalg.lstsq(Xo, yo, rcond=None)
+    resid = np.where(observed, y - X @ beta, np.nan)
+    T = y.shape[1]
+    sigma = np.empty((T, T))
+    for a in range(T):
+        for b in range(a + 1):
+            both = observed[:, a] & observed[:, b]
+            value = (resid[both, a] * resid[both, b]).mean() if both.sum() > 1 else 0.0
+            sigma[a, b] = sigma[b, a] = value
+    var = np.diag(sigma).copy()
+    var[~np.isfinite(var) | (var <= 0)] = max(float(np.nanmean(resid**2)), 1e-8)
+    np.fill_diagonal(sigma, var)
+    if np.linalg.eigvalsh(sigma).min() <= 1e-8 * var.max():
+        sigma = np.diag(var)
+    return sigma
+
+
+def _newton_reml(st: _PatternStats, sigma: np.ndarray, E: np.ndarray, pairs: list):
+    """Maximise the REML log-likelihood over Sigma (Newton-Raphson / scoring with step-halving)."""
+    current = _reml(st, sigma, E)
+    if current is None:
+        raise AnalysisError("the starting covariance matrix is not positive definite: pass another start")
+    rows, cols = zip(*pairs)
+    for iteration in range(1, _MAX_ITER + 1):
+        g = current["gradient"]
+        info = current["observed_information"]
+        if np.linalg.eigvalsh(info).min() <= 0:
+            info = current["expected_information"]
+        try:
+            step = np.linalg.solve(info, g)
+        except np.linalg.LinAlgError:
+            return sigma, current, iteration, False, "the REML information matrix is singular"
+        scale = np.sqrt(np.outer(np.diag(sigma), np.diag(sigma)))[rows, cols]
+        if np.max(np.abs(step) / scale) < _STEP_TOL:
+            # Newton converges quadratically: a step this small means Sigma is already exact to ~_STEP_TOL
+            return sigma, current, iteration, True, ""
+        t = 1.0
+        while True:
+            trial = sigma.copy()
+            trial[rows, cols] += t * step
+            trial[cols, rows] = trial[rows, cols]
+            candidate = _reml(st, trial, E)
+            floor = current["loglik"] - 1e-10 * abs(current["loglik"])  # round-off allowance
+            if candidate is not None and candidate["loglik"] >= floor:
+                break
+            t /= 2.0
+            if t < 1e-10:
+                message = "step-halving failed to improve the REML log-likelihood"
+                return sigma, current, iteration, False, message
+        sigma, current = trial, candidate
+    return sigma, current, _MAX_ITER, False, f"no convergence in {_MAX_ITER} Newton iterations"
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MMRMResult:
+    """A fitted MMRM.
+
+    Numbers are held as arrays (cheap to make, so 100 refits per outcome stay fast); the Estimate
+    frames ``fixed_effects``, ``contrasts`` (IMR - TAU per visit) and ``adjusted_means`` (arm x visit)
+    and the ``covariance`` frame are built on first access. ``converged`` is False (and ``notes``
+    says why) when the REML maximisation did not converge.
+    """
+
+    columns: tuple
+    times: tuple
+    theta_names: tuple
+    beta: np.ndarray
+    cov_beta: np.ndarray
+    sigma: np.ndarray
+    cov_theta: np.ndarray
+    df_beta: np.ndarray
+    means_L: np.ndarray
+    means_labels: tuple
+    means_df: np.ndarray
+    contrast_L: np.ndarray
+    contrast_labels: tuple
+    contrast_df: np.ndarray
+    reml_loglik: float
+    converged: bool
+    iterations: int
+    n_participants: int
+    n_observations: int
+    method: str
+    grid_method: str
+    notes: str
+    level: float
+
+    @property
+    def contrast_estimate(self) -> np.ndarray:
+        return self.contrast_L @ self.beta
+
+    @property
+    def contrast_se(self) -> np.ndarray:
+        return np.sqrt(np.einsum("lp,pq,lq->l", self.contrast_L, self.cov_beta, self.contrast_L))
+
+    @cached_property
+    def fixed_effects(self) -> pd.DataFrame:
+        L = np.eye(len(self.columns))
+        return to_frame(self._estimates(L, list(self.columns), self.df_beta, self.method,
+                                        [{"term": c} for c in self.columns]))
+
+    @cached_property
+    def contrasts(self) -> pd.DataFrame:
+        return to_frame(self._estimates(self.contrast_L, list(self.contrast_labels), self.contrast_df,
+                                        self.method, [{"timepoint": str(t)} for t in self.times]))
+
+    @cached_property
+    def adjusted_means(self) -> pd.DataFrame:
+        labels = [f"adjusted mean {a} at {t}" for a, t in self.means_labels]
+        extras = [{"arm": a, "timepoint": str(t)} for a, t in self.means_labels]
+        return to_frame(self._estimates(self.means_L, labels, self.means_df,
+                                        f"{self.method}; {self.grid_method}", extras))
+
+    @cached_property
+    def covariance(self) -> pd.DataFrame:
+        names = [str(t) for t in self.times]
+        return pd.DataFrame(self.sigma, index=names, columns=names)
+
+    def _estimates(self, L, labels, df, method, extras) -> list[Estimate]:
+        est = L @ self.beta
+        se = np.sqrt(np.einsum("lp,pq,lq->l", L, self.cov_beta, L))
+        crit = stats.t.ppf(0.5 + self.level / 2, df)
+        tval = est / se
+        pval = 2 * stats.t.sf(np.abs(tval), df)
+        return [
+            Estimate(quantity=labels[k], estimate=float(est[k]), se=float(se[k]),
+                     ci_low=float(est[k] - crit[k] * se[k]), ci_high=float(est[k] + crit[k] * se[k]),
+                     df=float(df[k]), statistic=float(tval[k]), p=float(pval[k]), method=method,
+                     notes=self.notes, extra=extras[k])
+            for k in range(len(labels))
+        ]
+
+    def to_dict(self) -> dict:
+        def records(frame):
+            return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+        return {
+            "fixed_effects": records(self.fixed_effects),
+            "contrasts": records(self.contrasts),
+            "adjusted_means": records(self.adjusted_means),
+            "covariance": {"times": [str(t) for t in self.times], "matrix": self.sigma.tolist()},
+            "reml_loglik": float(self.reml_loglik),
+            "converged": bool(self.converged),
+            "iterations": int(self.iterations),
+            "n_participants": self.n_participants,
+            "n_observations": self.n_observations,
+            "method": self.method,
+            "notes": self.notes,
+        }
+
+
+def _plain(value):
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def satterthwaite_df(L: np.ndarray, cov_beta: np.ndarray, dcov_beta: np.ndarray,
+                     cov_theta: np.ndarray) -> np.ndarray:
+    """Satterthwaite df for each row c of L: 2 (c'Vc)^2 / (g' A g), g_j = c' dV/dtheta_j c, A = the
+    inverse observed REML information of theta (Kuznetsova et al. 2017; Christensen 2018; mmrm)."""
+    var = np.einsum("lp,pq,lq->l", L, cov_beta, L)
+    g = np.einsum("lp,jpq,lq->lj", L, dcov_beta, L)
+    denom = np.einsum("lj,jk,lk->l", g, cov_theta, g)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, 2.0 * var**2 / denom, np.inf)
+
+
+def _check_estimable(design: MMRMDesign, observed: np.ndarray) -> None:
+    n_part = int(observed.any(axis=1).sum())
+    if n_part < 2:
+        raise AnalysisError(f"MMRM needs at least two participants with an observed outcome; found {n_part}")
+    for k, t in enumerate(design.times):
+        for arm_name, treated in ((design.treatment_arm, True), (design.reference_arm, False)):
+            if not (observed[:, k] & (design.arm_of == treated)).any():
+                raise AnalysisError(
+                    f"no {arm_name} participant has an observed outcome at visit {t!r}: the IMR - TAU "
+                    "difference there is not estimable; drop the visit (times=...) or check the data"
+                )
+    for a in range(len(design.times)):
+        for b in range(a):
+            if not (observed[:, a] & observed[:, b]).any():
+                raise AnalysisError(
+                    f"no participant is observed at both {design.times[b]!r} and {design.times[a]!r}: their "
+                    "covariance is not estimable with an unstructured matrix; check the visit coding"
+                )
+    Xo = design.X[observed]
+    rank = np.linalg.matrix_rank(Xo)
+    if rank < Xo.shape[1]:
+        raise AnalysisError(
+            f"singular design: {Xo.shape[1]} fixed-effect columns but rank {rank} on the observed rows "
+            f"(columns {list(design.columns)}); a covariate is constant or collinear: drop it"
+        )
+    if Xo.shape[0] <= Xo.shape[1]:
+        raise AnalysisError(f"{Xo.shape[0]} observations cannot support {Xo.shape[1]} fixed effects")
+
+
+def fit_mmrm_grid(design: MMRMDesign, y_grid: np.ndarray, *, start: np.ndarray | None = None,
+                  df_method: str = "satterthwaite", level: float = 0.95) -> MMRMResult:
+    """Fit the MMRM to an outcome on the design's participant x visit grid (NaN = missing)."""
+    if df_method != "satterthwaite":
+        raise AnalysisError(f"df_method {df_method!r} is not available; use 'satterthwaite' "
+                            "(Kenward-Roger is not implemented)")
+    observed = design.present & np.isfinite(y_grid)
+    _check_estimable(design, observed)
+    st = _pattern_stats(design.X, y_grid, observed)
+    E, pairs = _vech_basis(len(design.times))
+    sigma0 = None if start is None else np.asarray(start, dtype=float)
+    if sigma0 is None or _pattern_inverses(sigma0, st.masks)[0] is None:
+        sigma0 = _starting_sigma(design.X, y_grid, observed)  # no usable warm start
+    sigma, fit, iterations, converged, message = _newton_reml(st, sigma0, E, pairs)
+    try:
+        cov_theta = np.linalg.inv(fit["observed_information"])
+    except np.linalg.LinAlgError:
+        cov_theta = np.full_like(fit["observed_information"], np.nan)
+    if converged and np.linalg.eigvalsh(fit["observed_information"]).min() <= 0:
+        converged, message = False, "REML information is not positive definite at the solution"
+    return _assemble(design, observed, sigma, fit, cov_theta, pairs, iterations, converged, message, level)
+
+
+def _assemble(design, observed, sigma, fit, cov_theta, pairs, iterations, converged, message, level):
+    T = len(design.times)
+    method = (f"REML GLS, unstructured {T}x{T} covariance (Newton-Raphson); "
+              "Satterthwaite df (observed REML information)")
+    notes = [] if converged else [f"NOT CONVERGED: {message}"]
+    if design.n_dropped_covariates:
+        notes.append(f"{design.n_dropped_covariates} row(s) dropped for a missing arm, baseline or covariate")
+    cov_beta, dcov = fit["cov_beta"], fit["dcov_beta"]
+    L_means, labels = reference_grid(design, observed)
+    L_diff = L_means[1::2] - L_means[0::2]
+    times = [str(t) for t in design.times]
+    return MMRMResult(
+        columns=design.columns, times=tuple(design.times),
+        theta_names=tuple(f"cov({times[u]},{times[v]})" for u, v in pairs),
+        beta=fit["beta"], cov_beta=cov_beta, sigma=sigma, cov_theta=cov_theta,
+        df_beta=satterthwaite_df(np.eye(len(design.columns)), cov_beta, dcov, cov_theta),
+        means_L=L_means, means_labels=tuple(labels),
+        means_df=satterthwaite_df(L_means, cov_beta, dcov, cov_theta),
+        contrast_L=L_diff,
+        contrast_labels=tuple(f"{design.treatment_arm} - {design.reference_arm} at {t}" for t in times),
+        contrast_df=satterthwaite_df(L_diff, cov_beta, dcov, cov_theta),
+        reml_loglik=float(fit["loglik"]), converged=converged, iterations=iterations,
+        n_participants=int(observed.any(axis=1).sum()), n_observations=int(observed.sum()),
+        method=method, notes="; ".join(notes), level=level,
+        grid_method="emmeans default grid: numeric covariates at their mean over the analysed rows, "
+                    "categorical covariates equally weighted",
+    )
+
+
+def fit_mmrm(
+    data: pd.DataFrame,
+    outcome: str,
+    *,
+    id: str = "id",
+    time: str = "time",
+    arm: str = "arm",
+    baseline: str | None = "baseline",
+    covariates=DEFAULT_COVARIATES,
+    reference_arm: str = "TAU",
+    treatment_arm: str = "IMR",
+    times=None,
+    df_method: str = "satterthwaite",
+    level: float = 0.95,
+) -> MMRMResult:
+    """Fit an MMRM (unstructured covariance, REML) to long data and report IMR - TAU per visit.
+
+    ``data`` has one row per participant x post-baseline visit; rows with a missing ``outcome`` are
+    allowed and dropped (participants with at least one observed visit are all used). Fixed effects:
+    ``0 + time + arm:time + baseline:time + covariates``. Returns an `MMRMResult`; a fit that did not
+    converge has ``converged=False`` and says so in its notes.
+    """
+    if outcome not in data.columns:
+        raise AnalysisError(f"outcome column {outcome!r} not in data; columns: {list(data.columns)}")
+    design = build_mmrm_design(data, id=id, time=time, arm=arm, baseline=baseline, covariates=covariates,
+                               reference_arm=reference_arm, treatment_arm=treatment_arm, times=times)
+    return design.fit(data[outcome].to_numpy(dtype=float), df_method=df_method, level=level)
