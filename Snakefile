@@ -11,6 +11,9 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/services.smk"
+include: "workflow/rules/meta.smk"
+include: "workflow/rules/implementation.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -20,3 +20,13 @@ def default_tables(default_config):
     from imrstats.simulate import simulate_all
 
     return simulate_all(default_config)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow simulation studies run only when asked for (`pytest -m slow`), never in the default run."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="simulation study: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

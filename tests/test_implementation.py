@@ -139,8 +139,10 @@ def test_figures_from_result_and_from_frame():
     figures = implementation_figures(result)
     assert set(figures) == {"modules_per_participant", "module_heatmap", "bland_altman"}
     assert all(isinstance(f, Figure) for f in figures.values())
-    bars = figures["modules_per_participant"].axes[0].patches
-    assert len(bars) == 25 * len(MODULES)  # one block per participant and module (height 0 if not received)
+    stack = figures["modules_per_participant"].axes[0].images[0].get_array()
+    assert stack.shape == (len(MODULES), 25)  # one bar (column) per participant
+    received = derive_programme_variables(make_programme())[list(MODULES)].to_numpy(bool)
+    assert np.ma.masked_invalid(stack).count() == received.sum()  # one coloured block per module received
     assert set(implementation_figures(make_programme())) == set(figures)
     with pytest.raises(AnalysisError):
         implementation_figures("not a result")

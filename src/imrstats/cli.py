@@ -110,6 +110,27 @@ def cmd_meta(args) -> int:
     return 0
 
 
+def cmd_stage(args) -> int:
+    """services / implementation / trial: check and clean the input in memory, run the stage, print its summary."""
+    from .io import write_text
+    from .stage import to_json
+    from .stages import run_stage_on_inputs
+
+    config = _config(args)
+    overrides = getattr(args, "stage_overrides", None)
+    if overrides:
+        from .config import deep_update, validate_config
+
+        config = validate_config(deep_update(config, overrides(args)))
+    result = run_stage_on_inputs(args.command, [args.input], config)
+    print(result.summary.rstrip())
+    for flag in result.flags:
+        print(f"FLAG: {flag}")
+    if args.json:
+        write_text(to_json({"stage": result.stage, "flags": result.flags, **result.record}), args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imrstats", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="config YAML (default: the embedded config/config.yaml)")
@@ -140,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--knha", action="store_true", help="Knapp-Hartung adjustment (t-based tests and CIs)")
     p.add_argument("--json", help="write the result as JSON")
     p.set_defaults(func=cmd_meta)
+
+    for name, text in (("services", "count models of admissions, bed days, ER visits and outpatient contacts"),
+                       ("implementation", "programme registry descriptives (Ferrara-style tables and figures)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--in", dest="input", required=True, help="directory (or file) holding the input tables")
+        p.add_argument("--json", help="write the stage's results as JSON")
+        p.set_defaults(func=cmd_stage)
     return parser
 
 

@@ -6,7 +6,9 @@ Every table shown is also written as CSV beside the report (results/report/table
 
 from __future__ import annotations
 
+import base64
 import html
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -17,10 +19,10 @@ from .io import write_csv, write_text
 from .provenance import package_versions
 
 PENDING_STAGES = [
-    ("Trial", "ITT MMRM with multiple imputation, complete case, per protocol, subgroups, MNAR sensitivity"),
-    ("Service use", "Poisson, negative binomial, zero-inflated and hurdle models"),
-    ("Meta-analysis", "effect sizes, frequentist random effects, Bayesian pooling"),
-    ("Implementation", "programme registry descriptives"),
+    ("trial", "Trial", "ITT MMRM with multiple imputation, complete case, per protocol, subgroups, MNAR sensitivity"),
+    ("services", "Service use", "Poisson, negative binomial, zero-inflated and hurdle models"),
+    ("meta", "Meta-analysis", "effect sizes, frequentist random effects, Bayesian pooling"),
+    ("implementation", "Implementation", "programme registry descriptives"),
 ]
 
 
@@ -57,14 +59,15 @@ def _table_html(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, border=0, classes="tbl", na_rep="", escape=True)
 
 
-def render_index(config: dict, summary: dict[str, pd.DataFrame], problems: pd.DataFrame, log: pd.DataFrame) -> str:
+def render_index(config: dict, summary: dict[str, pd.DataFrame], problems: pd.DataFrame, log: pd.DataFrame,
+                 sections: list[str] = (), done: set[str] = frozenset()) -> str:
     esc = html.escape
     n_err = int((problems["severity"] == "error").sum()) if not problems.empty else 0
     n_warn = int((problems["severity"] == "warning").sum()) if not problems.empty else 0
     rules = (log["rule"].str.replace(r"\d+", "N", regex=True).value_counts().rename_axis("rule").rename("values")
              .reset_index()) if not log.empty else pd.DataFrame(columns=["rule", "values"])
     versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
-    sections = [
+    body = [
         "<h2>What was run</h2>",
         f"<p>Data source: <b>{esc(config['data']['source'])}</b>"
         + (" (synthetic trial calibrated to Jensen et al. 2019; programme registry calibrated to the Ferrara study)"
@@ -84,22 +87,53 @@ def render_index(config: dict, summary: dict[str, pd.DataFrame], problems: pd.Da
         _table_html(summary["outcomes_observed"]),
     ]
     if "service_use" in summary:
-        sections += ["<h2>Service use</h2>", "<p>Mean counts per participant and period (no model).</p>",
+        body += ["<h2>Service use</h2>", "<p>Mean counts per participant and period (no model).</p>",
                      _table_html(summary["service_use"])]
     if "programme" in summary:
-        sections += ["<h2>Programme registry</h2>", _table_html(summary["programme"])]
-    sections += ["<h2>Stages not yet in this pipeline</h2>", "<ul>"]
-    sections += [f"<li><b>{esc(name)}</b>: {esc(what)}</li>" for name, what in PENDING_STAGES]
-    sections += ["</ul>"]
+        body += ["<h2>Programme registry</h2>", _table_html(summary["programme"])]
+    stage_html = list(sections)
+    sections = [*body, *stage_html]
+    pending = [(name, what) for key, name, what in PENDING_STAGES if key not in done]
+    if pending:
+        sections += ["<h2>Stages not yet in this pipeline</h2>", "<ul>"]
+        sections += [f"<li><b>{esc(name)}</b>: {esc(what)}</li>" for name, what in pending]
+        sections += ["</ul>"]
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
              ".tbl{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}"
              ".tbl td,.tbl th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
-             ".small{font-size:0.8em;color:#555}")
+             ".small{font-size:0.8em;color:#555}.method{font-size:0.8em;color:#555;margin-top:-1em}"
+             ".caption{font-weight:bold;margin-bottom:0.2em}"
+             ".flag{background:#fff3cd;border:1px solid #e0b000;padding:0.5em 1em;margin:1em 0}"
+             "figure{margin:1em 0}figure img{max-width:100%}figcaption{font-size:0.85em;color:#444}")
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>imrstats report</title>"
             f"<style>{style}</style></head><body><h1>imrstats report</h1>\n" + "\n".join(sections) + "\n</body></html>\n")
 
 
-def write_index(config: dict, data_dir: str | Path, problems_csv: str | Path, out_path: str | Path) -> None:
+def embed_figures(section: str, stage_dir: Path) -> str:
+    """Replace figures/<name>.png references by data URIs, so the report is one self-contained file."""
+    def inline(match):
+        path = stage_dir / "figures" / match.group(1)
+        if not path.exists():
+            return match.group(0)
+        return "src='data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii") + "'"
+
+    return re.sub(r"src='figures/([^']+\.png)'", inline, section)
+
+
+def stage_sections(stage_dirs: list[str | Path]) -> tuple[list[str], set[str]]:
+    """HTML sections of the stages that ran, figures embedded; and the names of those stages."""
+    sections, done = [], set()
+    for stage_dir in map(Path, stage_dirs):
+        html_file = stage_dir / "section.html"
+        if html_file.exists():
+            sections.append(f"<section id='{stage_dir.name}'>" + embed_figures(html_file.read_text(), stage_dir)
+                            + "</section>")
+            done.add(stage_dir.name)
+    return sections, done
+
+
+def write_index(config: dict, data_dir: str | Path, problems_csv: str | Path, out_path: str | Path,
+                stage_dirs: list[str | Path] = ()) -> None:
     tables = read_clean(data_dir)
     summary = data_summary(tables)
     problems = pd.read_csv(problems_csv, dtype=str)
@@ -107,4 +141,9 @@ def write_index(config: dict, data_dir: str | Path, problems_csv: str | Path, ou
     out_path = Path(out_path)
     for name, frame in summary.items():
         write_csv(frame, out_path.parent / "tables" / f"data_{name}.csv")
-    write_text(render_index(config, summary, problems, log), out_path)
+    for stage_dir in map(Path, stage_dirs):
+        for csv in sorted((stage_dir / "tables").glob("*.csv")):
+            target = out_path.parent / "tables" / f"{stage_dir.name}_{csv.name}"
+            write_text(csv.read_text(), target)
+    sections, done = stage_sections(stage_dirs)
+    write_text(render_index(config, summary, problems, log, sections, done), out_path)

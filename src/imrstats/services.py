@@ -55,6 +55,10 @@ def services_frame(participants: pd.DataFrame, service_use: pd.DataFrame,
         frame["prior_admissions"] = frame["id"].map(pre["admissions"]).astype(float)
     _check_exposure(frame)
     frame["log_exposure"] = np.log(frame["exposure_days"].astype(float))
+    unknown_arm = ~frame["arm"].isin(ARM_LEVELS)
+    if unknown_arm.any():
+        raise AnalysisError(f"{int(unknown_arm.sum())} participant(s) have an arm other than "
+                            f"{' or '.join(ARM_LEVELS)}; run 'imrstats check' and fix the arm codes")
     frame["arm"] = pd.Categorical(frame["arm"], categories=list(ARM_LEVELS))
     missing = [c for c in covariates if c not in frame.columns or frame[c].isna().any()]
     if missing:
@@ -302,7 +306,13 @@ def _boundary_warnings(names, coef, se) -> list[str]:
     if not bad:
         return []
     return [f"estimate(s) at the boundary (SE > {BOUNDARY_SE:g} or undefined): {bad}; likely "
-            "separation or a level without events; do not interpret this model"]
+            "separation, a level without events or a zero-part probability at 0 or 1; "
+            "do not interpret this model"]
+
+
+def _part_names(part: str, names: Sequence[str]) -> list[str]:
+    """'zero:armIMR' rather than 'armIMR', so a warning says which part of the model is at fault."""
+    return [f"{part}:{name}" for name in names]
 
 
 # --- the four models -------------------------------------------------------------------------
@@ -313,8 +323,16 @@ def _inputs(frame, outcome, covariates):
     if frame["arm"].nunique() < 2:
         raise AnalysisError("the analysis frame holds only one arm; an arm effect needs IMR and TAU")
     X, names = design_matrix(frame, terms)
+    _check_full_rank(X, names, "count part")
     y = _count_vector(frame, outcome, X.shape[1])
     return X, names, y, frame["log_exposure"].to_numpy(dtype=float), terms
+
+
+def _check_full_rank(X: np.ndarray, names: Sequence[str], part: str) -> None:
+    """Collinear columns (a covariate nested in arm, a constant covariate) have no unique estimate."""
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        raise AnalysisError(f"the {part} design ({', '.join(names)}) is rank deficient: some terms are "
+                            "collinear (e.g. a covariate constant or nested within arm); drop one of them")
 
 
 def _poisson_ml(X, y, offset):
@@ -420,6 +438,7 @@ def _zero_design(frame, terms, zero_terms):
     zero_terms = list(terms if zero_terms is None else zero_terms)
     _require_columns(frame, zero_terms, "analysis frame")
     Z, znames = design_matrix(frame, zero_terms)
+    _check_full_rank(Z, znames, "zero part")
     return Z, znames, zero_terms
 
 
@@ -452,7 +471,8 @@ def fit_zinb(frame: pd.DataFrame, outcome: str, covariates: Sequence[str] = DEFA
     rows = (_wald_rows("count", names, fit.params[:kx], se[:kx], method, level)
             + _wald_rows("zero", znames, fit.params[kx:kx + kz], se[kx:kx + kz], method, level)
             + _dispersion_rows(math.exp(fit.params[-1]), se[-1], method, level))
-    warn = (_boundary_warnings(names + znames, fit.params[:-1], se[:-1])
+    warn = (_boundary_warnings(_part_names("count", names) + _part_names("zero", znames),
+                               fit.params[:-1], se[:-1])
             + _theta_warnings(fit.params[-1]) + _not_converged(fit))
     mu, pi, theta = cm._zinb_parts(fit.params, X, Z, offset)
     return CountModelFit("zinb", outcome, method, to_frame(rows),
@@ -516,8 +536,9 @@ def fit_hurdle_nb(frame: pd.DataFrame, outcome: str, covariates: Sequence[str] =
     rows = (_wald_rows("count", names, count.params[:-1], se_count[:-1], method, level)
             + _wald_rows("zero", znames, zero.params, se_zero, method, level)
             + _dispersion_rows(math.exp(count.params[-1]), se_count[-1], method, level))
-    warn = (_boundary_warnings(names, count.params[:-1], se_count[:-1])
-            + _boundary_warnings(znames, zero.params, se_zero) + _theta_warnings(count.params[-1])
+    warn = (_boundary_warnings(_part_names("count", names), count.params[:-1], se_count[:-1])
+            + _boundary_warnings(_part_names("zero", znames), zero.params, se_zero)
+            + _theta_warnings(count.params[-1])
             + _not_converged(count) + _not_converged(zero))
     mu = np.exp(X @ count.params[:-1] + offset)
     return CountModelFit("hurdle_nb", outcome, method, to_frame(rows),
@@ -782,19 +803,55 @@ def rootogram_data(model: CountModelFit, max_count: int | None = None) -> pd.Dat
     return frame
 
 
+def bin_rootogram_data(data: pd.DataFrame, max_bars: int) -> pd.DataFrame:
+    """Group a long `rootogram_data` frame into at most `max_bars` bars, keeping 0 as its own bar.
+
+    Counts 1..max are cut into equal-width bins (as the `breaks` of Kleiber & Zeileis 2016);
+    observed and expected frequencies are summed within a bin before the square root is taken.
+    Columns `count_low`, `count_high` and `width` say what each bar covers; `count` is its centre.
+    """
+    if max_bars < 2:
+        raise AnalysisError("a rootogram needs at least 2 bars (zero and the positive counts)")
+    top = int(data["count"].max())
+    if top + 1 <= max_bars:
+        return data.assign(count_low=data["count"], count_high=data["count"], width=1.0)
+    width = math.ceil(top / (max_bars - 1))
+    group = np.where(data["count"] == 0, 0, (data["count"] - 1) // width + 1)
+    summed = data.groupby(group).agg(count_low=("count", "min"), count_high=("count", "max"),
+                                     observed=("observed", "sum"), expected=("expected", "sum"))
+    frame = pd.DataFrame({"outcome": data["outcome"].iloc[0], "model": data["model"].iloc[0],
+                          "count": (summed["count_low"] + summed["count_high"]) / 2,
+                          "observed": summed["observed"], "expected": summed["expected"],
+                          "sqrt_observed": np.sqrt(summed["observed"]),
+                          "sqrt_expected": np.sqrt(summed["expected"]),
+                          "count_low": summed["count_low"], "count_high": summed["count_high"],
+                          "width": (summed["count_high"] - summed["count_low"] + 1).astype(float)})
+    frame["hang_bottom"] = frame["sqrt_expected"] - frame["sqrt_observed"]
+    frame.attrs.update(data.attrs)
+    return frame.reset_index(drop=True)
+
+
 def plot_rootogram(data: pd.DataFrame, title: str | None = None, ax=None):
-    """Hanging rootogram from `rootogram_data`: bars hang from the expected curve; returns the Figure."""
+    """Hanging rootogram from `rootogram_data` (or `bin_rootogram_data`): bars hang from the
+    expected curve; returns the Figure."""
     import matplotlib
     if ax is None:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = (plt.subplots(figsize=(6, 4)) if ax is None else (ax.figure, ax))
-    ax.bar(data["count"], data["sqrt_observed"], bottom=data["hang_bottom"], width=0.8,
+    binned = "width" in data.columns and bool((data["width"] > 1).any())
+    # grouped counts are drawn one bar per group (equal widths) and labelled with their range
+    x = np.arange(len(data)) if binned else data["count"]
+    ax.bar(x, data["sqrt_observed"], bottom=data["hang_bottom"], width=0.8,
            color="0.75", edgecolor="0.4", label="observed (hanging)")
-    ax.plot(data["count"], data["sqrt_expected"], color="C3", marker="o", ms=3, label="expected")
+    ax.plot(x, data["sqrt_expected"], color="C3", marker="o", ms=3, label="expected")
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xlabel(f"{data['outcome'].iloc[0]} (count)")
+    if binned:
+        labels = [f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}" for lo, hi in zip(data["count_low"], data["count_high"])]
+        step = max(1, math.ceil(len(data) / 8))
+        ax.set_xticks(x[::step], labels[::step], rotation=30, ha="right", fontsize=8)
+    ax.set_xlabel(f"{data['outcome'].iloc[0]} (count{', grouped' if binned else ''})")
     ax.set_ylabel("sqrt(frequency)")
     ax.set_title(title or f"{data['outcome'].iloc[0]}: {data['model'].iloc[0]}")
     ax.legend(frameon=False)
@@ -818,4 +875,7 @@ def fit_count_models(frame: pd.DataFrame, outcome: str, covariates: Sequence[str
             fits[name] = fitter()
         except AnalysisError as err:
             errors[name] = str(err)
+        except np.linalg.LinAlgError as err:  # a singular information matrix: no SEs, no estimate to report
+            errors[name] = f"{outcome}: numerical failure in the {name} model ({err}); the information " \
+                           "matrix is singular, so no standard errors exist on these data"
     return {"fits": fits, "errors": errors}

@@ -56,6 +56,8 @@ def write_stage(result: StageResult, out_dir: str | Path) -> dict[str, Path]:
 
     matplotlib.use("Agg")
     out_dir = Path(out_dir)
+    (out_dir / "tables").mkdir(parents=True, exist_ok=True)     # always present: rules declare these folders
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for name, frame in result.tables.items():
         written[f"table:{name}"] = out_dir / "tables" / f"{name}.csv"

@@ -16,6 +16,7 @@ from .stage import StageResult
 STAGES = {
     "services": ("imrstats.services_stage", "run_services_stage"),
     "implementation": ("imrstats.implementation_stage", "run_implementation_stage"),
+    "meta": ("imrstats.meta_stage", "run_meta_stage"),
 }
 
 

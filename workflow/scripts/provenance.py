@@ -6,7 +6,7 @@ from imrstats.provenance import build_provenance, write_provenance
 
 with log_to(snakemake.log[0]):
     inputs = [snakemake.input[t] for t in ("participants", "assessments", "service_use", "programme") if t in snakemake.input.keys()]
-    outputs = [*snakemake.input.tables, snakemake.input.report]
+    outputs = [*snakemake.input.tables, snakemake.input.report, *snakemake.input.results]
     started = Path(snakemake.params.started_file)
     started = started.read_text().strip() if started.exists() else None
     write_provenance(snakemake.output[0], build_provenance(snakemake.config, inputs, outputs, started))

@@ -5,4 +5,5 @@ from imrstats.logs import log_to
 from imrstats.report import write_index
 
 with log_to(snakemake.log[0]):
-    write_index(snakemake.config, Path(snakemake.input.cleaning_log).parent, snakemake.input.problems, snakemake.output[0])
+    write_index(snakemake.config, Path(snakemake.input.cleaning_log).parent, snakemake.input.problems, snakemake.output[0],
+                stage_dirs=snakemake.params.stage_dirs)

@@ -1,0 +1,9 @@
+# Thin adapter: snakemake -> imrstats.stages.run_stage_on_clean_dir -> imrstats.stage.write_stage
+from imrstats.logs import log_to
+from imrstats.stage import write_stage
+from imrstats.stages import run_stage_on_clean_dir
+
+with log_to(snakemake.log[0]):
+    result = run_stage_on_clean_dir(snakemake.params.stage, snakemake.params.data_dir, snakemake.config)
+    print(result.summary)
+    write_stage(result, snakemake.params.out_dir)
