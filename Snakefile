@@ -14,6 +14,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/services.smk"
 include: "workflow/rules/meta.smk"
 include: "workflow/rules/implementation.smk"
+include: "workflow/rules/audit.smk"
 include: "workflow/rules/report.smk"
 
 

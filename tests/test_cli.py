@@ -36,3 +36,15 @@ def test_simulate_then_check_then_clean(tmp_path, capsys):
     assert main(["check", str(tmp_path / "in")]) == 0
     assert main(["clean", "--in", str(tmp_path / "in"), "--out", str(tmp_path / "clean")]) == 0
     assert (tmp_path / "clean" / "cleaning_log.csv").exists()
+
+
+def test_audit_command_flags_the_seed_cases(tmp_path, capsys):
+    out = tmp_path / "audit.json"
+    assert main(["audit", str(PROJECT / "data" / "published" / "audit_cases.csv"), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    # seed 000: r = 0.96 with n = 15 gives p < 1e-7, so "p = 0.001" can only be a threshold
+    assert "correlation_p_reported_as_equality" in text
+    # seed 003: GAF-F 0.8 with CI -4.7 to 3.0: the CI is not centred on the estimate
+    assert "[ci_centred] 0.8 (95% CI -4.7 to 3.0)" in text
+    record = json.loads(out.read_text())
+    assert record["stage"] == "audit" and record["flags"]

@@ -131,6 +131,22 @@ def cmd_stage(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    from .audit import run_audit_stage
+    from .io import write_text
+    from .stage import to_json
+
+    config = _config(args)
+    settings = {**config["audit"], "inputs": list(args.files)}
+    if args.alpha is not None:
+        settings["alpha"] = args.alpha
+    result = run_audit_stage({}, settings)
+    print(result.summary.rstrip())
+    if args.json:
+        write_text(to_json({"stage": result.stage, "flags": result.flags, **result.record}), args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imrstats", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="config YAML (default: the embedded config/config.yaml)")
@@ -168,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--in", dest="input", required=True, help="directory (or file) holding the input tables")
         p.add_argument("--json", help="write the stage's results as JSON")
         p.set_defaults(func=cmd_stage)
+
+    p = sub.add_parser("audit", help="audit printed numbers: ranges, GRIM, GRIMMER, recomputed tests, CI / p consistency")
+    p.add_argument("files", nargs="+", help="CSV tables of published numbers (the columns of data/published/published_outcomes.csv)")
+    p.add_argument("--alpha", type=float, help="significance level for 'decision-changing' disagreements (default 0.05)")
+    p.add_argument("--json", help="write the findings as JSON")
+    p.set_defaults(func=cmd_audit)
     return parser
 
 

@@ -17,6 +17,7 @@ STAGES = {
     "services": ("imrstats.services_stage", "run_services_stage"),
     "implementation": ("imrstats.implementation_stage", "run_implementation_stage"),
     "meta": ("imrstats.meta_stage", "run_meta_stage"),
+    "audit": ("imrstats.audit", "run_audit_stage"),
 }
 
 
