@@ -11,6 +11,7 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/trial.smk"
 include: "workflow/rules/services.smk"
 include: "workflow/rules/meta.smk"
 include: "workflow/rules/implementation.smk"

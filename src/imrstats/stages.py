@@ -14,9 +14,10 @@ from .stage import StageResult
 
 # stage name -> (module, function); each function is run_<stage>_stage(tables, settings, *, seed)
 STAGES = {
+    "trial": ("imrstats.trial_stage", "run_trial_stage"),
     "services": ("imrstats.services_stage", "run_services_stage"),
     "implementation": ("imrstats.implementation_stage", "run_implementation_stage"),
-    "meta": ("imrstats.meta_stage", "run_meta_stage"),
+    "meta": ("imrstats.meta_bayes", "run_meta_stage_with_bayes"),
     "audit": ("imrstats.audit", "run_audit_stage"),
 }
 

@@ -7,3 +7,7 @@ with log_to(snakemake.log[0]):
     result = run_stage_on_clean_dir(snakemake.params.stage, snakemake.params.data_dir, snakemake.config)
     print(result.summary)
     write_stage(result, snakemake.params.out_dir)
+    if getattr(result, "posteriors", None):   # the meta stage's Bayesian posteriors, as netCDF
+        from imrstats.meta_bayes import write_posteriors
+
+        write_posteriors(result, snakemake.params.out_dir)

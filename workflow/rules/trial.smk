@@ -1,0 +1,28 @@
+# Trial stage: src/imrstats/trial_stage.py (run_trial_stage), config section `trial`.
+# One job for all outcomes: the imputation and MMRM engines are fast, and a process per outcome would
+# spend more time importing than computing.
+
+
+rule trial:
+    input:
+        tables=rules.clean.output.tables,
+    output:
+        json=f"{RESULTS}/trial/result.json",
+        html=f"{RESULTS}/trial/section.html",
+        tables=directory(f"{RESULTS}/trial/tables"),
+        figures=report(
+            directory(f"{RESULTS}/trial/figures"),
+            patterns=["{name}.png"],
+            caption="../report/trial.rst",
+            category="Trial",
+        ),
+    params:
+        stage="trial",
+        data_dir=f"{RESULTS}/data",
+        out_dir=f"{RESULTS}/trial",
+    log:
+        f"{RESULTS}/logs/trial.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/trial.tsv"
+    script:
+        "../scripts/stage.py"
