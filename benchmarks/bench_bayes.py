@@ -6,7 +6,7 @@ Workload (synthetic, deterministic): 11 outcomes with 3-10 studies each x 4 tau 
 plus a cumulative analysis by year of a 6-study outcome under HalfNormal(0.5); every fit 4 chains x
 (1000 tune + 1000 draws), each gated on R-hat / ESS / divergences.
 
-Run:  .venv/bin/python benchmarks/bench_bayes.py [--no-r]
+Run:  .venv/bin/python benchmarks/bench_bayes.py [--no-r]   (benchmarks/run_all.py reuses its functions)
 Writes benchmarks/results/bayes.json and benchmarks/results/bayes_input.csv (the shared input).
 """
 
@@ -81,17 +81,29 @@ def run_python(data: pd.DataFrame) -> dict:
     }
 
 
-def run_r(input_csv: Path) -> dict:
+def run_r(input_csv: Path, *, priors: tuple[str, ...] = (), timeout: float | None = None) -> dict:
+    """Run benchmarks/r/bayes_brms.R on `input_csv` (optionally only the named brms priors) and parse its
+    "TIMING key value" lines. Never raises: a missing Rscript, a timeout or a failing script is recorded."""
     if shutil.which("Rscript") is None:
-        return {"status": "Rscript not found"}
+        return {"status": "R not available (Rscript not found)"}
     script = HERE / "r" / "bayes_brms.R"
     t0 = time.perf_counter()
-    proc = subprocess.run(["Rscript", str(script), str(input_csv)], capture_output=True, text=True)
+    try:
+        proc = subprocess.run(["Rscript", str(script), str(input_csv), *priors], capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timed out after {timeout:.0f} s", "process_wall_s": time.perf_counter() - t0}
     out = {"process_wall_s": time.perf_counter() - t0, "returncode": proc.returncode}
     for line in proc.stdout.splitlines():
         if line.startswith("TIMING "):
             _, key, value = line.split()
-            out[key] = float(value) if value.replace(".", "", 1).replace("-", "", 1).isdigit() else value
+            try:
+                out[key] = float(value)
+            except ValueError:
+                out[key] = value
+    out["status"] = "ok" if proc.returncode == 0 else "failed"
+    if out.get("brms_status") == "not_installed":
+        out["status"] = "brms not installed"
     if proc.returncode:
         out["stderr_tail"] = proc.stderr[-2000:]
     return out
