@@ -24,13 +24,14 @@ def run_pipeline(workdir: Path, *extra: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    runs = []
-    for name in ("a", "b"):
-        workdir = tmp_path_factory.mktemp(name)
-        proc = run_pipeline(workdir)
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        runs.append(workdir / "results")
-    return runs
+    """The session's shared default run (tests/report_run.py) and one more, in another directory."""
+    from report_run import finished_default_run
+
+    first = finished_default_run(tmp_path_factory)
+    workdir = tmp_path_factory.mktemp("b")
+    proc = run_pipeline(workdir)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return [first / "results", workdir / "results"]
 
 
 def _tables(results: Path):

@@ -59,6 +59,11 @@ def _table_html(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, border=0, classes="tbl", na_rep="", escape=True)
 
 
+def _wrap_wide_tables(html_text: str) -> str:
+    """Let wide tables scroll sideways inside the page instead of running past it."""
+    return re.sub(r"(<table[^>]*>.*?</table>)", r"<div class='scroll'>\1</div>", html_text, flags=re.S)
+
+
 def render_index(config: dict, summary: dict[str, pd.DataFrame], problems: pd.DataFrame, log: pd.DataFrame,
                  sections: list[str] = (), done: set[str] = frozenset()) -> str:
     esc = html.escape
@@ -104,9 +109,11 @@ def render_index(config: dict, summary: dict[str, pd.DataFrame], problems: pd.Da
              ".small{font-size:0.8em;color:#555}.method{font-size:0.8em;color:#555;margin-top:-1em}"
              ".caption{font-weight:bold;margin-bottom:0.2em}"
              ".flag{background:#fff3cd;border:1px solid #e0b000;padding:0.5em 1em;margin:1em 0}"
-             "figure{margin:1em 0}figure img{max-width:100%}figcaption{font-size:0.85em;color:#444}")
+             "figure{margin:1em 0}figure img{max-width:100%}figcaption{font-size:0.85em;color:#444}"
+             ".scroll{overflow-x:auto;max-width:100%}")
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>imrstats report</title>"
-            f"<style>{style}</style></head><body><h1>imrstats report</h1>\n" + "\n".join(sections) + "\n</body></html>\n")
+            f"<style>{style}</style></head><body><h1>imrstats report</h1>\n" + _wrap_wide_tables("\n".join(sections))
+            + "\n</body></html>\n")
 
 
 def embed_figures(section: str, stage_dir: Path) -> str:

@@ -12,7 +12,12 @@ rule audit:
     output:
         json=f"{RESULTS}/audit/result.json",
         html=f"{RESULTS}/audit/section.html",
-        tables=directory(f"{RESULTS}/audit/tables"),
+        tables=report(
+            directory(f"{RESULTS}/audit/tables"),
+            patterns=["{name}.csv"],
+            caption="../report/audit.rst",
+            category="Audit",
+        ),
         figures=directory(f"{RESULTS}/audit/figures"),
     params:
         stage="audit",
