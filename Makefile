@@ -13,7 +13,7 @@ CORES ?= all
 export PYTENSOR_FLAGS ?= compiledir=$(CURDIR)/.pytensor
 export MPLBACKEND ?= Agg
 
-.PHONY: run test env report clean-results
+.PHONY: run test env report clean-results browser
 
 env: $(STAMP)
 
@@ -29,7 +29,16 @@ run: $(STAMP)
 	@echo ""
 	@echo "Pipeline finished. Open results/report/index.html (tables: results/tables/, provenance: results/provenance.json)."
 
-test: $(STAMP)
+# Debian's chromium renders the report in the browser check (tests/test_report_browser.py); installed
+# here when missing and possible (root + apt), otherwise that test is skipped with its reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the report's browser check"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: chromium not found and cannot be installed here; the browser check is skipped"; fi; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 report: $(STAMP)
