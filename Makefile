@@ -27,7 +27,7 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete
 	@echo ""
-	@echo "Pipeline finished. Open results/report/index.html (tables: results/tables/, provenance: results/provenance.json)."
+	@echo "Pipeline finished. Open results/report/index.html (tables: results/report/tables/, provenance: results/provenance.json)."
 
 # Debian's chromium renders the report in the browser check (tests/test_report_browser.py); installed
 # here when missing and possible (root + apt), otherwise that test is skipped with its reason.

@@ -1,5 +1,7 @@
 """The trial stage: every outcome of the instrument registry's trial list analysed as seed 003 planned
-(ITT MI-MMRM, complete case, per protocol, subgroups), plus the MNAR tipping point and multiplicity.
+(ITT MI-MMRM, complete case, per protocol, subgroups), plus the MNAR tipping point and multiplicity, and
+(issue 10, `imrstats.trial_extra`) model diagnostics, within-group change, the post hoc subscale family,
+attendance dose-response and the complier-average causal effect.
 
 `run_trial_stage` returns a `StageResult` (tables, figures, record, summary, HTML, flags); a failure in
 one outcome or one sub-analysis becomes a flag and the rest of the stage still runs. `run_trial_outcome`
@@ -15,7 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from imrstats import trial
+from imrstats import trial, trial_extra
 from imrstats.errors import AnalysisError
 from imrstats.instruments import TRIAL_OUTCOMES, load_registry
 from imrstats.simulate import derive_seed
@@ -23,6 +25,11 @@ from imrstats.stage import StageResult, figure_html, table_html
 
 DEFAULT_SEED = 20190065
 TABLE4_OUTCOMES = ["gaf_f", "psp", "panss_total", "imrs_clinician"]
+# seed Table 4 post hoc rows (ANCOVA at fu12 with post as covariate) and the IMRS three-factor subscales
+SUBSCALE_ANCOVA_OUTCOMES = ["panss_pos", "panss_neg", "panss_gen", "psp_activities", "psp_relations", "psp_selfcare",
+                            "psp_aggressive"]
+SUBSCALE_ITT_OUTCOMES = ["imrs_client_recovery", "imrs_client_management", "imrs_client_biology",
+                         "imrs_clinician_recovery", "imrs_clinician_management", "imrs_clinician_biology"]
 DEFAULT_SETTINGS = {
     "outcomes": list(TRIAL_OUTCOMES),
     "primary": {"outcome": "gaf_f", "timepoint": "post"},
@@ -42,6 +49,16 @@ DEFAULT_SETTINGS = {
     "delta_grid_sd": [-1.0, -0.5, -0.25, 0.25, 0.5, 1.0],
     "tipping_outcomes": ["gaf_f"],
     "alpha": 0.05,
+    # issue 10: diagnostics, within-group change, post hoc subscales, attendance dose-response and CACE
+    "diagnostics_outcomes": list(TRIAL_OUTCOMES),
+    "cooks_refit": False,
+    "diagnostics_figures": "flagged",
+    "within_group_outcomes": list(TRIAL_OUTCOMES),
+    "within_group_covariates": [],
+    "subscale_ancova_outcomes": SUBSCALE_ANCOVA_OUTCOMES,
+    "subscale_itt_outcomes": SUBSCALE_ITT_OUTCOMES,
+    "attendance_outcomes": TABLE4_OUTCOMES,
+    "attendance_timepoint": "fu12",
 }
 
 
@@ -54,8 +71,13 @@ def trial_settings(settings: dict | None) -> dict:
     out = copy.deepcopy(DEFAULT_SETTINGS)
     out.update(copy.deepcopy(settings))
     out["primary"] = {**DEFAULT_SETTINGS["primary"], **(settings.get("primary") or {})}
-    if out["primary"]["timepoint"] not in trial.TIMEPOINTS or out["subgroup_timepoint"] not in trial.TIMEPOINTS:
-        raise AnalysisError(f"primary.timepoint and subgroup_timepoint must be one of {trial.TIMEPOINTS}")
+    if any(out[k] not in trial.TIMEPOINTS for k in ("subgroup_timepoint", "attendance_timepoint")) or \
+            out["primary"]["timepoint"] not in trial.TIMEPOINTS:
+        raise AnalysisError(f"primary.timepoint, subgroup_timepoint and attendance_timepoint must be one of "
+                            f"{trial.TIMEPOINTS}")
+    if out["diagnostics_figures"] not in ("all", "flagged", "none"):
+        raise AnalysisError("diagnostics_figures must be 'all', 'flagged' (the primary outcome and outcomes with a "
+                            f"failed check) or 'none', got {out['diagnostics_figures']!r}")
     if out["imputation_method"] not in ("pmm", "norm"):
         raise AnalysisError("imputation_method must be 'pmm' or 'norm'")
     if not 0 < float(out["alpha"]) < 1:
@@ -116,6 +138,7 @@ def _analyse_outcome(tables, key: str, s: dict, seed: int, registry, flags: list
         if key in s["subgroup_mi_outcomes"] and imp is not None:
             attempt(f"subgroup_mi_{sg}", lambda: trial.subgroup_interactions(
                 frame, sg, imputation=imp, outcome=key, covariates=covs, level=level))
+    _analyse_extra(frame, key, s, out, attempt, flags)
     if key in s["tipping_outcomes"] and imp is not None:
         sd = float(np.nanstd(frame["baseline"], ddof=1))
         deltas = [round(float(d) * sd, 6) for d in s["delta_grid_sd"]]
@@ -128,6 +151,260 @@ def _analyse_outcome(tables, key: str, s: dict, seed: int, registry, flags: list
             if bad:
                 flags.append(f"{key}: {bad} MMRM refits of the delta grid did not converge")
     return out
+
+
+_DIAGNOSTIC_MODELS = (("diagnostics_mmrm", None), ("diagnostics_cc_post", "post"), ("diagnostics_cc_fu12", "fu12"))
+
+
+def _analyse_extra(frame: pd.DataFrame, key: str, s: dict, out: dict, attempt, flags: list[str]) -> None:
+    """Issue 10 analyses of one outcome (diagnostics, within-group change, attendance, CACE); each failure
+    is a flag via ``attempt`` and the rest still runs. Failed diagnostic checks are flagged, never dropped."""
+    level, alpha, covs = 1 - float(s["alpha"]), float(s["alpha"]), list(s["covariates"])
+    if key in s["diagnostics_outcomes"]:
+        for name, tp in _DIAGNOSTIC_MODELS:
+            attempt(name, (lambda: trial_extra.mmrm_diagnostics(frame, outcome=key, covariates=covs, alpha=alpha,
+                                                                cooks_refit=bool(s["cooks_refit"]))) if tp is None
+                    else (lambda tp=tp: trial_extra.cc_diagnostics(frame, outcome=key, timepoint=tp, covariates=covs,
+                                                                   alpha=alpha)))
+        failed = [f"{out[n].model} {out[n].timepoint}: {f}" for n, _ in _DIAGNOSTIC_MODELS if n in out
+                  for f in out[n].failed]
+        if failed:
+            flags.append(f"{key}: diagnostic check(s) failed at alpha = {alpha:g} (results kept, read them with "
+                         f"this in mind): " + "; ".join(failed))
+        big = [f"{out[n].model} {out[n].timepoint}" for n, _ in _DIAGNOSTIC_MODELS
+               if n in out and np.nanmax(out[n].cooks) > 1]
+        if big:
+            flags.append(f"{key}: a participant has Cook's distance > 1 in {', '.join(big)} (kept in the analysis)")
+    if key in s["within_group_outcomes"]:
+        attempt("within_group_change", lambda: trial_extra.within_group_change(
+            frame, outcome=key, covariates=list(s["within_group_covariates"]), level=level))
+        if "within_group_change" in out and not out["within_group_change"]["converged"].all():
+            flags.append(f"{key}: the within-group change model did not converge "
+                         f"({out['within_group_change']['notes'].iloc[0]})")
+    if key in s["attendance_outcomes"]:
+        tp, threshold = s["attendance_timepoint"], int(s["per_protocol_threshold"])
+        attempt("attendance", lambda: trial_extra.attendance_dose_response(frame, outcome=key, threshold=threshold,
+                                                                           timepoint=tp, level=level))
+        attempt("cace", lambda: trial_extra.cace_iv(frame, outcome=key, threshold=threshold, timepoint=tp,
+                                                    covariates=covs, level=level))
+        imr = frame.loc[(frame["arm"] == "IMR"), ["sessions_attended", tp]].dropna()
+        if len(imr) and "attendance" in out:
+            out["attendance_points"] = imr.to_numpy(dtype=float)   # for the figure only, never tabled
+
+
+def _analyse_subscales(tables, s: dict, seed: int, registry, flags: list[str]) -> list[dict]:
+    """Seed Table 4 post hoc subscale ANCOVAs and the IMRS three-factor subscales analysed like the totals."""
+    level = 1 - float(s["alpha"])
+    out = []
+    for key in s["subscale_ancova_outcomes"]:
+        try:
+            frame = trial.outcome_frame(tables["participants"], tables["assessments"], key)
+            out.append({"outcome": key, "ancova": trial_extra.subscale_ancova(frame, outcome=key, level=level)})
+        except AnalysisError as err:
+            flags.append(f"{key}: subscale ANCOVA not reported: {err}")
+    for key in s["subscale_itt_outcomes"]:
+        try:
+            out.append(_analyse_outcome(tables, key, s, seed, registry, flags))
+        except AnalysisError as err:
+            flags.append(f"{key}: subscale not analysed: {err}")
+    return out
+
+
+def _extra_tables(results, sub_results, s, registry) -> dict[str, pd.DataFrame]:
+    diag = []
+    for r in results:
+        for name, _ in _DIAGNOSTIC_MODELS:
+            if name in r:
+                c = r[name].checks.copy()
+                c["rows_above_4_over_n"] = np.where(c["check"] == "cooks_distance",
+                                                    ", ".join(str(i) for i in r[name].cooks_rows), "")
+                diag.append(c)
+    out = {"trial_diagnostics": pd.concat(diag, ignore_index=True) if diag else pd.DataFrame(),
+           "trial_within_group_change": _stack(results, "within_group_change"),
+           "trial_attendance": _stack(results, "attendance"),
+           "trial_cace": _stack(results, "cace")}
+    anc = _stack(sub_results, "ancova")
+    itt = _stack(sub_results, "itt", lambda r: r.contrasts)
+    parts = []
+    if not anc.empty:
+        parts.append(anc.assign(analysis=f"complete-case ANCOVA {anc['timepoint'].iloc[0]} ~ arm + post"))
+    if not itt.empty:
+        parts.append(itt.assign(analysis="ITT MI-MMRM (as the total)"))
+    fam = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if not fam.empty:
+        fam.insert(1, "instrument", fam["outcome"].map(lambda k: registry[k].short))
+        fam.insert(2, "subscale_of", fam["outcome"].map(lambda k: registry[k].subscale_of or ""))
+        fam["direction"] = fam["outcome"].map(lambda k: registry[k].direction_text)
+        fam["p_holm"] = trial.adjust_pvalues(fam["p"], "holm")   # one family: every post hoc subscale test
+        fam["p_bh"] = trial.adjust_pvalues(fam["p"], "bh")
+    out["trial_subscales"] = fam
+    out["trial_subscale_complete_case"] = _stack(sub_results, "complete_case", lambda r: r[1])
+    return {k: v for k, v in out.items() if not v.empty}
+
+
+def _draw_diagnostics(key: str, diags: list, s: dict) -> bool:
+    """Figures are costly (12 panels): ``flagged`` draws the primary outcome and any outcome with a failed check."""
+    if s["diagnostics_figures"] == "none":
+        return False
+    return (s["diagnostics_figures"] == "all" or key == s["primary"]["outcome"]
+            or any(d.failed or np.nanmax(d.cooks) > 1 for d in diags))
+
+
+def _diagnostics_figure(diags: list, label: str):
+    """Per model (row): normal Q-Q of the residuals, residuals vs fitted, Cook's distance, residuals vs baseline."""
+    from matplotlib.figure import Figure
+    from scipy import stats
+
+    fig = Figure(figsize=(12, 2.7 * len(diags)))
+    axes = fig.subplots(len(diags), 4, squeeze=False)
+    for row, d in zip(axes, diags):
+        c = d.checks.set_index("check")
+        z = (d.residuals - d.residuals.mean()) / d.residuals.std(ddof=1)
+        osm, osr = stats.probplot(z, dist="norm", fit=False)
+        row[0].plot(osm, osr, ".", ms=3)
+        lim = [min(osm.min(), osr.min()), max(osm.max(), osr.max())]
+        row[0].plot(lim, lim, color="black", lw=0.8)
+        row[0].set_title(f"{label}, {d.model} {d.timepoint}\nnormal Q-Q; Shapiro-Wilk p = "
+                         f"{c.loc['shapiro_wilk', 'p']:.3g}", fontsize=8)
+        row[1].plot(d.fitted, d.residuals, ".", ms=3)
+        row[1].axhline(0, color="black", lw=0.8)
+        row[1].set_title(f"{d.residual_kind.split()[0]} residual vs fitted\nSpearman(|residual|, fitted) p = "
+                         f"{c.loc['spearman_abs_residual_fitted', 'p']:.3g}", fontsize=8)
+        n = len(d.cooks)
+        row[2].vlines(np.arange(1, n + 1), 0, np.nan_to_num(d.cooks), lw=0.8)
+        row[2].axhline(4 / n, color="tab:red", ls="--", lw=0.8)
+        row[2].set_title(f"Cook's distance by row\n{len(d.cooks_rows)} above 4/n (dashed), all kept", fontsize=8)
+        row[3].plot(d.baseline, d.residuals, ".", ms=3)
+        row[3].axhline(0, color="black", lw=0.8)
+        row[3].set_title(f"residual vs baseline\nquadratic term p = {c.loc['baseline_quadratic', 'p']:.3g}", fontsize=8)
+        for ax, xl in zip(row, ("normal quantile", "fitted", "row in analysed data", "baseline")):
+            ax.set_xlabel(xl, fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.locator_params(nbins=4)   # few tick labels: text layout is most of the drawing time
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.13 / len(diags), top=1 - 0.16 / len(diags),
+                        wspace=0.25, hspace=0.75)   # fixed layout: tight_layout would cost a full draw
+    return fig
+
+
+def _attendance_figure(results, registry, s):
+    from matplotlib.figure import Figure
+
+    panels = [r for r in results if "attendance_points" in r]
+    fig = Figure(figsize=(3.4 * len(panels), 3.2))
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, r in zip(axes, panels):
+        x, y = r["attendance_points"][:, 0], r["attendance_points"][:, 1]
+        ax.scatter(x, y, s=8, alpha=0.7)
+        if np.ptp(x) > 0:
+            slope, icpt = np.polyfit(x, y, 1)
+            grid = np.linspace(x.min(), x.max(), 50)
+            ax.plot(grid, icpt + slope * grid, color="tab:orange", label="OLS (unadjusted)")
+        ax.axvline(int(s["per_protocol_threshold"]) + 0.5, color="tab:red", ls="--", lw=0.8,
+                   label=f">{s['per_protocol_threshold']} sessions")
+        ax.set_xlabel("sessions attended (IMR arm)", fontsize=8)
+        ax.set_ylabel(f"{registry[r['outcome']].short} at {s['attendance_timepoint']}", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _extra_html(tables, figures, s) -> str:
+    thr, tp = s["per_protocol_threshold"], s["attendance_timepoint"]
+    drop = ["notes", "m", "qbar", "ubar", "b", "t"]
+    parts = []
+
+    def table(name, caption, method, keep_method=False):
+        if name in tables:
+            f = tables[name]
+            f = f.drop(columns=[c for c in drop + ([] if keep_method else ["method"]) if c in f.columns])
+            parts.append(table_html(f, caption=caption, method=method))
+
+    parts.append("<h3>Model diagnostics</h3>")
+    parts.append(_p("As the protocol planned, outliers were identified by Cook's distance and kept in every analysis; "
+                    "participants above 4/n are listed by their row number in the analysed data (never by identifier). "
+                    "Residuals are tested for normality (Shapiro-Wilk), for heteroscedasticity (Spearman's rank "
+                    "correlation of |residual| with the fitted value) and the baseline covariate for linearity (a "
+                    "centred quadratic term). Models: the likelihood MMRM on the observed data (the ITT model "
+                    "without imputation; normalized residuals) and the complete-case ANCOVA at each visit (raw "
+                    f"residuals). A check with p < {s['alpha']} fails and is listed in the warning box above."))
+    table("trial_diagnostics", "Diagnostics per outcome and model (passed: p >= alpha; Cook's rows are "
+          "row numbers in the analysed data)",
+          "Cook's distance (OLS: R cooks.distance; MMRM: delete-one-participant GLS, "
+          + ("REML refits" if s["cooks_refit"] else "covariance fixed at the full fit, Christensen et al. 1992")
+          + "); Shapiro-Wilk (AS R94); Spearman t approximation; quadratic baseline term (ANCOVA: nested F; MMRM: "
+            "Wald t, Satterthwaite df)", keep_method=True)
+    if s["diagnostics_figures"] == "flagged":
+        parts.append(_p("Figures are drawn for the primary outcome and for every outcome with a failed check "
+                        "(setting diagnostics_figures: all draws every outcome)."))
+    for key in figures:
+        if key.startswith("trial_diagnostics_"):
+            parts.append(figure_html(key, f"Diagnostics, {key.removeprefix('trial_diagnostics_')}: Q-Q, residuals vs "
+                                          "fitted, Cook's distance (dashed: 4/n), residuals vs baseline"))
+    parts.append("<h3>Within-group change from post-intervention to 12-month follow-up (post hoc)</h3>")
+    parts.append(_p("The protocol's post hoc mixed model: post-intervention and 12-month follow-up as repeated measures, "
+                    "baseline as a fixed-effect covariate, unstructured covariance (REML), observed data; the time "
+                    "effect within each arm (fu12 minus post) and the difference between the arms' changes."))
+    table("trial_within_group_change", "Change fu12 - post per arm (positive = the score rose)",
+          "REML GLS 0 + time + arm:time + baseline" + "".join(f" + {c}" for c in s["within_group_covariates"])
+          + ", unstructured covariance, observed data; Satterthwaite df")
+    parts.append("<h3>Post hoc subscale analyses</h3>")
+    parts.append(_p("PANSS positive, negative and general psychopathology subscales and the four PSP domains: "
+                    "complete-case ANCOVA at 12-month follow-up with the post-intervention value as covariate "
+                    "(seed Table 4). IMRS three-factor subscales (Recovery, Management, Biology) of both versions: "
+                    "the ITT MI-MMRM of the totals. These post hoc tests form one multiplicity family of their own "
+                    "(Holm and Benjamini-Hochberg over every row)."))
+    table("trial_subscales", "Post hoc subscales: IMR - TAU (p_holm / p_bh within this family)",
+          "ANCOVA: OLS fu12 ~ arm + post, t(n - p), type III F = t^2 (R car::Anova); IMRS subscales: MI-MMRM, "
+          "Rubin's rules, Barnard-Rubin df", keep_method=False)
+    table("trial_subscale_complete_case", "IMRS subscales: complete-case ANCOVA per visit",
+          "OLS y_visit ~ arm + baseline + covariates; t(n - p)")
+    parts.append("<h3>Attendance: dose-response and complier-average causal effect</h3>")
+    parts.append(_p(f"Within the IMR arm (observed cases): one-way ANOVA of the {tp} outcome on sessions attended as a "
+                    f"continuous variable, the slope adjusted for baseline, and > {thr} vs 0-{thr} sessions adjusted "
+                    "for baseline. These compare self-selected groups and are not randomised comparisons."))
+    table("trial_attendance", f"Attendance dose-response at {tp} (IMR arm)",
+          "OLS within the IMR arm; one-way ANOVA F = t^2 of the slope; t(n - p)")
+    if "trial_attendance" in figures:
+        parts.append(figure_html("trial_attendance", f"Outcome at {tp} against sessions attended, IMR arm"))
+    parts.append(_p(f"Complier-average causal effect (CACE) of attending more than {thr} sessions, with randomisation as "
+                    "the instrument (two-stage least squares). It RESTS ON THE EXCLUSION RESTRICTION: being randomised "
+                    f"to IMR changes the outcome only through attending more than {thr} sessions (no effect of fewer "
+                    "sessions or of allocation itself), and on one-sided non-compliance (TAU cannot attend). The ITT "
+                    "(reduced form) and first stage (IMR - TAU difference in the proportion attending) are shown in "
+                    "the same sample; CACE = ITT / first stage."))
+    table("trial_cace", "CACE by instrumental variables (assumes the exclusion restriction)",
+          f"2SLS {tp} ~ complied + baseline + {' + '.join(s['covariates'])}, instrument: randomised arm; "
+          "homoskedastic SE as AER::ivreg, t(n - p)", keep_method=False)
+    return "\n".join(p for p in parts if p)
+
+
+def _extra_summary(tables) -> list[str]:
+    lines = []
+    d = tables.get("trial_diagnostics")
+    if d is not None:
+        tested = d.loc[d["passed"].notna()]
+        failed = tested.loc[tested["passed"] == False]  # noqa: E712
+        lines += ["", f"Diagnostics: {len(failed)} of {len(tested)} residual checks failed (see warnings); "
+                      f"Cook's D > 4/n kept (seed), max D = {d.loc[d['check'] == 'cooks_distance', 'statistic'].max():.3f}"]
+    w = tables.get("trial_within_group_change")
+    if w is not None:
+        lines += ["", "Within-group change fu12 - post (post hoc mixed model):"]
+        for key, g in w.groupby("outcome", sort=False):
+            lines.append(f"  {key:<16}" + "  ".join(f"{r['arm']} {_fmt(r['estimate'])} (p {_fmt(r['p'], 3)})"
+                                                  for _, r in g.iterrows()))
+    sub = tables.get("trial_subscales")
+    if sub is not None:
+        lines += ["", "Post hoc subscales (own multiplicity family):"]
+        for _, r in sub.iterrows():
+            lines.append(f"  {r['instrument']:<28}{r['timepoint']:<6}{_fmt(r['estimate']):>8}  p {_fmt(r['p'], 3)}  "
+                         f"p_holm {_fmt(r['p_holm'], 3)}")
+    c = tables.get("trial_cace")
+    if c is not None:
+        lines += ["", "CACE of attending more sessions than the threshold (2SLS; rests on the exclusion restriction):"]
+        for _, r in c.loc[c["quantity"].str.startswith("CACE")].iterrows():
+            lines.append(f"  {r['outcome']:<16}{_fmt(r['estimate']):>8}  [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]  "
+                         f"p {_fmt(r['p'], 3)}  (compliance in IMR {r['compliance_imr']:.2f})")
+    return lines
 
 
 # --------------------------------------------------------------------------------------------------
@@ -292,6 +569,7 @@ def _summary(tables, results, s, flags, seed) -> str:
         lines.append("")
         lines.append("Subgroup interactions (complete case, F test): " + "; ".join(
             f"{t['outcome']} x {t['subgroup']} p = {t['p']:.3f}" for _, t in cc.iterrows()))
+    lines += _extra_summary(tables)
     if flags:
         lines.append("")
         lines += [f"WARNING: {f}" for f in flags]
@@ -361,7 +639,7 @@ def _html(tables, figures, results, s, flags) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def _record(results, s, seed, tables) -> dict:
+def _record(results, s, seed, tables, sub_results=()) -> dict:
     rec = {"settings": s, "seed": seed, "outcomes": {}}
     for r in results:
         o = {}
@@ -373,9 +651,12 @@ def _record(results, s, seed, tables) -> dict:
             o["tipping_point"] = r["tipping"].to_dict()
         rec["outcomes"][r["outcome"]] = o
     for name in ("trial_complete_case", "trial_descriptives", "trial_per_protocol", "trial_subgroup_interaction_cc",
-                 "trial_subgroup_interaction_mi"):
+                 "trial_subgroup_interaction_mi", "trial_within_group_change", "trial_subscales",
+                 "trial_subscale_complete_case", "trial_attendance", "trial_cace"):
         if name in tables:
             rec[name.removeprefix("trial_")] = tables[name].to_dict("records")
+    rec["diagnostics"] = [r[n].to_dict() for r in results for n, _ in _DIAGNOSTIC_MODELS if n in r]
+    rec["subscale_outcomes"] = {r["outcome"]: r["itt"].to_dict() for r in sub_results if "itt" in r}
     return rec
 
 
@@ -389,7 +670,8 @@ def run_trial_stage(tables: dict[str, pd.DataFrame], settings: dict | None = Non
         if name not in tables:
             raise AnalysisError(f"the trial stage needs the cleaned '{name}' table; tables given: {sorted(tables)}")
     registry = load_registry()
-    unknown = [k for k in s["outcomes"] if k not in registry]
+    listed = ("outcomes", "subscale_ancova_outcomes", "subscale_itt_outcomes")
+    unknown = sorted({k for name in listed for k in s[name] if k not in registry})
     if unknown:
         raise AnalysisError(f"outcome(s) {unknown} are not in the instrument registry")
     flags: list[str] = []
@@ -399,7 +681,9 @@ def run_trial_stage(tables: dict[str, pd.DataFrame], settings: dict | None = Non
             results.append(_analyse_outcome(tables, key, s, seed, registry, flags))
         except AnalysisError as err:
             flags.append(f"{key}: not analysed: {err}")
+    sub_results = _analyse_subscales(tables, s, seed, registry, flags)
     out_tables = _build_tables(results, s, registry)
+    out_tables.update(_extra_tables(results, sub_results, s, registry))
     figures = {}
     try:
         if "trial_itt_contrasts" in out_tables:
@@ -408,11 +692,19 @@ def run_trial_stage(tables: dict[str, pd.DataFrame], settings: dict | None = Non
         for r in results:
             if "tipping" in r:
                 figures[f"trial_tipping_{r['outcome']}"] = _tipping_figure(r["tipping"], registry[r["outcome"]].short)
+        for r in results:
+            diags = [r[n] for n, _ in _DIAGNOSTIC_MODELS if n in r]
+            if diags and _draw_diagnostics(r["outcome"], diags, s):
+                figures[f"trial_diagnostics_{r['outcome']}"] = _diagnostics_figure(diags, registry[r["outcome"]].short)
+        if any("attendance_points" in r for r in results):
+            figures["trial_attendance"] = _attendance_figure(results, registry, s)
     except Exception as err:  # a figure must never sink the numbers
         flags.append(f"a figure could not be drawn: {err}")
-    return StageResult(stage="trial", tables=out_tables, figures=figures, record=_record(results, s, seed, out_tables),
+    return StageResult(stage="trial", tables=out_tables, figures=figures,
+                       record=_record(results, s, seed, out_tables, sub_results),
                        summary=_summary(out_tables, results, s, flags, seed),
-                       html=_html(out_tables, figures, results, s, flags), flags=flags)
+                       html=_html(out_tables, figures, results, s, flags) + "\n" + _extra_html(out_tables, figures, s),
+                       flags=flags)
 
 
 def tables_baseline(result: dict) -> np.ndarray:
@@ -423,11 +715,13 @@ def tables_baseline(result: dict) -> np.ndarray:
 def run_trial_outcome(tables: dict[str, pd.DataFrame], outcome: str, settings: dict | None = None, *,
                       seed: int | None = None, imputations: int | None = None) -> StageResult:
     """One outcome for ``imrstats trial --outcome KEY``: ITT MI-MMRM, likelihood MMRM, complete case, per
-    protocol, complete-case subgroup tests and the tipping point at the primary timepoint."""
+    protocol, complete-case subgroup tests, the tipping point at the primary timepoint, and the issue-10
+    analyses of that outcome (diagnostics, within-group change, attendance and CACE; no subscale family)."""
     s = dict(settings or {})
     s.update(outcomes=[outcome], primary={**(s.get("primary") or {}), "outcome": outcome},
              per_protocol_outcomes=[outcome], subgroup_outcomes=[outcome], subgroup_mi_outcomes=[],
-             tipping_outcomes=[outcome])
+             tipping_outcomes=[outcome], diagnostics_outcomes=[outcome], within_group_outcomes=[outcome],
+             attendance_outcomes=[outcome], subscale_ancova_outcomes=[], subscale_itt_outcomes=[])
     if imputations is not None:
         s["imputations"] = int(imputations)
     return run_trial_stage(tables, s, seed=seed)
