@@ -39,6 +39,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
+from .progress import progress
 from .bayes import (DEFAULT_SENSITIVITY_KEYS, ESS_BULK_MIN, RHAT_MAX, SHIPPED_TAU_PRIORS, BayesResult, Normal,
                     TauPrior, save_posterior, shared_sampler, summary_row, tau_prior_from_spec)
 from .errors import AnalysisError, InputError
@@ -516,7 +517,7 @@ def bayes_pooling(pooling_inputs: dict[str, pd.DataFrame], settings: dict | None
     sampler = shared_sampler(capacity=max(8, 8 * math.ceil(k_max / 8)), target_accept=float(b["target_accept"]))
     start = time.perf_counter()
     pooled, posteriors = {}, {}
-    for p in plan:
+    for p in progress(plan, desc="meta: Bayesian pooling (outcome x priors x cumulative)", unit="outcome"):
         try:
             pooled[p["label"]] = pool_outcome_bayes(
                 sampler, p["data"], prior_mu=prior_mu, prior_key=p["prior"], sensitivity_keys=b["sensitivity_priors"],

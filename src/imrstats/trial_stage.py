@@ -20,6 +20,7 @@ import pandas as pd
 from imrstats import trial, trial_extra
 from imrstats.errors import AnalysisError
 from imrstats.instruments import TRIAL_OUTCOMES, load_registry
+from imrstats.progress import progress
 from imrstats.simulate import derive_seed
 from imrstats.stage import StageResult, figure_html, table_html
 
@@ -676,7 +677,8 @@ def run_trial_stage(tables: dict[str, pd.DataFrame], settings: dict | None = Non
         raise AnalysisError(f"outcome(s) {unknown} are not in the instrument registry")
     flags: list[str] = []
     results = []
-    for key in s["outcomes"]:
+    bar = progress(s["outcomes"], desc=f"trial: outcomes (m = {s['imputations']} imputations each)", unit="outcome")
+    for key in bar:
         try:
             results.append(_analyse_outcome(tables, key, s, seed, registry, flags))
         except AnalysisError as err:
