@@ -22,6 +22,16 @@ def default_tables(default_config):
     return simulate_all(default_config)
 
 
+@pytest.fixture(scope="session")
+def default_clean_tables(default_config, default_tables):
+    """The default synthetic data after `clean`, shared by every stage test in the session."""
+    from imrstats.clean import clean_tables
+
+    cfg = default_config
+    return clean_tables(default_tables, missing_codes=cfg["clean"]["missing_codes"], prorate=cfg["clean"]["prorate"],
+                        allow_identifier_columns=cfg["privacy"]["allow_identifier_columns"]).tables
+
+
 def pytest_collection_modifyitems(config, items):
     """Slow simulation studies run only when asked for (`pytest -m slow`), never in the default run."""
     if "slow" in (config.getoption("-m") or ""):

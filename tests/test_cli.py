@@ -48,3 +48,15 @@ def test_audit_command_flags_the_seed_cases(tmp_path, capsys):
     assert "[ci_centred] 0.8 (95% CI -4.7 to 3.0)" in text
     record = json.loads(out.read_text())
     assert record["stage"] == "audit" and record["flags"]
+
+
+def test_meta_command_bayes(tmp_path, capsys):
+    out = tmp_path / "meta.json"
+    assert main(["meta", str(SMD_CSV), "--knha", "--bayes", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Bayesian random effects" in text and "rhodes_mental_health_nonpharm" in text
+    bayes = json.loads(out.read_text())["bayes"]
+    assert bayes["diagnostics"]["ok"] and bayes["diagnostics"]["divergences"] == 0
+    mu = next(r for r in bayes["estimates"] if r["quantity"] == "mu")
+    # the posterior mean lies near the REML estimate of the same data (metafor: 0.2947), shrunk by the priors
+    assert abs(mu["estimate"] - METAFOR_REML_KNHA["estimate"]) < 0.05

@@ -163,12 +163,8 @@ FAST = {"outcomes": ["gaf_f", "panss_total"], "imputations": 5, "subgroups": [],
 
 
 @pytest.fixture(scope="module")
-def clean(default_config, default_tables):
-    from imrstats.clean import clean_tables
-
-    cfg = default_config
-    return clean_tables(default_tables, missing_codes=cfg["clean"]["missing_codes"], prorate=cfg["clean"]["prorate"],
-                        allow_identifier_columns=cfg["privacy"]["allow_identifier_columns"]).tables
+def clean(default_clean_tables):
+    return default_clean_tables
 
 
 @pytest.fixture(scope="module")

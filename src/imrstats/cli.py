@@ -45,7 +45,9 @@ def cmd_check(args) -> int:
         print(problem)
     print(f"{len(errors)} errors, {len(warnings)} warnings")
     if args.json:
-        Path(args.json).write_text(json.dumps([p.__dict__ for p in problems], indent=2) + "\n")
+        from .io import write_text
+
+        write_text(json.dumps([p.__dict__ for p in problems], indent=2) + "\n", args.json)
     return 2 if has_errors(problems) else 0
 
 
@@ -104,70 +106,82 @@ def cmd_meta(args) -> int:
     print(result.summary())
     pred = result.predict()
     print(f"Prediction interval for a new study: {pred.extra.get('pi_low'):.4f} to {pred.extra.get('pi_high'):.4f}")
+    payload = {"effect_size": description, "result": result.to_dict(), "prediction": pred.to_dict()}
+    if args.bayes:
+        payload["bayes"] = meta_bayes_summary(yi, vi, labels, _config(args))
     if args.json:
-        payload = {"effect_size": description, "result": result.to_dict(), "prediction": pred.to_dict()}
         write_text(json.dumps(payload, indent=2, default=str) + "\n", args.json)
     return 0
 
 
-def cmd_stage(args) -> int:
-    """services / implementation / trial: check and clean the input in memory, run the stage, print its summary."""
+def meta_bayes_summary(yi, vi, labels, config: dict) -> dict:
+    """`imrstats meta --bayes`: the pipeline's Bayesian model (priors from config meta.bayes), gated."""
+    import numpy as np
+
+    from .bayes import SHIPPED_TAU_PRIORS, Normal, shared_sampler
+    from .meta_bayes import gated_fit
+    from .simulate import derive_seed
+
+    b = config["meta"]["bayes"]
+    prior_mu = Normal(b["prior_mu"]["loc"], b["prior_mu"]["scale"])
+    named = SHIPPED_TAU_PRIORS[b["tau_prior"]]
+    k = len(yi)
+    sampler = shared_sampler(capacity=max(8, 8 * int(np.ceil(k / 8))), target_accept=b["target_accept"])
+    fit = gated_fit(sampler, yi, np.sqrt(vi), list(labels) if labels is not None else None, prior_mu=prior_mu,
+                    prior_tau=named.prior, mid=config["meta"]["mid"], seed=derive_seed(int(config["seed"]), "cli.meta"),
+                    draws=b["draws"], tune=b["tune"], chains=b["chains"], context="imrstats meta --bayes").result
+    print(f"\nBayesian random effects ({fit.method}); prior on tau: {named.key} ({named.citation}); "
+          f"prior on mu: Normal({prior_mu.loc:g}, {prior_mu.scale:g})")
+    print(f"{'quantity':<22}{'mean':>9}{'sd':>9}  95% interval (for probabilities: sd = Monte Carlo SE)")
+    for row in fit.estimates.itertuples():
+        interval = f"[{row.ci_low:.4f}, {row.ci_high:.4f}]" if np.isfinite(row.ci_low) else ""
+        print(f"{row.quantity:<22}{row.estimate:>9.4f}{row.se:>9.4f}  {interval}")
+    d = fit.diagnostics
+    print(f"Diagnostics: {d.to_dict()}")
+    return fit.to_dict()
+
+
+def report_stage(result, json_path: str | None) -> int:
+    """Print a stage's human summary and flags; write its record as JSON when asked."""
     from .io import write_text
     from .stage import to_json
-    from .stages import run_stage_on_inputs
 
-    config = _config(args)
-    overrides = getattr(args, "stage_overrides", None)
-    if overrides:
-        from .config import deep_update, validate_config
-
-        config = validate_config(deep_update(config, overrides(args)))
-    result = run_stage_on_inputs(args.command, [args.input], config)
     print(result.summary.rstrip())
     for flag in result.flags:
         print(f"FLAG: {flag}")
-    if args.json:
-        write_text(to_json({"stage": result.stage, "flags": result.flags, **result.record}), args.json)
+    if json_path:
+        write_text(to_json({"stage": result.stage, "flags": result.flags, **result.record}), json_path)
     return 0
+
+
+def cmd_stage(args) -> int:
+    """services / implementation: check and clean the input in memory, run the stage, print its summary."""
+    from .stages import run_stage_on_inputs
+
+    config = _config(args)
+    return report_stage(run_stage_on_inputs(args.command, [args.input], config), args.json)
 
 
 def cmd_trial(args) -> int:
     """One outcome of the trial stage on a user's tables: ITT MI-MMRM, complete case, sensitivity."""
-    from .data_stage import read_inputs
-    from .clean import clean_tables
-    from .io import write_text
-    from .stage import to_json
-    from .trial_stage import run_trial_outcome
     from .simulate import derive_seed
+    from .stages import clean_inputs
+    from .trial_stage import run_trial_outcome
 
     config = _config(args)
-    cleaned = clean_tables(read_inputs([args.input]), missing_codes=config["clean"]["missing_codes"],
-                           prorate=config["clean"]["prorate"],
-                           allow_identifier_columns=config["privacy"]["allow_identifier_columns"])
-    result = run_trial_outcome(cleaned.tables, args.outcome, config["trial"],
+    result = run_trial_outcome(clean_inputs([args.input], config), args.outcome, config["trial"],
                                seed=derive_seed(int(config["seed"]), "stage.trial"), imputations=args.imputations)
-    print(result.summary.rstrip())
-    for flag in result.flags:
-        print(f"FLAG: {flag}")
-    if args.json:
-        write_text(to_json({"stage": result.stage, "flags": result.flags, **result.record}), args.json)
-    return 0
+    return report_stage(result, args.json)
 
 
 def cmd_audit(args) -> int:
     from .audit import run_audit_stage
-    from .io import write_text
-    from .stage import to_json
 
     config = _config(args)
     settings = {**config["audit"], "inputs": list(args.files)}
     if args.alpha is not None:
         settings["alpha"] = args.alpha
-    result = run_audit_stage({}, settings)
-    print(result.summary.rstrip())
-    if args.json:
-        write_text(to_json({"stage": result.stage, "flags": result.flags, **result.record}), args.json)
-    return 0
+    return report_stage(run_audit_stage({}, settings), args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="REML", choices=["REML", "DL", "PM", "ML", "EE", "FE"])
     p.add_argument("--measure", default="SMD", help="SMD (default) or MD for arm summaries")
     p.add_argument("--knha", action="store_true", help="Knapp-Hartung adjustment (t-based tests and CIs)")
+    p.add_argument("--bayes", action="store_true", help="also the Bayesian pooling (PyMC; priors from config meta.bayes)")
     p.add_argument("--json", help="write the result as JSON")
     p.set_defaults(func=cmd_meta)
 

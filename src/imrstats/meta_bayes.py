@@ -39,6 +39,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
+from .meta_stage import _front, _stack   # shared table helpers of the meta stage
 from .progress import progress
 from .bayes import (DEFAULT_SENSITIVITY_KEYS, ESS_BULK_MIN, RHAT_MAX, SHIPPED_TAU_PRIORS, BayesResult, Normal,
                     TauPrior, save_posterior, shared_sampler, summary_row, tau_prior_from_spec)
@@ -425,20 +426,6 @@ def cumulative_bayes_figure(table: pd.DataFrame, *, title: str = "", xlabel: str
 
 def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(label)).strip("_")
-
-
-def _front(frame: pd.DataFrame, **columns) -> pd.DataFrame:
-    out = frame.copy()
-    for i, (name, value) in enumerate(columns.items()):
-        if name in out.columns:
-            out = out.drop(columns=name)
-        out.insert(i, name, value)
-    return out
-
-
-def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f for f in frames if f is not None and len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

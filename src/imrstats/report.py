@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .consort import baseline_table, consort_counts, consort_figure
 from .data_stage import read_clean
 from .instruments import TRIAL_OUTCOMES, load_registry
 from .io import write_csv, write_text
@@ -22,14 +23,21 @@ PENDING_STAGES = [
     ("trial", "Trial", "ITT MMRM with multiple imputation, complete case, per protocol, subgroups, MNAR sensitivity"),
     ("services", "Service use", "Poisson, negative binomial, zero-inflated and hurdle models"),
     ("meta", "Meta-analysis", "effect sizes, frequentist random effects, Bayesian pooling"),
+    ("evidence", "Evidence in context", "the trial's result within the published evidence"),
     ("implementation", "Implementation", "programme registry descriptives"),
 ]
 
 
-def data_summary(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def data_summary(tables: dict[str, pd.DataFrame], primary: dict | None = None) -> dict[str, pd.DataFrame]:
     """Aggregate tables describing the cleaned data: allocation, follow-up, outcome completeness."""
     out = {}
     part = tables["participants"]
+    registry = load_registry()
+    primary = primary or {"outcome": "gaf_f", "timepoint": "post"}
+    out["consort_flow"] = consort_counts(part, tables["assessments"], primary=primary["outcome"],
+                                         primary_timepoint=primary["timepoint"])
+    out["baseline"] = baseline_table(part, tables["assessments"], TRIAL_OUTCOMES,
+                                     {k: registry[k].short for k in TRIAL_OUTCOMES})
     out["allocation"] = (part.groupby(["site", "arm"]).size().unstack("arm", fill_value=0)
                          .rename_axis(None, axis=1).reset_index())
     assess = tables["assessments"].merge(part[["id", "arm"]], on="id")
@@ -59,6 +67,24 @@ def _table_html(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, border=0, classes="tbl", na_rep="", escape=True)
 
 
+def _consort_img(counts: pd.DataFrame) -> str:
+    """The CONSORT flow diagram as an embedded PNG (no file beside the report is needed)."""
+    import io as _io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = consort_figure(counts)
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"<figure><img src='data:image/png;base64,{data}' alt='CONSORT flow diagram'><figcaption>Participant flow " \
+           "by arm (CONSORT), from the data.</figcaption></figure>"
+
+
 def _wrap_wide_tables(html_text: str) -> str:
     """Let wide tables scroll sideways inside the page instead of running past it."""
     return re.sub(r"(<table[^>]*>.*?</table>)", r"<div class='scroll'>\1</div>", html_text, flags=re.S)
@@ -86,6 +112,15 @@ def render_index(config: dict, summary: dict[str, pd.DataFrame], problems: pd.Da
         "<h2>Cleaning</h2>",
         "<p>Changes and derived values by rule (method: <code>imrstats clean</code>; the full log is "
         "<code>results/data/cleaning_log.csv</code>).</p>", _table_html(rules),
+        "<h2>Participant flow (CONSORT)</h2>",
+        "<p>Counted from the data: an IMR participant received the intervention with at least one session attended; "
+        "assessed means at least one outcome observed at that visit; intention to treat analyses everyone randomised "
+        "(missing outcomes multiply imputed); complete case counts the primary outcome observed.</p>",
+        _consort_img(summary["consort_flow"]),
+        _table_html(summary["consort_flow"]),
+        "<h2>Baseline characteristics</h2>",
+        "<p>By arm, as seed 003's Table 2: n (%) or mean (SD), and for outcomes the number observed [n].</p>",
+        _table_html(summary["baseline"]),
         "<h2>Allocation by site</h2>", _table_html(summary["allocation"]),
         "<h2>Outcomes observed</h2>",
         "<p>Observed n and mean (SD) per arm and timepoint (complete cases, no model).</p>",
@@ -142,7 +177,7 @@ def stage_sections(stage_dirs: list[str | Path]) -> tuple[list[str], set[str]]:
 def write_index(config: dict, data_dir: str | Path, problems_csv: str | Path, out_path: str | Path,
                 stage_dirs: list[str | Path] = ()) -> None:
     tables = read_clean(data_dir)
-    summary = data_summary(tables)
+    summary = data_summary(tables, config.get("trial", {}).get("primary"))
     problems = pd.read_csv(problems_csv, dtype=str)
     log = pd.read_csv(Path(data_dir) / "cleaning_log.csv", dtype=str)
     out_path = Path(out_path)

@@ -23,18 +23,34 @@ STAGES = {
 
 
 def run_stage(name: str, tables: dict[str, pd.DataFrame], config: dict) -> StageResult:
+    if name == "evidence":
+        return run_evidence(config)
     module, function = STAGES[name]
     fn = getattr(importlib.import_module(module), function)
     return fn(tables, config.get(name, {}), seed=derive_seed(int(config["seed"]), f"stage.{name}"))
+
+
+def run_evidence(config: dict) -> StageResult:
+    """The trial joins the published evidence: needs the trial stage's results and the meta settings. The
+    published-only Bayesian fits use the meta stage's seed path, so they reproduce the meta report's draws."""
+    from .evidence import run_evidence_stage
+
+    return run_evidence_stage({}, {"evidence": config["evidence"], "meta": config["meta"]},
+                              seed=derive_seed(int(config["seed"]), "stage.meta"),
+                              trial_dir=Path(config["results_dir"]) / "trial")
 
 
 def run_stage_on_clean_dir(name: str, data_dir: str | Path, config: dict) -> StageResult:
     return run_stage(name, read_clean(data_dir), config)
 
 
+def clean_inputs(paths: list[str | Path], config: dict) -> dict[str, pd.DataFrame]:
+    """A user's raw tables, checked and cleaned in memory (nothing is written)."""
+    return clean_tables(read_inputs(paths), missing_codes=config["clean"]["missing_codes"],
+                        prorate=config["clean"]["prorate"],
+                        allow_identifier_columns=config["privacy"]["allow_identifier_columns"]).tables
+
+
 def run_stage_on_inputs(name: str, paths: list[str | Path], config: dict) -> StageResult:
     """For the CLI: check and clean a user's raw tables in memory, then run the stage."""
-    cleaned = clean_tables(read_inputs(paths), missing_codes=config["clean"]["missing_codes"],
-                           prorate=config["clean"]["prorate"],
-                           allow_identifier_columns=config["privacy"]["allow_identifier_columns"])
-    return run_stage(name, cleaned.tables, config)
+    return run_stage(name, clean_inputs(paths, config), config)

@@ -8,7 +8,7 @@ def _has_rule(name):
         return False
 
 
-STAGES_IN_REPORT = [s for s in ("trial", "services", "meta", "implementation", "audit") if _has_rule(s)]
+STAGES_IN_REPORT = [s for s in ("trial", "services", "meta", "evidence", "implementation", "audit") if _has_rule(s)]
 
 
 rule report_index:
