@@ -107,6 +107,7 @@ def meta_settings(settings: dict | None) -> dict:
     """The stage settings with defaults filled in; unknown keys or values raise ``InputError``."""
     merged = copy.deepcopy(DEFAULT_SETTINGS)
     settings = dict(settings or {})
+    settings.pop("bayes", None)       # the Bayesian hook's own section (meta_bayes.bayes_settings checks it)
     unknown = set(settings) - set(merged)
     if unknown:
         raise InputError(f"meta: unknown settings {sorted(unknown)}; known: {sorted(merged)}")
