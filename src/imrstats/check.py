@@ -3,6 +3,10 @@
 Every problem is collected (never stop at the first) as a `Problem` naming file, row, column, value and
 rule. Rows are numbered from 1 for the first data row (in a CSV file that is line 2, after the header).
 The tables are read, never changed.
+
+Reading rules that guard against silent misreadings: text dates must be ISO 8601 (YYYY-MM-DD; 03/04/2019
+is refused, not guessed); a decimal comma is accepted only where it is unambiguous (40,5 is read as 40.5,
+with a warning, and clean logs it), while 1,000 could be a thousands separator and is refused.
 """
 
 from __future__ import annotations
@@ -87,6 +91,17 @@ def _missing_mask(values: pd.Series, codes: list) -> pd.Series:
     return mask.fillna(True).astype(bool)
 
 
+def decimal_comma_mask(values: pd.Series) -> pd.Series:
+    """Cells written with a decimal comma (40,5), read as 40.5. A value that could as well carry a
+    thousands separator (1,000 or 12,345) is not in the mask, so it fails to parse: it is ambiguous."""
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return pd.Series(False, index=values.index)
+    text = values.astype("string").str.strip()
+    decimal = text.str.fullmatch(r"[+-]?\d*,\d+")
+    thousands = text.str.fullmatch(r"[+-]?[1-9]\d{0,2},\d{3}")
+    return (decimal & ~thousands).fillna(False).astype(bool)
+
+
 def _parse(values: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     """Parse a column into its type; return (parsed values, mask of cells that failed to parse)."""
     if kind == "string":
@@ -95,8 +110,12 @@ def _parse(values: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     if kind in ("number", "integer"):
         if pd.api.types.is_bool_dtype(values):
             return values.astype(float), pd.Series(False, index=values.index)
-        parsed = pd.to_numeric(values.astype("string").str.strip().str.replace(",", ".", regex=False)
-                               if not pd.api.types.is_numeric_dtype(values) else values, errors="coerce")
+        if pd.api.types.is_numeric_dtype(values):
+            parsed = pd.to_numeric(values, errors="coerce")
+        else:
+            text = values.astype("string").str.strip()
+            comma = decimal_comma_mask(values)
+            parsed = pd.to_numeric(text.where(~comma, text.str.replace(",", ".", regex=False)), errors="coerce")
         bad = parsed.isna() & values.notna()
         if kind == "integer":
             bad |= parsed.notna() & (np.abs(parsed - np.round(parsed)) > 1e-9)
@@ -109,8 +128,9 @@ def _parse(values: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
         parsed = text.map(mapping).astype(float)
         return parsed, parsed.isna() & values.notna()
     if kind == "date":
-        parsed = pd.to_datetime(values, errors="coerce", format="mixed") if values.dtype == object else \
-            pd.to_datetime(values, errors="coerce")
+        # text dates must be ISO 8601 (YYYY-MM-DD): 03/04/2019 is March or April depending on who wrote it
+        parsed = pd.to_datetime(values, errors="coerce") if pd.api.types.is_datetime64_any_dtype(values) else \
+            pd.to_datetime(values.astype("string").str.strip(), errors="coerce", format="ISO8601")
         return parsed, parsed.isna() & values.notna()
     raise ValueError(f"unknown column type {kind}")
 
@@ -128,6 +148,8 @@ def check_table(name: str, frame: pd.DataFrame, schema: dict, out: _Collector, *
                     "privacy.allow_identifier_columns")
         elif col not in columns:
             out.add(file, None, col, None, "unknown column: not part of the canonical table; it is ignored", "warning")
+            # ignored by clean, but an input holding national ids or emails is refused all the same
+            _check_identifier_values(file, col, frame[col].astype("string").str.strip(), out, allow_identifiers)
     for col, rule in columns.items():
         if col not in frame.columns and rule.get("required"):
             out.add(file, None, col, None, f"required column missing (table '{name}' needs: {', '.join(columns)})")
@@ -142,7 +164,14 @@ def check_table(name: str, frame: pd.DataFrame, schema: dict, out: _Collector, *
         values_present = values.where(~missing)
         series, bad = _parse(values_present, rule["type"])
         for idx in np.flatnonzero(bad.to_numpy()):
-            out.add(file, idx + 1, col, values.iloc[idx], f"type: expected {rule['type']}")
+            hint = ("; a comma is read as a decimal point only where that is unambiguous (40,5): write "
+                    "1000, not 1,000" if "," in str(values.iloc[idx]) and rule["type"] != "date" else "")
+            hint = hint or ("; write dates as YYYY-MM-DD" if rule["type"] == "date" else "")
+            out.add(file, idx + 1, col, values.iloc[idx], f"type: expected {rule['type']}{hint}")
+        if rule["type"] in ("number", "integer"):
+            for idx in np.flatnonzero((decimal_comma_mask(values_present) & ~bad).to_numpy()):
+                out.add(file, idx + 1, col, values.iloc[idx], "decimal comma: read as a decimal point; clean "
+                        "logs it", "warning")
         if not rule.get("nullable", True):
             for idx in np.flatnonzero(missing.to_numpy()):
                 out.add(file, idx + 1, col, values.iloc[idx], "missing: a value is required")
@@ -207,6 +236,19 @@ def check_assessment_scores(frame: pd.DataFrame, parsed: dict, out: _Collector):
             out.add(file, idx + 1, "score", frame["score"].iloc[idx], f"range: {key} scores lie in {lo:g}-{hi:g}")
         elif integer and key in items and abs(value - round(value)) > 1e-9:
             out.add(file, idx + 1, "score", frame["score"].iloc[idx], f"type: {key} is an item rated in whole numbers")
+    _check_observed_scores(file, instrument, score, out)
+
+
+def _check_observed_scores(file, instrument: pd.Series, score: pd.Series, out: _Collector):
+    """All-missing outcomes: an error when the table holds no observed score at all, a warning per
+    instrument without one (it cannot be analysed; the trial stage would refuse it)."""
+    if len(score) and not score.notna().any():
+        out.add(file, None, "score", None, "completeness: no observed score in the table; every outcome is missing")
+        return
+    observed = score.notna().groupby(instrument.fillna("")).any()
+    for key, seen in observed.items():
+        if key and not seen:
+            out.add(file, None, "score", key, f"completeness: instrument '{key}' has no observed score", "warning")
 
 
 def check_cross_tables(tables: dict[str, pd.DataFrame], parsed: dict[str, dict], out: _Collector):
@@ -236,7 +278,7 @@ def check_cross_tables(tables: dict[str, pd.DataFrame], parsed: dict[str, dict],
                 out.add(pfile, None, "arm", f"IMR {n1} / TAU {n2}",
                         f"arm balance: allocation far from 1:1 (binomial p = {p:.2g}); check the arm codes", "warning")
         if "sessions_attended" in part:
-            tau_attended = (part["arm"] == "TAU") & (part["sessions_attended"] > 0)
+            tau_attended = ((part["arm"] == "TAU") & (part["sessions_attended"] > 0)).fillna(False).astype(bool)
             for idx in np.flatnonzero(tau_attended.to_numpy()):
                 out.add(pfile, idx + 1, "sessions_attended", part["sessions_attended"].iloc[idx],
                         "consistency: a TAU participant cannot have attended IMR sessions")
@@ -244,9 +286,9 @@ def check_cross_tables(tables: dict[str, pd.DataFrame], parsed: dict[str, dict],
         for site, count in part["site"].value_counts().items():
             if count == 1:
                 out.add(pfile, None, "site", site, "site: only one participant; site effects cannot be estimated", "warning")
-    if "assessments" in parsed and "timepoint" in parsed["assessments"]:
+    if "assessments" in parsed and {"id", "timepoint"} <= parsed["assessments"].keys():
         a = parsed["assessments"]
-        with_baseline = set(a["id"][a["timepoint"] == "baseline"].dropna())
+        with_baseline = set(a["id"][(a["timepoint"] == "baseline").fillna(False).astype(bool)].dropna())
         lacking = sorted(ids - with_baseline)
         if lacking:
             out.add(tables["assessments"].attrs.get("source", "assessments"), None, "timepoint", None,

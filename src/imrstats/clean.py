@@ -2,7 +2,8 @@
 
 What `clean` does, in order (each change is one row of the cleaning log):
 1. types each column by the table schema (workflow/schemas/tables.schema.yaml); text is trimmed and a
-   code written in another case ("Female") is read as the code ("female");
+   code written in another case ("Female") is read as the code ("female"); a number written with a
+   decimal comma ("40,5") is read as 40.5 (logged; "1,000" is ambiguous and refused by check);
 2. replaces configured missing-value codes (e.g. -99, 999) by missing;
 3. scores item-level scales into totals and subscales with the instrument registry. Prorating rule: a
    total (or subscale) with at most `prorate_max_missing` missing items (registry) is the mean of the
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .check import _parse, check_tables, has_errors, load_table_schemas
+from .check import _parse, check_tables, decimal_comma_mask, has_errors, load_table_schemas
 from .errors import InputError
 from .instruments import Instrument, load_registry
 
@@ -63,6 +64,11 @@ def type_table(name: str, frame: pd.DataFrame, schema: dict, codes: list, log: l
                                     col, raw.iloc[idx], None, f"missing-value code {numeric.iloc[idx]:g} set to missing"))
             values = raw.where(~is_code)
         parsed, bad = _parse(values, rule["type"])
+        if rule["type"] in ("number", "integer"):
+            for idx in np.flatnonzero((decimal_comma_mask(values) & ~bad).to_numpy()):
+                log.append(_log_row(name, idx + 1, ids.iloc[idx],
+                                    *(str(extra[k].iloc[idx]) if extra.get(k) is not None else None for k in ("timepoint", "instrument")),
+                                    col, raw.iloc[idx], parsed.iloc[idx], "decimal comma read as a decimal point"))
         if bad.any():
             idx = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(f"{frame.attrs.get('source', name)}, row {idx + 1}, column '{col}', value "

@@ -2,14 +2,18 @@
 
 Accepted inputs: CSV, Parquet, SPSS .sav and Stata .dta (through pyreadstat). Inputs are opened read-only
 and never modified. CSV is read as text so that `check` sees the values exactly as written (a stray
-"n/a" in a numeric column is reported, not silently turned into a missing value).
+"n/a" in a numeric column is reported, not silently turned into a missing value). A CSV file must be UTF-8
+(a BOM is fine), use one of , ; or tab as its delimiter (the header decides), and have as many fields in
+every row as in its header.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from contextlib import contextmanager
+from io import StringIO
 from pathlib import Path
 
 import pandas as pd
@@ -55,15 +59,27 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
     first = text.splitlines()[0]
-    sep = ";" if first.count(";") > first.count(",") else ","
-    from io import StringIO
-
+    # the delimiter is whichever of , ; tab the header uses most (ties go to the comma)
+    sep = max((",", ";", "\t"), key=lambda d: (first.count(d), d == ","))
+    _check_field_counts(path, text, sep)
     frame = pd.read_csv(StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""],
-                        skipinitialspace=True)
+                        skipinitialspace=True, index_col=False)
     duplicated = [c for c in frame.columns if "." in c and c.rsplit(".", 1)[0] in frame.columns]
     if duplicated:
         raise InputError(f"{path}: duplicated column names in the header: {', '.join(c.rsplit('.', 1)[0] for c in duplicated)}")
     return frame
+
+
+def _check_field_counts(path: Path, text: str, sep: str) -> None:
+    """Refuse rows with more or fewer fields than the header: pandas would silently shift such a row
+    (an extra field turns the first column into an index) or pad it with missing values."""
+    reader = csv.reader(StringIO(text), delimiter=sep)
+    header = next(reader)
+    for row in reader:
+        if row and len(row) != len(header):
+            raise InputError(f"{path}, line {reader.line_num}: {len(row)} fields where the header has "
+                             f"{len(header)} (delimiter {sep!r}); rule: every row has one value per column. "
+                             f"Quote values that contain the delimiter, or fix the row")
 
 
 def _read_spss(path: Path) -> pd.DataFrame:
@@ -117,10 +133,17 @@ def atomic_path(path: str | Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())      # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
