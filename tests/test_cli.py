@@ -60,3 +60,14 @@ def test_meta_command_bayes(tmp_path, capsys):
     mu = next(r for r in bayes["estimates"] if r["quantity"] == "mu")
     # the posterior mean lies near the REML estimate of the same data (metafor: 0.2947), shrunk by the priors
     assert abs(mu["estimate"] - METAFOR_REML_KNHA["estimate"]) < 0.05
+
+
+def test_implementation_command_reads_an_excel_registry(tmp_path, capsys):
+    import pandas as pd
+
+    frame = pd.read_csv(PROJECT / "data" / "examples" / "small_csv" / "programme.csv")
+    frame.to_excel(tmp_path / "programme.xlsx", index=False, sheet_name="programme")
+    out = tmp_path / "impl.json"
+    assert main(["implementation", "--in", str(tmp_path), "--json", str(out)]) == 0
+    assert f"{len(frame)} participants" in capsys.readouterr().out
+    assert json.loads(out.read_text())["stage"] == "implementation"

@@ -9,7 +9,7 @@ Bland-Altman plot, and writes an HTML section and a terminal summary. Settings (
 table and the row-level figures (one bar or one point per participant) are left out, because with
 small services a single bar or point can identify a person.
 
-`read_excel_table` reads a registry exported from Excel until `imrstats.io` accepts .xlsx itself.
+Registries exported from Excel are read by `imrstats.io.read_excel_table` (any input path accepts .xlsx).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import AnalysisError, InputError
+from .io import EXCEL_SUFFIXES, read_excel_table  # noqa: F401  (re-exported for the registry CLI)
 from .implementation import (
     MODULE_NAMES,
     MODULES,
@@ -36,7 +37,6 @@ from .stage import StageResult, figure_html, table_html
 DEFAULT_SETTINGS = {"alpha": 0.05, "small_cell_threshold": 5, "suppress_small_cells": False}
 SOURCE_SLIP_ALPHA = 0.5      # seed 000, "Statistical Analysis": "significance level set to 0.5"
 LARGE_ALPHA = 0.1            # above this an alpha is flagged as a likely slip
-EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 LABELS = {
     "sex": "Sex",
     "diagnosis": "Diagnosis",
@@ -76,45 +76,6 @@ def implementation_settings(settings: dict | None) -> dict:
                             f"got {out['suppress_small_cells']!r}.")
     out["alpha"] = float(alpha)
     return out
-
-
-def read_excel_table(path: str | Path, sheet: str | int | None = None) -> pd.DataFrame:
-    """Read one canonical table from an Excel workbook (.xlsx / .xlsm), in the manner of `io.read_table`.
-
-    The sheet is `sheet` if given, else the only sheet, else the sheet named after the file (e.g.
-    `programme` in programme.xlsx). Cells keep their Excel types (numbers, dates) but text such as
-    "n/a" is kept as text, so `check` reports it rather than it silently becoming missing; only empty
-    cells are missing. The frame's attrs record the source file and sheet. Needs openpyxl.
-    """
-    path = Path(path)
-    if path.suffix.lower() not in EXCEL_SUFFIXES:
-        raise InputError(f"{path}: not an Excel workbook (accepted: {', '.join(EXCEL_SUFFIXES)})")
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    try:
-        import openpyxl  # noqa: F401
-    except ImportError:
-        raise InputError(f"{path}: reading Excel needs the openpyxl package, which is not installed; "
-                         "install it or save the sheet as CSV (UTF-8)") from None
-    try:
-        with pd.ExcelFile(path, engine="openpyxl") as book:
-            sheets = book.sheet_names
-            if sheet is None:
-                sheet = sheets[0] if len(sheets) == 1 else path.stem if path.stem in sheets else None
-            if sheet is None:
-                raise InputError(f"{path}: several sheets ({', '.join(sheets)}) and none is named '{path.stem}'; "
-                                 "name the sheet after the table or keep one sheet")
-            frame = book.parse(sheet, keep_default_na=False, na_values=[""])
-    except InputError:
-        raise
-    except Exception as exc:  # a corrupt or mislabelled workbook: say which and why
-        raise InputError(f"{path}: cannot be read as Excel: {exc}") from None
-    unnamed = [c for c in frame.columns if str(c).startswith("Unnamed:")]
-    if unnamed:
-        raise InputError(f"{path}: sheet '{sheet}' has {len(unnamed)} column(s) without a header; "
-                         "the first row must name every column")
-    frame.attrs.update(source=str(path), format=path.suffix.lower()[1:], sheet=str(sheet))
-    return frame
 
 
 # ---------------------------------------------------------------- display tables (paper style)

@@ -21,7 +21,8 @@ import pandas as pd
 from .errors import InputError
 
 TABLES = ("participants", "assessments", "service_use", "programme")
-FORMATS = (".csv", ".parquet", ".sav", ".dta")
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+FORMATS = (".csv", ".parquet", ".sav", ".dta", *EXCEL_SUFFIXES)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -37,6 +38,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
             frame = pd.read_parquet(path)
         elif suffix in (".sav", ".zsav"):
             frame = _read_spss(path)
+        elif suffix in EXCEL_SUFFIXES:
+            return read_excel_table(path)
         elif suffix == ".dta":
             frame = _read_stata(path)
         else:
@@ -160,3 +163,42 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
 def write_text(text: str, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
+
+
+def read_excel_table(path: str | Path, sheet: str | int | None = None) -> pd.DataFrame:
+    """Read one canonical table from an Excel workbook (.xlsx / .xlsm), in the manner of `io.read_table`.
+
+    The sheet is `sheet` if given, else the only sheet, else the sheet named after the file (e.g.
+    `programme` in programme.xlsx). Cells keep their Excel types (numbers, dates) but text such as
+    "n/a" is kept as text, so `check` reports it rather than it silently becoming missing; only empty
+    cells are missing. The frame's attrs record the source file and sheet. Needs openpyxl.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in EXCEL_SUFFIXES:
+        raise InputError(f"{path}: not an Excel workbook (accepted: {', '.join(EXCEL_SUFFIXES)})")
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        import openpyxl  # noqa: F401
+    except ImportError:
+        raise InputError(f"{path}: reading Excel needs the openpyxl package, which is not installed; "
+                         "install it or save the sheet as CSV (UTF-8)") from None
+    try:
+        with pd.ExcelFile(path, engine="openpyxl") as book:
+            sheets = book.sheet_names
+            if sheet is None:
+                sheet = sheets[0] if len(sheets) == 1 else path.stem if path.stem in sheets else None
+            if sheet is None:
+                raise InputError(f"{path}: several sheets ({', '.join(sheets)}) and none is named '{path.stem}'; "
+                                 "name the sheet after the table or keep one sheet")
+            frame = book.parse(sheet, keep_default_na=False, na_values=[""])
+    except InputError:
+        raise
+    except Exception as exc:  # a corrupt or mislabelled workbook: say which and why
+        raise InputError(f"{path}: cannot be read as Excel: {exc}") from None
+    unnamed = [c for c in frame.columns if str(c).startswith("Unnamed:")]
+    if unnamed:
+        raise InputError(f"{path}: sheet '{sheet}' has {len(unnamed)} column(s) without a header; "
+                         "the first row must name every column")
+    frame.attrs.update(source=str(path), format=path.suffix.lower()[1:], sheet=str(sheet))
+    return frame
