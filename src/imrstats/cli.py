@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from .config import load_config
 from .errors import AnalysisError, InputError
@@ -64,8 +63,6 @@ def cmd_clean(args) -> int:
 def meta_input(frame, outcome: str | None, measure: str):
     """Effect sizes for `imrstats meta` from any CSV: arm summaries (n/mean/SD per arm, or events), or a
     reported effect with its SE (columns yi + vi, or effect + se). Returns (yi, vi, labels, description)."""
-    import numpy as np
-
     from .effect_sizes import escalc
     from .instruments import load_registry
 

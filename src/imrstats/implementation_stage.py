@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import html
 import math
-from pathlib import Path
 
 import pandas as pd
 
-from .errors import AnalysisError, InputError
+from .errors import AnalysisError
 from .io import EXCEL_SUFFIXES, read_excel_table  # noqa: F401  (re-exported for the registry CLI)
 from .implementation import (
     MODULE_NAMES,
