@@ -14,7 +14,6 @@ import pytest
 
 from imrstats import meta_bayes
 from imrstats.bayes import SHIPPED_TAU_PRIORS, Normal
-from imrstats.clean import clean_tables
 from imrstats.errors import AnalysisError, InputError
 from imrstats.meta_bayes import (BayesStageResult, bayes_pooling, bayes_settings, cumulative_sentence, gated_fit,
                                  pool_outcome_bayes, posterior_figure, retry_target_accept,
@@ -30,12 +29,8 @@ SETTINGS = {"outcomes": {"imrs_clinician": ["imrs_clinician"], "hope": ["hope"],
 
 
 @pytest.fixture(scope="session")
-def clean(default_config):
-    from imrstats.simulate import simulate_all
-
-    c = default_config
-    return clean_tables(simulate_all(c), missing_codes=c["clean"]["missing_codes"], prorate=c["clean"]["prorate"],
-                        allow_identifier_columns=c["privacy"]["allow_identifier_columns"]).tables
+def clean(default_clean_tables):
+    return default_clean_tables
 
 
 @pytest.fixture(scope="session")

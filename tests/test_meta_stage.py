@@ -10,7 +10,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from imrstats.clean import clean_tables
 from imrstats.errors import AnalysisError, InputError
 from imrstats.meta_stage import (DEFAULT_SETTINGS, FAVOURS, effect_table, implementation_effects, meta_settings,
                                  outcome_inputs, pool_outcome, run_meta_stage, select_outcome_rows)
@@ -26,12 +25,8 @@ def _close_figures(result: StageResult) -> None:
 
 
 @pytest.fixture(scope="module")
-def clean(default_config):
-    from imrstats.simulate import simulate_all
-
-    c = default_config
-    return clean_tables(simulate_all(c), missing_codes=c["clean"]["missing_codes"], prorate=c["clean"]["prorate"],
-                        allow_identifier_columns=c["privacy"]["allow_identifier_columns"]).tables
+def clean(default_clean_tables):
+    return default_clean_tables
 
 
 @pytest.fixture(scope="module")
