@@ -21,6 +21,7 @@ from imrstats.bayes import (
     LogNormalTau2,
     LogTTau2,
     Normal,
+    UniformTau,
     check_table_diagnostics,
     cumulative_bayes,
     prior_sensitivity,
@@ -51,7 +52,7 @@ def quick_fit(sampler):
 
 
 @pytest.mark.parametrize("prior", [HalfNormal(0.5), HalfCauchy(0.5), LogNormalTau2(-2.34, 1.72),
-                                   LogTTau2(-3.85, 1.93, 5)])
+                                   LogTTau2(-3.85, 1.93, 5), UniformTau(3.0)])
 def test_tau_prior_density_integrates_to_one(prior):
     # integrate over log tau (density * tau) so the spike near 0 of the log-scale priors is resolved
     def density(s):  # on the log-tau scale; 0 beyond where exp(s) under/overflows
@@ -63,7 +64,8 @@ def test_tau_prior_density_integrates_to_one(prior):
 
 
 @pytest.mark.parametrize("make", [lambda: HalfNormal(0), lambda: HalfCauchy(-1), lambda: LogNormalTau2(-2, 0),
-                                  lambda: LogTTau2(-2, 1, nu=0), lambda: Normal(0, float("nan"))])
+                                  lambda: LogTTau2(-2, 1, nu=0), lambda: Normal(0, float("nan")),
+                                  lambda: UniformTau(0), lambda: UniformTau(math.inf)])
 def test_bad_prior_parameters_raise(make):
     with pytest.raises(InputError, match="finite positive"):
         make()
@@ -74,8 +76,24 @@ def test_tau_prior_from_spec_builds_each_family_and_rejects_unknown():
     assert tau_prior_from_spec("half_cauchy", 0, 1) == HalfCauchy(1.0)
     assert tau_prior_from_spec("lognormal_tau2", -2.34, 1.72) == LogNormalTau2(-2.34, 1.72)
     assert tau_prior_from_spec("log_t_tau2", -3.85, 1.93, nu=5) == LogTTau2(-3.85, 1.93, 5.0)
+    assert tau_prior_from_spec("uniform", 0, 1000) == UniformTau(1000.0)
     with pytest.raises(InputError, match="unknown tau prior family 'gamma'"):
         tau_prior_from_spec("gamma", 1, 1)
+
+
+def test_uniform_tau_prior_is_flat_inside_and_impossible_beyond_its_bound():
+    prior = UniformTau(4.0)
+    assert prior.logpdf_tau([0.1, 2.0, 3.99]) == pytest.approx([-math.log(4.0)] * 3)
+    assert np.all(np.isneginf(prior.logpdf_tau([-1.0, 0.0, 4.0, 10.0])))
+    assert prior.label() == "tau ~ Uniform(0, 4)"
+
+
+def test_uniform_tau_prior_keeps_the_sampler_inside_the_bound(sampler):
+    """A tight bound (0.05, well below where the likelihood puts tau) must bind: every draw below it."""
+    fit = sampler.fit(Y, SE, LABELS, prior_mu=Normal(0, 1), prior_tau=UniformTau(0.05), seed=5, **QUICK)
+    tau = np.asarray(fit.posterior["posterior"]["tau"].values)
+    assert tau.max() < 0.05
+    assert fit.prior_tau == "tau ~ Uniform(0, 0.05)"
 
 
 def test_shipped_priors_carry_citations_and_the_flagged_rhodes_value():

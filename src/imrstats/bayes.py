@@ -146,7 +146,28 @@ class LogTTau2:
         return stats.t.logpdf(2 * log_tau, self.nu, self.location, self.scale) + math.log(2.0) - log_tau
 
 
-TauPrior = HalfNormal | HalfCauchy | LogNormalTau2 | LogTTau2
+@dataclass(frozen=True)
+class UniformTau:
+    """tau ~ Uniform(0, upper): the reference prior of Gelman et al. 2013 (BDA3, sections 5.4-5.5, the
+    eight schools) and of the RStan "Getting Started" eight-schools example (flat on tau > 0), and
+    Gelman 2006's recommendation when there are enough groups (>= ~5). Proper once `upper` is finite;
+    choose `upper` far beyond any plausible tau so that the bound is never touched."""
+
+    upper: float
+    code = 4
+
+    def __post_init__(self):
+        _require_positive(self.upper, "Uniform tau prior: upper")
+
+    def label(self) -> str:
+        return f"tau ~ Uniform(0, {self.upper:g})"
+
+    def logpdf_tau(self, tau):
+        tau = np.asarray(tau, dtype=float)
+        return np.where((tau > 0) & (tau < self.upper), -math.log(self.upper), -np.inf)
+
+
+TauPrior = HalfNormal | HalfCauchy | LogNormalTau2 | LogTTau2 | UniformTau
 
 
 @dataclass(frozen=True)
@@ -228,7 +249,8 @@ def tau_prior_from_spec(family: str, location: float, scale: float, nu: float = 
     """Build a tau prior from plain config values (family + location + scale).
 
     family: "half_normal" | "half_cauchy" (location ignored, must be 0 or missing),
-    "lognormal_tau2" (Turner) | "log_t_tau2" (Rhodes; nu degrees of freedom).
+    "lognormal_tau2" (Turner) | "log_t_tau2" (Rhodes; nu degrees of freedom) |
+    "uniform" (tau ~ Uniform(0, scale); BDA3's eight-schools prior).
     """
     family = str(family).strip().lower()
     if family in ("half_normal", "halfnormal"):
@@ -239,9 +261,11 @@ def tau_prior_from_spec(family: str, location: float, scale: float, nu: float = 
         return LogNormalTau2(float(location), float(scale))
     if family in ("log_t_tau2", "logt_tau2", "rhodes"):
         return LogTTau2(float(location), float(scale), float(nu))
+    if family in ("uniform", "uniform_tau"):
+        return UniformTau(float(scale))
     raise InputError(
         f"unknown tau prior family {family!r}; use one of half_normal, half_cauchy, "
-        "lognormal_tau2 (Turner et al. 2015), log_t_tau2 (Rhodes et al. 2015)"
+        "lognormal_tau2 (Turner et al. 2015), log_t_tau2 (Rhodes et al. 2015), uniform (scale = upper bound)"
     )
 
 
@@ -275,13 +299,15 @@ def _prior_data(prior_mu: Normal, prior_tau: TauPrior) -> dict[str, float]:
     defaults (1.0), so no branch of the switch ever evaluates log(0) or 1/0."""
     if not isinstance(prior_mu, Normal):
         raise InputError(f"prior_mu must be imrstats.bayes.Normal, got {type(prior_mu).__name__}")
-    if not isinstance(prior_tau, (HalfNormal, HalfCauchy, LogNormalTau2, LogTTau2)):
+    if not isinstance(prior_tau, (HalfNormal, HalfCauchy, LogNormalTau2, LogTTau2, UniformTau)):
         raise InputError(
-            f"prior_tau must be HalfNormal, HalfCauchy, LogNormalTau2 or LogTTau2, got {type(prior_tau).__name__}"
+            "prior_tau must be HalfNormal, HalfCauchy, LogNormalTau2, LogTTau2 or UniformTau, "
+            f"got {type(prior_tau).__name__}"
         )
     values = dict(
         mu_loc=prior_mu.loc, mu_scale=prior_mu.scale, tau_family=float(prior_tau.code),
         hn_scale=1.0, hc_scale=1.0, ln_mean=0.0, ln_sd=1.0, lt_loc=0.0, lt_scale=1.0, lt_nu=5.0,
+        u_upper=1.0,
     )
     if isinstance(prior_tau, HalfNormal):
         values["hn_scale"] = prior_tau.scale
@@ -289,6 +315,8 @@ def _prior_data(prior_mu: Normal, prior_tau: TauPrior) -> dict[str, float]:
         values["hc_scale"] = prior_tau.scale
     elif isinstance(prior_tau, LogNormalTau2):
         values.update(ln_mean=prior_tau.mean, ln_sd=prior_tau.sd)
+    elif isinstance(prior_tau, UniformTau):
+        values["u_upper"] = prior_tau.upper
     else:
         values.update(lt_loc=prior_tau.location, lt_scale=prior_tau.scale, lt_nu=prior_tau.nu)
     return {k: float(v) for k, v in values.items()}
@@ -321,12 +349,14 @@ def build_model(capacity: int):
                        - pt.log1p((tau / d["hc_scale"]) ** 2) + log_tau)
         lognormal = pm.logp(pm.Normal.dist(d["ln_mean"], d["ln_sd"]), log_tau2) + _LOG_2
         log_t = pm.logp(pm.StudentT.dist(nu=d["lt_nu"], mu=d["lt_loc"], sigma=d["lt_scale"]), log_tau2) + _LOG_2
+        uniform = pt.switch(pt.lt(tau, d["u_upper"]), log_tau - pt.log(d["u_upper"]), -np.inf)
         family = d["tau_family"]
         pm.Potential(
             "tau_prior",
             pt.switch(pt.eq(family, 0), half_normal,
                       pt.switch(pt.eq(family, 1), half_cauchy,
-                                pt.switch(pt.eq(family, 2), lognormal, log_t))),
+                                pt.switch(pt.eq(family, 2), lognormal,
+                                          pt.switch(pt.eq(family, 3), log_t, uniform)))),
         )
         z = pm.Normal("z", 0.0, 1.0, shape=capacity)
         theta = pm.Deterministic("theta", mu + tau * z)
@@ -514,6 +544,8 @@ class BayesMeta:
             mask=np.concatenate([np.ones(k), np.zeros(pad)]),
             **_prior_data(prior_mu, prior_tau),
         )
+        if isinstance(prior_tau, UniformTau):
+            model = _start_inside_bound(model, math.log(prior_tau.upper))
         cores = self.cores or min(chains, os.cpu_count() or 1)
         start = time.perf_counter()
         trace = nutpie.sample(
@@ -547,6 +579,25 @@ class BayesMeta:
             prior_mu=prior_mu.label(), prior_tau=prior_tau.label(), k=k, seed=int(seed),
             method=method, posterior=posterior,
         )
+
+
+def _start_inside_bound(model, log_upper: float):
+    """nutpie starts each chain at log_tau = 0 jittered by U(-1, 1) (PyMC's initial point); under a
+    Uniform(0, upper) prior with upper < e^1 some starts would have zero density and the sampler would
+    refuse to begin. Shift the jittered start below log(upper) (keeping each chain's own jitter), so
+    only the starting point moves; the posterior and the draws after warm-up are those of the model."""
+    import dataclasses
+
+    names, slices = model.shape_info[0], model.shape_info[1]
+    index = slices[names.index("log_tau")].start
+    base = model.initial_point_func
+
+    def initial_point(seed):
+        point = np.array(base(seed), dtype=float)
+        point[index] = min(point[index], log_upper - 2.0 + point[index])
+        return point
+
+    return dataclasses.replace(model, initial_point_func=initial_point)
 
 
 _SHARED: dict[tuple[int, float], BayesMeta] = {}

@@ -1,4 +1,5 @@
-"""imrstats.bayes against exact posteriors computed in R (tests/validation/r/bayes.R).
+"""imrstats.bayes against exact posteriors computed in R (tests/validation/r/bayes.R), and against two
+published eight-schools posteriors (RStan's "Getting Started" table; ArviZ's `non_centered_eight` draws).
 
 The references are not MCMC output: R integrates mu and theta out analytically and integrates over
 log(tau) numerically (stats::integrate, rel.tol 1e-11), so they are exact up to ~1e-9. Our numbers
@@ -12,8 +13,12 @@ fixed, so the test is deterministic. A wrong prior density, a wrong Jacobian or 
 size that matters (>= ~0.5 posterior SD / sqrt(ESS) * 4) fails it.
 
 Reference numbers printed by `Rscript tests/validation/r/bayes.R` (R 4.2.2, metafor), pinned here.
+
+Published posteriors are Monte Carlo estimates themselves, so a comparison with one allows 4 combined
+standard errors, sqrt(MCSE_ours^2 + MCSE_published^2), plus half a unit of the published rounding.
 """
 
+import math
 from pathlib import Path
 
 import arviz as az
@@ -21,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats.bayes import HalfCauchy, HalfNormal, LogNormalTau2, LogTTau2, Normal, shared_sampler
+from imrstats.bayes import HalfCauchy, HalfNormal, LogNormalTau2, LogTTau2, Normal, UniformTau, shared_sampler
 
 DATA = Path(__file__).parent / "data"
 QUAD_TOL = 1e-6
@@ -34,6 +39,28 @@ R_EIGHT_SCHOOLS_HC5 = {  # mu ~ N(0, 5), tau ~ HalfCauchy(5)
                    3.61547695292386, 4.0426125998952, 6.29672423169871, 4.85425333438015],
     "mu_q025": -2.16839597238201, "mu_q975": 10.8523108354019,
 }
+
+# BDA3's prior (Gelman et al. 2013, sections 5.4-5.5): p(mu, tau) flat on tau > 0. We sample it as
+# mu ~ N(0, 10000), tau ~ Uniform(0, 1000): R gives the exact posterior of both; they differ by < 3e-6
+# (flat: mu mean 7.93237502600855, tau mean 6.57548354515133), far below Monte Carlo error.
+R_EIGHT_SCHOOLS_FLAT = {  # mu ~ N(0, 1e4), tau ~ Uniform(0, 1000)
+    "mu_mean": 7.93237284632263, "mu_sd": 5.17839326792791, "tau_mean": 6.57548293547377,
+    "p_mu_gt_0": 0.944444123448901, "p_new_gt_0": 0.853100537415257,
+    "theta_mean": [11.4002590871831, 7.89455102656567, 6.13074542796002, 7.64467731551508,
+                   5.12642304480208, 6.13853501533492, 10.6669819369614, 8.45681614369681],
+    "mu_q025": -2.09022114237674, "mu_q975": 18.2181378894623,
+}
+
+# Published: the RStan "Getting Started" wiki, Example 1 "Eight Schools" (github.com/stan-dev/rstan/wiki/
+# RStan-Getting-Started; the printed `print(fit)` table, NUTS, 4 chains x 500 post-warmup draws, run on
+# 2018-09-20). Its Stan program puts no prior on mu and only <lower=0> on tau: BDA3's flat prior.
+# (parameter: published mean, published se_mean) as printed, to two decimals.
+PUBLISHED_RSTAN_FLAT = {
+    "mu": (7.67, 0.15), "tau": (6.53, 0.20),
+    "theta[1]": (11.11, 0.19), "theta[2]": (7.77, 0.14), "theta[3]": (6.16, 0.17), "theta[4]": (7.68, 0.15),
+    "theta[5]": (5.10, 0.14), "theta[6]": (6.06, 0.15), "theta[7]": (10.65, 0.15), "theta[8]": (8.31, 0.18),
+}
+PUBLISHED_ROUNDING = 0.005
 
 R_SMD = {  # synthetic SMDs, mu ~ N(0, 1), MID 0.2
     "half_normal_0.5": {
@@ -162,3 +189,77 @@ def test_wide_prior_equal_se_recovers_reml(sampler, smd):
                          seed=13, draws=DRAWS).check_diagnostics()
     _assert_close("equal-SE wide-prior mu vs REML", result.estimate("mu"), R_WIDE_EQUAL_SE["reml_mu"],
                   float(az.mcse(_draws(result, "mu"))))
+
+
+def _assert_within_mc(what, ours, mcse_ours, published, mcse_published, rounding=0.0):
+    tol = 4 * math.hypot(mcse_ours, mcse_published) + rounding
+    assert abs(ours - published) <= tol, (
+        f"{what}: ours {ours:.4g} (MCSE {mcse_ours:.3g}) vs published {published:.4g} (MCSE {mcse_published:.3g}); "
+        f"|diff| = {abs(ours - published):.3g} > {tol:.3g}"
+    )
+
+
+@pytest.fixture(scope="module")
+def flat_fit(sampler, schools):
+    return sampler.fit(schools.y, schools.se, schools.school, prior_mu=Normal(0, 1e4), prior_tau=UniformTau(1000),
+                       seed=2024, draws=DRAWS).check_diagnostics()
+
+
+def test_eight_schools_bda3_flat_prior_matches_exact_posterior(flat_fit):
+    _compare_to_exact(flat_fit, R_EIGHT_SCHOOLS_FLAT, thresholds=[0.0])
+
+
+def test_eight_schools_bda3_flat_prior_matches_published_rstan(flat_fit):
+    """Every posterior mean RStan's Getting Started page prints (mu, tau, theta[1..8])."""
+    theta = _draws(flat_fit, "theta")
+    ours = {"mu": _draws(flat_fit, "mu"), "tau": _draws(flat_fit, "tau")}
+    ours.update({f"theta[{i + 1}]": theta[:, :, i] for i in range(theta.shape[-1])})
+    for name, (published, se_published) in PUBLISHED_RSTAN_FLAT.items():
+        _assert_within_mc(f"{name} mean vs RStan Getting Started", float(ours[name].mean()), float(az.mcse(ours[name])),
+                          published, se_published, PUBLISHED_ROUNDING)
+
+
+def test_eight_schools_matches_published_arviz_posterior(sampler, schools):
+    """ArviZ ships a published eight-schools posterior, `non_centered_eight` (PyMC 5.20 NUTS, 4 x 500
+    draws; mu ~ N(0, 5), tau ~ HalfCauchy(5), as its prior group confirms): the means of mu, tau and
+    every school's theta must agree with ours within the two runs' combined Monte Carlo error."""
+    from arviz_base import load_arviz_data
+
+    published = load_arviz_data("non_centered_eight")
+    prior = published["prior"]
+    assert float(prior["mu"].std()) == pytest.approx(5, rel=0.1)
+    assert float(prior["tau"].median()) == pytest.approx(5, rel=0.15)  # HalfCauchy(5) median = 5
+    assert list(published["observed_data"]["obs"].values) == list(schools.y)
+    assert list(published["constant_data"]["sigma"].values) == list(schools.se)
+
+    result = sampler.fit(schools.y, schools.se, schools.school, prior_mu=Normal(0, 5), prior_tau=HalfCauchy(5),
+                         seed=99, draws=DRAWS).check_diagnostics()
+    post = published["posterior"]
+    theirs = {"mu": post["mu"].values, "tau": post["tau"].values}
+    theirs.update({f"theta[{i + 1}]": post["theta"].values[:, :, i] for i in range(8)})
+    theta = _draws(result, "theta")
+    ours = {"mu": _draws(result, "mu"), "tau": _draws(result, "tau")}
+    ours.update({f"theta[{i + 1}]": theta[:, :, i] for i in range(8)})
+    for name in theirs:
+        _assert_within_mc(f"{name} mean vs ArviZ non_centered_eight", float(ours[name].mean()), float(az.mcse(ours[name])),
+                          float(theirs[name].mean()), float(az.mcse(theirs[name])))
+    _assert_within_mc("mu sd vs ArviZ non_centered_eight", float(ours["mu"].std(ddof=1)),
+                      float(az.mcse(ours["mu"], method="sd")), float(theirs["mu"].std(ddof=1)),
+                      float(az.mcse(theirs["mu"], method="sd")))
+
+
+def test_published_eight_schools_posteriors_agree_with_the_exact_references():
+    """The references check each other: RStan's printed means against R's exact flat-prior posterior, and
+    ArviZ's draws against the exact HalfCauchy(5) posterior, each within the published run's own MC error."""
+    from arviz_base import load_arviz_data
+
+    for name, exact in (("mu", R_EIGHT_SCHOOLS_FLAT["mu_mean"]), ("tau", R_EIGHT_SCHOOLS_FLAT["tau_mean"])):
+        published, se = PUBLISHED_RSTAN_FLAT[name]
+        _assert_within_mc(f"RStan {name}", published, se, exact, 0.0, PUBLISHED_ROUNDING)
+    for i, exact in enumerate(R_EIGHT_SCHOOLS_FLAT["theta_mean"]):
+        published, se = PUBLISHED_RSTAN_FLAT[f"theta[{i + 1}]"]
+        _assert_within_mc(f"RStan theta[{i + 1}]", published, se, exact, 0.0, PUBLISHED_ROUNDING)
+    post = load_arviz_data("non_centered_eight")["posterior"]
+    for name, exact in (("mu", R_EIGHT_SCHOOLS_HC5["mu_mean"]), ("tau", R_EIGHT_SCHOOLS_HC5["tau_mean"])):
+        draws = post[name].values
+        _assert_within_mc(f"ArviZ {name}", float(draws.mean()), float(az.mcse(draws)), exact, 0.0)

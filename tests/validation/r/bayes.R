@@ -90,3 +90,11 @@ wide_eq <- exact_posterior(smd$yi, eq_se, 0, 1000, lp_half_normal(0.5))
 show("smd_equal_se_wide", wide_eq[c("mu_mean", "mu_sd", "tau_mean")])
 reml_eq <- rma(yi = smd$yi, sei = eq_se, method = "REML")
 cat(sprintf("smd_equal_se_reml mu %s\n", format(as.numeric(reml_eq$b), digits = 15)))
+
+# 4. Eight schools under BDA3's prior (sections 5.4-5.5), the one the RStan "Getting Started" example samples:
+#    p(mu, tau) flat on tau > 0. s0 = Inf makes the mu prior flat; tau's flat prior on s = log(tau) has
+#    density exp(s) (the constant is dropped). Our sampler needs proper priors, so it runs
+#    mu ~ N(0, 10000), tau ~ Uniform(0, 1000); case 5 shows that changes nothing at this precision.
+lp_uniform <- function(s) s
+show("eight_schools_flat", exact_posterior(schools$y, schools$se, 0, Inf, lp_uniform, lower = -15, upper = log(1000)))
+show("eight_schools_n1e4_u1000", exact_posterior(schools$y, schools$se, 0, 1e4, lp_uniform, lower = -15, upper = log(1000)))
