@@ -247,6 +247,17 @@ def test_save_posterior_round_trip(quick_fit, tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["posterior.nc"]  # no temporary file left
 
 
+def test_save_posterior_writes_the_same_bytes_for_the_same_fit(sampler, tmp_path):
+    """Same data, prior and seed -> identical files: no wall-clock stamp reaches the netCDF, and the
+    in-memory posterior keeps its own."""
+    fits = [sampler.fit(Y, SE, LABELS, prior_mu=Normal(0, 1), prior_tau=HalfNormal(0.5), seed=3, **QUICK)
+            for _ in range(2)]
+    paths = [save_posterior(fit, tmp_path / f"p{i}.nc") for i, fit in enumerate(fits)]
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert "created_at" not in paths[0].read_bytes().decode("latin-1")
+    assert "created_at" in fits[0].posterior["posterior"].attrs
+
+
 def test_save_posterior_without_h5py_says_what_to_install(quick_fit, tmp_path, monkeypatch):
     import builtins
 

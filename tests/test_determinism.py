@@ -3,8 +3,7 @@
 
 Not compared: provenance.json's start and finish times (and its git record, which says whether the work
 tree changed between the runs), Snakemake benchmark TSVs and logs (wall times). Figures, HTML and netCDF
-posteriors are compared too, in a test of their own; a posterior by its content, because ArviZ stamps each
-group with a `created_at` time (see test_nothing_lost.netcdf_content).
+posteriors are compared byte for byte too, in a test of their own.
 """
 
 from __future__ import annotations

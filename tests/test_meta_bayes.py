@@ -232,7 +232,7 @@ def test_main_fit_failure_stops_but_a_sensitivity_failure_is_flagged(a_result):
     ({"target_accept": 1.0}, "target_accept"),
     ({"prior_mu": {"loc": 0, "scale": -1}}, "scale must be a finite positive"),
     ({"on_secondary_gate_failure": "ignore"}, "flag"),
-    ({"implementation": {"tau_prior": {"family": "uniform", "scale": 1}}}, "unknown tau prior family"),
+    ({"implementation": {"tau_prior": {"family": "gamma", "scale": 1}}}, "unknown tau prior family"),
     ({"enabled": "yes"}, "true or false"),
 ])
 def test_bad_settings_raise_input_error(raw, match):

@@ -8,7 +8,6 @@ outputs of a running job as incomplete, so a later run refuses to trust them unl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -65,8 +64,8 @@ def run_snakemake(project: Path, workdir: Path, *extra: str, cores: int = 2, sma
 
 def result_files(results: Path) -> dict[str, bytes]:
     """Every result a later stage or a reader would use, by relative path; logs, benchmarks, Snakemake's
-    directory timestamps and leftover temporary files are not results. provenance.json without its times;
-    a netCDF posterior as its content (see netcdf_content)."""
+    directory timestamps and leftover temporary files are not results. provenance.json without its times.
+    netCDF posteriors as bytes: `bayes.save_posterior` drops ArviZ's `created_at` stamps."""
     out = {}
     for path in sorted(results.rglob("*")):
         rel = path.relative_to(results)
@@ -79,34 +78,10 @@ def result_files(results: Path) -> dict[str, bytes]:
             for key in ("started", "finished", "git"):
                 record.pop(key, None)
             data = json.dumps(record, sort_keys=True).encode()
-        elif path.suffix == ".nc":
-            data = netcdf_content(data)
         out[str(rel)] = data
     return out
 
 
-def netcdf_content(data: bytes) -> bytes:
-    """A netCDF (HDF5) file's content: every group's and variable's name, attributes and values, without
-    ArviZ's `created_at` stamps and HDF5's own bookkeeping, which differ between otherwise equal runs."""
-    import io
-
-    import h5py
-    import numpy as np
-
-    digest = hashlib.sha256()
-
-    def visit(name, obj):
-        attrs = {k: v for k, v in obj.attrs.items() if k != "created_at" and not k.startswith("_Netcdf4")}
-        digest.update(f"{name}|{sorted((k, repr(v)) for k, v in attrs.items())}|".encode())
-        if isinstance(obj, h5py.Dataset):
-            value = np.asarray(obj[()])
-            # variable-length strings come back as an object array: hash the text, not the pointers
-            digest.update(repr(value.tolist()).encode() if value.dtype.kind == "O" else value.tobytes())
-
-    with h5py.File(io.BytesIO(data), "r") as handle:
-        visit("/", handle)
-        handle.visititems(visit)
-    return f"netCDF content sha256 {digest.hexdigest()}".encode()
 
 
 def incomplete_outputs(workdir: Path) -> list[str]:

@@ -841,6 +841,19 @@ def check_table_diagnostics(table: pd.DataFrame, what: str = "Bayesian table") -
     return table
 
 
+_WALL_CLOCK_ATTRS = ("created_at", "sampling_time")
+
+
+def _without_timestamps(tree):
+    """A copy of the posterior tree without ArviZ's wall-clock attributes (`created_at` on every group),
+    so the same seed writes the same bytes; the run's time is in provenance.json instead."""
+    tree = tree.copy()
+    for node in tree.subtree:
+        for name in _WALL_CLOCK_ATTRS:
+            node.attrs.pop(name, None)
+    return tree
+
+
 def save_posterior(result: BayesResult, path: str | os.PathLike) -> Path:
     """Write the posterior DataTree to netCDF (h5netcdf) atomically: a temporary file in the same
     directory is renamed over `path`, so a reader never sees a half-written file."""
@@ -853,10 +866,11 @@ def save_posterior(result: BayesResult, path: str | os.PathLike) -> Path:
         ) from exc
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tree = _without_timestamps(result.posterior)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        result.posterior.to_netcdf(tmp, engine="h5netcdf")
+        tree.to_netcdf(tmp, engine="h5netcdf")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
