@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from imrstats.errors import AnalysisError, InputError
-from imrstats.meta_stage import (DEFAULT_SETTINGS, FAVOURS, effect_table, implementation_effects, meta_settings,
-                                 outcome_inputs, pool_outcome, run_meta_stage, select_outcome_rows)
+from imrstats.meta_stage import (DEFAULT_SETTINGS, DENOMINATOR_RULE, FAVOURS, effect_table, implementation_effects,
+                                 implementation_sensitivity, meta_settings, outcome_inputs, pool_outcome,
+                                 run_meta_stage, select_outcome_rows)
 from imrstats.published import PUBLISHED_DIR, load_implementation_rates, load_published_outcomes
 from imrstats.stage import StageResult, to_json, write_stage
 
@@ -137,7 +138,8 @@ def test_pool_outcome_with_no_study_raises():
 def test_stage_tables_hold_every_part_with_methods_and_direction(stage):
     t = stage.tables
     for name in ("meta_effects", "meta_estimators", "meta_heterogeneity", "meta_leave_one_out", "meta_egger",
-                 "meta_cumulative", "meta_sensitivity", "meta_implementation_pooled", "meta_implementation_rates"):
+                 "meta_cumulative", "meta_sensitivity", "meta_implementation_pooled", "meta_implementation_rates",
+                 "meta_implementation_sensitivity"):
         assert name in t and len(t[name]) > 0, name
     est = t["meta_estimators"]
     client = est.loc[est["outcome_label"] == "imrs_client"]
@@ -173,7 +175,48 @@ def test_stage_compares_pooled_implementation_rates_with_the_review(stage):
     rates = stage.tables["meta_implementation_rates"]
     salyers = rates.loc[(rates["study"] == "Salyers 2011") & (rates["measure"] == "dropout_pct")].iloc[0]
     assert salyers["n"] == 144 and salyers["events"] == 36  # IMR N from Table 1, not all 498 enrolled
+    assert not salyers["denominator_assumed"] and salyers["consistent"]
+    fardig = rates.loc[rates["study"] == "Fardig 2011"].iloc[0]
+    assert fardig["n"] == 20 and fardig["denominator_assumed"] and "floor(41 / 2)" in fardig["assumption"]
     assert not rates.loc[rates["study"] == "Rychener 2009", "included"].any()
+
+
+def test_stage_states_the_denominator_rule_and_its_sensitivity(stage):
+    assert "people offered IMR" in DENOMINATOR_RULE and "control arm never counts" in DENOMINATOR_RULE
+    assert "Denominator rule:" in stage.html and "Denominator rule: the denominator of a dropout" in stage.summary
+    assert "only printed denominators: k = 3" in stage.summary
+    assert stage.record["implementation"]["denominator_rule"] == DENOMINATOR_RULE
+    sens = stage.tables["meta_implementation_sensitivity"]
+    k = sens.set_index(["measure", sens["analysis"].str.split(":| \\(", regex=True).str[0]])["k"].to_dict()
+    assert k == {("dropout_pct", "main"): 6, ("dropout_pct", "only printed denominators"): 3,
+                 ("completion_pct", "main"): 4, ("completion_pct", "only printed denominators"): 2}
+    main = sens.loc[sens["analysis"].str.startswith("main")].set_index("measure")["estimate"]
+    pooled = stage.tables["meta_implementation_pooled"].set_index("measure")["estimate"]
+    assert (main == pooled.loc[main.index]).all()
+    # Mueser 2006: 27% and 73% are no whole-person fractions of the printed N = 31: flagged, not hidden
+    assert any(f.startswith("implementation Mueser 2006 dropout_pct: 27% is not a whole-person") for f in stage.flags)
+
+
+def test_a_rate_over_imr_and_control_combined_is_never_pooled():
+    eff = implementation_effects(load_implementation_rates(), uses=("pool with care", "context"))
+    hasson = eff.loc[eff["study"] == "Hasson-Ohayon 2007"].iloc[0]
+    assert hasson["n"] == 210 and hasson["denominator_basis"] == "all_arms"
+    assert not hasson["included"] and "IMR and control combined" in hasson["reason"]
+
+
+def test_implementation_sensitivity_with_only_assumed_denominators_reports_no_study():
+    eff = implementation_effects(load_implementation_rates())
+    eff = eff.loc[eff["denominator_assumed"] | ~eff["included"]]
+    sens = implementation_sensitivity(eff).set_index("analysis")
+    printed = sens.loc[sens.index.str.startswith("only printed")]
+    assert (printed["k"] == 0).all() and printed["estimate"].isna().all()
+    assert (printed["notes"] == "no study to pool").all()
+
+
+def test_implementation_effects_needs_the_denominator_columns():
+    rates = load_implementation_rates().drop(columns=["denominator", "denominator_basis"])
+    with pytest.raises(InputError, match="denominator"):
+        implementation_effects(rates)
 
 
 def test_stage_flags_a_knapp_hartung_interval_narrower_than_wald(stage):

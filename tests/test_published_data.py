@@ -256,6 +256,91 @@ def test_implementation_table3_rows_keep_the_column_order(rates):
         assert positions == sorted(positions), study
 
 
+def _whole_person(pct: float, n: int) -> bool:
+    """Some whole number of n people is pct% after rounding to a whole percent."""
+    return any(math.floor(100 * k / n + 0.5) == pct for k in range(n + 1))
+
+
+def _table1(rates, study, measure="n_enrolled"):
+    hit = rates.loc[(rates["study"] == study) & (rates["measure"] == measure), "value"]
+    return None if hit.empty else int(hit.iloc[0])
+
+
+def test_rate_denominators_rest_on_verbatim_table1_text(rates):
+    seed = _seed_text("001_a4b335bb3a7ff4c2.txt")
+    with_n = rates[rates["denominator"].notna()]
+    assert len(with_n) == 13
+    for i, row in with_n.iterrows():
+        for part in row["denominator_quote"].split(" || "):
+            assert part in seed, f"row {i + 2}: {part!r} not in seed 001"
+        assert _in_quote(_table1(rates, row["study"]), row["denominator_quote"]), f"row {i + 2}"
+    others = rates[~rates["measure"].isin(published.RATE_MEASURES)]
+    assert others["denominator"].isna().all() and (others["denominator_basis"] == "").all()
+
+
+def test_rate_denominators_follow_the_rule_people_offered_imr(rates):
+    """Printed bases equal the Table 1 number; a controlled study's IMR rate is never divided by everyone enrolled;
+    an assumed IMR N says so and follows from the numbers its assumption names."""
+    for i, row in rates[rates["denominator"].notna()].iterrows():
+        n, total, basis = int(row["denominator"]), _table1(rates, row["study"]), row["denominator_basis"]
+        where = f"row {i + 2} ({row['study']}, {row['measure']})"
+        if basis == "single_group":
+            assert row["design"] == "pre-post" and n == total, where
+        elif basis == "imr_group_printed":
+            assert n == _table1(rates, row["study"], "n_imr") < total, where
+        elif basis == "all_arms":
+            assert n == total and row["use"] == "context", where
+            assert "1Rate reported for IMR and control participants combined." in row["denominator_quote"], where
+        else:
+            assert basis.startswith("assumed_") and row["design"] != "pre-post" and n < total, where
+            assert str(n) in row["assumption"] and str(total) in row["assumption"], where
+        if basis == "assumed_equal_allocation":
+            assert n == total // 2, where
+
+
+def test_an_imr_n_assumed_from_the_percentages_is_the_one_they_allow(rates):
+    """Fujita 2010: 14% and 86% are not whole-person fractions of the 25 enrolled, but are of the assumed 21."""
+    rows = rates[rates["denominator_basis"] == "assumed_from_percentages"]
+    assert set(rows["study"]) == {"Fujita 2010"}
+    pcts = list(rows["value"])
+    assert all(_whole_person(p, 21) for p in pcts) and not any(_whole_person(p, 25) for p in pcts)
+    allowed = [n for n in range(1, 26) if all(_whole_person(p, n) for p in pcts)]
+    assert allowed == [7, 14, 21, 22] and set(rows["denominator"]) == {21}
+
+
+def test_printed_rates_that_no_denominator_reproduces_are_noted(rates):
+    for i, row in rates[rates["denominator"].notna()].iterrows():
+        if not _whole_person(row["value"], int(row["denominator"])):
+            assert "not a whole-person fraction" in row["note"], f"row {i + 2} ({row['study']}, {row['measure']})"
+    mueser = rates[(rates["study"] == "Mueser 2006") & rates["measure"].isin(published.RATE_MEASURES)]
+    assert not any(_whole_person(p, 31) for p in mueser["value"])   # the note is needed there
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"denominator_basis": ""}, "denominator_basis '' is not one of"),
+    ({"denominator": ""}, "needs a positive whole denominator"),
+    ({"denominator_quote": ""}, "denominator_quote"),
+    ({"assumption": ""}, "must state its assumption"),
+])
+def test_implementation_loader_checks_the_denominator_of_a_rate(tmp_path, change, message):
+    raw = pd.read_csv(published.PUBLISHED_DIR / "implementation_rates.csv", dtype=str, keep_default_na=False)
+    hit = (raw["study"] == "Fardig 2011") & (raw["measure"] == "dropout_pct")
+    for col, value in change.items():
+        raw.loc[hit, col] = value
+    with pytest.raises(InputError, match=message):
+        published.load_implementation_rates(_write(tmp_path, raw))
+
+
+def test_implementation_loader_rejects_a_denominator_on_other_rows_and_old_files(tmp_path):
+    raw = pd.read_csv(published.PUBLISHED_DIR / "implementation_rates.csv", dtype=str, keep_default_na=False)
+    bad = raw.copy()
+    bad.loc[bad["measure"] == "fidelity", "denominator"] = "10"
+    with pytest.raises(InputError, match="only .* rows take a denominator"):
+        published.load_implementation_rates(_write(tmp_path, bad))
+    with pytest.raises(InputError, match="missing columns .*denominator"):
+        published.load_implementation_rates(_write(tmp_path, raw.drop(columns=["denominator"])))
+
+
 # ---------------------------------------------------------------- heterogeneity_priors.csv
 
 def test_priors_keys_for_imr_outcomes(priors):

@@ -39,7 +39,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
-from .meta_stage import _front, _stack   # shared table helpers of the meta stage
+from .meta_stage import DENOMINATOR_RULE, _front, _stack   # shared with the frequentist meta stage
 from .progress import progress
 from .bayes import (DEFAULT_SENSITIVITY_KEYS, ESS_BULK_MIN, RHAT_MAX, SHIPPED_TAU_PRIORS, BayesResult, Normal,
                     TauPrior, save_posterior, shared_sampler, summary_row, tau_prior_from_spec)
@@ -732,7 +732,8 @@ def _html_section(b, seed, mid, plan, pooled, impl_pooled, tables, notes, flags,
     if impl_pooled:
         parts.append("<h3>Implementation proportions: Bayesian pooling on the logit scale</h3>"
                      f"<p>Dropout and completion (McGuire et al. 2014, Table 3; the rows the frequentist analysis "
-                     f"pools), mu ~ {_html.escape(impl_prior_mu.label())}, {_html.escape(impl_tau.label())}; "
+                     f"pools, with the same denominators: {_html.escape(DENOMINATOR_RULE)}), "
+                     f"mu ~ {_html.escape(impl_prior_mu.label())}, {_html.escape(impl_tau.label())}; "
                      "percentages are posterior medians and intervals of the back-transformed draws.</p>")
         for measure, part in impl_pooled.items():
             parts.append(table_html(_cols(tables["bayes_pooled"].loc[tables["bayes_pooled"]["outcome_label"]

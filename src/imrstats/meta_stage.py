@@ -9,7 +9,9 @@ by side (REML, DL, PM, ML and the equal-effects model), heterogeneity with the Q
 low power below k = 10, Sterne et al. 2011), the cumulative meta-analysis by publication year, and
 sensitivity analyses (rows needing no assumption; an alternative timepoint preference; rows curated
 as ``sensitivity`` added). Implementation outcomes (McGuire et al. 2014, Table 3 dropout and completion)
-are pooled as logit proportions (metafor ``measure="PLO"``) and set beside the review's own medians.
+are turned into events out of the number of people offered IMR (``DENOMINATOR_RULE``), pooled as logit
+proportions (metafor ``measure="PLO"``), again without the studies whose IMR N is assumed, and set beside
+the review's own medians.
 
 Knapp-Hartung is on by default: with k = 2 to 4 studies the Wald z interval is far too narrow
 (IntHout et al. 2014, BMC Med Res Methodol 14:25), and the t(k - 1) interval with the KH variance
@@ -33,8 +35,8 @@ from scipy.special import expit
 from . import effect_sizes as es
 from .errors import AnalysisError, InputError
 from .meta import MetaResult, rma
-from .published import IMPLEMENTATION_MEASURES, TIMEPOINTS, USES, load_implementation_rates, \
-    load_published_outcomes
+from .published import DENOMINATOR_BASES, IMPLEMENTATION_MEASURES, TIMEPOINTS, USES, \
+    load_implementation_rates, load_published_outcomes
 from .results import Estimate, to_frame
 from .stage import StageResult, figure_html, table_html
 
@@ -397,36 +399,55 @@ def pool_outcome(data: pd.DataFrame, *, method: str = "REML", knha: bool = True,
 # Implementation outcomes (McGuire et al. 2014, Table 3)
 
 
+DENOMINATOR_RULE = (
+    "the denominator of a dropout or completion rate is the number of people offered IMR: the IMR group's N "
+    "where Table 1 prints it (Salyers 2011: 144 of 498), the whole sample of a single-group pre-post study, and "
+    "for a controlled study that prints only its total an assumed IMR group N, stated per row (equal allocation, "
+    "or the group size the printed percentages allow); the control arm never counts. A rate the review gives "
+    "for IMR and control combined (Hasson-Ohayon 2007, Table 3 footnote 1) is not an IMR rate and is not pooled")
+
+
 def implementation_effects(rates: pd.DataFrame, *, measures=("dropout_pct", "completion_pct"),
                            uses=("pool with care",)) -> pd.DataFrame:
     """Table 3 percentages -> events / N -> logit proportions (metafor ``measure="PLO"``), one row per
-    study x measure. N is the study's IMR N where Table 1 gives one (``n_imr``), else the total enrolled;
-    events = round(percent x N / 100). Rows without N or outside ``uses`` get ``included`` False and a
+    study x measure.
+
+    N is the row's curated ``denominator``, the number of people offered IMR (``DENOMINATOR_RULE``;
+    data/published/README.md gives the evidence per study); events = round(percent x N / 100).
+    ``reconstructed_pct`` = 100 x events / N and ``consistent`` (it rounds to the printed percent) check
+    the pair, as GRIM does for means (Brown & Heathers 2017). ``denominator_assumed`` marks an IMR N the
+    review does not print. Rows without N, over all arms, or outside ``uses`` get ``included`` False and a
     ``reason``."""
     bad = set(measures) - set(IMPLEMENTATION_MEASURES)
     if bad:
         raise InputError(f"unknown implementation measures {sorted(bad)}")
-    sizes = rates.loc[rates["measure"].isin(["n_enrolled", "n_imr"])]
-    size = {}
-    for study, group in sizes.groupby("study", sort=False):
-        by = dict(zip(group["measure"], group["value"]))
-        size[study] = (by["n_imr"], "IMR participants (Table 1)") if "n_imr" in by else \
-            (by.get("n_enrolled"), "all enrolled (Table 1 N)")
+    missing = {"denominator", "denominator_basis"} - set(rates.columns)
+    if missing:
+        raise InputError(f"implementation rates lack the columns {sorted(missing)}; every dropout and completion "
+                         "row needs its denominator (see data/published/README.md)")
     rows = []
     for _, r in rates.loc[rates["measure"].isin(measures)].iterrows():
-        n, denominator = size.get(r["study"], (math.nan, ""))
+        n = float(r["denominator"]) if pd.notna(r["denominator"]) else math.nan
+        basis = str(r["denominator_basis"]).strip()
         reason = ""
         if r["use"] not in uses:
             reason = f"use '{r['use']}' not in meta.implementation.uses"
-        elif pd.isna(n) or pd.isna(r["value"]):
-            reason = "no N in Table 1 (or no single value)"
-        events = round(float(r["value"]) * float(n) / 100) if reason == "" else math.nan
+        elif basis == "all_arms":
+            reason = "rate over IMR and control combined: not an IMR rate"
+        elif math.isnan(n) or pd.isna(r["value"]):
+            reason = "no N for the denominator (or no single value)"
+        events = round(float(r["value"]) * n / 100) if reason == "" else math.nan
         yi = vi = math.nan
         if reason == "":
-            plo = es.plo(events, float(n))
+            plo = es.plo(events, n)
             yi, vi = float(plo.yi), float(plo.vi)
+        recon = 100 * events / n if reason == "" else math.nan
         rows.append({"study": r["study"], "year": r["year"], "design": r["design"], "measure": r["measure"],
-                     "percent": float(r["value"]), "n": n, "denominator": denominator, "events": events,
+                     "percent": float(r["value"]), "n": n,
+                     "denominator": DENOMINATOR_BASES.get(basis, basis), "denominator_basis": basis,
+                     "denominator_assumed": basis.startswith("assumed_"), "events": events,
+                     "reconstructed_pct": recon,
+                     "consistent": bool(reason == "" and math.floor(recon + 0.5) == float(r["value"])),
                      "yi": yi, "vi": vi, "included": reason == "", "reason": reason,
                      "assumption": "; ".join(a for a in (str(r["assumption"]).strip(),
                                                          "events = round(percent x N / 100)" if reason == "" else "")
@@ -445,31 +466,57 @@ def pool_implementation(effects: pd.DataFrame, rates: pd.DataFrame, *, method: s
         data = effects.loc[(effects["measure"] == measure) & effects["included"]].sort_values(["year", "study"])
         all_cells = rates.loc[rates["measure"] == measure, "value"].dropna()
         quote, review_median = REVIEW_QUOTES.get(measure, ("", math.nan))
-        extra = {"measure": measure, "median_pooled_studies_pct": float(data["percent"].median()),
+        extra = {"measure": measure,
+                 "median_pooled_studies_pct": float(data["percent"].median()) if len(data) else math.nan,
                  "median_all_table3_pct": float(all_cells.median()), "n_table3_cells": int(all_cells.size),
-                 "review_median_pct": review_median, "review_quote": quote, "review_source": REVIEW_SOURCE}
-        quantity = f"pooled {MEASURE_NAMES.get(measure, measure)} (%)"
-        if len(data) == 0:
-            rows.append(Estimate(quantity, math.nan, method="no study", notes="no study to pool",
-                                 extra={**extra, "k": 0}))
-            continue
-        try:
-            fit = rma(data["yi"], data["vi"], method=method, knha=knha, level=level, slab=list(data["study"]))
-        except AnalysisError as error:
-            rows.append(_failed_row(quantity, method, error, len(data)))
-            continue
-        pred = fit.predict()
-        re = fit.k > 1 and fit.method not in ("EE", "FE")
-        rows.append(Estimate(
-            quantity, 100 * expit(fit.estimate), math.nan, 100 * expit(fit.ci_low), 100 * expit(fit.ci_high),
-            fit.df, fit.statistic, fit.p,
-            f"logit proportion (metafor PLO), {fit.method_label}; back-transformed by inverse logit",
-            "; ".join(fit.notes),
-            {**extra, "k": fit.k, "logit_estimate": fit.estimate, "logit_se": fit.se,
-             "pi_low": 100 * expit(pred.extra["pi_low"]) if re else math.nan,
-             "pi_high": 100 * expit(pred.extra["pi_high"]) if re else math.nan,
-             "tau2": fit.tau2 if re else math.nan, "i2": fit.i2, "q": fit.q, "q_p": fit.q_p}))
+                 "review_median_pct": review_median, "review_quote": quote, "review_source": REVIEW_SOURCE,
+                 "denominator_rule": DENOMINATOR_RULE}
+        rows.append(_pooled_proportion(data, f"pooled {MEASURE_NAMES.get(measure, measure)} (%)", extra,
+                                       method=method, knha=knha, level=level))
     return to_frame(rows)
+
+
+def implementation_sensitivity(effects: pd.DataFrame, *, method: str = "REML", knha: bool = True,
+                               level: float = 0.95) -> pd.DataFrame:
+    """The pooled proportions again without the studies whose IMR group N is assumed (``denominator_assumed``:
+    a controlled study that prints only its total), beside the main analysis: how much the result rests on
+    denominators the review does not print. One row per measure x analysis (``analysis``, ``k``,
+    ``studies`` in ``extra``)."""
+    variants = (("main: denominator = people offered IMR (printed or assumed)", lambda d: d),
+                ("only printed denominators (studies with an assumed IMR N left out)",
+                 lambda d: d.loc[~d["denominator_assumed"].astype(bool)]))
+    rows = []
+    for measure in effects["measure"].unique():
+        data = effects.loc[(effects["measure"] == measure) & effects["included"]].sort_values(["year", "study"])
+        for analysis, pick in variants:
+            part = pick(data)
+            extra = {"measure": measure, "analysis": analysis, "studies": ", ".join(part["study"])}
+            rows.append(_pooled_proportion(part, f"pooled {MEASURE_NAMES.get(measure, measure)} (%)", extra,
+                                           method=method, knha=knha, level=level))
+    return to_frame(rows)
+
+
+def _pooled_proportion(data: pd.DataFrame, quantity: str, extra: dict, *, method: str, knha: bool,
+                       level: float) -> Estimate:
+    """One random-effects fit of logit proportions (rows with yi, vi, study), back-transformed to percent."""
+    if len(data) == 0:
+        return Estimate(quantity, math.nan, method="no study", notes="no study to pool", extra={**extra, "k": 0})
+    try:
+        fit = rma(data["yi"], data["vi"], method=method, knha=knha, level=level, slab=list(data["study"]))
+    except AnalysisError as error:
+        return Estimate(quantity, math.nan, method=method, notes=f"fit failed: {error}",
+                        extra={**extra, "k": len(data)})
+    pred = fit.predict()
+    re = fit.k > 1 and fit.method not in ("EE", "FE")
+    return Estimate(
+        quantity, 100 * expit(fit.estimate), math.nan, 100 * expit(fit.ci_low), 100 * expit(fit.ci_high),
+        fit.df, fit.statistic, fit.p,
+        f"logit proportion (metafor PLO), {fit.method_label}; back-transformed by inverse logit",
+        "; ".join(fit.notes),
+        {**extra, "k": fit.k, "logit_estimate": fit.estimate, "logit_se": fit.se,
+         "pi_low": 100 * expit(pred.extra["pi_low"]) if re else math.nan,
+         "pi_high": 100 * expit(pred.extra["pi_high"]) if re else math.nan,
+         "tau2": fit.tau2 if re else math.nan, "i2": fit.i2, "q": fit.q, "q_p": fit.q_p})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -849,6 +896,7 @@ def _implementation_part(s: dict, figures: dict, flags: list[str], record: dict)
         rates = load_implementation_rates(s["implementation_rates"])
         effects = implementation_effects(rates, measures=tuple(impl["measures"]), uses=tuple(impl["uses"]))
         pooled = pool_implementation(effects, rates, method=s["method"], knha=s["knha"], level=s["level"])
+        sensitivity = implementation_sensitivity(effects, method=s["method"], knha=s["knha"], level=s["level"])
     except (AnalysisError, InputError) as error:
         flags.append(f"implementation outcomes not pooled: {error}")
         record["implementation"] = {"error": str(error)}
@@ -856,32 +904,49 @@ def _implementation_part(s: dict, figures: dict, flags: list[str], record: dict)
             [f"  not pooled: {error}"]
     for _, r in pooled.loc[pooled["estimate"].isna()].iterrows():
         flags.append(f"implementation {r['quantity']}: {r['notes']}")
+    for _, r in effects.loc[effects["included"] & ~effects["consistent"]].iterrows():
+        flags.append(f"implementation {r['study']} {r['measure']}: {r['percent']:g}% is not a whole-person fraction "
+                     f"of the denominator {r['n']:g}; pooled as {r['events']:g}/{r['n']:g} = "
+                     f"{r['reconstructed_pct']:.1f}%")
     html_parts = [
         "<h3>Implementation outcomes: dropout and completion</h3>",
-        "<p>Percentages from McGuire et al. (2014) Table 3, turned into events out of the study's N (the IMR N "
-        "where Table 1 gives one, otherwise all enrolled) and pooled as logit proportions with random effects; "
-        "the pooled value and its intervals are back-transformed to percent. Rows the curation marks "
-        "'context' are listed but not pooled. The review itself reports medians, quoted beside the pooled "
-        "values; a random-effects mean weights studies by precision and is not a median.</p>",
-        table_html(_cols(effects, ["measure", "study", "year", "design", "percent", "n", "denominator", "events", "yi",
-                                   "included", "reason", "assumption"]),
-                   caption="Implementation rates used (yi = logit proportion)",
+        "<p>Percentages from McGuire et al. (2014) Table 3, turned into events out of the study's denominator "
+        "and pooled as logit proportions with random effects; the pooled value and its intervals are "
+        "back-transformed to percent. <b>Denominator rule:</b> " + _html.escape(DENOMINATOR_RULE) + ". Dividing "
+        "a controlled study's IMR rate by everyone enrolled would count the control arm and overstate the "
+        "study's precision. Each row's basis and assumption are listed; the sensitivity table pools again "
+        "without the studies whose IMR N is assumed. Rows the curation marks 'context' are listed but not "
+        "pooled. The review itself reports medians, quoted beside the pooled values; a random-effects mean "
+        "weights studies by precision and is not a median.</p>",
+        table_html(_cols(effects, ["measure", "study", "year", "design", "percent", "n", "denominator", "events",
+                                   "reconstructed_pct", "yi", "included", "reason", "assumption"]),
+                   caption="Implementation rates used (n = denominator: people offered IMR; yi = logit proportion)",
                    method="metafor PLO: log(x / (n - x)), variance 1/x + 1/(n - x)")]
     show = pooled[[c for c in ["quantity", "k", "estimate", "ci_low", "ci_high", "pi_low", "pi_high", "i2",
                                "median_pooled_studies_pct", "median_all_table3_pct", "n_table3_cells",
                                "review_median_pct", "method"] if c in pooled.columns]]
     html_parts.append(table_html(show, caption="Pooled proportions (%) and the review's medians",
                                  method="per row (column 'method'); medians: plain medians of the percentages"))
+    html_parts.append(table_html(_cols(sensitivity, ["quantity", "analysis", "k", "estimate", "ci_low", "ci_high",
+                                                     "pi_low", "pi_high", "studies", "method", "notes"]),
+                                 caption="Pooled proportions (%): sensitivity to assumed denominators",
+                                 method="per row (column 'method')"))
     for _, r in pooled.iterrows():
         html_parts.append(f"<p class='quote'>{_html.escape(str(r.get('review_quote', '')))} "
                           f"({_html.escape(REVIEW_SOURCE)})</p>")
-    summary = []
+    summary = [f"  Denominator rule: {DENOMINATOR_RULE}."]
     for _, r in pooled.iterrows():
         summary.append(f"  {r['quantity']}: k = {int(r['k'])}, {_fmt(r['estimate'], 1)} [{_fmt(r['ci_low'], 1)}, "
                        f"{_fmt(r['ci_high'], 1)}], PI [{_fmt(r.get('pi_low', math.nan), 1)}, "
                        f"{_fmt(r.get('pi_high', math.nan), 1)}]; review median {_fmt(r['review_median_pct'], 0)}% "
                        f"(median of the {int(r['n_table3_cells'])} Table 3 cells: "
                        f"{_fmt(r['median_all_table3_pct'], 0)}%)")
+        alt = sensitivity.loc[(sensitivity["measure"] == r["measure"])
+                              & sensitivity["analysis"].str.startswith("only printed")]
+        if len(alt):
+            a = alt.iloc[0]
+            summary.append(f"    only printed denominators: k = {int(a['k'])}, {_fmt(a['estimate'], 1)} "
+                           f"[{_fmt(a['ci_low'], 1)}, {_fmt(a['ci_high'], 1)}]")
         data = effects.loc[(effects["measure"] == r["measure"]) & effects["included"]].sort_values(["year", "study"])
         if len(data) >= 2 and not math.isnan(r["estimate"]):
             fit = rma(data["yi"], data["vi"], method=s["method"], knha=s["knha"], level=s["level"],
@@ -891,6 +956,9 @@ def _implementation_part(s: dict, figures: dict, flags: list[str], record: dict)
                                           xlabel="percent (back-transformed from the logit scale)",
                                           transform=lambda x: 100 * expit(x))
             html_parts.append(figure_html(name, f"{r['quantity']}: forest plot, logit scale back-transformed"))
-    record["implementation"] = {"pooled": _records(pooled), "rates": _records(effects.drop(columns=["source"]))}
-    tables = {"meta_implementation_pooled": pooled, "meta_implementation_rates": effects}
+    record["implementation"] = {"denominator_rule": DENOMINATOR_RULE, "pooled": _records(pooled),
+                                "sensitivity": _records(sensitivity),
+                                "rates": _records(effects.drop(columns=["source"]))}
+    tables = {"meta_implementation_pooled": pooled, "meta_implementation_sensitivity": sensitivity,
+              "meta_implementation_rates": effects}
     return tables, "\n".join(html_parts), summary

@@ -6,7 +6,9 @@ Three tables ship with imrstats (data/published/README.md documents every column
   n / mean / SD (or SE), or a reported effect, and for every row the source, a verbatim quote holding
   each of its numbers, the conversion it needs and the assumption that conversion makes;
 - ``implementation_rates.csv``: McGuire et al. (2014) Table 1 N and Table 3 dropout, sessions attended,
-  completion and fidelity, one row per study x measure, each with its verbatim table line;
+  completion and fidelity, one row per study x measure, each with its verbatim table line; every dropout and
+  completion row names its denominator (the number of people offered IMR), how it was found
+  (``denominator_basis``, see ``DENOMINATOR_BASES``) and the verbatim Table 1 text it rests on;
 - ``heterogeneity_priors.csv``: the Rhodes et al. (2015) and Turner et al. (2015) priors for tau^2, as
   tabulated in R's bayesmeta, with a stable ``key`` a config can name.
 
@@ -46,10 +48,23 @@ OUTCOME_INT = ["year", "n_imr", "n_tau", "n_total", "sign_favouring_imr"]
 OUTCOME_FLOAT = ["mean_imr", "sd_imr", "se_imr", "mean_tau", "sd_tau", "se_tau", "effect", "se", "ci_low",
                  "ci_high", "p"]
 
-IMPLEMENTATION_TEXT = ["study", "design", "table", "measure", "unit", "use", "assumption", "source", "quote", "note"]
-IMPLEMENTATION_INT = ["year"]
+IMPLEMENTATION_TEXT = ["study", "design", "table", "measure", "unit", "denominator_basis", "use", "assumption",
+                       "source", "quote", "denominator_quote", "note"]
+IMPLEMENTATION_INT = ["year", "denominator"]
 IMPLEMENTATION_FLOAT = ["value", "value_sd", "value_low", "value_high"]
 IMPLEMENTATION_MEASURES = ("n_enrolled", "n_imr", "dropout_pct", "sessions_attended_pct", "completion_pct", "fidelity")
+# Rates of people, which need a denominator: the number of people offered IMR (data/published/README.md).
+RATE_MEASURES = ("dropout_pct", "completion_pct")
+# How a rate's denominator was found; the ``assumed_`` ones rest on a stated assumption.
+DENOMINATOR_BASES = {
+    "imr_group_printed": "IMR group N printed in Table 1",
+    "single_group": "single-group pre-post study: all enrolled were offered IMR (Table 1 N)",
+    "assumed_equal_allocation": "IMR group N not printed: assumed from the total by equal allocation",
+    "assumed_from_percentages": "IMR group N not printed: assumed from the whole-person fractions the printed "
+                                "percentages allow",
+    "all_arms": "rate over IMR and control combined (not an IMR rate)",
+    "not_reported": "no N in Table 1",
+}
 
 PRIOR_TEXT = ["key", "source", "effect_measure", "parameter", "distribution", "outcome_type", "comparison_type", "note"]
 PRIOR_FLOAT = ["location", "scale"]
@@ -85,7 +100,31 @@ def load_implementation_rates(path: str | Path | None = None) -> pd.DataFrame:
         if row[IMPLEMENTATION_FLOAT].isna().all():
             raise InputError(f"{path}: row {i + 2} ({row['study']}, {row['measure']}) holds no number; "
                              "leave not-reported cells out of the table")
+        _check_denominator(row, f"{path}: row {i + 2} ({row['study']}, {row['measure']})")
     return df
+
+
+def _check_denominator(row: pd.Series, where: str) -> None:
+    """A rate row names its denominator, its basis, the quote it rests on and, if assumed, the assumption;
+    other rows carry none."""
+    basis, n = row["denominator_basis"].strip(), row["denominator"]
+    if row["measure"] not in RATE_MEASURES:
+        if basis or pd.notna(n) or row["denominator_quote"].strip():
+            raise InputError(f"{where}: only {list(RATE_MEASURES)} rows take a denominator; leave the "
+                             "denominator columns empty")
+        return
+    if basis not in DENOMINATOR_BASES:
+        raise InputError(f"{where}: denominator_basis '{basis}' is not one of {list(DENOMINATOR_BASES)}")
+    if basis == "not_reported":
+        if pd.notna(n):
+            raise InputError(f"{where}: denominator_basis 'not_reported' but a denominator is given")
+        return
+    if pd.isna(n) or n <= 0:
+        raise InputError(f"{where}: denominator_basis '{basis}' needs a positive whole denominator")
+    if not row["denominator_quote"].strip():
+        raise InputError(f"{where}: the denominator needs the verbatim text it rests on (denominator_quote)")
+    if basis.startswith("assumed_") and not row["assumption"].strip():
+        raise InputError(f"{where}: an assumed denominator ({basis}) must state its assumption")
 
 
 def load_heterogeneity_priors(path: str | Path | None = None) -> pd.DataFrame:

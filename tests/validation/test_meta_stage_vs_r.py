@@ -398,21 +398,33 @@ REF = {
 ("imrs_client", "sensitivity_with_sensitivity", "REML", "estimate", 0): 0.372387333087609,
 ("imrs_client", "sensitivity_with_sensitivity", "REML", "ci_low", 0): -0.2174996628079,
 ("dropout_pct", "implementation", "REML", "k", 0): 6,
-("dropout_pct", "implementation", "REML", "pct", 0): 25.9879002933885,
-("dropout_pct", "implementation", "REML", "ci_low", 0): 19.0793561152033,
-("dropout_pct", "implementation", "REML", "ci_high", 0): 34.3365286715477,
-("dropout_pct", "implementation", "REML", "pi_low", 0): 16.7454066718485,
-("dropout_pct", "implementation", "REML", "pi_high", 0): 38.0031210338654,
-("dropout_pct", "implementation", "REML", "logit", 0): -1.04659753301625,
-("dropout_pct", "implementation", "REML", "logit_se", 0): 0.154931662519438,
+("dropout_pct", "implementation", "REML", "pct", 0): 26.8421423256888,
+("dropout_pct", "implementation", "REML", "ci_low", 0): 21.030549287854,
+("dropout_pct", "implementation", "REML", "ci_high", 0): 33.5768710097305,
+("dropout_pct", "implementation", "REML", "pi_low", 0): 19.1395045261332,
+("dropout_pct", "implementation", "REML", "pi_high", 0): 36.2548038726418,
+("dropout_pct", "implementation", "REML", "logit", 0): -1.0026464130361,
+("dropout_pct", "implementation", "REML", "logit_se", 0): 0.124656041573916,
+("dropout_pct", "implementation_printed_only", "REML", "k", 0): 3,
+("dropout_pct", "implementation_printed_only", "REML", "pct", 0): 28.5110248727033,
+("dropout_pct", "implementation_printed_only", "REML", "ci_low", 0): 20.7118533788133,
+("dropout_pct", "implementation_printed_only", "REML", "ci_high", 0): 37.8452372506427,
+("dropout_pct", "implementation_printed_only", "REML", "logit", 0): -0.919252393676089,
+("dropout_pct", "implementation_printed_only", "REML", "logit_se", 0): 0.0983416770647224,
 ("completion_pct", "implementation", "REML", "k", 0): 4,
-("completion_pct", "implementation", "REML", "pct", 0): 55.8593377627342,
-("completion_pct", "implementation", "REML", "ci_low", 0): 9.07220205477515,
-("completion_pct", "implementation", "REML", "ci_high", 0): 94.1351871921973,
-("completion_pct", "implementation", "REML", "pi_low", 0): 0.494071199886035,
-("completion_pct", "implementation", "REML", "pi_high", 0): 99.6909119080139,
-("completion_pct", "implementation", "REML", "logit", 0): 0.235455301317208,
-("completion_pct", "implementation", "REML", "logit_se", 0): 0.798224322095386,
+("completion_pct", "implementation", "REML", "pct", 0): 54.5476708038008,
+("completion_pct", "implementation", "REML", "ci_low", 0): 9.40371007184545,
+("completion_pct", "implementation", "REML", "ci_high", 0): 93.2775755144678,
+("completion_pct", "implementation", "REML", "pi_low", 0): 0.582772173079938,
+("completion_pct", "implementation", "REML", "pi_high", 0): 99.5946473461112,
+("completion_pct", "implementation", "REML", "logit", 0): 0.182410946243849,
+("completion_pct", "implementation", "REML", "logit_se", 0): 0.769131565383815,
+("completion_pct", "implementation_printed_only", "REML", "k", 0): 2,
+("completion_pct", "implementation_printed_only", "REML", "pct", 0): 60.1610905242746,
+("completion_pct", "implementation_printed_only", "REML", "ci_low", 0): 0.0944357807809637,
+("completion_pct", "implementation_printed_only", "REML", "ci_high", 0): 99.9585666162885,
+("completion_pct", "implementation_printed_only", "REML", "logit", 0): 0.412181746798519,
+("completion_pct", "implementation_printed_only", "REML", "logit_se", 0): 0.580522864686805,
 }
 
 
@@ -461,6 +473,11 @@ def _ours(stage) -> dict:
                                ("pi_low", "pi_low"), ("pi_high", "pi_high"), ("logit", "logit_estimate"),
                                ("logit_se", "logit_se")):
             out[(r["measure"], "implementation", "REML", ref_field, 0)] = r[col]
+    sens = t["meta_implementation_sensitivity"]
+    for _, r in sens.loc[sens["analysis"].str.startswith("only printed")].iterrows():
+        for ref_field, col in (("k", "k"), ("pct", "estimate"), ("ci_low", "ci_low"), ("ci_high", "ci_high"),
+                               ("logit", "logit_estimate"), ("logit_se", "logit_se")):
+            out[(r["measure"], "implementation_printed_only", "REML", ref_field, 0)] = r[col]
     return out
 
 
@@ -488,3 +505,13 @@ def test_stage_pools_the_rows_the_reference_names(stage):
                       "hospitalisation": 1}
     jensen = effects.loc[effects["included"] & (effects["study"] == "Jensen 2019")]
     assert set(jensen["timepoint"]) == {"fu12"} and set(jensen["analysis"]) == {"complete_case"}
+
+
+def test_stage_divides_the_rates_by_the_denominators_the_reference_names(stage):
+    """The R script names each study's denominator (people offered IMR) by hand; the stage must use the same."""
+    rates = stage.tables["meta_implementation_rates"]
+    used = rates.loc[rates["included"]].groupby("study")["n"].first().to_dict()
+    assert used == {"Mueser 2006": 31, "Salyers Godfrey 2009": 324, "Salyers 2011": 144, "Fardig 2011": 20,
+                    "Salyers 2010": 162, "Fujita 2010": 21}
+    assumed = set(rates.loc[rates["included"] & rates["denominator_assumed"], "study"])
+    assert assumed == {"Fardig 2011", "Salyers 2010", "Fujita 2010"}

@@ -4,7 +4,8 @@
 # Prints Python dict entries (outcome, part, method, field, index): value, pasted into
 # tests/validation/test_meta_stage_vs_r.py (the test suite never runs R).
 # Inputs: tests/validation/data/meta_stage_outcomes.csv and meta_stage_rates.csv (copies of
-# data/published/published_outcomes.csv and implementation_rates.csv, 2026-11-23).
+# data/published/published_outcomes.csv and implementation_rates.csv; the rates copy refreshed when the
+# curated table gained its denominator columns).
 # The rows each outcome pools are named here by hand (the stage's selection rule is a design choice, not a
 # statistic; the Python test checks the stage picks these rows). The effect sizes are computed with metafor's
 # own escalc inputs (means/SDs; di = Cohen's d; ti = the t of a two-sided p (metafor 3.8 has no pi=), or
@@ -85,17 +86,31 @@ for (nm in names(sens)) {
   emit("imrs_client", paste0("sensitivity_", nm), "REML", "estimate", fit$beta)
   emit("imrs_client", paste0("sensitivity_", nm), "REML", "ci_low", fit$ci.lb)
 }
-# implementation: events = round(percent x N / 100), N = IMR N where Table 1 gives one, else all enrolled
+# implementation: events = round(percent x N / 100), N = the number of people offered IMR, named here by hand
+# (data/published/README.md gives the evidence) and checked against the curated `denominator` column.
+# printed: Table 1 prints the IMR N (Salyers 2011) or the study is single-group pre-post (all enrolled got IMR);
+# assumed: a controlled study printing only its total (Fardig floor(41/2); Salyers 2010 324/2 by 2 of 4 teams;
+# Fujita 21 of 25, the IMR N the printed 14% and 86% allow with a small wait-list control).
+imr_n <- c("Mueser 2006" = 31, "Salyers Godfrey 2009" = 324, "Salyers 2011" = 144,
+           "Fardig 2011" = 20, "Salyers 2010" = 162, "Fujita 2010" = 21)
+assumed <- c("Fardig 2011", "Salyers 2010", "Fujita 2010")
+plo_fit <- function(r) {
+  n <- unname(imr_n[r$study]); stopifnot(!anyNA(n), all(n == r$denominator))
+  rma(measure = "PLO", xi = round(r$value * n / 100), ni = n, method = "REML", test = "knha")
+}
 for (measure in c("dropout_pct", "completion_pct")) {
   r <- rates[rates$measure == measure & rates$use == "pool with care", ]
-  n <- sapply(r$study, function(st) {
-    m <- rates[rates$study == st, ]
-    if (any(m$measure == "n_imr")) m$value[m$measure == "n_imr"] else m$value[m$measure == "n_enrolled"] })
-  r <- r[order(r$year, r$study), ]; n <- n[r$study]
-  fit <- rma(measure = "PLO", xi = round(r$value * n / 100), ni = n, method = "REML", test = "knha")
+  r <- r[order(r$year, r$study), ]
+  fit <- plo_fit(r)
   pr <- predict(fit, transf = transf.ilogit)
   s <- function(field, v) emit(measure, "implementation", "REML", field, v)
   s("k", fit$k); s("pct", 100 * pr$pred); s("ci_low", 100 * pr$ci.lb); s("ci_high", 100 * pr$ci.ub)
   s("pi_low", 100 * pr$pi.lb); s("pi_high", 100 * pr$pi.ub); s("logit", fit$beta); s("logit_se", fit$se)
+  # sensitivity: only the studies whose IMR N is printed
+  fit <- plo_fit(r[!(r$study %in% assumed), ])
+  pr <- predict(fit, transf = transf.ilogit)
+  s <- function(field, v) emit(measure, "implementation_printed_only", "REML", field, v)
+  s("k", fit$k); s("pct", 100 * pr$pred); s("ci_low", 100 * pr$ci.lb); s("ci_high", 100 * pr$ci.ub)
+  s("logit", fit$beta); s("logit_se", fit$se)
 }
 cat("}\n")
