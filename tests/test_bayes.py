@@ -96,6 +96,26 @@ def test_uniform_tau_prior_keeps_the_sampler_inside_the_bound(sampler):
     assert fit.prior_tau == "tau ~ Uniform(0, 0.05)"
 
 
+def test_study_effects_are_drawn_from_their_exact_conditional():
+    rng = np.random.default_rng(1)
+    mu, tau = np.full((2, 50000), 0.3), np.full((2, 50000), 0.2)
+    y, se = np.array([0.5, -0.1]), np.array([0.1, 0.4])
+    theta = bayes.draw_study_effects(mu, tau, y, se, rng)
+    assert theta.shape == (2, 50000, 2)
+    shrink = se**2 / (se**2 + 0.2**2)
+    expected_mean = shrink * 0.3 + (1 - shrink) * y
+    expected_sd = np.sqrt((1 - shrink) * se**2)
+    np.testing.assert_allclose(theta.mean(axis=(0, 1)), expected_mean, atol=5 * expected_sd.max() / np.sqrt(1e5))
+    np.testing.assert_allclose(theta.std(axis=(0, 1)), expected_sd, rtol=0.02)
+    # tau -> 0: every study effect is mu (complete pooling), without dividing by zero
+    np.testing.assert_allclose(bayes.draw_study_effects(mu, np.zeros_like(tau), y, se, rng), 0.3)
+
+
+def test_unknown_parameterization_is_refused():
+    with pytest.raises(InputError, match="parameterization"):
+        bayes.BayesMeta(parameterization="centred")
+
+
 def test_shipped_priors_carry_citations_and_the_flagged_rhodes_value():
     for named in SHIPPED_TAU_PRIORS.values():
         assert named.citation

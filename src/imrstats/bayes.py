@@ -1,18 +1,27 @@
 """Bayesian random-effects meta-analysis: the normal-normal hierarchical model, sampled with nutpie.
 
-Model (non-centred, as in Gelman et al. 2013, *Bayesian Data Analysis* 3rd ed., section 5.6, and
-Betancourt & Girolami 2015 for why the non-centred form samples well when tau is small):
+Model (Gelman et al. 2013, *Bayesian Data Analysis* 3rd ed., sections 5.4-5.5):
 
     y_i ~ Normal(theta_i, se_i)          i = 1..k, se_i known
-    theta_i = mu + tau * z_i,  z_i ~ Normal(0, 1)
+    theta_i ~ Normal(mu, tau)
     mu ~ Normal(m0, s0),  tau ~ one of the priors below,
-    theta_new = mu + tau * z_new          (the predictive effect in a new trial)
+    theta_new ~ Normal(mu, tau)           (the predictive effect in a new trial)
+
+How it is sampled: the study effects are integrated out analytically, so NUTS explores only (mu, log tau)
+with y_i ~ Normal(mu, sqrt(se_i^2 + tau^2)) (BDA3 eq. 5.17-5.21); each draw's theta is then drawn from its
+exact conditional posterior, theta_i | mu, tau, y ~ Normal(B_i mu + (1 - B_i) y_i, sqrt((1 - B_i) se_i^2)),
+B_i = se_i^2 / (se_i^2 + tau^2), with a generator seeded from the fit's seed. The joint draws are draws
+from the same posterior as the centred or non-centred forms, without either's funnel: with k = 2-3 studies
+and a heavy-tailed tau prior the non-centred form still diverged where tau >> se (the likelihood pins theta
+and z = (theta - mu) / tau narrows as tau grows); the two-dimensional marginal has no such region.
+The non-centred form (theta_i = mu + tau z_i, z_i ~ N(0, 1); Betancourt & Girolami 2015) is kept as
+`parameterization="non_centred"`; both are checked against the exact posterior.
 
 Speed: one model is compiled (PyTensor -> numba, via nutpie) and reused for every outcome, prior and
 cumulative step. The data (y, se, a mask over a padded study axis) and all prior hyperparameters are
 `pm.Data` containers, and the tau prior is chosen by a numeric family code inside one `pm.Potential`,
-so `CompiledPyMCModel.with_data` swaps inputs without recompiling. Padded studies carry a z with
-its N(0, 1) prior and no likelihood; they are dropped from every output.
+so `CompiledPyMCModel.with_data` swaps inputs without recompiling. Padded study slots are masked out of
+the likelihood and dropped from every output.
 
 The sampler is a diagnostics gate, not a black box: every fit reports max R-hat, min bulk ESS and the
 number of divergent transitions over mu, tau and the study effects, and `check_diagnostics` raises
@@ -322,8 +331,14 @@ def _prior_data(prior_mu: Normal, prior_tau: TauPrior) -> dict[str, float]:
     return {k: float(v) for k, v in values.items()}
 
 
-def build_model(capacity: int):
-    """The non-centred normal-normal model over `capacity` study slots (a PyMC model, not compiled).
+PARAMETERIZATIONS = ("marginal", "non_centred")
+
+
+def build_model(capacity: int, parameterization: str = "marginal"):
+    """The normal-normal model over `capacity` study slots (a PyMC model, not compiled).
+
+    "marginal": the study effects integrated out, y_i ~ N(mu, se_i^2 + tau^2); theta is drawn after
+    sampling (`draw_study_effects`). "non_centred": theta_i = mu + tau z_i, z_i ~ N(0, 1) sampled.
 
     tau is sampled as log_tau with a flat base measure; the chosen prior's log density *on the
     log-tau scale* (prior density of tau plus the Jacobian log tau) is added by one Potential.
@@ -358,10 +373,30 @@ def build_model(capacity: int):
                                 pt.switch(pt.eq(family, 2), lognormal,
                                           pt.switch(pt.eq(family, 3), log_t, uniform)))),
         )
-        z = pm.Normal("z", 0.0, 1.0, shape=capacity)
-        theta = pm.Deterministic("theta", mu + tau * z)
-        pm.Potential("loglik", pt.sum(mask * pm.logp(pm.Normal.dist(theta, se), y)))
+        if parameterization == "marginal":
+            marginal_sd = pt.sqrt(se**2 + tau**2)
+            pm.Potential("loglik", pt.sum(mask * pm.logp(pm.Normal.dist(mu, marginal_sd), y)))
+        elif parameterization == "non_centred":
+            z = pm.Normal("z", 0.0, 1.0, shape=capacity)
+            theta = pm.Deterministic("theta", mu + tau * z)
+            pm.Potential("loglik", pt.sum(mask * pm.logp(pm.Normal.dist(theta, se), y)))
+        else:
+            raise InputError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
     return model
+
+
+def draw_study_effects(mu: np.ndarray, tau: np.ndarray, y: np.ndarray, se: np.ndarray,
+                       rng: np.random.Generator) -> np.ndarray:
+    """Draw theta_i | mu, tau, y for every posterior draw (arrays of shape (chain, draw)) and study:
+    Normal(B mu + (1 - B) y_i, sqrt((1 - B) se_i^2)), B = se_i^2 / (se_i^2 + tau^2) (BDA3 eq. 5.17).
+    Written with B, not with precisions, so tau -> 0 gives theta = mu without dividing by tau.
+    Returns shape (chain, draw, k)."""
+    v = np.asarray(se, dtype=float) ** 2
+    tau2 = np.asarray(tau, dtype=float)[..., None] ** 2
+    shrink = v / (v + tau2)
+    mean = shrink * np.asarray(mu, dtype=float)[..., None] + (1.0 - shrink) * np.asarray(y, dtype=float)
+    sd = np.sqrt((1.0 - shrink) * v)
+    return mean + sd * rng.standard_normal(mean.shape)
 
 
 @dataclass(frozen=True)
@@ -476,11 +511,15 @@ class BayesMeta:
     SMD meta-analyses (k = 2-7), which the zero-divergence gate rejects; 0.99 gave none and costs ~2x steps.
     """
 
-    def __init__(self, capacity: int = 16, target_accept: float = 0.99, cores: int | None = None):
+    def __init__(self, capacity: int = 16, target_accept: float = 0.99, cores: int | None = None,
+                 parameterization: str = "marginal"):
         if int(capacity) < 1:
             raise InputError(f"capacity must be >= 1 study slot, got {capacity}")
         if not 0.5 <= target_accept < 1:
             raise InputError(f"target_accept must be in [0.5, 1), got {target_accept}")
+        if parameterization not in PARAMETERIZATIONS:
+            raise InputError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
+        self.parameterization = parameterization
         self.capacity = int(capacity)
         self.target_accept = float(target_accept)
         self.cores = cores
@@ -492,8 +531,9 @@ class BayesMeta:
         import nutpie
 
         start = time.perf_counter()
-        self._compiled = nutpie.compile_pymc_model(build_model(self.capacity))
-        self.compile_log.append({"capacity": self.capacity, "seconds": time.perf_counter() - start})
+        self._compiled = nutpie.compile_pymc_model(build_model(self.capacity, self.parameterization))
+        self.compile_log.append({"capacity": self.capacity, "parameterization": self.parameterization,
+                                 "seconds": time.perf_counter() - start})
         return self
 
     def _compiled_for(self, k: int):
@@ -555,10 +595,14 @@ class BayesMeta:
         seconds = time.perf_counter() - start
         mu = np.asarray(trace.posterior["mu"].values, dtype=float)
         tau = np.asarray(trace.posterior["tau"].values, dtype=float)
-        theta = np.asarray(trace.posterior["theta"].values, dtype=float)[:, :, :k]
         divergences = int(np.asarray(trace.sample_stats["diverging"].values).sum())
-        # Predictive effect of a new trial: theta_new = mu + tau * z_new, z_new ~ N(0, 1), drawn
-        # after sampling with a generator seeded from `seed`, so it is reproducible.
+        # Study effects from their exact conditional, and the predictive effect of a new trial,
+        # theta_new = mu + tau * z_new, z_new ~ N(0, 1): drawn after sampling with generators seeded
+        # from `seed`, so they are reproducible.
+        if self.parameterization == "marginal":
+            theta = draw_study_effects(mu, tau, y, se, np.random.default_rng(np.random.SeedSequence([int(seed), 2])))
+        else:
+            theta = np.asarray(trace.posterior["theta"].values, dtype=float)[:, :, :k]
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
         mu_new = mu + tau * rng.standard_normal(mu.shape)
         draws_by_name = {"mu": mu, "tau": tau, "mu_new": mu_new}
@@ -566,14 +610,16 @@ class BayesMeta:
         rhat, ess = _rhat_ess(draws_by_name)
         diagnostics = _diagnose(rhat, ess, divergences, chains, draws, tune, self.target_accept, seconds)
         method = (
-            f"Bayesian normal-normal random-effects model (non-centred), NUTS via nutpie "
+            f"Bayesian normal-normal random-effects model ({_PARAMETERIZATION_TEXT[self.parameterization]}), "
+            f"NUTS via nutpie "
             f"({chains} chains x {draws} draws after {tune} tuning, target_accept {self.target_accept:g}); "
             f"mu ~ {prior_mu.label()}, {prior_tau.label()}; posterior mean, SD, "
             f"{100 * ci:g}% equal-tailed interval"
         )
         estimates = _posterior_estimates(draws_by_name, rhat, ess, mid, ci, method)
         study_effects = _study_effects(estimates, labels, y, se)
-        posterior = _posterior_tree(mu, tau, theta, mu_new, trace, labels, y, se, prior_mu, prior_tau, seed)
+        posterior = _posterior_tree(mu, tau, theta, mu_new, trace, labels, y, se, prior_mu, prior_tau, seed,
+                                    self.parameterization)
         return BayesResult(
             estimates=estimates, study_effects=study_effects, diagnostics=diagnostics,
             prior_mu=prior_mu.label(), prior_tau=prior_tau.label(), k=k, seed=int(seed),
@@ -600,15 +646,20 @@ def _start_inside_bound(model, log_upper: float):
     return dataclasses.replace(model, initial_point_func=initial_point)
 
 
-_SHARED: dict[tuple[int, float], BayesMeta] = {}
+_PARAMETERIZATION_TEXT = {
+    "marginal": "study effects integrated out for sampling, then drawn from their exact conditional",
+    "non_centred": "non-centred",
+}
+
+_SHARED: dict[tuple[int, float, str], BayesMeta] = {}
 
 
-def shared_sampler(capacity: int = 16, target_accept: float = 0.99) -> BayesMeta:
+def shared_sampler(capacity: int = 16, target_accept: float = 0.99, parameterization: str = "marginal") -> BayesMeta:
     """One BayesMeta per process and setting, so every caller (pipeline stage, CLI, tests) pays the
     compile once and reuses it across outcomes, priors and cumulative steps."""
-    key = (int(capacity), float(target_accept))
+    key = (int(capacity), float(target_accept), str(parameterization))
     if key not in _SHARED:
-        _SHARED[key] = BayesMeta(capacity=capacity, target_accept=target_accept)
+        _SHARED[key] = BayesMeta(capacity=capacity, target_accept=target_accept, parameterization=parameterization)
     return _SHARED[key]
 
 
@@ -700,7 +751,7 @@ def _study_effects(estimates: pd.DataFrame, labels, y, se) -> pd.DataFrame:
     })
 
 
-def _posterior_tree(mu, tau, theta, mu_new, trace, labels, y, se, prior_mu, prior_tau, seed):
+def _posterior_tree(mu, tau, theta, mu_new, trace, labels, y, se, prior_mu, prior_tau, seed, parameterization):
     import arviz as az
 
     stats_group = {"diverging": np.asarray(trace.sample_stats["diverging"].values, dtype=bool)}
@@ -717,7 +768,7 @@ def _posterior_tree(mu, tau, theta, mu_new, trace, labels, y, se, prior_mu, prio
         dims={"theta": ["study"], "y": ["study"], "se": ["study"]},
         coords={"study": np.asarray(labels, dtype=str)},
         attrs={"posterior": {
-            "model": "normal-normal random-effects meta-analysis, non-centred", "sampler": "nutpie",
+            "model": f"normal-normal random-effects meta-analysis ({_PARAMETERIZATION_TEXT[parameterization]})", "sampler": "nutpie",
             "prior_mu": prior_mu.label(), "prior_tau": prior_tau.label(), "seed": int(seed),
             "interval": "equal-tailed"}},
     )

@@ -456,7 +456,8 @@ class _Bayes:
         self.mid = None if meta.get("mid") is None else float(meta["mid"])
         self.seed, self.flags, self.diagnostics = seed, flags, []
         self.sampler = shared_sampler(capacity=max(8, 8 * math.ceil(k_max / 8)),
-                                      target_accept=float(self.b["target_accept"]))
+                                      target_accept=float(self.b["target_accept"]),
+                                      parameterization=self.b.get("parameterization", "marginal"))
 
     def fit(self, data: pd.DataFrame, seed: int, context: str, **ids):
         from .meta_bayes import _diagnostic_row, gated_fit

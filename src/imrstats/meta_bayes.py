@@ -1,7 +1,8 @@
 """Bayesian pooling for the meta-analysis stage (issue 5, items 4-6).
 
 Pools exactly the effects the frequentist analysis pooled (``meta_stage.outcome_inputs``) with the
-normal-normal hierarchical model of ``imrstats.bayes`` (non-centred; NUTS via nutpie). Per outcome:
+normal-normal hierarchical model of ``imrstats.bayes`` (study effects integrated out for sampling;
+NUTS via nutpie). Per outcome:
 the posterior of mu and tau, the shrunken study effects, the predictive effect of a new trial,
 P(effect > 0) and P(effect > MID); a prior-sensitivity table across the shipped heterogeneity priors;
 a cumulative Bayesian analysis by publication year. The implementation proportions (McGuire et al.
@@ -41,8 +42,8 @@ from scipy.special import expit
 
 from .meta_stage import DENOMINATOR_RULE, _front, _stack   # shared with the frequentist meta stage
 from .progress import progress
-from .bayes import (DEFAULT_SENSITIVITY_KEYS, ESS_BULK_MIN, RHAT_MAX, SHIPPED_TAU_PRIORS, BayesResult, Normal,
-                    TauPrior, save_posterior, shared_sampler, summary_row, tau_prior_from_spec)
+from .bayes import (DEFAULT_SENSITIVITY_KEYS, ESS_BULK_MIN, PARAMETERIZATIONS, RHAT_MAX, SHIPPED_TAU_PRIORS,
+                    BayesResult, Normal, TauPrior, save_posterior, shared_sampler, summary_row, tau_prior_from_spec)
 from .errors import AnalysisError, InputError
 from .stage import StageResult, figure_html, table_html
 
@@ -59,6 +60,7 @@ DEFAULT_BAYES_SETTINGS: dict = {
     "tune": 1000,
     "chains": 4,
     "target_accept": 0.99,
+    "parameterization": "marginal",                           # or "non_centred" (bayes.PARAMETERIZATIONS)
     "cumulative": True,
     "min_studies": 2,                                         # fewer studies: not pooled (also per cumulative step)
     "on_secondary_gate_failure": "flag",                      # sensitivity / cumulative fits: flag | fail
@@ -128,6 +130,9 @@ def bayes_settings(raw: dict | None) -> dict:
     if merged["on_secondary_gate_failure"] not in ("flag", "fail"):
         raise InputError("meta.bayes.on_secondary_gate_failure must be 'flag' (blank the fit's numbers and flag it) "
                          f"or 'fail' (stop the stage); got {merged['on_secondary_gate_failure']!r}")
+    if merged["parameterization"] not in PARAMETERIZATIONS:
+        raise InputError(f"meta.bayes.parameterization must be one of {list(PARAMETERIZATIONS)}, "
+                         f"got {merged['parameterization']!r}")
     if not 0.5 <= float(merged["target_accept"]) < 1:
         raise InputError(f"meta.bayes.target_accept must be in [0.5, 1), got {merged['target_accept']!r}")
     impl = merged["implementation"]
@@ -501,7 +506,8 @@ def bayes_pooling(pooling_inputs: dict[str, pd.DataFrame], settings: dict | None
         except (AnalysisError, InputError, OSError) as error:
             flags.append(f"implementation proportions not pooled: {error}")
     k_max = max([len(p["data"]) for p in plan] + [len(d) for d in impl_inputs.values()] + [1])
-    sampler = shared_sampler(capacity=max(8, 8 * math.ceil(k_max / 8)), target_accept=float(b["target_accept"]))
+    sampler = shared_sampler(capacity=max(8, 8 * math.ceil(k_max / 8)), target_accept=float(b["target_accept"]),
+                             parameterization=b["parameterization"])
     start = time.perf_counter()
     pooled, posteriors = {}, {}
     for p in progress(plan, desc="meta: Bayesian pooling (outcome x priors x cumulative)", unit="outcome"):
@@ -692,6 +698,16 @@ def _outcome_section(label, p, part, fig_names) -> str:
     return "\n".join(parts)
 
 
+_SAMPLING_HTML = {
+    "marginal": ("NUTS (nutpie) samples mu and tau from their marginal posterior (theta integrated out: "
+                 "y<sub>i</sub> ~ N(mu, se<sub>i</sub><sup>2</sup> + tau<sup>2</sup>)), and each draw's "
+                 "theta<sub>i</sub> is drawn from its exact conditional normal (BDA3, section 5.4), which avoids the "
+                 "funnel that makes few-study fits diverge (meta.bayes.parameterization = marginal); "),
+    "non_centred": ("NUTS (nutpie) samples the non-centred form theta<sub>i</sub> = mu + tau z<sub>i</sub>, "
+                    "z<sub>i</sub> ~ N(0, 1) (meta.bayes.parameterization = non_centred); "),
+}
+
+
 def _html_section(b, seed, mid, plan, pooled, impl_pooled, tables, notes, flags, prior_mu, impl_prior_mu,
                   impl_tau) -> str:
     main = SHIPPED_TAU_PRIORS[b["tau_prior"]]
@@ -700,8 +716,8 @@ def _html_section(b, seed, mid, plan, pooled, impl_pooled, tables, notes, flags,
     intro = (
         "<h2>Bayesian random-effects pooling</h2>"
         "<p>The same effects as the frequentist analysis are pooled with the normal-normal hierarchical model "
-        "y<sub>i</sub> ~ N(theta<sub>i</sub>, se<sub>i</sub>), theta<sub>i</sub> = mu + tau z<sub>i</sub>, "
-        "z<sub>i</sub> ~ N(0, 1) (non-centred), sampled with NUTS (nutpie) in "
+        "y<sub>i</sub> ~ N(theta<sub>i</sub>, se<sub>i</sub>), theta<sub>i</sub> ~ N(mu, tau). "
+        + _SAMPLING_HTML[b["parameterization"]] +
         f"{b['chains']} chains of {b['draws']} draws after {b['tune']} tuning steps, target_accept "
         f"{float(b['target_accept']):g}; seed {seed}. mu ~ {_html.escape(prior_mu.label())}. The heterogeneity prior "
         f"for standardized mean differences is <code>{_html.escape(main.key)}</code>, "
@@ -763,7 +779,8 @@ def _fmt(x, digits: int = 2) -> str:
 def _summary(b, plan, pooled, impl_pooled, tables, notes, flags, prior_mu, mid) -> str:
     fits = tables["bayes_diagnostics"]
     retried = int((fits["attempts"] > 1).sum()) if len(fits) else 0
-    lines = [f"Bayesian pooling (normal-normal, non-centred; NUTS via nutpie, {b['chains']} x {b['draws']} draws; "
+    form = "theta integrated out" if b["parameterization"] == "marginal" else "non-centred"
+    lines = [f"Bayesian pooling (normal-normal, {form}; NUTS via nutpie, {b['chains']} x {b['draws']} draws; "
              f"mu ~ {prior_mu.label()}; tau prior {b['tau_prior']} for SMDs, {b['tau_prior_log_or']} for log ORs; "
              f"posterior mean [95% interval]). Gate R-hat <= 1.01, bulk ESS >= 400, 0 divergences: "
              f"{int(fits['passed'].astype(bool).sum()) if len(fits) else 0} of {len(fits)} fits passed, "

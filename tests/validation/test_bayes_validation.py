@@ -156,9 +156,21 @@ def _compare_to_exact(result, ref, thresholds):
 
 
 def test_eight_schools_matches_exact_posterior(sampler, schools):
+    """The default (marginal) parameterization; the non-centred one is checked on the same reference below."""
     result = sampler.fit(schools.y, schools.se, schools.school, prior_mu=Normal(0, 5), prior_tau=HalfCauchy(5),
                          seed=2024, draws=DRAWS).check_diagnostics()
     _compare_to_exact(result, R_EIGHT_SCHOOLS_HC5, thresholds=[0.0])
+
+
+def test_non_centred_parameterization_matches_the_same_exact_posterior(schools, smd):
+    sampler = shared_sampler(capacity=8, parameterization="non_centred")
+    result = sampler.fit(schools.y, schools.se, schools.school, prior_mu=Normal(0, 5), prior_tau=HalfCauchy(5),
+                         seed=2024, draws=DRAWS).check_diagnostics()
+    assert "non-centred" in result.method
+    _compare_to_exact(result, R_EIGHT_SCHOOLS_HC5, thresholds=[0.0])
+    result = sampler.fit(smd.yi, smd.sei, smd.study, prior_mu=Normal(0, 1), prior_tau=SMD_PRIORS["half_normal_0.5"],
+                         mid=0.2, seed=7, draws=DRAWS).check_diagnostics()
+    _compare_to_exact(result, R_SMD["half_normal_0.5"], thresholds=[0.0, 0.2])
 
 
 @pytest.mark.parametrize("key", list(SMD_PRIORS))
