@@ -19,7 +19,8 @@ participants sharing a pattern), so a REML evaluation costs O(patterns x T^2 x p
 Sigma is estimated by Newton-Raphson on its distinct elements with the analytic gradient and the
 analytic observed REML information (Fisher scoring where the observed information is not positive
 definite), with step-halving that keeps Sigma positive definite and never lets the REML log-likelihood
-fall. References: Harville (1977) JASA 72:320 (REML); Jennrich & Schluchter (1986) Biometrics 42:805
+fall. Many fits of one design structure (one per completed data set) run as batched array operations
+(`fit_mmrm_many`, `fit_mmrm_chains`), each fit taking exactly the steps it takes alone. References: Harville (1977) JASA 72:320 (REML); Jennrich & Schluchter (1986) Biometrics 42:805
 (unstructured-covariance repeated measures, Newton-Raphson / scoring); Satterthwaite (1946) and the
 contrast-wise form of Kuznetsova et al. (2017) J Stat Softw 82(13) (lmerTest) and Christensen (2018)
 "Satterthwaite's method for degrees of freedom in linear mixed models", as used by R's mmrm.
@@ -27,6 +28,7 @@ contrast-wise form of Kuznetsova et al. (2017) J Stat Softw 82(13) (lmerTest) an
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -214,6 +216,7 @@ def reference_grid(design: MMRMDesign, observed: np.ndarray) -> tuple[np.ndarray
     """Rows L of the adjusted means (arm x visit), as emmeans' default reference grid defines them:
     numeric covariates (baseline, age) at their mean over the analysed rows, categorical covariates
     weighted equally over their levels (emmeans ``weights = "equal"``)."""
+    means = {name: values[observed].mean() for name, values in design.numeric_values.items()}
     rows, labels = [], []
     for k, t in enumerate(design.times):
         for arm_name, treated in ((design.reference_arm, 0.0), (design.treatment_arm, 1.0)):
@@ -225,9 +228,9 @@ def reference_grid(design: MMRMDesign, observed: np.ndarray) -> tuple[np.ndarray
                 elif kind == "arm":
                     L[j] = treated * float(term[1] == k)
                 elif kind == "numeric_by_visit":
-                    L[j] = float(term[2] == k) * design.numeric_values[term[1]][observed].mean()
+                    L[j] = float(term[2] == k) * means[term[1]]
                 elif kind == "numeric":
-                    L[j] = design.numeric_values[term[1]][observed].mean()
+                    L[j] = means[term[1]]
                 elif kind == "factor":
                     L[j] = 1.0 / term[2]
             rows.append(L)
@@ -243,7 +246,8 @@ def reference_grid(design: MMRMDesign, observed: np.ndarray) -> tuple[np.ndarray
 @dataclass(frozen=True)
 class _PatternStats:
     """Sums over participants sharing a visit pattern, zero-padded to T x T and flattened over
-    (pattern, a, b) so that every contraction with a per-pattern T x T matrix is one matrix product."""
+    (pattern, a, b) so that every contraction with a per-pattern T x T matrix is one matrix product.
+    ``outer`` and ``pad`` depend on the masks only (cached so each REML evaluation skips rebuilding them)."""
 
     masks: np.ndarray   # (P, T) bool
     counts: np.ndarray  # (P,)
@@ -251,26 +255,41 @@ class _PatternStats:
     xy: np.ndarray      # (P*T*T, p):   sum_i x_ia y_ib
     yy: np.ndarray      # (P*T*T,):     sum_i y_ia y_ib
     n_obs: int
+    outer: np.ndarray | None = None  # (P, T, T) bool: visit a and visit b both observed in the pattern
+    pad: np.ndarray | None = None    # (P, T, T): identity on the unobserved visits, 0 elsewhere
+
+
+def _mask_constants(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    T = masks.shape[1]
+    return masks[:, :, None] & masks[:, None, :], np.eye(T) * ~masks[:, None, :]
 
 
 def _pattern_stats(X: np.ndarray, y: np.ndarray, observed: np.ndarray) -> _PatternStats:
-    keep = observed.any(axis=1)
-    X, y, observed = X[keep], np.where(observed, y, 0.0)[keep], observed[keep]
-    X = X * observed[:, :, None]
-    codes = observed @ (1 << np.arange(observed.shape[1]))
-    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
-    masks = observed[first]
+    if observed.all():
+        # one pattern holding every participant (e.g. a completed data set): the general path below
+        # would multiply by 1.0 and copy; skipping that gives the same sums (same einsum, same rows)
+        masks, counts = np.ones((1, observed.shape[1]), dtype=bool), np.array([observed.shape[0]])
+        groups, n_obs = [(np.ascontiguousarray(X), np.ascontiguousarray(y))], observed.size
+    else:
+        keep = observed.any(axis=1)
+        X, y, observed = X[keep], np.where(observed, y, 0.0)[keep], observed[keep]
+        X = X * observed[:, :, None]
+        codes = observed @ (1 << np.arange(observed.shape[1]))
+        _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+        masks = observed[first]
+        groups = [(X[inverse == k], y[inverse == k]) for k in range(len(masks))]
+        counts = np.bincount(inverse, minlength=len(masks))
+        n_obs = int(observed.sum())
     P, T, p = len(masks), X.shape[1], X.shape[2]
     xx = np.empty((P, T, T, p, p)); xy = np.empty((P, T, T, p)); yy = np.empty((P, T, T))
-    for k in range(P):
-        Xk, yk = X[inverse == k], y[inverse == k]
+    for k, (Xk, yk) in enumerate(groups):
         xx[k] = np.einsum("nap,nbq->abpq", Xk, Xk, optimize=True)
         xy[k] = np.einsum("nap,nb->abp", Xk, yk, optimize=True)
         yy[k] = yk.T @ yk
-    counts = np.bincount(inverse, minlength=P)
     K = P * T * T
-    return _PatternStats(masks, counts, xx.reshape(K, p * p), xy.reshape(K, p), yy.reshape(K),
-                         int(observed.sum()))
+    outer, pad = _mask_constants(masks)
+    return _PatternStats(masks, counts, xx.reshape(K, p * p), xy.reshape(K, p), yy.reshape(K), n_obs,
+                         outer, pad)
 
 
 def _vech_basis(T: int) -> tuple[np.ndarray, list]:
@@ -282,20 +301,25 @@ def _vech_basis(T: int) -> tuple[np.ndarray, list]:
     return E, pairs
 
 
-def _pattern_inverses(sigma: np.ndarray, masks: np.ndarray):
+def _pattern_inverses(sigma: np.ndarray, masks: np.ndarray, constants=None):
     """Zero-padded inverse and log-determinant of Sigma[O, O] per pattern; None if not positive definite.
 
     Unobserved visits get an identity block, which changes neither the inverse of the observed block
-    nor its determinant, so all patterns are handled by one batched Cholesky factorisation."""
-    T = masks.shape[1]
-    outer = masks[:, :, None] & masks[:, None, :]
-    padded = np.where(outer, sigma, 0.0) + np.eye(T) * ~masks[:, None, :]
+    nor its determinant, so all patterns are handled by one batched Cholesky factorisation.
+    ``constants``: the masks' (outer, pad) from `_mask_constants`, if already at hand."""
+    outer, pad = _mask_constants(masks) if constants is None else constants
+    padded = np.where(outer, sigma, 0.0) + pad
     try:
         chol = np.linalg.cholesky(padded)
     except np.linalg.LinAlgError:
         return None, None
     logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
     return np.linalg.inv(padded) * outer, logdet
+
+
+def _stats_inverses(st: _PatternStats, sigma: np.ndarray):
+    constants = None if st.outer is None else (st.outer, st.pad)
+    return _pattern_inverses(sigma, st.masks, constants)
 
 
 def _reml(st: _PatternStats, sigma: np.ndarray, E: np.ndarray, derivatives: bool = True):
@@ -307,7 +331,7 @@ def _reml(st: _PatternStats, sigma: np.ndarray, E: np.ndarray, derivatives: bool
     -d2l/dtheta_i dtheta_j = y'PV_iPV_jPy - tr(PV_iPV_j)/2 (observed), E[...] = tr(PV_iPV_j)/2.
     Every trace and quadratic form is a contraction of per-pattern inverses with the sufficient sums.
     """
-    inv, logdet = _pattern_inverses(sigma, st.masks)
+    inv, logdet = _stats_inverses(st, sigma)
     if inv is None:
         return None
     P, T = st.masks.shape
@@ -339,7 +363,7 @@ def _reml(st: _PatternStats, sigma: np.ndarray, E: np.ndarray, derivatives: bool
     xvr = A_f @ xr                                                   # X'W V_j W r
     tr_pv = (st.counts @ inv.reshape(P, T * T)) @ E_f.T - q.reshape(m, p * p) @ M.ravel()
     out["gradient"] = -0.5 * tr_pv + 0.5 * (A_f @ rr.ravel())
-    tr_wvwv = np.tensordot(st.counts, A, axes=1).reshape(m, T * T) @ E_f.T
+    tr_wvwv = np.dot(st.counts.reshape(1, P), A.reshape(P, -1)).reshape(m, T * T) @ E_f.T  # = tensordot(counts, A, 1)
     mq = M @ q
     tr_pvpv = (tr_wvwv - 2.0 * ((B_f @ st.xx) @ M.ravel()).reshape(m, m)
                + mq.reshape(m, -1) @ mq.transpose(0, 2, 1).reshape(m, -1).T)
@@ -529,7 +553,10 @@ def satterthwaite_df(L: np.ndarray, cov_beta: np.ndarray, dcov_beta: np.ndarray,
         return np.where(denom > 0, 2.0 * var**2 / denom, np.inf)
 
 
-def _check_estimable(design: MMRMDesign, observed: np.ndarray) -> None:
+def _check_estimable(design: MMRMDesign, observed: np.ndarray, X: np.ndarray | None = None) -> None:
+    """Raise AnalysisError unless every fixed effect and covariance element is estimable on the observed
+    cells. ``X``: a stack (B, participants, visits, p) of designs with ``design``'s structure (e.g. one per
+    completed data set), each rank-checked as ``design.X`` would be, in one batched SVD."""
     n_part = int(observed.any(axis=1).sum())
     if n_part < 2:
         raise AnalysisError(f"MMRM needs at least two participants with an observed outcome; found {n_part}")
@@ -547,37 +574,54 @@ def _check_estimable(design: MMRMDesign, observed: np.ndarray) -> None:
                     f"no participant is observed at both {design.times[b]!r} and {design.times[a]!r}: their "
                     "covariance is not estimable with an unstructured matrix; check the visit coding"
                 )
-    Xo = design.X[observed]
-    rank = np.linalg.matrix_rank(Xo)
-    if rank < Xo.shape[1]:
+    Xo = design.X[observed][None] if X is None else X[:, observed]
+    ranks = np.atleast_1d(np.linalg.matrix_rank(Xo))   # per matrix: the same SVD and tolerance as one at a time
+    if (ranks < Xo.shape[2]).any():
         raise AnalysisError(
-            f"singular design: {Xo.shape[1]} fixed-effect columns but rank {rank} on the observed rows "
+            f"singular design: {Xo.shape[2]} fixed-effect columns but rank {int(ranks.min())} on the observed rows "
             f"(columns {list(design.columns)}); a covariate is constant or collinear: drop it"
         )
-    if Xo.shape[0] <= Xo.shape[1]:
-        raise AnalysisError(f"{Xo.shape[0]} observations cannot support {Xo.shape[1]} fixed effects")
+    if Xo.shape[1] <= Xo.shape[2]:
+        raise AnalysisError(f"{Xo.shape[1]} observations cannot support {Xo.shape[2]} fixed effects")
 
 
-def fit_mmrm_grid(design: MMRMDesign, y_grid: np.ndarray, *, start: np.ndarray | None = None,
-                  df_method: str = "satterthwaite", level: float = 0.95) -> MMRMResult:
-    """Fit the MMRM to an outcome on the design's participant x visit grid (NaN = missing)."""
+def _check_df_method(df_method: str) -> None:
     if df_method != "satterthwaite":
         raise AnalysisError(f"df_method {df_method!r} is not available; use 'satterthwaite' "
                             "(Kenward-Roger is not implemented)")
-    observed = design.present & np.isfinite(y_grid)
-    _check_estimable(design, observed)
-    st = _pattern_stats(design.X, y_grid, observed)
-    E, pairs = _vech_basis(len(design.times))
-    sigma0 = None if start is None else np.asarray(start, dtype=float)
-    if sigma0 is None or _pattern_inverses(sigma0, st.masks)[0] is None:
-        sigma0 = _starting_sigma(design.X, y_grid, observed)  # no usable warm start
-    sigma, fit, iterations, converged, message = _newton_reml(st, sigma0, E, pairs)
+
+
+def _information_inverse(fit: dict, converged: bool, message: str):
+    """cov(theta) = inverse observed REML information (NaN if singular); a fit whose information is not
+    positive definite at the solution is not converged."""
     try:
         cov_theta = np.linalg.inv(fit["observed_information"])
     except np.linalg.LinAlgError:
         cov_theta = np.full_like(fit["observed_information"], np.nan)
     if converged and np.linalg.eigvalsh(fit["observed_information"]).min() <= 0:
         converged, message = False, "REML information is not positive definite at the solution"
+    return cov_theta, converged, message
+
+
+def _fit_checked(X, y_grid, observed, start, E, pairs):
+    """REML fit on an already checked design: (sigma, fit, iterations, converged, message, cov_theta)."""
+    st = _pattern_stats(X, y_grid, observed)
+    sigma0 = None if start is None else np.asarray(start, dtype=float)
+    if sigma0 is None or _stats_inverses(st, sigma0)[0] is None:
+        sigma0 = _starting_sigma(X, y_grid, observed)  # no usable warm start
+    sigma, fit, iterations, converged, message = _newton_reml(st, sigma0, E, pairs)
+    cov_theta, converged, message = _information_inverse(fit, converged, message)
+    return sigma, fit, iterations, converged, message, cov_theta
+
+
+def fit_mmrm_grid(design: MMRMDesign, y_grid: np.ndarray, *, start: np.ndarray | None = None,
+                  df_method: str = "satterthwaite", level: float = 0.95) -> MMRMResult:
+    """Fit the MMRM to an outcome on the design's participant x visit grid (NaN = missing)."""
+    _check_df_method(df_method)
+    observed = design.present & np.isfinite(y_grid)
+    _check_estimable(design, observed)
+    E, pairs = _vech_basis(len(design.times))
+    sigma, fit, iterations, converged, message, cov_theta = _fit_checked(design.X, y_grid, observed, start, E, pairs)
     return _assemble(design, observed, sigma, fit, cov_theta, pairs, iterations, converged, message, level)
 
 
@@ -608,6 +652,342 @@ def _assemble(design, observed, sigma, fit, cov_theta, pairs, iterations, conver
         grid_method="emmeans default grid: numeric covariates at their mean over the analysed rows, "
                     "categorical covariates equally weighted",
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Many fits of one design structure (one per completed data set)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MMRMFits:
+    """B fits of designs that share participants, visits, columns and observed cells (e.g. one per
+    completed data set, whose imputed baseline differs): every number with a leading fit axis, and
+    ``result(b)``, the full `MMRMResult` of fit b. ``converged[b]`` is False (``notes[b]`` says why)
+    when fit b's REML maximisation did not converge."""
+
+    designs: tuple
+    observed: np.ndarray      # (n, T), the same for every fit
+    sigma: np.ndarray         # (B, T, T)
+    beta: np.ndarray          # (B, p)
+    cov_beta: np.ndarray      # (B, p, p)
+    dcov_beta: np.ndarray     # (B, m, p, p): d cov(beta) / d theta_j
+    cov_theta: np.ndarray     # (B, m, m)
+    reml_loglik: np.ndarray   # (B,)
+    converged: np.ndarray     # (B,) bool
+    iterations: np.ndarray    # (B,) int
+    notes: tuple
+    level: float = 0.95
+
+    def result(self, b: int) -> MMRMResult:
+        fit = {"beta": self.beta[b], "cov_beta": self.cov_beta[b], "dcov_beta": self.dcov_beta[b],
+               "loglik": self.reml_loglik[b]}
+        _, pairs = _vech_basis(self.sigma.shape[1])
+        return _assemble(self.designs[b], self.observed, self.sigma[b], fit, self.cov_theta[b], pairs,
+                         int(self.iterations[b]), bool(self.converged[b]), self.notes[b], self.level)
+
+
+def fit_mmrm_many(designs, y_grids: np.ndarray, *, starts: np.ndarray | None = None,
+                  level: float = 0.95) -> MMRMFits:
+    """Fit outcome ``y_grids[b]`` (participant x visit grid, NaN = missing) on ``designs[b]`` for every b;
+    the designs share participants, visits, columns and present cells (only values may differ).
+
+    ``starts=None``: one after another, each Newton run warm-started at the previous fit's Sigma (the
+    first at the OLS residual covariance), as B calls of `fit_mmrm_grid` with ``start`` = the previous
+    Sigma would do, with the estimability checks made once for all designs (one batched rank).
+    ``starts`` (B, T, T): independent fits from those starts, run together as batched array operations;
+    each fit takes the same Newton steps, step halvings and convergence decisions as
+    ``fit_mmrm_grid(designs[b], y_grids[b], start=starts[b])`` (batched products may differ from
+    one-at-a-time ones by floating-point rounding). Returns `MMRMFits`.
+    """
+    designs = tuple(designs)
+    y_grids = np.asarray(y_grids, dtype=float)
+    if len(designs) != len(y_grids) or not designs:
+        raise AnalysisError(f"{len(designs)} designs for {len(y_grids)} outcome grids: pass one design per grid")
+    first = designs[0]
+    if any(d.present.shape != first.present.shape or d.columns != first.columns for d in designs):
+        raise AnalysisError("fit_mmrm_many needs designs of one structure (participants, visits, columns)")
+    observed = first.present & np.isfinite(y_grids)
+    if not (observed == observed[:1]).all():
+        raise AnalysisError("fit_mmrm_many: the outcome grids have different observed cells; fit them one at a "
+                            "time with fit_mmrm_grid")
+    observed = observed[0]
+    X = np.stack([d.X for d in designs])
+    _check_estimable(first, observed, X)
+    E, pairs = _vech_basis(len(first.times))
+    if starts is None:
+        out, sigma = [], None
+        for d, y in zip(designs, y_grids):
+            out.append(_fit_checked(d.X, y, observed, sigma, E, pairs))
+            sigma = out[-1][0]
+        return _stack_fits(designs, observed, out, level)
+    return _fit_batch(designs, X, y_grids, observed, np.asarray(starts, dtype=float), E, pairs, level)
+
+
+def _stack_fits(designs, observed, out, level) -> MMRMFits:
+    sigma, fits, iterations, converged, messages, cov_theta = zip(*out)
+    return MMRMFits(designs=designs, observed=observed, sigma=np.stack(sigma),
+                    beta=np.stack([f["beta"] for f in fits]), cov_beta=np.stack([f["cov_beta"] for f in fits]),
+                    dcov_beta=np.stack([f["dcov_beta"] for f in fits]), cov_theta=np.stack(cov_theta),
+                    reml_loglik=np.array([f["loglik"] for f in fits], dtype=float),
+                    converged=np.array(converged, dtype=bool), iterations=np.array(iterations, dtype=int),
+                    notes=tuple(messages), level=level)
+
+
+@dataclass(frozen=True)
+class _BatchStats:
+    """`_PatternStats` of B fits sharing the visit patterns: xx, xy, yy with a leading fit axis."""
+
+    masks: np.ndarray
+    counts: np.ndarray
+    xx: np.ndarray   # (B, K, p*p)
+    xy: np.ndarray   # (B, K, p)
+    yy: np.ndarray   # (B, K)
+    n_obs: int
+    outer: np.ndarray
+    pad: np.ndarray
+
+    def take(self, idx) -> "_BatchStats":
+        return dataclasses.replace(self, xx=self.xx[idx], xy=self.xy[idx], yy=self.yy[idx])
+
+
+def _batch_pattern_stats(X: np.ndarray, y: np.ndarray, observed: np.ndarray) -> _BatchStats:
+    """`_pattern_stats` of designs X (B, n, T, p) and outcomes y (B, n, T) with common observed cells."""
+    keep = observed.any(axis=1)
+    obs = observed[keep]
+    X, y = X[:, keep] * obs[None, :, :, None], np.where(obs, y[:, keep], 0.0)
+    codes = obs @ (1 << np.arange(obs.shape[1]))
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    masks = obs[first]
+    (B, _, T, p), P = X.shape, len(masks)
+    xx = np.empty((B, P, T, T, p, p)); xy = np.empty((B, P, T, T, p)); yy = np.empty((B, P, T, T))
+    for k in range(P):
+        Xk, yk = X[:, inverse == k], y[:, inverse == k]
+        Xt = Xk.reshape(B, -1, T * p).transpose(0, 2, 1)
+        xx[:, k] = (Xt @ Xk.reshape(B, -1, T * p)).reshape(B, T, p, T, p).transpose(0, 1, 3, 2, 4)
+        xy[:, k] = (Xt @ yk).reshape(B, T, p, T).transpose(0, 1, 3, 2)
+        yy[:, k] = yk.transpose(0, 2, 1) @ yk
+    K = P * T * T
+    outer, pad = _mask_constants(masks)
+    return _BatchStats(masks, np.bincount(inverse, minlength=P), xx.reshape(B, K, p * p), xy.reshape(B, K, p),
+                       yy.reshape(B, K), int(obs.sum()), outer, pad)
+
+
+def _reml_batch_unchecked(st: _BatchStats, sigma: np.ndarray, E: np.ndarray) -> dict:
+    """`_reml` (with derivatives) of B fits at once; raises LinAlgError if any Sigma or X'WX is not PD."""
+    B, P, T = len(sigma), *st.masks.shape
+    p, m, K = st.xy.shape[2], E.shape[0], P * T * T
+    padded = np.where(st.outer, sigma[:, None], 0.0) + st.pad
+    chol = np.linalg.cholesky(padded)
+    logdet = 2.0 * np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
+    inv = np.linalg.inv(padded) * st.outer                               # (B, P, T, T)
+    inv_f = inv.reshape(B, 1, K)
+    xwx = (inv_f @ st.xx).reshape(B, p, p)
+    xwy = (inv_f @ st.xy)[:, 0]
+    chol_xwx = np.linalg.cholesky(xwx)
+    M = np.linalg.inv(xwx)
+    beta = (M @ xwy[:, :, None])[:, :, 0]
+    rwr = (inv_f @ st.yy[:, :, None])[:, 0, 0] - (xwy[:, None] @ beta[:, :, None])[:, 0, 0]
+    loglik = -0.5 * ((st.n_obs - p) * math.log(2 * math.pi) + logdet @ st.counts
+                     + 2.0 * np.log(np.diagonal(chol_xwx, axis1=1, axis2=2)).sum(axis=1) + rwr)
+    xb = (st.xy @ beta[:, :, None]).reshape(B, P, T, T)
+    bb = (beta[:, :, None] * beta[:, None, :]).reshape(B, p * p, 1)
+    rr = (st.yy + (st.xx @ bb)[:, :, 0]).reshape(B, P, T, T) - xb - xb.transpose(0, 1, 3, 2)
+    xr = st.xy - (st.xx.reshape(B, K, p, p) @ beta[:, None, :, None])[..., 0]
+    A = inv[:, :, None] @ E[None, None] @ inv[:, :, None]               # (B, P, m, T, T)
+    Bm = A[:, :, :, None] @ E[None, None, None] @ inv[:, :, None, None]  # (B, P, m, m, T, T)
+    A_f = A.transpose(0, 2, 1, 3, 4).reshape(B, m, K)
+    B_f = Bm.transpose(0, 2, 3, 1, 4, 5).reshape(B, m * m, K)
+    E_f = E.reshape(m, T * T)
+    q = (A_f @ st.xx).reshape(B, m, p, p)
+    xvr = A_f @ xr
+    Mf = M.reshape(B, p * p, 1)
+    tr_pv = (np.einsum("p,bpk->bk", st.counts.astype(float), inv.reshape(B, P, T * T)) @ E_f.T
+             - (q.reshape(B, m, p * p) @ Mf)[:, :, 0])
+    gradient = -0.5 * tr_pv + 0.5 * (A_f @ rr.reshape(B, K, 1))[:, :, 0]
+    tr_wvwv = np.einsum("p,bpmk->bmk", st.counts.astype(float), A.reshape(B, P, m, T * T)) @ E_f.T
+    mq = M[:, None] @ q
+    mq_f = mq.reshape(B, m, p * p)
+    tr_pvpv = (tr_wvwv - 2.0 * ((B_f @ st.xx) @ Mf).reshape(B, m, m)
+               + mq_f @ mq.transpose(0, 1, 3, 2).reshape(B, m, p * p).transpose(0, 2, 1))
+    ypvpvpy = (B_f @ rr.reshape(B, K, 1)).reshape(B, m, m) - xvr @ M @ xvr.transpose(0, 2, 1)
+    ypvpvpy = 0.5 * (ypvpvpy + ypvpvpy.transpose(0, 2, 1))
+    return {"loglik": loglik, "beta": beta, "cov_beta": M, "gradient": gradient,
+            "observed_information": ypvpvpy - 0.5 * tr_pvpv, "expected_information": 0.5 * tr_pvpv,
+            "dcov_beta": mq @ M[:, None]}
+
+
+def _reml_batch(st: _BatchStats, sigma: np.ndarray, E: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(ok, values): `_reml` of B fits; where Sigma or X'WX is not PD (``_reml`` gives None) ok is False
+    and the values are NaN."""
+    try:
+        return np.ones(len(sigma), dtype=bool), _reml_batch_unchecked(st, sigma, E)
+    except np.linalg.LinAlgError:
+        pass
+    ok = np.zeros(len(sigma), dtype=bool)
+    for b in range(len(sigma)):
+        try:
+            _reml_batch_unchecked(st.take([b]), sigma[[b]], E)
+            ok[b] = True
+        except np.linalg.LinAlgError:
+            pass
+    good = _reml_batch_unchecked(st.take(ok), sigma[ok], E) if ok.any() else None
+    if good is None:
+        return ok, {}
+    out = {}
+    for key, value in good.items():
+        out[key] = np.full((len(sigma),) + value.shape[1:], np.nan)
+        out[key][ok] = value
+    return ok, out
+
+
+def _positive_definite_starts(st: _BatchStats, sigma: np.ndarray) -> np.ndarray:
+    padded = np.where(st.outer, sigma[:, None], 0.0) + st.pad
+    try:
+        np.linalg.cholesky(padded)
+        return np.ones(len(sigma), dtype=bool)
+    except np.linalg.LinAlgError:
+        pass
+    ok = np.zeros(len(sigma), dtype=bool)
+    for b in range(len(sigma)):
+        try:
+            np.linalg.cholesky(padded[b])
+            ok[b] = True
+        except np.linalg.LinAlgError:
+            pass
+    return ok
+
+
+def _solve_batch(info: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, solved): info_b^-1 g_b per fit; solved is False where info_b is singular."""
+    try:
+        return np.linalg.solve(info, g[:, :, None])[:, :, 0], np.ones(len(g), dtype=bool)
+    except np.linalg.LinAlgError:
+        pass
+    steps, solved = np.full_like(g, np.nan), np.zeros(len(g), dtype=bool)
+    for b in range(len(g)):
+        try:
+            steps[b], solved[b] = np.linalg.solve(info[b], g[b]), True
+        except np.linalg.LinAlgError:
+            pass
+    return steps, solved
+
+
+def _newton_reml_batch(st: _BatchStats, sigma: np.ndarray, E: np.ndarray, pairs: list):
+    """`_newton_reml` for B independent fits in lock step: every fit takes its own Newton / scoring step,
+    step halving and stopping decision exactly as `_newton_reml` would; finished fits leave the batch."""
+    B = len(sigma)
+    ok, current = _reml_batch(st, sigma, E)
+    if not ok.all():
+        raise AnalysisError("the starting covariance matrix is not positive definite: pass another start")
+    sigma = sigma.copy()
+    rows, cols = (np.array(v) for v in zip(*pairs))
+    iterations = np.full(B, _MAX_ITER)
+    converged = np.zeros(B, dtype=bool)
+    messages = [f"no convergence in {_MAX_ITER} Newton iterations"] * B
+    active = np.arange(B)
+    for iteration in range(1, _MAX_ITER + 1):
+        if not len(active):
+            break
+        g = current["gradient"][active]
+        info = current["observed_information"][active]
+        scoring = np.linalg.eigvalsh(info).min(axis=1) <= 0
+        info = np.where(scoring[:, None, None], current["expected_information"][active], info)
+        step, solved = _solve_batch(info, g)
+        for b in active[~solved]:
+            iterations[b], messages[b] = iteration, "the REML information matrix is singular"
+        diag = np.diagonal(sigma[active], axis1=1, axis2=2)
+        scale = np.sqrt(diag[:, :, None] * diag[:, None, :])[:, rows, cols]
+        with np.errstate(invalid="ignore"):
+            small = solved & (np.max(np.abs(step) / scale, axis=1) < _STEP_TOL)
+        iterations[active[small]], converged[active[small]] = iteration, True
+        for b in active[small]:
+            messages[b] = ""
+        go = np.flatnonzero(solved & ~small)
+        active, step = active[go], step[go]
+        t = np.ones(len(active))
+        pending = np.arange(len(active))
+        failed = np.zeros(len(active), dtype=bool)
+        while len(pending):
+            idx = active[pending]
+            trial = sigma[idx].copy()
+            trial[:, rows, cols] += t[pending, None] * step[pending]
+            trial[:, cols, rows] = trial[:, rows, cols]
+            ok, candidate = _reml_batch(st.take(idx), trial, E)
+            floor = current["loglik"][idx] - 1e-10 * np.abs(current["loglik"][idx])  # round-off allowance
+            accept = ok.copy()
+            if ok.any():
+                accept[ok] = candidate["loglik"][ok] >= floor[ok]
+                sigma[idx[accept]] = trial[accept]
+                for key, value in candidate.items():
+                    current[key][idx[accept]] = value[accept]
+            rest = pending[~accept]
+            t[rest] /= 2.0
+            gave_up = t[rest] < 1e-10
+            for j in rest[gave_up]:
+                failed[j] = True
+                iterations[active[j]] = iteration
+                messages[active[j]] = "step-halving failed to improve the REML log-likelihood"
+            pending = rest[~gave_up]
+        active = active[~failed]
+    return sigma, current, iterations, converged, messages
+
+
+def _fit_batch(designs, X, y_grids, observed, starts, E, pairs, level) -> MMRMFits:
+    """Independent fits from given starts (see `fit_mmrm_many`), as batched array operations."""
+    st = _batch_pattern_stats(X, y_grids, observed)
+    starts = starts.copy()
+    for b in np.flatnonzero(~_positive_definite_starts(st, starts)):
+        starts[b] = _starting_sigma(X[b], y_grids[b], observed)  # no usable warm start
+    sigma, fit, iterations, converged, messages = _newton_reml_batch(st, starts, E, pairs)
+    info = fit["observed_information"]
+    try:
+        cov_theta = np.linalg.inv(info)
+    except np.linalg.LinAlgError:
+        cov_theta = np.stack([_information_inverse({"observed_information": i}, False, "")[0] for i in info])
+    not_pd = np.linalg.eigvalsh(info).min(axis=1) <= 0
+    for b in np.flatnonzero(converged & not_pd):
+        converged[b], messages[b] = False, "REML information is not positive definite at the solution"
+    return MMRMFits(designs=tuple(designs), observed=observed, sigma=sigma, beta=fit["beta"],
+                    cov_beta=fit["cov_beta"], dcov_beta=fit["dcov_beta"], cov_theta=cov_theta,
+                    reml_loglik=fit["loglik"], converged=converged, iterations=iterations,
+                    notes=tuple(messages), level=level)
+
+
+def fit_mmrm_chains(designs, y_grids: np.ndarray, *, level: float = 0.95) -> list[MMRMFits]:
+    """C chains of warm-started fits, ``fit_mmrm_many(designs[c], y_grids[c])`` for each c, run in lock
+    step: at step i, fit i of every chain is made in one batch (`fit_mmrm_many` with starts), each started
+    at its own chain's fit i - 1 (the first at the OLS residual covariance), so every fit has the start,
+    Newton steps and stopping decisions it has when its chain is fitted alone. All C x m designs share
+    one structure and observed cells (e.g. the completed data sets of several outcomes of one trial)."""
+    designs = [tuple(chain) for chain in designs]
+    y_grids = np.asarray(y_grids, dtype=float)
+    C, m = len(designs), len(designs[0]) if designs else 0
+    if not C or any(len(chain) != m for chain in designs) or y_grids.shape[:2] != (C, m):
+        raise AnalysisError("fit_mmrm_chains needs C chains of m designs and a (C, m, participants, visits) grid")
+    first = designs[0][0]
+    if any(d.present.shape != first.present.shape or d.columns != first.columns or d.ids != first.ids
+           or not np.array_equal(d.arm_of, first.arm_of) for chain in designs for d in chain):
+        raise AnalysisError("fit_mmrm_chains needs designs of one structure (participants, arms, visits, columns)")
+    observed = first.present & np.isfinite(y_grids)
+    if not (observed == observed[:1, :1]).all():
+        raise AnalysisError("fit_mmrm_chains: the outcome grids have different observed cells")
+    observed = observed[0, 0]
+    X = np.stack([[d.X for d in chain] for chain in designs])
+    _check_estimable(first, observed, X.reshape((C * m,) + X.shape[2:]))
+    E, pairs = _vech_basis(len(first.times))
+    steps, sigma = [], None
+    for i in range(m):
+        Xi, yi = X[:, i], y_grids[:, i]
+        if sigma is None:
+            sigma = np.stack([_starting_sigma(Xi[c], yi[c], observed) for c in range(C)])
+        steps.append(_fit_batch([chain[i] for chain in designs], Xi, yi, observed, sigma, E, pairs, level))
+        sigma = steps[-1].sigma
+    fields = ("sigma", "beta", "cov_beta", "dcov_beta", "cov_theta", "reml_loglik", "converged", "iterations")
+    return [MMRMFits(designs=designs[c], observed=observed, level=level,
+                     notes=tuple(step.notes[c] for step in steps),
+                     **{f: np.stack([getattr(step, f)[c] for step in steps]) for f in fields})
+            for c in range(C)]
 
 
 def fit_mmrm(

@@ -20,7 +20,10 @@ Choices where the seed is vague ("the automatic procedure in SPSS ... 100 imputa
 * **Analysis model.** `mmrm.fit_mmrm_grid`: post and fu12 as repeated measures, fixed effects
   visit + arm:visit + baseline:visit + covariates, unstructured covariance, REML; each completed data set
   is fitted (warm-started from the previous fit), and the IMR - TAU contrasts and the adjusted means are
-  pooled by Rubin's rules (`rubin.pool_rubin`). Single-fit df are Satterthwaite (Kenward-Roger is not
+  pooled by Rubin's rules (`rubin.pool_rubin`). Refits of the same completed data (delta grid, subgroup
+  models) start from the ITT fit's per-imputation Sigma and run as one batch (`mmrm.fit_mmrm_many`);
+  `prefit_itt` runs several outcomes' ITT chains in lock step (`mmrm.fit_mmrm_chains`). Every fit takes
+  the same start, Newton steps and stopping decisions as when fitted alone. Single-fit df are Satterthwaite (Kenward-Roger is not
   implemented).
 * **df_complete for Barnard-Rubin** is n - p_k, the residual df of the complete-data model at visit k
   (n participants, p_k fixed effects that act at that visit). With complete data and an unstructured
@@ -46,6 +49,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -54,7 +58,8 @@ from scipy import stats
 
 from imrstats.errors import AnalysisError
 from imrstats.imputation import impute_chained
-from imrstats.mmrm import MMRMResult, build_mmrm_design, fit_mmrm_grid
+from imrstats.mmrm import (MMRMResult, build_mmrm_design, fit_mmrm_chains, fit_mmrm_many, reference_grid,
+                           satterthwaite_df)
 from imrstats.results import Estimate, to_frame
 from imrstats.rubin import pool_rubin
 
@@ -155,6 +160,8 @@ class OutcomeImputation:
     # per-imputation covariance estimates of the plain ITT fit, filled by the first ITT fit and used as
     # Newton warm starts by later refits of the same completed data (delta grid, subgroup models)
     fitted_sigmas: dict = field(default_factory=dict, compare=False, repr=False)
+    # plain ITT fits made ahead by `prefit_itt` (several outcomes' chains in one batch), used by the ITT fit
+    itt_fits: dict = field(default_factory=dict, compare=False, repr=False)
 
     def column(self, name: str) -> np.ndarray:
         return self.imputed[:, :, self.targets.index(name)]
@@ -243,34 +250,145 @@ class _ImputedFits:
     first: MMRMResult
 
 
+@dataclass
+class _FitView:
+    """What an ``L_fn`` reads of one completed-data fit: the columns and the (arm x visit) reference grid
+    of that imputation's design (its baseline mean enters the adjusted means)."""
+
+    design: object
+    observed: np.ndarray
+
+    @property
+    def columns(self) -> tuple:
+        return self.design.columns
+
+    @property
+    def times(self) -> tuple:
+        return self.design.times
+
+    @cached_property
+    def _grid(self):
+        return reference_grid(self.design, self.observed)
+
+    @property
+    def means_L(self) -> np.ndarray:
+        return self._grid[0]
+
+    @property
+    def means_labels(self) -> tuple:
+        return tuple(self._grid[1])
+
+    @cached_property
+    def contrast_L(self) -> np.ndarray:
+        return self.means_L[1::2] - self.means_L[0::2]
+
+
 def _fit_imputations(imp: OutcomeImputation, covariates, L_fn, *, extra=None,
                      delta: float = 0.0) -> tuple[_ImputedFits, object]:
     """Fit the MMRM to each completed data set (warm-started) and collect L beta and L'cov L, where
-    ``L_fn(result) -> (L, labels)``; ``delta`` is added to the IMR arm's imputed post / fu12 values."""
+    ``L_fn(fit) -> (L, labels)`` reads ``fit.columns`` / ``contrast_L`` / ``means_L`` (`_FitView`);
+    ``delta`` is added to the IMR arm's imputed post / fu12 values."""
+    fits, design = _fit_imputations_deltas(imp, covariates, L_fn, [delta], extra=extra)
+    return fits[0], design
+
+
+def _fit_imputations_deltas(imp: OutcomeImputation, covariates, L_fn, deltas, *,
+                            extra=None) -> tuple[list[_ImputedFits], object]:
+    """`_fit_imputations` for several deltas on the same imputations and design (built once).
+
+    Warm starts: the plain ITT fit runs through the imputations in order, each Newton run started at the
+    previous imputation's Sigma, and keeps its per-imputation Sigmas in ``imp.fitted_sigmas``; every later
+    refit of the same completed data (delta grid, subgroup models) starts from those, so its m fits are
+    independent and are run together as one batch (`mmrm.fit_mmrm_many`). Without them each delta is a
+    chain of its own, as the ITT fit."""
+    prefit = None if list(deltas) != [0.0] or extra else imp.itt_fits.get(tuple(covariates))
+    if prefit is not None and tuple(prefit.designs[0].ids) not in imp.fitted_sigmas:
+        design, designs, grids = prefit.designs[0], list(prefit.designs), [None]
+    else:
+        design, designs, grids = _completed_designs(imp, covariates, deltas, extra)
+        prefit = None
+    starts = imp.fitted_sigmas.get(tuple(design.ids))
+    runs = [None] * len(deltas)
+    for k, delta in enumerate(deltas):   # in order, as separate calls would: chains until Sigmas are kept
+        if starts is not None:
+            break
+        runs[k] = prefit if prefit is not None else fit_mmrm_many(designs, grids[k])
+        if not delta and not extra:
+            starts = imp.fitted_sigmas[tuple(design.ids)] = runs[k].sigma
+    rest = [k for k, run in enumerate(runs) if run is None]
+    if rest:
+        every = fit_mmrm_many(designs * len(rest), np.concatenate([grids[k] for k in rest]),
+                              starts=np.concatenate([np.asarray(starts)] * len(rest)))
+        for j, k in enumerate(rest):
+            runs[k] = _fits_slice(every, j * imp.m, imp.m)
+    views = [_FitView(d, runs[0].observed) for d in designs]
+    return [_collect(run, views, L_fn) for run in runs], designs[-1]
+
+
+def _completed_designs(imp: OutcomeImputation, covariates, deltas, extra=None):
+    """The MMRM design (built once), its copy per imputation with that imputation's baseline, and per delta
+    the (m, participants, visits) outcome grids with delta added to the IMR arm's imputed post / fu12."""
     rows = imp.frame
     design = build_mmrm_design(_long(rows, covariates, np.zeros(len(rows)), extra),
                                covariates=tuple(covariates) + tuple(extra or {}), times=TIMEPOINTS)
     order = pd.Index(rows["id"]).get_indexer(list(design.ids))
     y_cols = [imp.targets.index(t) for t in TIMEPOINTS]
-    shift = np.zeros((len(rows), len(TIMEPOINTS)))
-    if delta:
-        shift = delta * (imp.missing[:, y_cols] & (rows["arm"].to_numpy() == "IMR")[:, None])
-    starts = imp.fitted_sigmas.get(tuple(design.ids))
-    sigma, sigmas, ests, vars_, dfs, bad, first = None, [], [], [], [], 0, None
-    for i in range(imp.m):
-        d = _with_baseline(design, imp.imputed[i, order, imp.targets.index("baseline")])
-        start = starts[i] if starts is not None else sigma
-        res = fit_mmrm_grid(d, (imp.imputed[i][:, y_cols] + shift)[order], start=start)
-        sigma, bad = res.sigma, bad + (not res.converged)
-        sigmas.append(sigma)
-        first = first or res
-        L, _ = L_fn(res)
-        ests.append(L @ res.beta)
-        vars_.append(np.einsum("lp,pq,lq->l", L, res.cov_beta, L))
-        dfs.append(res.contrast_df)
-    if starts is None and not delta and not extra:
-        imp.fitted_sigmas[tuple(design.ids)] = sigmas
-    return _ImputedFits(np.array(ests), np.array(vars_), np.array(dfs), bad, first), d
+    b_col = imp.targets.index("baseline")
+    designs = [_with_baseline(design, imp.imputed[i, order, b_col]) for i in range(imp.m)]
+    shifted = imp.missing[:, y_cols] & (rows["arm"].to_numpy() == "IMR")[:, None]
+    grids = []
+    for delta in deltas:
+        shift = delta * shifted if delta else np.zeros((len(rows), len(TIMEPOINTS)))
+        grids.append(np.stack([(imp.imputed[i][:, y_cols] + shift)[order] for i in range(imp.m)]))
+    return design, designs, grids
+
+
+def prefit_itt(imputations: Sequence[OutcomeImputation], *,
+               covariates: Sequence[str] = DEFAULT_COVARIATES) -> int:
+    """Make the plain ITT MMRM fits of several outcomes' imputations ahead, in one batch per shared design
+    structure (`mmrm.fit_mmrm_chains`: the outcomes' warm-started chains in lock step), and keep them on
+    each imputation for `itt_mi_mmrm`, which then pools them instead of fitting; every fit is the one
+    `itt_mi_mmrm` would make (same start, steps and stopping). Returns the number of imputations prefitted;
+    a group that cannot be fitted together is left to `itt_mi_mmrm` (which reports its error)."""
+    groups: dict = {}
+    for imp in imputations:
+        try:
+            design, designs, grids = _completed_designs(imp, covariates, [0.0])
+        except AnalysisError:
+            continue
+        key = (design.ids, design.columns, design.present.tobytes(), design.arm_of.tobytes(), imp.m)
+        groups.setdefault(key, []).append((imp, designs, grids[0]))
+    done = 0
+    for members in groups.values():
+        try:
+            fits = fit_mmrm_chains([d for _, d, _ in members], np.stack([g for _, _, g in members]))
+        except AnalysisError:
+            continue
+        for (imp, designs, _), fit in zip(members, fits):
+            imp.itt_fits[tuple(covariates)] = fit
+            done += 1
+    return done
+
+
+def _fits_slice(fits, start: int, size: int):
+    sl = slice(start, start + size)
+    return dataclasses.replace(fits, designs=fits.designs[sl], sigma=fits.sigma[sl], beta=fits.beta[sl],
+                               cov_beta=fits.cov_beta[sl], dcov_beta=fits.dcov_beta[sl],
+                               cov_theta=fits.cov_theta[sl], reml_loglik=fits.reml_loglik[sl],
+                               converged=fits.converged[sl], iterations=fits.iterations[sl],
+                               notes=fits.notes[sl])
+
+
+def _collect(fits, views, L_fn) -> _ImputedFits:
+    """L beta, L'cov(beta)L and the arm contrasts' Satterthwaite df of each fit (as `MMRMResult` has them)."""
+    ests, vars_, dfs = [], [], []
+    for i, view in enumerate(views):
+        L, _ = L_fn(view)
+        ests.append(L @ fits.beta[i])
+        vars_.append(np.einsum("lp,pq,lq->l", L, fits.cov_beta[i], L))
+        dfs.append(satterthwaite_df(view.contrast_L, fits.cov_beta[i], fits.dcov_beta[i], fits.cov_theta[i]))
+    return _ImputedFits(np.array(ests), np.array(vars_), np.array(dfs), int((~fits.converged).sum()),
+                        fits.result(0))
 
 
 def _means_and_contrasts(res: MMRMResult):
@@ -663,21 +781,25 @@ def delta_tipping_point(imputation: OutcomeImputation, *, deltas: Sequence[float
     def L_fn(res):
         return res.contrast_L[[k]], [timepoint]
 
-    def pooled_at(d: float) -> dict:
-        fits, design = _fit_imputations(imputation, covariates, L_fn, delta=d)
-        est = _relevel(pool_rubin(fits.estimates[:, 0], fits.variances[:, 0], _df_complete(design)[k]), level)
-        return {"delta": d, "estimate": est.estimate, "se": est.se, "ci_low": est.ci_low,
-                "ci_high": est.ci_high, "df": est.df, "p": est.p, "fmi": est.extra["fmi"],
-                "excludes_zero": bool(est.ci_low > 0 or est.ci_high < 0), "n_not_converged": fits.n_not_converged}
+    def pooled_at(ds) -> list[dict]:
+        runs, design = _fit_imputations_deltas(imputation, covariates, L_fn, ds)
+        out = []
+        for d, fits in zip(ds, runs):
+            est = _relevel(pool_rubin(fits.estimates[:, 0], fits.variances[:, 0], _df_complete(design)[k]), level)
+            out.append({"delta": d, "estimate": est.estimate, "se": est.se, "ci_low": est.ci_low,
+                        "ci_high": est.ci_high, "df": est.df, "p": est.p, "fmi": est.extra["fmi"],
+                        "excludes_zero": bool(est.ci_low > 0 or est.ci_high < 0),
+                        "n_not_converged": fits.n_not_converged})
+        return out
 
-    grid = pd.DataFrame([pooled_at(d) for d in deltas])
+    grid = pd.DataFrame(pooled_at(deltas))   # every delta refits the same m completed data sets: one batch
     zero = grid.loc[grid["delta"] == 0.0].iloc[0]
     points = [_tip(grid, side, bool(zero["excludes_zero"]), higher_is_better, outcome, timepoint)
               for side in (-1, 1)]
-    for point in points:  # check the interpolated tipping point by refitting there
-        if point["reached"] and verify:
-            at = pooled_at(point["tipping_delta"])
-            point.update(ci_low_at_tip=at["ci_low"], ci_high_at_tip=at["ci_high"], estimate_at_tip=at["estimate"])
+    check = [point for point in points if point["reached"] and verify]
+    for point, at in zip(check, pooled_at([p["tipping_delta"] for p in check]) if check else []):
+        # check the interpolated tipping point by refitting there
+        point.update(ci_low_at_tip=at["ci_low"], ci_high_at_tip=at["ci_high"], estimate_at_tip=at["estimate"])
     method = (f"delta-adjusted MI: delta added to the IMR arm's imputed post and fu12 values of the same "
               f"{imputation.m} imputations, MMRM refitted and pooled (Rubin, Barnard-Rubin df); tipping point by "
               "grid search refined by linear interpolation of the CI bound")

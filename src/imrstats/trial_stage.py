@@ -104,13 +104,72 @@ def _p(text: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def _analyse_outcome(tables, key: str, s: dict, seed: int, registry, flags: list[str]) -> dict:
-    """Every analysis of one outcome; each failure is recorded as a flag and the others still run."""
+def _instrument_rows(assessments: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The assessment rows of each instrument (in their original order), split once per stage so that each
+    outcome's frame is built from its own rows instead of filtering the whole table again."""
+    return dict(tuple(assessments.groupby(assessments["instrument"].astype(str).to_numpy(), sort=False)))
+
+
+def _assessments_of(tables, keys, by_instrument: dict | None) -> pd.DataFrame:
+    """The rows of instruments ``keys`` (what `trial.outcome_frame` reads of them), or the whole table when
+    one is absent, so that outcome_frame's error names the instruments present."""
+    keys = list(dict.fromkeys(keys))
+    if by_instrument is None or any(k not in by_instrument for k in keys):
+        return tables["assessments"]
+    return by_instrument[keys[0]] if len(keys) == 1 else pd.concat([by_instrument[k] for k in keys])
+
+
+def _outcome_frame(tables, key: str, s: dict, by_instrument: dict | None) -> pd.DataFrame:
+    return trial.outcome_frame(tables["participants"],
+                               _assessments_of(tables, [key, *s["auxiliary_baselines"]], by_instrument), key,
+                               auxiliary=s["auxiliary_baselines"])
+
+
+def _impute(frame: pd.DataFrame, key: str, s: dict, seed: int) -> trial.OutcomeImputation:
+    return trial.impute_outcome(
+        frame, covariates=list(s["covariates"]), m=int(s["imputations"]), method=s["imputation_method"],
+        maxit=int(s["maxit"]), donors=int(s["donors"]), by_arm=bool(s["impute_by_arm"]),
+        seed=derive_seed(seed, f"trial.impute.{key}"))
+
+
+def _prepare_outcomes(tables, keys, s: dict, seed: int, by_instrument: dict | None) -> dict:
+    """Frame and imputation of every outcome ahead of its analyses (errors kept to be reported in place),
+    then all outcomes' plain ITT MMRM fits in one batch (`trial.prefit_itt`); the numbers are those each
+    outcome's own calls make: the imputation seed is per outcome and every fit has its own chain's start."""
+    prepared = {}
+    for key in dict.fromkeys(keys):
+        item = prepared[key] = {}
+        try:
+            item["frame"] = _outcome_frame(tables, key, s, by_instrument)
+            item["imputation"] = _impute(item["frame"], key, s, seed)
+        except AnalysisError as err:
+            item["error"] = err
+    trial.prefit_itt([p["imputation"] for p in prepared.values() if "imputation" in p], covariates=s["covariates"])
+    return prepared
+
+
+def _analyse_outcome(tables, key: str, s: dict, seed: int, registry, flags: list[str],
+                     by_instrument: dict | None = None, prepared: dict | None = None) -> dict:
+    """Every analysis of one outcome; each failure is recorded as a flag and the others still run.
+    ``prepared``: the outcome's frame and imputation made ahead (`_prepare_outcomes`), used once."""
     level = 1 - float(s["alpha"])
     covs = list(s["covariates"])
     out: dict = {"outcome": key}
-    frame = trial.outcome_frame(tables["participants"], tables["assessments"], key, auxiliary=s["auxiliary_baselines"])
+    ready = (prepared or {}).pop(key, {})
+    if "frame" in ready:
+        frame = ready["frame"]
+    elif "error" in ready:
+        raise ready["error"]
+    else:
+        frame = _outcome_frame(tables, key, s, by_instrument)
     out["frame_n"] = len(frame)
+
+    def imputation():
+        if "imputation" in ready:
+            return ready["imputation"]
+        if "error" in ready:
+            raise ready["error"]
+        return _impute(frame, key, s, seed)
 
     def attempt(name, fn):
         try:
@@ -122,9 +181,7 @@ def _analyse_outcome(tables, key: str, s: dict, seed: int, registry, flags: list
     attempt("likelihood", lambda: trial.likelihood_mmrm(frame, covariates=covs, level=level))
     if "likelihood" in out and not out["likelihood"].converged:
         flags.append(f"{key}: the likelihood MMRM did not converge ({out['likelihood'].notes})")
-    attempt("imputation", lambda: trial.impute_outcome(
-        frame, covariates=covs, m=int(s["imputations"]), method=s["imputation_method"], maxit=int(s["maxit"]),
-        donors=int(s["donors"]), by_arm=bool(s["impute_by_arm"]), seed=derive_seed(seed, f"trial.impute.{key}")))
+    attempt("imputation", imputation)
     imp = out.get("imputation")
     if imp is not None:
         attempt("itt", lambda: trial.itt_mi_mmrm(frame, outcome=key, covariates=covs, imputation=imp, level=level))
@@ -193,19 +250,20 @@ def _analyse_extra(frame: pd.DataFrame, key: str, s: dict, out: dict, attempt, f
             out["attendance_points"] = imr.to_numpy(dtype=float)   # for the figure only, never tabled
 
 
-def _analyse_subscales(tables, s: dict, seed: int, registry, flags: list[str]) -> list[dict]:
+def _analyse_subscales(tables, s: dict, seed: int, registry, flags: list[str],
+                       by_instrument: dict | None = None, prepared: dict | None = None) -> list[dict]:
     """Seed Table 4 post hoc subscale ANCOVAs and the IMRS three-factor subscales analysed like the totals."""
     level = 1 - float(s["alpha"])
     out = []
     for key in s["subscale_ancova_outcomes"]:
         try:
-            frame = trial.outcome_frame(tables["participants"], tables["assessments"], key)
+            frame = trial.outcome_frame(tables["participants"], _assessments_of(tables, [key], by_instrument), key)
             out.append({"outcome": key, "ancova": trial_extra.subscale_ancova(frame, outcome=key, level=level)})
         except AnalysisError as err:
             flags.append(f"{key}: subscale ANCOVA not reported: {err}")
     for key in s["subscale_itt_outcomes"]:
         try:
-            out.append(_analyse_outcome(tables, key, s, seed, registry, flags))
+            out.append(_analyse_outcome(tables, key, s, seed, registry, flags, by_instrument, prepared))
         except AnalysisError as err:
             flags.append(f"{key}: subscale not analysed: {err}")
     return out
@@ -678,12 +736,15 @@ def run_trial_stage(tables: dict[str, pd.DataFrame], settings: dict | None = Non
     flags: list[str] = []
     results = []
     bar = progress(s["outcomes"], desc=f"trial: outcomes (m = {s['imputations']} imputations each)", unit="outcome")
+    by_instrument = _instrument_rows(tables["assessments"]) if "instrument" in tables["assessments"] else None
+    prepared = _prepare_outcomes(tables, list(s["outcomes"]) + list(s["subscale_itt_outcomes"]), s, seed,
+                                 by_instrument)
     for key in bar:
         try:
-            results.append(_analyse_outcome(tables, key, s, seed, registry, flags))
+            results.append(_analyse_outcome(tables, key, s, seed, registry, flags, by_instrument, prepared))
         except AnalysisError as err:
             flags.append(f"{key}: not analysed: {err}")
-    sub_results = _analyse_subscales(tables, s, seed, registry, flags)
+    sub_results = _analyse_subscales(tables, s, seed, registry, flags, by_instrument, prepared)
     out_tables = _build_tables(results, s, registry)
     out_tables.update(_extra_tables(results, sub_results, s, registry))
     figures = {}
