@@ -71,3 +71,25 @@ def test_implementation_command_reads_an_excel_registry(tmp_path, capsys):
     assert main(["implementation", "--in", str(tmp_path), "--json", str(out)]) == 0
     assert f"{len(frame)} participants" in capsys.readouterr().out
     assert json.loads(out.read_text())["stage"] == "implementation"
+
+
+def test_trial_command_with_kenward_roger(tmp_path, capsys):
+    """One outcome on the small example: --df-method reaches every MMRM fit and is recorded; the random-intercept
+    secondary model is run for the requested outcome."""
+    out = tmp_path / "trial.json"
+    args = ["trial", "--in", str(PROJECT / "data" / "examples" / "small_csv"), "--outcome", "gaf_f",
+            "--imputations", "5", "--json", str(out)]
+    assert main([*args, "--df-method", "kenward_roger"]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["settings"]["df_method"] == "kenward_roger"
+    gaf = payload["outcomes"]["gaf_f"]
+    assert all("Kenward-Roger" in row["method"] for row in gaf["likelihood_mmrm"])
+    assert all("Kenward-Roger" in row["method"] for row in gaf["itt"]["contrasts"])
+    assert gaf["random_intercept_lmm"]["contrasts"][0]["method"].startswith("REML random-intercept LMM")
+    kr = {row["timepoint"]: row["se"] for row in gaf["likelihood_mmrm"]}
+    capsys.readouterr()
+    assert main(args) == 0                       # the config's default: Satterthwaite, model-based SE
+    plain = json.loads(out.read_text())["outcomes"]["gaf_f"]
+    assert all("Satterthwaite" in row["method"] for row in plain["likelihood_mmrm"])
+    sat = {row["timepoint"]: row["se"] for row in plain["likelihood_mmrm"]}
+    assert all(kr[t] > sat[t] for t in sat)      # the KR adjustment inflates the model-based SE

@@ -168,7 +168,8 @@ def cmd_trial(args) -> int:
 
     config = _config(args)
     result = run_trial_outcome(clean_inputs([args.input], config), args.outcome, config["trial"],
-                               seed=derive_seed(int(config["seed"]), "stage.trial"), imputations=args.imputations)
+                               seed=derive_seed(int(config["seed"]), "stage.trial"), imputations=args.imputations,
+                               df_method=args.df_method)
     return report_stage(result, args.json)
 
 
@@ -225,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in", dest="input", required=True, help="directory holding participants and assessments")
     p.add_argument("--outcome", required=True, help="instrument registry key, e.g. gaf_f")
     p.add_argument("--imputations", type=int, help="number of imputations m (default: config, 100)")
+    p.add_argument("--df-method", choices=["satterthwaite", "kenward_roger"],
+                   help="MMRM SEs and df: Satterthwaite, or Kenward-Roger as SAS DDFM=KR (default: config)")
     p.add_argument("--seed", type=int, help="master seed (default: config's seed)")
     p.add_argument("--json", help="write contrasts, adjusted means, MI diagnostics and methods as JSON")
     p.set_defaults(func=cmd_trial)

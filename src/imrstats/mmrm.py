@@ -24,6 +24,14 @@ fall. Many fits of one design structure (one per completed data set) run as batc
 (unstructured-covariance repeated measures, Newton-Raphson / scoring); Satterthwaite (1946) and the
 contrast-wise form of Kuznetsova et al. (2017) J Stat Softw 82(13) (lmerTest) and Christensen (2018)
 "Satterthwaite's method for degrees of freedom in linear mixed models", as used by R's mmrm.
+
+Kenward-Roger inference (``df_method="kenward_roger"``): the small-sample adjusted cov(beta-hat) and the
+scaled F with its denominator df of Kenward & Roger (1997) Biometrics 53:983, with W = the inverse
+observed REML information. Sigma is linear in theta = vech(Sigma), so the second-derivative term R_hj of
+the adjustment is zero and the result is that of SAS PROC MIXED ``DDFM=KR`` with ``TYPE=UN`` (where KR and
+KR(LINEAR) coincide) and of R's ``mmrm(..., method = "Kenward-Roger", vcov = "Kenward-Roger-Linear")``
+(mmrm's default "Kenward-Roger" differs slightly: its Cholesky parameterization of Sigma is not linear).
+The improved approximation of Kenward & Roger (2009, CSDA 53:2583; SAS DDFM=KR2) is not implemented.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from imrstats.errors import AnalysisError
 from imrstats.results import Estimate, to_frame
 
 DEFAULT_COVARIATES = ("site", "sex", "age", "diagnosis")
+DF_METHODS = ("satterthwaite", "kenward_roger")
 _MAX_ITER = 100
 _STEP_TOL = 1e-10
 
@@ -225,8 +234,8 @@ def reference_grid(design: MMRMDesign, observed: np.ndarray) -> tuple[np.ndarray
                 kind = term[0]
                 if kind == "visit":
                     L[j] = float(term[1] == k)
-                elif kind == "arm":
-                    L[j] = treated * float(term[1] == k)
+                elif kind == "arm":    # ("arm", k): IMR at visit k; ("arm", None): an arm main effect
+                    L[j] = treated * float(term[1] is None or term[1] == k)
                 elif kind == "numeric_by_visit":
                     L[j] = float(term[2] == k) * means[term[1]]
                 elif kind == "numeric":
@@ -444,6 +453,10 @@ class MMRMResult:
     frames ``fixed_effects``, ``contrasts`` (IMR - TAU per visit) and ``adjusted_means`` (arm x visit)
     and the ``covariance`` frame are built on first access. ``converged`` is False (and ``notes``
     says why) when the REML maximisation did not converge.
+
+    ``cov_beta`` is the covariance every SE uses: (X'WX)^-1 with ``df_method="satterthwaite"``, the
+    Kenward-Roger adjusted Phi_A with ``"kenward_roger"``; ``cov_beta_model`` is always (X'WX)^-1 and
+    ``dcov_beta`` its derivatives in theta (for `f_test`).
     """
 
     columns: tuple
@@ -469,6 +482,9 @@ class MMRMResult:
     grid_method: str
     notes: str
     level: float
+    df_method: str = "satterthwaite"
+    cov_beta_model: np.ndarray | None = None
+    dcov_beta: np.ndarray | None = None
 
     @property
     def contrast_estimate(self) -> np.ndarray:
@@ -500,6 +516,15 @@ class MMRMResult:
     def covariance(self) -> pd.DataFrame:
         names = [str(t) for t in self.times]
         return pd.DataFrame(self.sigma, index=names, columns=names)
+
+    def f_test(self, L: np.ndarray, *, rhs: np.ndarray | None = None, quantity: str = "F test") -> Estimate:
+        """Kenward-Roger F test of H0: L beta = rhs (`kenward_roger_f_test`); needs a fit made with
+        ``df_method="kenward_roger"``."""
+        if self.df_method != "kenward_roger":
+            raise AnalysisError("the multi-row F test is the Kenward-Roger one: refit with df_method='kenward_roger'")
+        est = kenward_roger_f_test(L, self.beta, self.cov_beta_model, self.cov_beta, self.dcov_beta,
+                                   self.cov_theta, rhs=rhs, quantity=quantity)
+        return dataclasses.replace(est, method=f"{self.method}; {est.method}", notes=self.notes)
 
     def _estimates(self, L, labels, df, method, extras) -> list[Estimate]:
         est = L @ self.beta
@@ -553,6 +578,109 @@ def satterthwaite_df(L: np.ndarray, cov_beta: np.ndarray, dcov_beta: np.ndarray,
         return np.where(denom > 0, 2.0 * var**2 / denom, np.inf)
 
 
+# --------------------------------------------------------------------------------------------------
+# Kenward-Roger (1997) small-sample inference
+# --------------------------------------------------------------------------------------------------
+
+
+def kenward_roger_q_terms(X: np.ndarray, observed: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Q_hj = sum_i X_i' W_i V_h W_i V_j W_i X_i of Kenward & Roger (1997) for theta = vech(Sigma), with
+    W_i = Sigma[O_i, O_i]^-1 and V_h = dSigma_i/dtheta_h, per fit: X (B, participants, visits, p) designs
+    sharing the observed cells (participants, visits) and sigma (B, T, T) -> (B, m, m, p, p).
+
+    Q depends on the design, the visit patterns and Sigma only (not on y), so it can be formed after the
+    fit from what `MMRMResult` / `MMRMFits` keep."""
+    X, sigma = np.asarray(X, dtype=float), np.asarray(sigma, dtype=float)
+    st = _batch_pattern_stats(X, np.zeros(X.shape[:3]), observed)
+    E, _ = _vech_basis(sigma.shape[1])
+    (B, P, T), m, p = (len(sigma), *st.masks.shape), E.shape[0], X.shape[3]
+    inv = np.linalg.inv(np.where(st.outer, sigma[:, None], 0.0) + st.pad) * st.outer     # (B, P, T, T)
+    wvw = inv[:, :, None] @ E[None, None] @ inv[:, :, None]                                # (B, P, m, T, T)
+    wvwvw = wvw[:, :, :, None] @ E[None, None, None] @ inv[:, :, None, None]              # (B, P, m, m, T, T)
+    flat = wvwvw.transpose(0, 2, 3, 1, 4, 5).reshape(B, m * m, P * T * T)
+    return (flat @ st.xx).reshape(B, m, m, p, p)
+
+
+def kenward_roger_cov_beta(cov_beta: np.ndarray, dcov_beta: np.ndarray, q_terms: np.ndarray,
+                           cov_theta: np.ndarray) -> np.ndarray:
+    """Kenward-Roger adjusted cov(beta-hat) (Kenward & Roger 1997, Biometrics 53:983; notation of R mmrm's
+    "Kenward-Roger" vignette):
+
+        Phi_A = Phi + 2 Phi [sum_hj W_hj (Q_hj - P_h Phi P_j - R_hj / 4)] Phi,
+
+    Phi = (X' Omega^-1 X)^-1 (``cov_beta``), P_h = X' dOmega^-1/dtheta_h X = -X'Omega^-1 V_h Omega^-1 X, so
+    Phi P_h Phi = -dPhi/dtheta_h (``dcov_beta``) and Phi P_h Phi P_j Phi = dPhi_h Phi^-1 dPhi_j; ``q_terms``:
+    `kenward_roger_q_terms`; W = cov(theta-hat) (``cov_theta``); R_hj = X'Omega^-1 d2Omega/dtheta_h dtheta_j
+    Omega^-1 X = 0 because Sigma is linear in theta = vech(Sigma).
+    Leading axes broadcast (one matrix per fit)."""
+    Phi = np.asarray(cov_beta, dtype=float)
+    W = np.asarray(cov_theta, dtype=float)
+    phi_q_phi = Phi[..., None, None, :, :] @ q_terms @ Phi[..., None, None, :, :]
+    inv_dphi = np.linalg.solve(Phi[..., None, :, :], dcov_beta)                   # Phi^-1 dPhi_j
+    cross = dcov_beta[..., :, None, :, :] @ inv_dphi[..., None, :, :, :]          # dPhi_h Phi^-1 dPhi_j
+    adjusted = Phi + 2.0 * np.einsum("...hj,...hjab->...ab", W, phi_q_phi - cross)
+    return 0.5 * (adjusted + np.swapaxes(adjusted, -1, -2))
+
+
+def kenward_roger_df(L: np.ndarray, cov_beta: np.ndarray, dcov_beta: np.ndarray,
+                     cov_theta: np.ndarray) -> np.ndarray:
+    """Kenward-Roger denominator df of each single row of L. With one numerator df KR's m (see
+    `kenward_roger_f_test`) reduces to 2 / A2, A2 = g'Wg / (l' Phi l)^2 with g_h = l' dPhi/dtheta_h l and
+    Phi the unadjusted cov(beta): the Satterthwaite df of l'beta, and the F scale factor lambda is 1
+    (as in SAS DDFM=KR, R's pbkrtest and mmrm, which all use the unadjusted Phi here and the adjusted
+    Phi_A only in the test statistic)."""
+    return satterthwaite_df(L, cov_beta, dcov_beta, cov_theta)
+
+
+def _kenward_roger_m_lambda(L, cov_beta, dcov_beta, cov_theta) -> tuple[float, float]:
+    """Kenward & Roger (1997): denominator df m and scale lambda of the approximate F for H0: L beta = L beta0,
+    from A1 = sum_hj W_hj tr(Theta Phi P_h Phi) tr(Theta Phi P_j Phi), A2 = sum_hj W_hj tr(Theta Phi P_h Phi
+    Theta Phi P_j Phi), Theta = L'(L Phi L')^-1 L, Phi unadjusted."""
+    c = L.shape[0]
+    theta = L.T @ np.linalg.solve(L @ cov_beta @ L.T, L)
+    u = theta[None] @ dcov_beta                     # Theta Phi P_h Phi up to sign (squared away below)
+    tr_u = np.trace(u, axis1=1, axis2=2)
+    a1 = tr_u @ cov_theta @ tr_u
+    a2 = float(np.einsum("hj,hab,jba->", cov_theta, u, u))
+    if not a2 > 0:   # no uncertainty from Sigma reaches L beta: the Wald F is exact with infinite df
+        return math.inf, 1.0
+    b = (a1 + 6.0 * a2) / (2.0 * c)
+    g = ((c + 1) * a1 - (c + 4) * a2) / ((c + 2) * a2)
+    d = 3 * c + 2 * (1 - g)
+    c1, c2, c3 = g / d, (c - g) / d, (c + 2 - g) / d
+    e_star = 1.0 / (1.0 - a2 / c)
+    v_star = (2.0 / c) * (1.0 + c1 * b) / ((1.0 - c2 * b) ** 2 * (1.0 - c3 * b))
+    rho = v_star / (2.0 * e_star**2)
+    if not (c * rho - 1.0 > 0 and e_star > 0):
+        raise AnalysisError(f"the Kenward-Roger F approximation breaks down for this contrast (A1 = {a1:.4g}, "
+                            f"A2 = {a2:.4g}): too little information on Sigma; use fewer rows or more data")
+    m = 4.0 + (c + 2) / (c * rho - 1.0)
+    return m, m / (e_star * (m - 2.0))
+
+
+def kenward_roger_f_test(L: np.ndarray, beta: np.ndarray, cov_beta: np.ndarray, cov_beta_adj: np.ndarray,
+                         dcov_beta: np.ndarray, cov_theta: np.ndarray, *, rhs: np.ndarray | None = None,
+                         quantity: str = "Kenward-Roger F test") -> Estimate:
+    """Kenward-Roger F test of H0: L beta = rhs (default 0) with c = rank(L) = rows of L numerator df:
+    F = (L b - rhs)' (L Phi_A L')^-1 (L b - rhs) / c, scaled F* = lambda F ~ F(c, m) (Kenward & Roger 1997;
+    A1, A2 with the unadjusted Phi, W = ``cov_theta``). Returns an `Estimate` with estimate =
+    statistic = F*, df = m, p, and extra num_df, lambda and the unscaled F."""
+    L = np.atleast_2d(np.asarray(L, dtype=float))
+    if L.shape[1] != len(beta):
+        raise AnalysisError(f"L has {L.shape[1]} columns but the model has {len(beta)} fixed effects")
+    c = L.shape[0]
+    if np.linalg.matrix_rank(L) < c:
+        raise AnalysisError(f"the {c} rows of L are linearly dependent: drop the redundant rows")
+    diff = L @ beta - (np.zeros(c) if rhs is None else np.asarray(rhs, dtype=float))
+    f_unscaled = float(diff @ np.linalg.solve(L @ cov_beta_adj @ L.T, diff)) / c
+    m, lam = _kenward_roger_m_lambda(L, cov_beta, dcov_beta, cov_theta)
+    f_scaled = lam * f_unscaled
+    return Estimate(quantity=quantity, estimate=f_scaled, se=math.nan, ci_low=math.nan, ci_high=math.nan,
+                    df=float(m), statistic=f_scaled, p=float(stats.f.sf(f_scaled, c, m)),
+                    method=f"Kenward-Roger F({c}, m) (Kenward & Roger 1997): adjusted cov(beta), scaled F",
+                    extra={"num_df": c, "lambda": float(lam), "f_unscaled": f_unscaled})
+
+
 def _check_estimable(design: MMRMDesign, observed: np.ndarray, X: np.ndarray | None = None) -> None:
     """Raise AnalysisError unless every fixed effect and covariance element is estimable on the observed
     cells. ``X``: a stack (B, participants, visits, p) of designs with ``design``'s structure (e.g. one per
@@ -586,9 +714,9 @@ def _check_estimable(design: MMRMDesign, observed: np.ndarray, X: np.ndarray | N
 
 
 def _check_df_method(df_method: str) -> None:
-    if df_method != "satterthwaite":
-        raise AnalysisError(f"df_method {df_method!r} is not available; use 'satterthwaite' "
-                            "(Kenward-Roger is not implemented)")
+    if df_method not in DF_METHODS:
+        raise AnalysisError(f"df_method {df_method!r} is not available; use 'satterthwaite' or 'kenward_roger' "
+                            "(Kenward-Roger adjusted SE and df)")
 
 
 def _information_inverse(fit: dict, converged: bool, message: str):
@@ -622,35 +750,51 @@ def fit_mmrm_grid(design: MMRMDesign, y_grid: np.ndarray, *, start: np.ndarray |
     _check_estimable(design, observed)
     E, pairs = _vech_basis(len(design.times))
     sigma, fit, iterations, converged, message, cov_theta = _fit_checked(design.X, y_grid, observed, start, E, pairs)
-    return _assemble(design, observed, sigma, fit, cov_theta, pairs, iterations, converged, message, level)
+    cov_beta_adj = None
+    if df_method == "kenward_roger":
+        q_terms = kenward_roger_q_terms(design.X[None], observed, sigma[None])[0]
+        cov_beta_adj = kenward_roger_cov_beta(fit["cov_beta"], fit["dcov_beta"], q_terms, cov_theta)
+    return _assemble(design, observed, sigma, fit, cov_theta, pairs, iterations, converged, message, level,
+                     cov_beta_adj)
 
 
-def _assemble(design, observed, sigma, fit, cov_theta, pairs, iterations, converged, message, level):
+_KENWARD_ROGER_TEXT = ("Kenward-Roger SE and df (Kenward & Roger 1997 adjusted cov(beta), observed REML information; "
+                       "Sigma linear in vech(Sigma), no second-derivative term: SAS DDFM=KR for TYPE=UN, "
+                       "mmrm Kenward-Roger-Linear)")
+
+
+def _assemble(design, observed, sigma, fit, cov_theta, pairs, iterations, converged, message, level,
+              cov_beta_adj=None):
+    """The `MMRMResult` of a fit; ``cov_beta_adj`` (Kenward-Roger Phi_A) switches SEs and df to KR."""
     T = len(design.times)
     method = (f"REML GLS, unstructured {T}x{T} covariance (Newton-Raphson); "
-              "Satterthwaite df (observed REML information)")
+              + ("Satterthwaite df (observed REML information)" if cov_beta_adj is None else _KENWARD_ROGER_TEXT))
     notes = [] if converged else [f"NOT CONVERGED: {message}"]
     if design.n_dropped_covariates:
         notes.append(f"{design.n_dropped_covariates} row(s) dropped for a missing arm, baseline or covariate")
     cov_beta, dcov = fit["cov_beta"], fit["dcov_beta"]
+    df_of = satterthwaite_df if cov_beta_adj is None else kenward_roger_df   # both from the unadjusted cov(beta)
     L_means, labels = reference_grid(design, observed)
     L_diff = L_means[1::2] - L_means[0::2]
     times = [str(t) for t in design.times]
     return MMRMResult(
         columns=design.columns, times=tuple(design.times),
         theta_names=tuple(f"cov({times[u]},{times[v]})" for u, v in pairs),
-        beta=fit["beta"], cov_beta=cov_beta, sigma=sigma, cov_theta=cov_theta,
-        df_beta=satterthwaite_df(np.eye(len(design.columns)), cov_beta, dcov, cov_theta),
+        beta=fit["beta"], cov_beta=cov_beta if cov_beta_adj is None else cov_beta_adj, sigma=sigma,
+        cov_theta=cov_theta,
+        df_beta=df_of(np.eye(len(design.columns)), cov_beta, dcov, cov_theta),
         means_L=L_means, means_labels=tuple(labels),
-        means_df=satterthwaite_df(L_means, cov_beta, dcov, cov_theta),
+        means_df=df_of(L_means, cov_beta, dcov, cov_theta),
         contrast_L=L_diff,
         contrast_labels=tuple(f"{design.treatment_arm} - {design.reference_arm} at {t}" for t in times),
-        contrast_df=satterthwaite_df(L_diff, cov_beta, dcov, cov_theta),
+        contrast_df=df_of(L_diff, cov_beta, dcov, cov_theta),
         reml_loglik=float(fit["loglik"]), converged=converged, iterations=iterations,
         n_participants=int(observed.any(axis=1).sum()), n_observations=int(observed.sum()),
         method=method, notes="; ".join(notes), level=level,
         grid_method="emmeans default grid: numeric covariates at their mean over the analysed rows, "
                     "categorical covariates equally weighted",
+        df_method="satterthwaite" if cov_beta_adj is None else "kenward_roger",
+        cov_beta_model=cov_beta, dcov_beta=dcov,
     )
 
 
@@ -679,12 +823,23 @@ class MMRMFits:
     notes: tuple
     level: float = 0.95
 
-    def result(self, b: int) -> MMRMResult:
+    def result(self, b: int, df_method: str = "satterthwaite") -> MMRMResult:
+        """The full `MMRMResult` of fit b, with Satterthwaite or Kenward-Roger SEs and df."""
+        _check_df_method(df_method)
         fit = {"beta": self.beta[b], "cov_beta": self.cov_beta[b], "dcov_beta": self.dcov_beta[b],
                "loglik": self.reml_loglik[b]}
         _, pairs = _vech_basis(self.sigma.shape[1])
+        adjusted = self.kenward_roger_cov_beta[b] if df_method == "kenward_roger" else None
         return _assemble(self.designs[b], self.observed, self.sigma[b], fit, self.cov_theta[b], pairs,
-                         int(self.iterations[b]), bool(self.converged[b]), self.notes[b], self.level)
+                         int(self.iterations[b]), bool(self.converged[b]), self.notes[b], self.level, adjusted)
+
+    @cached_property
+    def kenward_roger_cov_beta(self) -> np.ndarray:
+        """(B, p, p) Kenward-Roger adjusted cov(beta-hat) of every fit (`kenward_roger_cov_beta`), formed
+        after the fits from their designs and Sigmas in one batch (nothing is refitted)."""
+        X = np.stack([d.X for d in self.designs])
+        q_terms = kenward_roger_q_terms(X, self.observed, self.sigma)
+        return kenward_roger_cov_beta(self.cov_beta, self.dcov_beta, q_terms, self.cov_theta)
 
 
 def fit_mmrm_many(designs, y_grids: np.ndarray, *, starts: np.ndarray | None = None,

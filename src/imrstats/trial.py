@@ -23,8 +23,9 @@ Choices where the seed is vague ("the automatic procedure in SPSS ... 100 imputa
   pooled by Rubin's rules (`rubin.pool_rubin`). Refits of the same completed data (delta grid, subgroup
   models) start from the ITT fit's per-imputation Sigma and run as one batch (`mmrm.fit_mmrm_many`);
   `prefit_itt` runs several outcomes' ITT chains in lock step (`mmrm.fit_mmrm_chains`). Every fit takes
-  the same start, Newton steps and stopping decisions as when fitted alone. Single-fit df are Satterthwaite (Kenward-Roger is not
-  implemented).
+  the same start, Newton steps and stopping decisions as when fitted alone. Single-fit df are Satterthwaite
+  (default) or Kenward-Roger (``df_method="kenward_roger"``: the KR-adjusted cov(beta) of each completed-data
+  fit is then the within-imputation variance that Rubin's rules pool; the 1-df KR df equal Satterthwaite's).
 * **df_complete for Barnard-Rubin** is n - p_k, the residual df of the complete-data model at visit k
   (n participants, p_k fixed effects that act at that visit). With complete data and an unstructured
   covariance the MMRM is a multivariate linear model, whose contrast t statistics have exactly n - p_k
@@ -284,16 +285,16 @@ class _FitView:
 
 
 def _fit_imputations(imp: OutcomeImputation, covariates, L_fn, *, extra=None,
-                     delta: float = 0.0) -> tuple[_ImputedFits, object]:
+                     delta: float = 0.0, df_method: str = "satterthwaite") -> tuple[_ImputedFits, object]:
     """Fit the MMRM to each completed data set (warm-started) and collect L beta and L'cov L, where
     ``L_fn(fit) -> (L, labels)`` reads ``fit.columns`` / ``contrast_L`` / ``means_L`` (`_FitView`);
     ``delta`` is added to the IMR arm's imputed post / fu12 values."""
-    fits, design = _fit_imputations_deltas(imp, covariates, L_fn, [delta], extra=extra)
+    fits, design = _fit_imputations_deltas(imp, covariates, L_fn, [delta], extra=extra, df_method=df_method)
     return fits[0], design
 
 
 def _fit_imputations_deltas(imp: OutcomeImputation, covariates, L_fn, deltas, *,
-                            extra=None) -> tuple[list[_ImputedFits], object]:
+                            extra=None, df_method: str = "satterthwaite") -> tuple[list[_ImputedFits], object]:
     """`_fit_imputations` for several deltas on the same imputations and design (built once).
 
     Warm starts: the plain ITT fit runs through the imputations in order, each Newton run started at the
@@ -322,7 +323,7 @@ def _fit_imputations_deltas(imp: OutcomeImputation, covariates, L_fn, deltas, *,
         for j, k in enumerate(rest):
             runs[k] = _fits_slice(every, j * imp.m, imp.m)
     views = [_FitView(d, runs[0].observed) for d in designs]
-    return [_collect(run, views, L_fn) for run in runs], designs[-1]
+    return [_collect(run, views, L_fn, df_method) for run in runs], designs[-1]
 
 
 def _completed_designs(imp: OutcomeImputation, covariates, deltas, extra=None):
@@ -379,16 +380,22 @@ def _fits_slice(fits, start: int, size: int):
                                notes=fits.notes[sl])
 
 
-def _collect(fits, views, L_fn) -> _ImputedFits:
-    """L beta, L'cov(beta)L and the arm contrasts' Satterthwaite df of each fit (as `MMRMResult` has them)."""
+def _kr_note(df_method: str) -> str:
+    return "; Kenward-Roger adjusted cov(beta) per completed data set" if df_method == "kenward_roger" else ""
+
+
+def _collect(fits, views, L_fn, df_method: str = "satterthwaite") -> _ImputedFits:
+    """L beta, L'cov(beta)L and the arm contrasts' Satterthwaite df of each fit (as `MMRMResult` has them);
+    with Kenward-Roger, cov(beta) is each fit's KR-adjusted one (its 1-df KR df are the Satterthwaite df)."""
+    cov = fits.kenward_roger_cov_beta if df_method == "kenward_roger" else fits.cov_beta
     ests, vars_, dfs = [], [], []
     for i, view in enumerate(views):
         L, _ = L_fn(view)
         ests.append(L @ fits.beta[i])
-        vars_.append(np.einsum("lp,pq,lq->l", L, fits.cov_beta[i], L))
+        vars_.append(np.einsum("lp,pq,lq->l", L, cov[i], L))
         dfs.append(satterthwaite_df(view.contrast_L, fits.cov_beta[i], fits.dcov_beta[i], fits.cov_theta[i]))
     return _ImputedFits(np.array(ests), np.array(vars_), np.array(dfs), int((~fits.converged).sum()),
-                        fits.result(0))
+                        fits.result(0, df_method))
 
 
 def _means_and_contrasts(res: MMRMResult):
@@ -446,7 +453,7 @@ def _plain(v):
 def itt_mi_mmrm(frame: pd.DataFrame, *, outcome: str = "", covariates: Sequence[str] = DEFAULT_COVARIATES,
                 imputation: OutcomeImputation | None = None, m: int = 100, method: str = "pmm",
                 maxit: int = 5, donors: int = 5, by_arm: bool = True, seed: int | None = None,
-                level: float = 0.95) -> ITTResult:
+                level: float = 0.95, df_method: str = "satterthwaite") -> ITTResult:
     """ITT analysis: impute (or reuse ``imputation``), fit the MMRM to each completed data set and pool
     the IMR - TAU contrast per visit and the adjusted means per arm and visit by Rubin's rules
     (Barnard-Rubin df with df_complete = n - p_k). Non-converged fits are counted and flagged."""
@@ -455,7 +462,7 @@ def itt_mi_mmrm(frame: pd.DataFrame, *, outcome: str = "", covariates: Sequence[
             raise AnalysisError("itt_mi_mmrm needs a seed (or a ready imputation): imputation is random")
         imputation = impute_outcome(frame, covariates=covariates, m=m, method=method, maxit=maxit,
                                     donors=donors, by_arm=by_arm, seed=seed)
-    fits, design = _fit_imputations(imputation, covariates, _means_and_contrasts)
+    fits, design = _fit_imputations(imputation, covariates, _means_and_contrasts, df_method=df_method)
     _, labels = _means_and_contrasts(fits.first)
     dfc_visit = _df_complete(design)
     dfc = np.array([dfc_visit[TIMEPOINTS.index(t)] for _, t, _ in labels])
@@ -497,7 +504,7 @@ def _relevel(est: Estimate, level: float) -> Estimate:
 
 
 def likelihood_mmrm(frame: pd.DataFrame, *, covariates: Sequence[str] = DEFAULT_COVARIATES,
-                    level: float = 0.95) -> MMRMResult:
+                    level: float = 0.95, df_method: str = "satterthwaite") -> MMRMResult:
     """MMRM on the observed data without imputation (valid under MAR given the model's covariates):
     participants with an observed baseline and at least one observed post-baseline visit."""
     rows, _ = _analysable(frame, covariates)
@@ -507,7 +514,7 @@ def likelihood_mmrm(frame: pd.DataFrame, *, covariates: Sequence[str] = DEFAULT_
     long = _long(rows, covariates, rows["baseline"].to_numpy())
     long["y"] = rows[list(TIMEPOINTS)].to_numpy().reshape(-1)
     design = build_mmrm_design(long, covariates=covariates, times=TIMEPOINTS)
-    return design.fit(long["y"].to_numpy(), level=level)
+    return design.fit(long["y"].to_numpy(), level=level, df_method=df_method)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -650,7 +657,8 @@ def _subgroup_levels(rows: pd.DataFrame, subgroup: str) -> list[str]:
 
 
 def subgroup_interactions(frame: pd.DataFrame, subgroup: str, *, imputation: OutcomeImputation, outcome: str = "",
-                          covariates: Sequence[str] = DEFAULT_COVARIATES, level: float = 0.95) -> pd.DataFrame:
+                          covariates: Sequence[str] = DEFAULT_COVARIATES, level: float = 0.95,
+                          df_method: str = "satterthwaite") -> pd.DataFrame:
     """Arm x ``subgroup`` in the ITT MI-MMRM: visit-specific interaction columns IMR x level x visit are
     added to the analysis model (``subgroup`` stays a covariate); per visit, the pooled interaction
     (difference of the IMR - TAU effect between a level and the reference level, Rubin / Barnard-Rubin)
@@ -683,10 +691,10 @@ def subgroup_interactions(frame: pd.DataFrame, subgroup: str, *, imputation: Out
                 L[r, col[index[(lev, tp)]]] = 1.0
         return L, specs
 
-    fits, design = _fit_imputations(imputation, covs, L_fn, extra=extra)
+    fits, design = _fit_imputations(imputation, covs, L_fn, extra=extra, df_method=df_method)
     dfc_visit = _df_complete(design)
     dfc = np.array([dfc_visit[TIMEPOINTS.index(tp)] for _, _, tp in specs])
-    note = f"{imputation.method_text}; MMRM with IMR x {subgroup} x visit columns"
+    note = f"{imputation.method_text}; MMRM with IMR x {subgroup} x visit columns" + _kr_note(df_method)
     pooled = _pool_rows(
         fits, dfc, specs,
         lambda j: (f"interaction: (IMR - TAU | {subgroup}={specs[j][1]}) - (IMR - TAU | {subgroup}={levels[0]}) "
@@ -763,7 +771,8 @@ class TippingPoint:
 
 def delta_tipping_point(imputation: OutcomeImputation, *, deltas: Sequence[float], timepoint: str = "post",
                         outcome: str = "", covariates: Sequence[str] = DEFAULT_COVARIATES,
-                        higher_is_better: bool = True, level: float = 0.95, verify: bool = True) -> TippingPoint:
+                        higher_is_better: bool = True, level: float = 0.95, verify: bool = True,
+                        df_method: str = "satterthwaite") -> TippingPoint:
     """Delta-adjusted MI (MNAR sensitivity): for each delta (outcome units) add delta to the IMR arm's
     imputed post and fu12 values, refit the MMRM on every completed data set and pool the IMR - TAU
     contrast at ``timepoint``. The tipping point, per direction from 0, is the delta at which the
@@ -782,7 +791,7 @@ def delta_tipping_point(imputation: OutcomeImputation, *, deltas: Sequence[float
         return res.contrast_L[[k]], [timepoint]
 
     def pooled_at(ds) -> list[dict]:
-        runs, design = _fit_imputations_deltas(imputation, covariates, L_fn, ds)
+        runs, design = _fit_imputations_deltas(imputation, covariates, L_fn, ds, df_method=df_method)
         out = []
         for d, fits in zip(ds, runs):
             est = _relevel(pool_rubin(fits.estimates[:, 0], fits.variances[:, 0], _df_complete(design)[k]), level)
@@ -802,7 +811,7 @@ def delta_tipping_point(imputation: OutcomeImputation, *, deltas: Sequence[float
         point.update(ci_low_at_tip=at["ci_low"], ci_high_at_tip=at["ci_high"], estimate_at_tip=at["estimate"])
     method = (f"delta-adjusted MI: delta added to the IMR arm's imputed post and fu12 values of the same "
               f"{imputation.m} imputations, MMRM refitted and pooled (Rubin, Barnard-Rubin df); tipping point by "
-              "grid search refined by linear interpolation of the CI bound")
+              "grid search refined by linear interpolation of the CI bound" + _kr_note(df_method))
     return TippingPoint(outcome, timepoint, grid, pd.DataFrame(points), bool(zero["excludes_zero"]), method)
 
 

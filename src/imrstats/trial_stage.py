@@ -17,8 +17,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from imrstats import trial, trial_extra
+from imrstats import trial, trial_extra, trial_lmm
 from imrstats.errors import AnalysisError
+from imrstats.mmrm import DF_METHODS
 from imrstats.instruments import TRIAL_OUTCOMES, load_registry
 from imrstats.progress import progress
 from imrstats.simulate import derive_seed
@@ -50,6 +51,7 @@ DEFAULT_SETTINGS = {
     "delta_grid_sd": [-1.0, -0.5, -0.25, 0.25, 0.5, 1.0],
     "tipping_outcomes": ["gaf_f"],
     "alpha": 0.05,
+    "df_method": "satterthwaite",   # MMRM SEs and df: "satterthwaite" or "kenward_roger" (mmrm.DF_METHODS)
     # issue 10: diagnostics, within-group change, post hoc subscales, attendance dose-response and CACE
     "diagnostics_outcomes": list(TRIAL_OUTCOMES),
     "cooks_refit": False,
@@ -60,6 +62,8 @@ DEFAULT_SETTINGS = {
     "subscale_itt_outcomes": SUBSCALE_ITT_OUTCOMES,
     "attendance_outcomes": TABLE4_OUTCOMES,
     "attendance_timepoint": "fu12",
+    # issue 3: random-intercept LMM (statsmodels MixedLM), a secondary model of the covariance structure
+    "random_intercept_outcomes": TABLE4_OUTCOMES,
 }
 
 
@@ -79,6 +83,8 @@ def trial_settings(settings: dict | None) -> dict:
     if out["diagnostics_figures"] not in ("all", "flagged", "none"):
         raise AnalysisError("diagnostics_figures must be 'all', 'flagged' (the primary outcome and outcomes with a "
                             f"failed check) or 'none', got {out['diagnostics_figures']!r}")
+    if out["df_method"] not in DF_METHODS:
+        raise AnalysisError(f"df_method must be one of {DF_METHODS}, got {out['df_method']!r}")
     if out["imputation_method"] not in ("pmm", "norm"):
         raise AnalysisError("imputation_method must be 'pmm' or 'norm'")
     if not 0 < float(out["alpha"]) < 1:
@@ -178,13 +184,22 @@ def _analyse_outcome(tables, key: str, s: dict, seed: int, registry, flags: list
             flags.append(f"{key}: {name.replace('_', ' ')} not reported: {err}")
 
     attempt("complete_case", lambda: trial.complete_case(frame, outcome=key, covariates=covs, level=level))
-    attempt("likelihood", lambda: trial.likelihood_mmrm(frame, covariates=covs, level=level))
+    dfm = s["df_method"]
+    attempt("likelihood", lambda: trial.likelihood_mmrm(frame, covariates=covs, level=level, df_method=dfm))
     if "likelihood" in out and not out["likelihood"].converged:
         flags.append(f"{key}: the likelihood MMRM did not converge ({out['likelihood'].notes})")
+    if key in s["random_intercept_outcomes"]:
+        attempt("random_intercept", lambda: trial_lmm.random_intercept_lmm(frame, outcome=key, covariates=covs,
+                                                                           level=level))
+        ri = out.get("random_intercept")
+        if ri is not None and (not ri.converged or ri.boundary):
+            flags.append(f"{key}: the random-intercept LMM " + ("did not converge" if not ri.converged else
+                         "has its random-intercept variance at the boundary 0") + f" ({ri.notes})")
     attempt("imputation", imputation)
     imp = out.get("imputation")
     if imp is not None:
-        attempt("itt", lambda: trial.itt_mi_mmrm(frame, outcome=key, covariates=covs, imputation=imp, level=level))
+        attempt("itt", lambda: trial.itt_mi_mmrm(frame, outcome=key, covariates=covs, imputation=imp, level=level,
+                                                 df_method=dfm))
         if "itt" in out:
             flags.extend(out["itt"].flags)
     if key in s["per_protocol_outcomes"]:
@@ -195,7 +210,7 @@ def _analyse_outcome(tables, key: str, s: dict, seed: int, registry, flags: list
             frame, sg, outcome=key, timepoint=s["subgroup_timepoint"], covariates=covs))
         if key in s["subgroup_mi_outcomes"] and imp is not None:
             attempt(f"subgroup_mi_{sg}", lambda: trial.subgroup_interactions(
-                frame, sg, imputation=imp, outcome=key, covariates=covs, level=level))
+                frame, sg, imputation=imp, outcome=key, covariates=covs, level=level, df_method=dfm))
     _analyse_extra(frame, key, s, out, attempt, flags)
     if key in s["tipping_outcomes"] and imp is not None:
         sd = float(np.nanstd(frame["baseline"], ddof=1))
@@ -203,7 +218,7 @@ def _analyse_outcome(tables, key: str, s: dict, seed: int, registry, flags: list
         timepoint = s["primary"]["timepoint"]
         attempt("tipping", lambda: trial.delta_tipping_point(
             imp, deltas=deltas, timepoint=timepoint, outcome=key, covariates=covs,
-            higher_is_better=registry[key].higher_is_better, level=level))
+            higher_is_better=registry[key].higher_is_better, level=level, df_method=dfm))
         if "tipping" in out:
             bad = int(out["tipping"].grid["n_not_converged"].sum())
             if bad:
@@ -539,6 +554,8 @@ def _build_tables(results, s, registry) -> dict[str, pd.DataFrame]:
         "trial_likelihood_mmrm": pd.concat(
             [r["likelihood"].contrasts.assign(outcome=r["outcome"], converged=r["likelihood"].converged)
              for r in results if "likelihood" in r] or [pd.DataFrame()], ignore_index=True),
+        "trial_random_intercept_lmm": _stack(results, "random_intercept", lambda r: r.contrasts.assign(
+            random_intercept_variance=r.random_intercept_variance, residual_variance=r.residual_variance)),
         "trial_descriptives": _stack(results, "complete_case", lambda r: r[0]),
         "trial_complete_case": _stack(results, "complete_case", lambda r: r[1]),
         "trial_table3": _table3(results, registry),
@@ -662,7 +679,14 @@ def _html(tables, figures, results, s, flags) -> str:
         ("trial_complete_case", "Complete-case ANCOVA per visit (assumes missing completely at random given covariates)",
          "OLS y_visit ~ arm + baseline + covariates among participants with both values; t(n - p)"),
         ("trial_likelihood_mmrm", "Likelihood-based MMRM on the observed data (MAR, no imputation)",
-         "REML GLS with unstructured covariance; Satterthwaite df; participants with an observed baseline"),
+         "REML GLS with unstructured covariance; "
+         + ("Satterthwaite df" if s["df_method"] == "satterthwaite" else "Kenward-Roger adjusted SE and df")
+         + "; participants with an observed baseline"),
+        ("trial_random_intercept_lmm", "Secondary model: random-intercept LMM on the observed data (sensitivity to "
+                                       "the covariance structure)",
+         "the likelihood MMRM's mean model with a random intercept per participant (compound symmetry) instead of an "
+         "unstructured covariance; REML (statsmodels MixedLM); nlme between-within df; a secondary model, not a "
+         "substitute for the MMRM"),
         ("trial_per_protocol", f"Per protocol (IMR arm): 0-{s['per_protocol_threshold']} vs "
                                f">{s['per_protocol_threshold']} sessions",
          "observed cases in the IMR arm; one-way ANOVA (F = t^2 of the pooled-variance t test)"),
@@ -706,6 +730,8 @@ def _record(results, s, seed, tables, sub_results=()) -> dict:
             o["itt"] = r["itt"].to_dict()
         if "likelihood" in r:
             o["likelihood_mmrm"] = r["likelihood"].to_dict()["contrasts"]
+        if "random_intercept" in r:
+            o["random_intercept_lmm"] = r["random_intercept"].to_dict()
         if "tipping" in r:
             o["tipping_point"] = r["tipping"].to_dict()
         rec["outcomes"][r["outcome"]] = o
@@ -776,15 +802,20 @@ def tables_baseline(result: dict) -> np.ndarray:
 
 
 def run_trial_outcome(tables: dict[str, pd.DataFrame], outcome: str, settings: dict | None = None, *,
-                      seed: int | None = None, imputations: int | None = None) -> StageResult:
+                      seed: int | None = None, imputations: int | None = None,
+                      df_method: str | None = None) -> StageResult:
     """One outcome for ``imrstats trial --outcome KEY``: ITT MI-MMRM, likelihood MMRM, complete case, per
     protocol, complete-case subgroup tests, the tipping point at the primary timepoint, and the issue-10
-    analyses of that outcome (diagnostics, within-group change, attendance and CACE; no subscale family)."""
+    analyses of that outcome (diagnostics, within-group change, attendance and CACE; no subscale family), and the
+    random-intercept secondary model unless the settings turn it off (``random_intercept_outcomes: []``)."""
     s = dict(settings or {})
     s.update(outcomes=[outcome], primary={**(s.get("primary") or {}), "outcome": outcome},
              per_protocol_outcomes=[outcome], subgroup_outcomes=[outcome], subgroup_mi_outcomes=[],
              tipping_outcomes=[outcome], diagnostics_outcomes=[outcome], within_group_outcomes=[outcome],
-             attendance_outcomes=[outcome], subscale_ancova_outcomes=[], subscale_itt_outcomes=[])
+             attendance_outcomes=[outcome], subscale_ancova_outcomes=[], subscale_itt_outcomes=[],
+             random_intercept_outcomes=[outcome] if s.get("random_intercept_outcomes", True) else [])
     if imputations is not None:
         s["imputations"] = int(imputations)
+    if df_method is not None:
+        s["df_method"] = df_method
     return run_trial_stage(tables, s, seed=seed)
