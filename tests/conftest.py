@@ -32,6 +32,41 @@ def default_clean_tables(default_config, default_tables):
                         allow_identifier_columns=cfg["privacy"]["allow_identifier_columns"]).tables
 
 
+# ---- full pipeline runs (tests/pipeline_runs.py): one per (config, cores), shared by the whole session ----
+
+
+@pytest.fixture(scope="session")
+def pipeline_project(tmp_path_factory):
+    """The session's snapshot of the project (src, workflow, config, data, Snakefile) that every shared run uses."""
+    from pipeline_runs import session_project
+
+    return session_project(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def default_pipeline_run(tmp_path_factory):
+    """A finished run of the embedded default config on --cores 2 (`pipeline_runs.FinishedRun`). Read-only."""
+    from pipeline_runs import finished_run
+
+    return finished_run(tmp_path_factory, cores=2, small=False)
+
+
+@pytest.fixture(scope="session")
+def default_pipeline_run_one_core(tmp_path_factory):
+    """A finished run of the embedded default config on --cores 1, in another directory. Read-only."""
+    from pipeline_runs import finished_run
+
+    return finished_run(tmp_path_factory, cores=1, small=False)
+
+
+@pytest.fixture(scope="session")
+def small_pipeline_run(tmp_path_factory):
+    """A finished run of the default config with m = 5 imputations (pipeline_runs.SMALL_CONFIG), --cores 2."""
+    from pipeline_runs import finished_run
+
+    return finished_run(tmp_path_factory, cores=2, small=True)
+
+
 def pytest_collection_modifyitems(config, items):
     """Slow simulation studies run only when asked for (`pytest -m slow`), never in the default run."""
     if "slow" in (config.getoption("-m") or ""):

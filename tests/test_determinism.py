@@ -12,21 +12,15 @@ import json
 
 import pytest
 
-from test_nothing_lost import result_files, run_snakemake, snapshot_project
-
 pytestmark = pytest.mark.pipeline
 
 
 @pytest.fixture(scope="module")
-def runs_on_one_and_two_cores(tmp_path_factory):
-    project = snapshot_project(tmp_path_factory.mktemp("project"))   # one copy of the code for both runs
-    out = {}
-    for cores in (1, 2):
-        workdir = tmp_path_factory.mktemp(f"cores{cores}")
-        proc = run_snakemake(project, workdir, cores=cores, small=False)   # the embedded default config, as shipped
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        out[cores] = result_files(workdir / "results")
-    return out
+def runs_on_one_and_two_cores(default_pipeline_run_one_core, default_pipeline_run):
+    """The session's two runs of the embedded default config, as shipped (tests/pipeline_runs.py): one copy of
+    the code for both, --cores 1 and --cores 2, each in its own directory; their result files as they were
+    when each run finished."""
+    return {1: default_pipeline_run_one_core.files, 2: default_pipeline_run.files}
 
 
 def _differing(a: dict[str, bytes], b: dict[str, bytes], suffixes: tuple[str, ...]) -> list[str]:

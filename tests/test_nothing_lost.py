@@ -8,9 +8,7 @@ outputs of a running job as incomplete, so a later run refuses to trust them unl
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,68 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT
 from imrstats.io import atomic_path, write_csv
+from pipeline_runs import result_files, run_snakemake, snakemake_cmd, snakemake_env
 
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 # the job to kill: the first of these rules whose log appears (the slow, sampling / imputing stages first)
 KILL_RULES = ("trial", "meta", "services", "implementation", "clean")
 KILL_DELAY = 1.5        # seconds after the rule's log appears: the job is computing, not starting
 
 
-# the default config, smaller where that only costs time: m = 5 imputations instead of 100. Snakemake merges a
-# --configfile into the embedded config key by key (its --config would pass the number as text).
-SMALL_CONFIG = "trial:\n  imputations: 5\n"
-
-
-def snapshot_project(dest: Path) -> Path:
-    """A copy of the workflow, library, config and data: every run of one test uses the same code and config,
-    even while the work tree changes under a long test."""
-    for name in ("src", "workflow", "config", "data"):
-        shutil.copytree(PROJECT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copy2(PROJECT / "Snakefile", dest / "Snakefile")
-    return dest
-
-
-def snakemake_cmd(project: Path, workdir: Path, *extra: str, cores: int = 2, small: bool = True) -> list[str]:
-    cmd = [str(SNAKEMAKE), "-s", str(project / "Snakefile"), "--directory", str(workdir), "--cores", str(cores)]
-    if small:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "small.yaml").write_text(SMALL_CONFIG)
-        cmd += ["--configfile", str(workdir / "small.yaml")]
-    return [*cmd, "--config", "results_dir=results", *extra]
-
-
-def snakemake_env(project: Path) -> dict:
-    # the snapshot's library first on the path, ahead of the editable install of the work tree
-    return {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(project / "src")}
-
-
-def run_snakemake(project: Path, workdir: Path, *extra: str, cores: int = 2, small: bool = True):
-    return subprocess.run(snakemake_cmd(project, workdir, *extra, cores=cores, small=small), capture_output=True,
-                          text=True, env=snakemake_env(project), timeout=3600)
-
-
-def result_files(results: Path) -> dict[str, bytes]:
-    """Every result a later stage or a reader would use, by relative path; logs, benchmarks, Snakemake's
-    directory timestamps and leftover temporary files are not results. provenance.json without its times.
-    netCDF posteriors as bytes: `bayes.save_posterior` drops ArviZ's `created_at` stamps."""
-    out = {}
-    for path in sorted(results.rglob("*")):
-        rel = path.relative_to(results)
-        if not path.is_file() or rel.parts[0] in ("logs", "benchmarks") or path.name.startswith("."):
-            continue
-        data = path.read_bytes()
-        if rel == Path("provenance.json"):
-            record = json.loads(data)
-            # times differ by nature; the git record says whether the (shared) work tree was touched meanwhile
-            for key in ("started", "finished", "git"):
-                record.pop(key, None)
-            data = json.dumps(record, sort_keys=True).encode()
-        out[str(rel)] = data
-    return out
-
-
+# Every run here uses the default config, smaller where that only costs time (pipeline_runs.SMALL_CONFIG:
+# m = 5 imputations instead of 100), and the session's one snapshot of the project (pipeline_runs.py).
 
 
 def incomplete_outputs(workdir: Path) -> list[str]:
@@ -180,16 +126,15 @@ def test_write_csv_replaces_a_result_whole(tmp_path):
 # the pipeline killed mid-way
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    return snapshot_project(tmp_path_factory.mktemp("project"))
+def project(small_pipeline_run) -> Path:
+    """The project snapshot that made the uninterrupted run: the killed runs use the same code and config."""
+    return small_pipeline_run.project
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, project) -> dict[str, bytes]:
-    workdir = tmp_path_factory.mktemp("uninterrupted")
-    proc = run_snakemake(project, workdir)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return result_files(workdir / "results")
+def uninterrupted(small_pipeline_run) -> dict[str, bytes]:
+    """The result files of the session's uninterrupted small run (--cores 2), as they were when it finished."""
+    return small_pipeline_run.files
 
 
 @pytest.mark.pipeline

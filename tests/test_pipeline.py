@@ -1,37 +1,29 @@
 """End-to-end: the Snakemake pipeline on the default config, in a temporary directory; twice, to show that
-the same inputs, config and seed give byte-identical tables."""
+the same inputs, config and seed give byte-identical tables.
+
+The two runs are the session's shared default runs (tests/pipeline_runs.py): --cores 2 and --cores 1, in two
+directories, made from one snapshot of the project (the same runs test_determinism.py compares in full)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import PROJECT
+from pipeline_runs import run_snakemake
 
 pytestmark = pytest.mark.pipeline
 
 
-def run_pipeline(workdir: Path, *extra: str) -> subprocess.CompletedProcess:
-    snakemake = Path(sys.executable).parent / "snakemake"
-    cmd = [str(snakemake), "-s", str(PROJECT / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-           "--config", "results_dir=results", *extra]
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+def run_pipeline(project: Path, workdir: Path, *extra: str):
+    """`snakemake --cores 2` on `project`'s Snakefile with the embedded default config, in `workdir`."""
+    return run_snakemake(project, workdir, *extra, cores=2, small=False, timeout=1200)
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-    """The session's shared default run (tests/report_run.py) and one more, in another directory."""
-    from report_run import finished_default_run
-
-    first = finished_default_run(tmp_path_factory)
-    workdir = tmp_path_factory.mktemp("b")
-    proc = run_pipeline(workdir)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return [first / "results", workdir / "results"]
+def two_runs(default_pipeline_run, default_pipeline_run_one_core):
+    """The results directories of the session's two default runs: --cores 2, then --cores 1 (another directory)."""
+    return [default_pipeline_run.results, default_pipeline_run_one_core.results]
 
 
 def _tables(results: Path):
@@ -72,20 +64,24 @@ def test_report_holds_no_participant_ids(two_runs):
     assert not [i for i in ids if i in text or i in tables]
 
 
-def test_noop_rerun_and_dry_run(two_runs):
+def test_noop_rerun_and_dry_run(two_runs, default_pipeline_run):
     workdir = two_runs[0].parent
-    proc = run_pipeline(workdir, "-n")
+    proc = run_pipeline(default_pipeline_run.project, workdir, "-n")
     assert proc.returncode == 0 and "Nothing to be done" in (proc.stdout + proc.stderr)
 
 
-def test_bad_input_stops_the_pipeline(tmp_path):
+def test_bad_input_stops_the_pipeline(tmp_path, pipeline_project):
     import shutil
 
     inputs = tmp_path / "inputs"
     shutil.copytree(PROJECT / "data" / "examples" / "dirty_csv", inputs)
     shutil.copy(PROJECT / "data" / "examples" / "small_csv" / "service_use.csv", inputs)
     shutil.copy(PROJECT / "data" / "examples" / "small_csv" / "programme.csv", inputs)
-    proc = run_pipeline(tmp_path, "data={'source': 'directory', 'input_dir': '%s'}" % inputs)
+    # the meta stage reads only the published data, so it runs beside the failing check, and Snakemake waits
+    # for it before it exits: without its Bayesian half (~30 s of sampling) the failed run ends in seconds
+    (tmp_path / "no_bayes.yaml").write_text("meta:\n  bayes:\n    enabled: false\n")
+    proc = run_pipeline(pipeline_project, tmp_path, "data={'source': 'directory', 'input_dir': '%s'}" % inputs,
+                        "--configfile", str(tmp_path / "no_bayes.yaml"))
     assert proc.returncode != 0
     assert "input check failed" in proc.stderr
     assert not (tmp_path / "results" / "data" / "assessments.parquet").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PROJECT
-from report_run import finished_default_run, snakemake
+from pipeline_runs import run_snakemake
 
 pytestmark = pytest.mark.pipeline
 
@@ -37,10 +37,11 @@ def test_every_report_output_has_an_existing_caption():
 
 
 @pytest.fixture(scope="module")
-def snakemake_report(tmp_path_factory) -> str:
-    workdir = finished_default_run(tmp_path_factory)
+def snakemake_report(tmp_path_factory, default_pipeline_run) -> str:
+    """`snakemake --report` on the session's shared default run (--cores 2), with the snapshot that made it."""
     out = tmp_path_factory.mktemp("snakemake_report") / "report.html"
-    proc = snakemake(workdir, "--report", str(out), timeout=600)
+    run = default_pipeline_run
+    proc = run_snakemake(run.project, run.workdir, "--report", str(out), cores=2, small=False, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert out.is_file() and out.stat().st_size > 0, "snakemake --report exited 0 but wrote no report"
     return out.read_text()
