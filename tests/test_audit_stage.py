@@ -11,12 +11,8 @@ from imrstats.stage import to_json, write_stage
 
 
 @pytest.fixture(scope="module")
-def clean_default(default_config, default_tables):
-    from imrstats.clean import clean_tables
-
-    return clean_tables(default_tables, missing_codes=default_config["clean"]["missing_codes"],
-                        prorate=default_config["clean"]["prorate"],
-                        allow_identifier_columns=default_config["privacy"]["allow_identifier_columns"]).tables
+def clean_default(default_clean_tables):
+    return default_clean_tables
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats.clean import clean_tables
 from imrstats.errors import AnalysisError, InputError
 from imrstats.implementation import MODULES
 from imrstats.implementation_stage import (
@@ -30,10 +29,8 @@ DISPLAY = {"table1_demographics", "table2_delivery", "table3_imrs"}
 
 
 @pytest.fixture(scope="module")
-def cleaned(default_config, default_tables):
-    clean = default_config["clean"]
-    return clean_tables(default_tables, missing_codes=clean["missing_codes"], prorate=clean["prorate"],
-                        allow_identifier_columns=default_config["privacy"]["allow_identifier_columns"]).tables
+def cleaned(default_clean_tables):
+    return default_clean_tables
 
 
 @pytest.fixture(scope="module")

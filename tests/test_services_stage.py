@@ -11,23 +11,15 @@ import pandas as pd
 import pytest
 
 from imrstats import countmodels, services
-from imrstats.clean import clean_tables
 from imrstats.errors import AnalysisError, InputError
 from imrstats.services_stage import (DEFAULT_SETTINGS, MODELS, resolve_settings, rootogram_top,
                                      run_services_stage)
-from imrstats.simulate import simulate_all
 from imrstats.stage import to_json, write_stage
 
 
 @pytest.fixture(scope="module")
-def tables():
-    from imrstats.config import load_config
-
-    config = load_config()
-    cleaned = clean_tables(simulate_all(config), missing_codes=config["clean"]["missing_codes"],
-                           prorate=config["clean"]["prorate"],
-                           allow_identifier_columns=config["privacy"]["allow_identifier_columns"])
-    return cleaned.tables
+def tables(default_clean_tables):
+    return default_clean_tables
 
 
 @pytest.fixture(scope="module")

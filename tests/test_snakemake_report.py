@@ -3,7 +3,6 @@ category that the workflow's report() outputs declare, and every output in it ca
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 

@@ -132,7 +132,7 @@ def random_intercept_lmm(frame: pd.DataFrame, *, outcome: str = "",
                      "this mean model; the visits' correlation is estimated as 0")
     cov = _gls_covariance(X, groups, tau2, sigma2)
     df = _between_within_df(X, groups)
-    method = (f"REML random-intercept LMM (statsmodels MixedLM; 0 + time + arm:time + baseline:time"
+    method = ("REML random-intercept LMM (statsmodels MixedLM; 0 + time + arm:time + baseline:time"
               + "".join(f" + {c}" for c in covariates) + "), observed data; GLS covariance; nlme between-within df")
     note = "; ".join(notes)
     fixed = [_t_row(names[j], fit["beta"][j], math.sqrt(cov[j, j]), df[j], level, method, note, {"term": names[j]})

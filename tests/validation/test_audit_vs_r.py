@@ -8,7 +8,6 @@ exhaustive enumeration of every multiset of n integers in -6..20 (n = 3..6; the 
 cases R finds impossible must equal ours exactly.
 """
 
-import math
 
 import pandas as pd
 import pytest
