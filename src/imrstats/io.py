@@ -191,7 +191,7 @@ def read_excel_table(path: str | Path, sheet: str | int | None = None) -> pd.Dat
             if sheet is None:
                 raise InputError(f"{path}: several sheets ({', '.join(sheets)}) and none is named '{path.stem}'; "
                                  "name the sheet after the table or keep one sheet")
-            frame = book.parse(sheet, keep_default_na=False, na_values=[""])
+            frame = pd.read_excel(book, sheet_name=sheet, keep_default_na=False, na_values=[""])
     except InputError:
         raise
     except Exception as exc:  # a corrupt or mislabelled workbook: say which and why
