@@ -6,8 +6,15 @@ Workload (synthetic, deterministic): 11 outcomes with 3-10 studies each x 4 tau 
 plus a cumulative analysis by year of a 6-study outcome under HalfNormal(0.5); every fit 4 chains x
 (1000 tune + 1000 draws), each gated on R-hat / ESS / divergences.
 
-Run:  .venv/bin/python benchmarks/bench_bayes.py [--no-r]   (benchmarks/run_all.py reuses its functions)
-Writes benchmarks/results/bayes.json and benchmarks/results/bayes_input.csv (the shared input).
+Part d (``--default-config``): the Bayesian stage itself on the default config, ``meta_bayes.bayes_pooling``
+on the effects the meta stage pools (main prior, sensitivity priors, cumulative by year, implementation
+proportions; gate retries included), timed in a fresh Python process; those effects are exported to
+benchmarks/results/bayes_default_input.csv and brms runs the fits it can express on them.
+
+Run:  .venv/bin/python benchmarks/bench_bayes.py [--no-r] [--default-config]
+      (benchmarks/run_all.py reuses its functions)
+Writes benchmarks/results/bayes.json and benchmarks/results/bayes_input.csv (the shared input); with
+--default-config, bayes_default.json and bayes_default_input.csv.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +36,8 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 SEED = 20241122
+DEFAULT_INPUT_CSV = RESULTS / "bayes_default_input.csv"
+BRMS_TAU_PRIORS = ("half_normal_0.5", "half_cauchy_0.5")   # the shipped tau priors brms has a prior class for
 
 
 def synthetic_outcomes(seed: int = SEED) -> pd.DataFrame:
@@ -81,15 +92,18 @@ def run_python(data: pd.DataFrame) -> dict:
     }
 
 
-def run_r(input_csv: Path, *, priors: tuple[str, ...] = (), timeout: float | None = None) -> dict:
-    """Run benchmarks/r/bayes_brms.R on `input_csv` (optionally only the named brms priors) and parse its
-    "TIMING key value" lines. Never raises: a missing Rscript, a timeout or a failing script is recorded."""
+def run_r(input_csv: Path, *, priors: tuple[str, ...] = (), options: dict | None = None,
+          timeout: float | None = None) -> dict:
+    """Run benchmarks/r/bayes_brms.R on `input_csv` (optionally only the named brms priors; `options` become
+    --key=value arguments, e.g. chains, warmup, draws, adapt-delta) and parse its "TIMING key value" lines.
+    Never raises: a missing Rscript, a timeout or a failing script is recorded."""
     if shutil.which("Rscript") is None:
         return {"status": "R not available (Rscript not found)"}
     script = HERE / "r" / "bayes_brms.R"
+    flags = [f"--{key}={value}" for key, value in (options or {}).items()]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(["Rscript", str(script), str(input_csv), *priors], capture_output=True,
+        proc = subprocess.run(["Rscript", str(script), *flags, str(input_csv), *priors], capture_output=True,
                               text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"status": f"timed out after {timeout:.0f} s", "process_wall_s": time.perf_counter() - t0}
@@ -109,11 +123,167 @@ def run_r(input_csv: Path, *, priors: tuple[str, ...] = (), timeout: float | Non
     return out
 
 
+# ---------------------------------------------------------------------------------------------- part d
+
+def default_stage_inputs(config: dict | None = None) -> tuple[dict, dict, int]:
+    """(pooling_inputs, settings, seed) exactly as the pipeline's meta stage hands them to
+    ``meta_bayes.bayes_pooling``: ``stages.run_stage("meta")`` -> ``run_meta_stage_with_bayes`` (pops and
+    checks ``bayes``) -> ``run_meta_stage`` (``meta_settings``; the included rows per outcome, which is
+    ``meta_stage.outcome_inputs``) -> the hook, called with ``{**meta settings, "bayes": bayes settings}`` and
+    the stage seed ``derive_seed(config seed, "stage.meta")``."""
+    from imrstats.config import load_config
+    from imrstats.meta_bayes import bayes_settings
+    from imrstats.meta_stage import meta_settings, outcome_inputs
+    from imrstats.published import load_published_outcomes
+    from imrstats.simulate import derive_seed
+
+    config = load_config() if config is None else config
+    meta = dict(config["meta"])
+    b = bayes_settings(meta.pop("bayes", None))
+    s = meta_settings(meta)
+    inputs = outcome_inputs(load_published_outcomes(s["published_outcomes"]), s)
+    return inputs, {**s, "bayes": b}, derive_seed(int(config["seed"]), "stage.meta")
+
+
+def _cpu_now() -> float:
+    """CPU seconds of this process (all threads: nutpie samples chains on threads) plus its reaped children
+    (the C compiler PyTensor starts)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def default_stage_rows(inputs: dict, settings: dict, result) -> pd.DataFrame:
+    """The effects the stage pooled, one row per study, with the priors brms can express per outcome:
+    outcome, study, year, yi, sei, measure, mu_loc, mu_scale, tau_priors (';'-separated), cumulative."""
+    from imrstats.meta_bayes import _implementation_inputs   # the very rows the stage pools (private helper)
+
+    b = settings["bayes"]
+    pooled = {label for label in result.posteriors if label in inputs}
+    smd_keys = [k for k in dict.fromkeys([b["tau_prior"], *b["sensitivity_priors"]]) if k in BRMS_TAU_PRIORS]
+    log_or_keys = [k for k in dict.fromkeys([b["tau_prior_log_or"], *b["sensitivity_priors"]])
+                   if k in BRMS_TAU_PRIORS]
+    frames = []
+    for label, data in inputs.items():
+        if label not in pooled:
+            continue
+        keys = smd_keys if data["measure"].iloc[0] == "SMD" else log_or_keys
+        frames.append(data[["study", "year", "yi", "sei", "measure"]].assign(
+            outcome=label, mu_loc=b["prior_mu"]["loc"], mu_scale=b["prior_mu"]["scale"],
+            tau_priors=";".join(keys), cumulative=bool(b["cumulative"])))
+    impl = b["implementation"]
+    tau = impl["tau_prior"]
+    if impl["enabled"] and tau["family"] in ("half_normal", "half_cauchy") and not tau.get("location"):
+        for measure, data in _implementation_inputs(settings).items():
+            if f"implementation_{measure}" in result.posteriors:
+                frames.append(data[["study", "year", "yi", "sei", "measure"]].assign(
+                    outcome=f"implementation_{measure}", mu_loc=impl["prior_mu"]["loc"],
+                    mu_scale=impl["prior_mu"]["scale"], tau_priors=f"{tau['family']}_{float(tau['scale']):g}",
+                    cumulative=False))
+    columns = ["outcome", "study", "year", "yi", "sei", "measure", "mu_loc", "mu_scale", "tau_priors", "cumulative"]
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def run_default_stage_here(input_csv: Path) -> dict:
+    """Time the Bayesian stage on the default config in this process (run it in a fresh one: see
+    ``run_default_stage``): import, pooling inputs, then ``bayes_pooling`` (compile, every fit with its gate
+    retries, tables and figures). Writes the pooled effects to `input_csv` afterwards (not timed)."""
+    t0, c0 = time.perf_counter(), _cpu_now()
+    from imrstats import meta_bayes
+
+    t1 = time.perf_counter()
+    inputs, settings, seed = default_stage_inputs()
+    t2, c2 = time.perf_counter(), _cpu_now()
+    result = meta_bayes.bayes_pooling(inputs, settings, seed)
+    t3, c3 = time.perf_counter(), _cpu_now()
+    fits = result.tables["bayes_diagnostics"]
+    b = settings["bayes"]
+    sampler = meta_bayes.shared_sampler(result.record["sampler"]["capacity"], float(b["target_accept"]),
+                                        b["parameterization"])
+    default_stage_rows(inputs, settings, result).to_csv(input_csv, index=False)
+    by_analysis = fits["analysis"].value_counts().to_dict()
+    return {
+        "status": "ok", "seed": seed, "import_s": t1 - t0, "inputs_s": t2 - t1, "pooling_s": t3 - t2,
+        "pooling_cpu_s": c3 - c2, "fits_incl_compile_s": result.seconds,
+        "compile_s": sum(log["seconds"] for log in sampler.compile_log), "compiles": len(sampler.compile_log),
+        "stage_total_s": t3 - t0, "stage_total_cpu_s": c3 - c0,
+        "fits": int(len(fits)), "fits_by_analysis": {str(k): int(v) for k, v in by_analysis.items()},
+        "distinct_priors": int(fits["prior"].nunique()),
+        "retries": int((fits["attempts"] > 1).sum()), "gate_failures": int((~fits["passed"].astype(bool)).sum()),
+        "sampler_runs": int(fits["attempts"].sum()), "divergences": int(fits["divergences"].sum()),
+        "max_rhat": float(fits["max_rhat"].max()), "min_ess_bulk": float(fits["min_ess_bulk"].min()),
+        "outcomes": sorted(result.posteriors), "flags": len(result.flags),
+        "settings": {k: b[k] for k in ("chains", "draws", "tune", "target_accept", "parameterization", "prior_mu",
+                                        "tau_prior", "sensitivity_priors", "cumulative", "min_studies")},
+    }
+
+
+def run_default_stage(input_csv: Path = DEFAULT_INPUT_CSV, *, timeout: float | None = None) -> dict:
+    """``run_default_stage_here`` in a fresh Python process (so import and compile are paid as the pipeline's
+    meta rule pays them); parses its RESULT line and adds the process's wall seconds (interpreter start
+    included). Never raises: a failure is recorded in ``status``."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--default-stage-child", str(input_csv)]
+    env = dict(os.environ, IMRSTATS_PROGRESS="0", MPLBACKEND="Agg")
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timed out after {timeout:.0f} s", "process_wall_s": time.perf_counter() - t0}
+    wall = time.perf_counter() - t0
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        return {"status": f"failed (exit {proc.returncode})", "process_wall_s": wall,
+                "stderr_tail": proc.stderr[-2000:]}
+    return {**json.loads(lines[-1][len("RESULT "):]), "process_wall_s": wall}
+
+
+def r_options_from_settings(settings: dict) -> dict:
+    """brms run settings matching the stage's: chains, warmup = tune, draws, adapt_delta = target_accept; the
+    cumulative step holding every study is skipped because the stage reuses the main fit there."""
+    return {"chains": settings["chains"], "warmup": settings["tune"], "draws": settings["draws"],
+            "adapt-delta": settings["target_accept"], "cores": 2, "cumulative-full-step": "no"}
+
+
+def bench_default_stage(*, skip_r: bool = False, timeout: float | None = None) -> dict:
+    """Part d: the stage in a fresh process, then metafor and brms on the exported input."""
+    py = run_default_stage(DEFAULT_INPUT_CSV, timeout=timeout)
+    out: dict = {"input_csv": str(DEFAULT_INPUT_CSV.relative_to(HERE.parent)), "python": py}
+    if py.get("status") != "ok":
+        out["r"] = {"status": "skipped (Python side failed)"}
+        return out
+    data = pd.read_csv(DEFAULT_INPUT_CSV)
+    out["outcomes"] = int(data["outcome"].nunique())
+    out["rows"] = int(len(data))
+    out["python_rma_reml_s"] = time_python_rma(data)
+    out["r"] = {"status": "skipped"} if skip_r else run_r(
+        DEFAULT_INPUT_CSV, options=r_options_from_settings(py["settings"]), timeout=timeout)
+    return out
+
+
+def time_python_rma(data: pd.DataFrame) -> float:
+    """imrstats.meta.rma (REML) on every outcome: the like-for-like partner of metafor's timing."""
+    from imrstats.meta import rma
+
+    t0 = time.perf_counter()
+    for _, d in data.groupby("outcome", sort=True):
+        rma(d["yi"].to_numpy(), d["sei"].to_numpy() ** 2, method="REML")
+    return time.perf_counter() - t0
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--default-stage-child":
+        print("RESULT " + json.dumps(run_default_stage_here(Path(sys.argv[2]))), flush=True)
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-r", action="store_true", help="skip the R comparison")
+    parser.add_argument("--default-config", action="store_true",
+                        help="part d instead: the Bayesian stage on the default config (writes bayes_default.json)")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
+    if args.default_config:
+        record = bench_default_stage(skip_r=args.no_r)
+        (RESULTS / "bayes_default.json").write_text(json.dumps(record, indent=2))
+        print(json.dumps(record, indent=2))
+        return
     data = synthetic_outcomes()
     input_csv = RESULTS / "bayes_input.csv"
     data.to_csv(input_csv, index=False)

@@ -9,16 +9,22 @@ Measures, in this order (one at a time, never overlapping, so both languages see
                 on the same cleaned data, exported to benchmarks/results/trial_input.csv;
   c. bayes      the Bayesian stage workload of benchmarks/bench_bayes.py (11 outcomes x 4 tau priors +
                 cumulative) vs brms (2 expressible priors + cumulative; compile + refits) and metafor
-                (REML on every outcome) vs imrstats.meta.rma.
+                (REML on every outcome) vs imrstats.meta.rma;
+  d. bayes_default  the Bayesian stage itself on the default config (`meta_bayes.bayes_pooling` on the effects the
+                meta stage pools: main prior, sensitivity priors, cumulative by year, implementation proportions,
+                gate retries included) in a fresh Python process, vs brms (the priors it can express, same chains /
+                draws / adapt_delta, + cumulative) and metafor on the same effects (results/bayes_default_input.csv).
 Each R run is a subprocess with a timeout; a missing Rscript or package is recorded, and the run goes on.
 
 Writes benchmarks/results/latest.json and latest.md (date, machine, load average), copies the table into
 benchmarks/README.md ("Latest figures"), and appends one line to benchmarks/results/history.jsonl. A --quick run
-writes latest_quick.json / latest_quick.md instead and leaves the README alone.
+writes latest_quick.json / latest_quick.md instead and leaves the README alone; a run of chosen parts (--only)
+writes latest_only.* (latest_quick_only.* with --quick) and leaves latest.* and the README alone.
 
 Run:  .venv/bin/python benchmarks/run_all.py            # full run (about 10 minutes on 2 idle cores)
       .venv/bin/python benchmarks/run_all.py --quick    # smoke run: data-stage pipeline, 2 outcomes, small m
-Options: --skip-pipeline, --skip-r, --only {pipeline,trial,bayes} (repeatable), --r-timeout SECONDS,
+Options: --skip-pipeline, --skip-r, --only {pipeline,trial,bayes,bayes_default} (repeatable; --quick skips
+         bayes_default unless it is named), --r-timeout SECONDS,
          --rebuild results/latest.json (rewrite summary + table of a saved run, no timing).
 """
 
@@ -247,6 +253,79 @@ def bench_bayes(quick: bool, skip_r: bool, timeout: float) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------------------------- d. bayes_default
+
+def bench_bayes_default(skip_r: bool, timeout: float) -> dict:
+    """Part d: bench_bayes.bench_default_stage (the stage in a fresh process; metafor and brms on its input)."""
+    try:
+        return load_bench_bayes().bench_default_stage(skip_r=skip_r, timeout=timeout)
+    except Exception as exc:  # a benchmark records a failing part and goes on
+        return {"python": {"status": f"failed: {type(exc).__name__}: {exc}"}, "r": {"status": "skipped"}}
+
+
+def summarise_bayes_default(part: dict) -> dict:
+    """Part d's headline: Python's stage seconds, brms measured and extrapolated to Python's fit count as
+    part c does (one Stan compile per distinct prior Python uses, a refit for every other fit; per-refit time
+    averaged over brms's refits, weighted by their number)."""
+    py, r = part["python"], part["r"]
+    firsts = [v for k, v in r.items() if k.startswith("brms_first_fit_")]
+    refit_s = sum(v for k, v in r.items() if k.startswith("brms_refits_"))
+    refit_n = sum(v for k, v in r.items() if k.startswith("brms_refit_count_"))
+    per_refit = refit_s / refit_n if refit_n else None
+    n_py, n_programs = py.get("fits"), py.get("distinct_priors")
+    extrap = None
+    if firsts and per_refit is not None and n_py and n_programs:
+        extrap = n_programs * (sum(firsts) / len(firsts)) + (n_py - n_programs) * per_refit
+    py_s = py.get("stage_total_s")
+    return {"python_stage_s": py_s, "python_stage_cpu_s": py.get("stage_total_cpu_s"),
+            "python_process_wall_s": py.get("process_wall_s"), "python_compile_s": py.get("compile_s"),
+            "python_fits": n_py, "python_distinct_priors": n_programs, "python_retries": py.get("retries"),
+            "python_gate_failures": py.get("gate_failures"), "python_sampler_runs": py.get("sampler_runs"),
+            "brms_measured_s": r.get("brms_total_s"),
+            "brms_fits": int(r["brms_fits"]) if isinstance(r.get("brms_fits"), float) else None,
+            "brms_compiles": int(r["brms_priors"]) if isinstance(r.get("brms_priors"), float) else None,
+            "brms_cumulative_fits": int(r.get("brms_cumulative_fits", 0)) if r.get("status") == "ok" else None,
+            "brms_first_fit_mean_s": sum(firsts) / len(firsts) if firsts else None, "brms_per_refit_s": per_refit,
+            "brms_fits_with_divergences": (int(r["brms_fits_with_divergences"])
+                                           if isinstance(r.get("brms_fits_with_divergences"), float) else None),
+            "brms_full_workload_extrapolated_s": extrap,
+            "brms_measured_over_python": ratio(r.get("brms_total_s"), py_s),
+            "brms_extrapolated_over_python": ratio(extrap, py_s),
+            "metafor_s": r.get("metafor_all_outcomes_s"), "python_rma_s": part.get("python_rma_reml_s"),
+            "metafor_over_python_rma": ratio(r.get("metafor_all_outcomes_s"), part.get("python_rma_reml_s")),
+            "python_status": py.get("status"), "r_status": r.get("status")}
+
+
+def markdown_bayes_default(record: dict) -> list[str]:
+    b, part = record["summary"]["bayes_default"], record["bayes_default"]
+    py = part["python"]
+    fits = py.get("fits_by_analysis") or {}
+    split = ", ".join(f"{v} {k}" for k, v in fits.items())
+    return [f"## d. Bayesian stage on the default config: {fmt(part.get('outcomes'))} pooled outcomes "
+            f"(incl. implementation proportions), {fmt(part.get('rows'))} effects", "",
+            "| implementation | fits | seconds | status |", "| --- | ---: | ---: | --- |",
+            f"| Python `meta_bayes.bayes_pooling`, fresh process (import + inputs + compile + every fit incl. gate "
+            f"retries + tables / figures) | {fmt(b['python_fits'])} | {fmt(b['python_stage_s'])} | "
+            f"{b['python_status']} |",
+            f"| compile (included above) / the process's wall incl. interpreter start / stage CPU seconds | | "
+            f"{fmt(b['python_compile_s'])} / {fmt(b['python_process_wall_s'])} / {fmt(b['python_stage_cpu_s'])} | |",
+            f"| fits: {split}; gate retries / failures | {fmt(b['python_sampler_runs'])} sampler runs | "
+            f"{fmt(b['python_retries'])} / {fmt(b['python_gate_failures'])} | |",
+            f"| brms measured (half-normal / half-Cauchy 0.5 per outcome, the implementation prior, "
+            f"{fmt(b['brms_cumulative_fits'])} cumulative; {fmt(b['brms_compiles'])} Stan compiles) | "
+            f"{fmt(b['brms_fits'])} | {fmt(b['brms_measured_s'])} | {b['r_status']} |",
+            f"| brms first fit (incl. Stan compile, mean) / per refit | | {fmt(b['brms_first_fit_mean_s'])} / "
+            f"{fmt(b['brms_per_refit_s'], 2)} | |",
+            f"| brms fits with divergent transitions (brms has no gate or retry) | "
+            f"{fmt(b['brms_fits_with_divergences'])} | | |",
+            f"| brms extrapolated to Python's fits ({fmt(b['python_distinct_priors'])} compiles + refits) | "
+            f"{fmt(b['python_fits'])} | {fmt(b['brms_full_workload_extrapolated_s'])} | extrapolated |",
+            f"| **brms / Python**: measured (fewer fits) / extrapolated (same fits) | | "
+            f"{fmt(b['brms_measured_over_python'])}x / {fmt(b['brms_extrapolated_over_python'])}x | |",
+            f"| metafor REML, every outcome / imrstats.meta.rma | | {fmt(b['metafor_s'], 3)} / "
+            f"{fmt(b['python_rma_s'], 3)} | |", ""]
+
+
 # ---------------------------------------------------------------------------------------------- report
 
 def ratio(r_seconds, py_seconds):
@@ -298,6 +377,8 @@ def summarise(record: dict) -> dict:
                       "metafor_s": r.get("metafor_all_outcomes_s"), "python_rma_s": bayes.get("python_rma_reml_s"),
                       "metafor_over_python_rma": ratio(r.get("metafor_all_outcomes_s"), bayes.get("python_rma_reml_s")),
                       "python_status": py.get("status", "ok"), "r_status": r.get("status")}
+    if record.get("bayes_default"):
+        s["bayes_default"] = summarise_bayes_default(record["bayes_default"])
     return s
 
 
@@ -348,6 +429,8 @@ def markdown(record: dict) -> str:
                   f"{fmt(b['brms_measured_over_python'])}x / {fmt(b['brms_extrapolated_over_python'])}x | |",
                   f"| metafor REML, every outcome / imrstats.meta.rma | | {fmt(b['metafor_s'], 3)} / "
                   f"{fmt(b['python_rma_s'], 3)} | |", ""]
+    if "bayes_default" in s:
+        lines += markdown_bayes_default(record)
     return "\n".join(lines) + "\n"
 
 
@@ -368,7 +451,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: data-stage pipeline, 2 outcomes, m = 5")
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-r", action="store_true", help="Python side only")
-    parser.add_argument("--only", action="append", choices=["pipeline", "trial", "bayes"])
+    parser.add_argument("--only", action="append", choices=["pipeline", "trial", "bayes", "bayes_default"])
     parser.add_argument("--r-timeout", type=float, default=1800.0, help="seconds per R subprocess")
     parser.add_argument("--rebuild", metavar="JSON", type=Path,
                         help="only rewrite the summary and Markdown of a saved run (no timing)")
@@ -379,7 +462,8 @@ def main() -> None:
             update_readme(table)
         print(table)
         return
-    parts = set(args.only or ["pipeline", "trial", "bayes"]) - ({"pipeline"} if args.skip_pipeline else set())
+    default_parts = ["pipeline", "trial", "bayes"] + ([] if args.quick else ["bayes_default"])
+    parts = set(args.only or default_parts) - ({"pipeline"} if args.skip_pipeline else set())
     RESULTS.mkdir(exist_ok=True)
     os.environ.setdefault("PYTENSOR_FLAGS", f"compiledir={ROOT / '.pytensor'}")
     record: dict = {"quick": args.quick, "machine": machine_info()}
@@ -407,18 +491,23 @@ def main() -> None:
         record["bayes"] = bench_bayes(args.quick, args.skip_r, args.r_timeout)
         print(f"bayes python {fmt(record['bayes']['python'].get('stage_total_s'))} s, "
               f"R {record['bayes']['r'].get('status')}", flush=True)
+    if "bayes_default" in parts:
+        record["bayes_default"] = bench_bayes_default(args.skip_r, args.r_timeout)
+        print(f"bayes_default python {fmt(record['bayes_default']['python'].get('stage_total_s'))} s, "
+              f"R {record['bayes_default']['r'].get('status')}", flush=True)
 
     record["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     record["summary"] = summarise(record)
-    stem = "latest_quick" if args.quick else "latest"
+    # a run of chosen parts (--only) must not overwrite the full run's record and README figures
+    stem = "latest" + ("_quick" if args.quick else "") + ("_only" if args.only else "")
     (RESULTS / f"{stem}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     table = markdown(record)
     (RESULTS / f"{stem}.md").write_text(table)
     with (RESULTS / "history.jsonl").open("a") as handle:
-        handle.write(json.dumps({"date": record["machine"]["date"], "quick": args.quick,
+        handle.write(json.dumps({"date": record["machine"]["date"], "quick": args.quick, "parts": sorted(parts),
                                  "load_avg_start": record["machine"]["load_avg_start"],
                                  "summary": record["summary"]}, default=str) + "\n")
-    if not args.quick:
+    if stem == "latest":
         update_readme(table)
     print(table)
 
