@@ -31,7 +31,7 @@ from .implementation import (
     plot_module_heatmap,
     plot_modules_per_participant,
 )
-from .stage import StageResult, figure_html, table_html
+from .stage import StageResult, figure_html, flags_html, table_html
 
 DEFAULT_SETTINGS = {"alpha": 0.05, "small_cell_threshold": 5, "suppress_small_cells": False}
 SOURCE_SLIP_ALPHA = 0.5      # seed 000, "Statistical Analysis": "significance level set to 0.5"
@@ -311,13 +311,6 @@ def _intro_html(result: ImplementationResult) -> list[str]:
     ]
 
 
-def _flags_html(flags: list[str]) -> str:
-    if not flags:
-        return ""
-    items = "".join(f"<li>{html.escape(f)}</li>" for f in flags)
-    return f"<div class='flag'><b>Warnings ({len(flags)})</b><ul>{items}</ul></div>"
-
-
 def _small_cells_html(result: ImplementationResult) -> str:
     k, n_small = result.small_cell_threshold, small_cell_count(result)
     if result.suppress_small_cells:
@@ -343,7 +336,7 @@ def implementation_section_html(result: ImplementationResult, figures: dict, omi
     """The report section: intro, warnings, Tables 1-3, Fig. 1, the heat map and the Bland-Altman plot."""
     method = TESTS_METHOD.format(alpha=result.alpha)
     display = display or display_tables(result)
-    parts = [*_intro_html(result), _flags_html(flags)]
+    parts = [*_intro_html(result), flags_html(flags)]
     parts += ["<h3>Table 1. Demographic and clinical characteristics</h3>",
               table_html(display["table1_demographics"], caption="Overall and by service type; age at start = year of "
                          "start - birth year; illness duration = start date - first contact date (years of "

@@ -25,7 +25,7 @@ import pandas as pd
 
 from . import services
 from .errors import AnalysisError, InputError
-from .stage import StageResult, figure_html, table_html
+from .stage import StageResult, figure_html, flags_html, table_html
 
 MODELS = ("poisson", "nb2", "zinb", "hurdle_nb")
 MODEL_LABELS = {"poisson": "Poisson", "nb2": "Negative binomial (NB2)", "zinb": "Zero-inflated NB2",
@@ -374,13 +374,6 @@ def summary_text(analyses: list[OutcomeAnalysis], settings: dict, context: dict,
     return "\n".join(lines)
 
 
-def _flag_box(flags) -> str:
-    if not flags:
-        return ""
-    items = "".join(f"<li>{html.escape(f)}</li>" for f in flags)
-    return f"<div class='flag'><b>Checks that failed ({len(flags)})</b><ul>{items}</ul></div>"
-
-
 def _display_models(models: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in models.to_dict("records"):
@@ -436,7 +429,7 @@ def section_html(analyses: list[OutcomeAnalysis], settings: dict, context: dict,
         f"<p>The reported model is chosen by the rule <b>{esc(settings['selection_rule'])}</b> (alpha "
         f"{settings['alpha']}): {esc(_rule_text(settings['selection_rule']))} A model that did not converge or "
         "has an estimate at the boundary is shown, flagged, and never reported.</p>",
-        _flag_box(stage_flags),
+        flags_html(stage_flags, "Checks that failed"),
         (f"<p class='flag-note'>{len(flags) - len(stage_flags)} model-level flag(s) are shown under their "
          "outcome below.</p>" if len(flags) > len(stage_flags) else ""),
         "<h3>Reported models</h3>",
@@ -470,7 +463,7 @@ def _display_reported(analyses) -> pd.DataFrame:
 def _outcome_html(a: OutcomeAnalysis, settings: dict, figures: dict) -> list[str]:
     esc = html.escape
     label = OUTCOME_LABELS.get(a.outcome, a.outcome)
-    parts = [f"<h3>{esc(label)} (<code>{esc(a.outcome)}</code>)</h3>", _flag_box(list(a.flags)),
+    parts = [f"<h3>{esc(label)} (<code>{esc(a.outcome)}</code>)</h3>", flags_html(list(a.flags), "Checks that failed"),
              table_html(a.descriptives.drop(columns=["outcome"]).astype({"max": "Int64", "events": "Int64"}),
                         caption="Follow-up counts per arm", method=DESCRIPTIVE_METHOD)]
     if not a.overdispersion.empty:

@@ -367,7 +367,7 @@ def scenario_table(config: dict) -> pd.DataFrame:
 def simstudy_report(performance: pd.DataFrame, config: dict, *, replicates: pd.DataFrame | None = None) -> str:
     """A self-contained HTML page: design (scenarios, replicates, analysis), the performance table with
     MCSEs, failures and non-convergence, and how the measures are defined."""
-    from .stage import table_html
+    from .stage import flags_html, table_html
 
     n_target = int(config["replicates"])
     parts = [
@@ -386,8 +386,7 @@ def simstudy_report(performance: pd.DataFrame, config: dict, *, replicates: pd.D
     ]
     flags = _report_flags(performance, n_target)
     if flags:
-        items = "".join(f"<li>{html.escape(f)}</li>" for f in flags)
-        parts.append(f"<div class='flag'><b>Warnings ({len(flags)})</b><ul>{items}</ul></div>")
+        parts.append(flags_html(flags))
     parts += [
         "<h2>Performance</h2>",
         table_html(performance_table(performance),

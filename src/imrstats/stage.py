@@ -98,6 +98,17 @@ def table_html(frame: pd.DataFrame, *, caption: str = "", method: str = "", digi
     return "\n".join(parts)
 
 
+def flags_html(flags: list[str], title: str = "Warnings") -> str:
+    """The report's box of flags: a bold title with the count and one list item per flag (escaped HTML);
+    empty when there is nothing to flag."""
+    import html as _html
+
+    if not flags:
+        return ""
+    items = "".join(f"<li>{_html.escape(f)}</li>" for f in flags)
+    return f"<div class='flag'><b>{_html.escape(title)} ({len(flags)})</b><ul>{items}</ul></div>"
+
+
 def figure_html(name: str, caption: str) -> str:
     import html as _html
 

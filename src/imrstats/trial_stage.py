@@ -23,7 +23,7 @@ from imrstats.mmrm import DF_METHODS
 from imrstats.instruments import TRIAL_OUTCOMES, load_registry
 from imrstats.progress import progress
 from imrstats.simulate import derive_seed
-from imrstats.stage import StageResult, figure_html, table_html
+from imrstats.stage import StageResult, figure_html, flags_html, table_html
 
 DEFAULT_SEED = 20190065
 TABLE4_OUTCOMES = ["gaf_f", "psp", "panss_total", "imrs_clinician"]
@@ -92,13 +92,6 @@ def trial_settings(settings: dict | None) -> dict:
     if int(out["imputations"]) < 2:
         raise AnalysisError("imputations must be at least 2 (Rubin's rules); the protocol uses 100")
     return out
-
-
-def _flags_html(flags: list[str]) -> str:
-    if not flags:
-        return ""
-    items = "".join(f"<li>{html.escape(f)}</li>" for f in flags)
-    return f"<div class='flag'><b>Warnings ({len(flags)})</b><ul>{items}</ul></div>"
 
 
 def _p(text: str) -> str:
@@ -655,7 +648,7 @@ def _summary(tables, results, s, flags, seed) -> str:
 def _html(tables, figures, results, s, flags) -> str:
     m = s["imputations"]
     prim = s["primary"]
-    parts = ["<h2>Trial: intention-to-treat and sensitivity analyses</h2>", _flags_html(flags),
+    parts = ["<h2>Trial: intention-to-treat and sensitivity analyses</h2>", flags_html(flags),
              _p(f"Every randomised participant with complete baseline covariates is analysed (intention to treat). "
                 f"Missing outcome values (baseline, post-intervention, 12-month follow-up) are imputed {m} times by "
                 f"chained equations ({s['imputation_method']}, "
