@@ -116,15 +116,15 @@ def meta_bayes_summary(yi, vi, labels, config: dict) -> dict:
     import numpy as np
 
     from .bayes import SHIPPED_TAU_PRIORS, Normal, shared_sampler
-    from .meta_bayes import gated_fit
+    from .meta_bayes import bayes_settings, gated_fit
     from .simulate import derive_seed
 
-    b = config["meta"]["bayes"]
+    b = bayes_settings(config["meta"]["bayes"])
     prior_mu = Normal(b["prior_mu"]["loc"], b["prior_mu"]["scale"])
     named = SHIPPED_TAU_PRIORS[b["tau_prior"]]
     k = len(yi)
     sampler = shared_sampler(capacity=max(8, 8 * int(np.ceil(k / 8))), target_accept=b["target_accept"],
-                             parameterization=b.get("parameterization", "marginal"))
+                             parameterization=b["parameterization"])
     fit = gated_fit(sampler, yi, np.sqrt(vi), list(labels) if labels is not None else None, prior_mu=prior_mu,
                     prior_tau=named.prior, mid=config["meta"]["mid"], seed=derive_seed(int(config["seed"]), "cli.meta"),
                     draws=b["draws"], tune=b["tune"], chains=b["chains"], context="imrstats meta --bayes").result

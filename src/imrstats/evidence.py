@@ -457,7 +457,7 @@ class _Bayes:
         self.seed, self.flags, self.diagnostics = seed, flags, []
         self.sampler = shared_sampler(capacity=max(8, 8 * math.ceil(k_max / 8)),
                                       target_accept=float(self.b["target_accept"]),
-                                      parameterization=self.b.get("parameterization", "marginal"))
+                                      parameterization=self.b["parameterization"])
 
     def fit(self, data: pd.DataFrame, seed: int, context: str, **ids):
         from .meta_bayes import _diagnostic_row, gated_fit
