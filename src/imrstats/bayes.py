@@ -331,7 +331,12 @@ def _prior_data(prior_mu: Normal, prior_tau: TauPrior) -> dict[str, float]:
     return {k: float(v) for k, v in values.items()}
 
 
-PARAMETERIZATIONS = ("marginal", "non_centred")
+_PARAMETERIZATION_TEXT = {
+    "marginal": "study effects integrated out for sampling, then drawn from their exact conditional",
+    "non_centred": "non-centred",
+}
+
+PARAMETERIZATIONS = tuple(_PARAMETERIZATION_TEXT)
 
 
 def build_model(capacity: int, parameterization: str = "marginal"):
@@ -645,11 +650,6 @@ def _start_inside_bound(model, log_upper: float):
 
     return dataclasses.replace(model, initial_point_func=initial_point)
 
-
-_PARAMETERIZATION_TEXT = {
-    "marginal": "study effects integrated out for sampling, then drawn from their exact conditional",
-    "non_centred": "non-centred",
-}
 
 _SHARED: dict[tuple[int, float, str], BayesMeta] = {}
 
