@@ -58,7 +58,7 @@ def synthetic_outcomes(seed: int = SEED) -> pd.DataFrame:
 
 def run_python(data: pd.DataFrame) -> dict:
     t0 = time.perf_counter()
-    from imrstats import bayes
+    from imrstats.meta import bayes
 
     import_s = time.perf_counter() - t0
     priors = {k: bayes.SHIPPED_TAU_PRIORS[k] for k in
@@ -132,10 +132,10 @@ def default_stage_inputs(config: dict | None = None) -> tuple[dict, dict, int]:
     ``meta_stage.outcome_inputs``) -> the hook, called with ``{**meta settings, "bayes": bayes settings}`` and
     the stage seed ``derive_seed(config seed, "stage.meta")``."""
     from imrstats.config import load_config
-    from imrstats.meta_bayes import bayes_settings
-    from imrstats.meta_stage import meta_settings, outcome_inputs
-    from imrstats.published import load_published_outcomes
-    from imrstats.simulate import derive_seed
+    from imrstats.meta.bayes_stage import bayes_settings
+    from imrstats.meta.stage import meta_settings, outcome_inputs
+    from imrstats.data.published import load_published_outcomes
+    from imrstats.data.simulate import derive_seed
 
     config = load_config() if config is None else config
     meta = dict(config["meta"])
@@ -155,7 +155,7 @@ def _cpu_now() -> float:
 def default_stage_rows(inputs: dict, settings: dict, result) -> pd.DataFrame:
     """The effects the stage pooled, one row per study, with the priors brms can express per outcome:
     outcome, study, year, yi, sei, measure, mu_loc, mu_scale, tau_priors (';'-separated), cumulative."""
-    from imrstats.meta_bayes import _implementation_inputs   # the very rows the stage pools (private helper)
+    from imrstats.meta.bayes_stage import _implementation_inputs   # the very rows the stage pools (private helper)
 
     b = settings["bayes"]
     pooled = {label for label in result.posteriors if label in inputs}
@@ -188,7 +188,7 @@ def run_default_stage_here(input_csv: Path) -> dict:
     ``run_default_stage``): import, pooling inputs, then ``bayes_pooling`` (compile, every fit with its gate
     retries, tables and figures). Writes the pooled effects to `input_csv` afterwards (not timed)."""
     t0, c0 = time.perf_counter(), _cpu_now()
-    from imrstats import meta_bayes
+    from imrstats.meta import bayes_stage as meta_bayes
 
     t1 = time.perf_counter()
     inputs, settings, seed = default_stage_inputs()
@@ -260,8 +260,8 @@ def bench_default_stage(*, skip_r: bool = False, timeout: float | None = None) -
 
 
 def time_python_rma(data: pd.DataFrame) -> float:
-    """imrstats.meta.rma (REML) on every outcome: the like-for-like partner of metafor's timing."""
-    from imrstats.meta import rma
+    """imrstats.meta.random_effects.rma (REML) on every outcome: the like-for-like partner of metafor's timing."""
+    from imrstats.meta.random_effects import rma
 
     t0 = time.perf_counter()
     for _, d in data.groupby("outcome", sort=True):

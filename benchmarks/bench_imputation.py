@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imrstats.imputation import impute_chained
+from imrstats.trial.mice import impute_chained
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "validation" / "data" / "mi_trial.csv"
 TARGETS = ["y_baseline", "y_post", "y_fu12"]

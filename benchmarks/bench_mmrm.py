@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imrstats.mmrm import build_mmrm_design, fit_mmrm
+from imrstats.trial.mmrm import build_mmrm_design, fit_mmrm
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "validation" / "data" / "mmrm_complete.csv"
 N_FITS = 100

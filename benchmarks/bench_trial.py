@@ -14,11 +14,11 @@ import os
 import statistics
 import time
 
-from imrstats.clean import clean_tables
+from imrstats.data.clean import clean_tables
 from imrstats.config import load_config
-from imrstats.simulate import simulate_all
-from imrstats import trial
-from imrstats.trial_stage import run_trial_stage
+from imrstats.data.simulate import simulate_all
+from imrstats.trial import analyses as trial
+from imrstats.trial.stage import run_trial_stage
 
 
 def clock(fn):

@@ -4,12 +4,12 @@ Measures, in this order (one at a time, never overlapping, so both languages see
   a. pipeline   the whole default pipeline (`snakemake --cores 2`) cold in a fresh temporary directory, then a
                 warm no-op rerun; each rule's wall time, CPU time and peak memory (max_rss) from Snakemake's
                 benchmark TSVs;
-  b. trial      `imrstats.trial_stage.run_trial_stage` on the default synthetic trial (if built) vs
+  b. trial      `imrstats.trial.stage.run_trial_stage` on the default synthetic trial (if built) vs
                 benchmarks/r/trial_mice_nlme.R (mice pmm m = 100 + nlme::gls MMRM per imputation + pool.scalar)
                 on the same cleaned data, exported to benchmarks/results/trial_input.csv;
   c. bayes      the Bayesian stage workload of benchmarks/bench_bayes.py (11 outcomes x 4 tau priors +
                 cumulative) vs brms (2 expressible priors + cumulative; compile + refits) and metafor
-                (REML on every outcome) vs imrstats.meta.rma;
+                (REML on every outcome) vs imrstats.meta.random_effects.rma;
   d. bayes_default  the Bayesian stage itself on the default config (`meta_bayes.bayes_pooling` on the effects the
                 meta stage pools: main prior, sensitivity priors, cumulative by year, implementation proportions,
                 gate retries included) in a fresh Python process, vs brms (the priors it can express, same chains /
@@ -139,9 +139,9 @@ def bench_pipeline(quick: bool, timeout: float) -> dict:
 
 def default_clean_tables() -> tuple[dict, dict]:
     """The default config's synthetic tables, cleaned exactly as the pipeline's `clean` rule does."""
-    from imrstats.clean import clean_tables
+    from imrstats.data.clean import clean_tables
     from imrstats.config import load_config
-    from imrstats.simulate import simulate_all
+    from imrstats.data.simulate import simulate_all
 
     config = load_config()
     cleaned = clean_tables(simulate_all(config), missing_codes=config["clean"]["missing_codes"],
@@ -172,7 +172,7 @@ def export_trial_csv(tables: dict, outcomes, path: Path) -> None:
 def bench_trial_python(tables: dict, config: dict, quick: bool) -> dict:
     t0 = time.perf_counter()
     try:
-        from imrstats.trial_stage import run_trial_stage
+        from imrstats.trial.stage import run_trial_stage
     except ImportError as exc:
         return {"status": f"not built ({exc})"}
     import_s = time.perf_counter() - t0
@@ -227,8 +227,8 @@ def load_bench_bayes():
 
 
 def time_python_rma(data) -> float:
-    """imrstats.meta.rma (REML) on every outcome: the like-for-like partner of metafor's timing."""
-    from imrstats.meta import rma
+    """imrstats.meta.random_effects.rma (REML) on every outcome: the like-for-like partner of metafor's timing."""
+    from imrstats.meta.random_effects import rma
 
     t0 = time.perf_counter()
     for _, d in data.groupby("outcome", sort=True):
@@ -322,7 +322,7 @@ def markdown_bayes_default(record: dict) -> list[str]:
             f"{fmt(b['python_fits'])} | {fmt(b['brms_full_workload_extrapolated_s'])} | extrapolated |",
             f"| **brms / Python**: measured (fewer fits) / extrapolated (same fits) | | "
             f"{fmt(b['brms_measured_over_python'])}x / {fmt(b['brms_extrapolated_over_python'])}x | |",
-            f"| metafor REML, every outcome / imrstats.meta.rma | | {fmt(b['metafor_s'], 3)} / "
+            f"| metafor REML, every outcome / imrstats.meta.random_effects.rma | | {fmt(b['metafor_s'], 3)} / "
             f"{fmt(b['python_rma_s'], 3)} | |", ""]
 
 
@@ -427,7 +427,7 @@ def markdown(record: dict) -> str:
                   f"{fmt(b['brms_full_workload_extrapolated_s'])} | extrapolated |",
                   f"| **brms / Python**: measured (fewer fits) / extrapolated (same fits) | | "
                   f"{fmt(b['brms_measured_over_python'])}x / {fmt(b['brms_extrapolated_over_python'])}x | |",
-                  f"| metafor REML, every outcome / imrstats.meta.rma | | {fmt(b['metafor_s'], 3)} / "
+                  f"| metafor REML, every outcome / imrstats.meta.random_effects.rma | | {fmt(b['metafor_s'], 3)} / "
                   f"{fmt(b['python_rma_s'], 3)} | |", ""]
     if "bayes_default" in s:
         lines += markdown_bayes_default(record)
@@ -473,7 +473,7 @@ def main() -> None:
         record["pipeline"] = bench_pipeline(args.quick, timeout=args.r_timeout)
         print(f"pipeline cold {fmt(record['pipeline']['cold'].get('wall_s'))} s", flush=True)
     if "trial" in parts:
-        from imrstats.instruments import TRIAL_OUTCOMES
+        from imrstats.data.instruments import TRIAL_OUTCOMES
 
         outcomes = list(QUICK_OUTCOMES if args.quick else TRIAL_OUTCOMES)
         m = QUICK_M if args.quick else 100

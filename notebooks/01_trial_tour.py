@@ -24,7 +24,7 @@
 # follow-up) is.
 #
 # Every number below comes from the same library functions the pipeline calls
-# (`imrstats.simulate`, `imrstats.clean`, `imrstats.trial`). Nothing here is special to the notebook:
+# (`imrstats.data.simulate`, `imrstats.data.clean`, `imrstats.trial.analyses`). Nothing here is special to the notebook:
 # change a parameter in the next cell, rerun everything (Kernel -> Restart & Run All), and see what moves.
 
 # %% tags=["parameters"]
@@ -38,11 +38,11 @@ m = 100              # number of imputations (the trial's analysis plan used 100
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from imrstats import trial
-from imrstats.clean import clean_tables
+from imrstats.trial import analyses as trial
+from imrstats.data.clean import clean_tables
 from imrstats.config import load_config
-from imrstats.instruments import get_instrument
-from imrstats.simulate import simulate_all
+from imrstats.data.instruments import get_instrument
+from imrstats.data.simulate import simulate_all
 
 pd.set_option("display.precision", 2)
 pd.set_option("display.width", 140)

@@ -19,8 +19,8 @@
 # The published randomised trials of Illness Management and Recovery (IMR) are few and small, so a
 # meta-analysis of them is fragile: one study or one prior can change the answer. This notebook lets
 # you see that for yourself. It uses the curated, cited data in `data/published/` and the same library
-# functions as the pipeline's meta-analysis stage (`imrstats.meta_stage`, `imrstats.meta`,
-# `imrstats.bayes`).
+# functions as the pipeline's meta-analysis stage (`imrstats.meta.stage`, `imrstats.meta.random_effects`,
+# `imrstats.meta.bayes`).
 #
 # Effects are standardized mean differences (Hedges' g), **signed so that a positive value favours
 # IMR**, whatever the direction of the instrument.
@@ -43,10 +43,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from imrstats import bayes, meta_stage
+from imrstats.meta import bayes
+
+from imrstats.meta import stage as meta_stage
 from imrstats.config import load_config
 from imrstats.errors import AnalysisError
-from imrstats.published import load_published_outcomes
+from imrstats.data.published import load_published_outcomes
 
 pd.set_option("display.precision", 3)
 pd.set_option("display.width", 140)

@@ -6,6 +6,7 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 PROJECT = Path(__file__).resolve().parent.parent
 EXAMPLES = PROJECT / "data" / "examples"
+VALIDATION_DATA = PROJECT / "tests" / "validation" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +18,7 @@ def default_config():
 
 @pytest.fixture(scope="session")
 def default_tables(default_config):
-    from imrstats.simulate import simulate_all
+    from imrstats.data.simulate import simulate_all
 
     return simulate_all(default_config)
 
@@ -25,7 +26,7 @@ def default_tables(default_config):
 @pytest.fixture(scope="session")
 def default_clean_tables(default_config, default_tables):
     """The default synthetic data after `clean`, shared by every stage test in the session."""
-    from imrstats.clean import clean_tables
+    from imrstats.data.clean import clean_tables
 
     cfg = default_config
     return clean_tables(default_tables, missing_codes=cfg["clean"]["missing_codes"], prorate=cfg["clean"]["prorate"],

@@ -3,7 +3,7 @@ import yaml
 
 from imrstats.config import load_config, validate_config
 from imrstats.errors import InputError
-from imrstats.paths import DEFAULT_CONFIG
+from imrstats.core.paths import DEFAULT_CONFIG
 
 
 def test_default_config_is_valid():

@@ -2,7 +2,7 @@
 # own job, aggregated into bias, coverage, power and type-I error with Monte Carlo SEs.
 #   snakemake -s workflow/simulation.smk --configfile config/simulation.yaml --cores 2
 #   snakemake -s workflow/simulation.smk --configfile config/simulation.yaml --profile workflow/profiles/slurm --config replicates=2000
-# Statistics live in src/imrstats/simstudy.py; see docs/scaling.md.
+# Statistics live in src/imrstats/trial/simstudy.py; see docs/scaling.md.
 import sys
 from pathlib import Path
 
@@ -13,7 +13,7 @@ min_version("9.0")
 PROJECT = Path(workflow.basedir).parent
 sys.path.insert(0, str(PROJECT / "src"))
 
-from imrstats.simstudy import validate_study_config
+from imrstats.trial.simstudy import validate_study_config
 
 
 configfile: PROJECT / "config" / "simulation.yaml"

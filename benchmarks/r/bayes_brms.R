@@ -17,7 +17,7 @@
 # and are not brms prior classes, so brms runs only the half-normal / half-Cauchy fits; the per-refit time
 # is reported so the full cost can be extrapolated. Then the cumulative analysis by year of each cumulative
 # outcome under its first tau prior, one refit per distinct year with >= 2 studies (as
-# imrstats.bayes.cumulative_bayes). Defaults (part c): 4 chains x (1000 warmup + 1000 draws), cores = 2,
+# imrstats.meta.bayes.cumulative_bayes). Defaults (part c): 4 chains x (1000 warmup + 1000 draws), cores = 2,
 # adapt_delta = 0.99.
 args <- commandArgs(trailingOnly = TRUE)
 is_opt <- grepl("^--", args)

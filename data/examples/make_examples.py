@@ -14,7 +14,7 @@ import pandas as pd
 import pyreadstat
 
 from imrstats.config import load_config
-from imrstats.simulate import simulate_all
+from imrstats.data.simulate import simulate_all
 
 HERE = Path(__file__).resolve().parent
 

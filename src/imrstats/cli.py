@@ -10,8 +10,8 @@ import argparse
 import json
 import sys
 
-from .config import load_config
-from .errors import AnalysisError, InputError
+from imrstats.config import load_config
+from imrstats.errors import AnalysisError, InputError
 
 
 def _config(args) -> dict:
@@ -22,7 +22,7 @@ def _config(args) -> dict:
 
 
 def cmd_simulate(args) -> int:
-    from .data_stage import write_synthetic_inputs
+    from imrstats.data.stage import write_synthetic_inputs
 
     config = _config(args)
     paths = write_synthetic_inputs(config, args.out)
@@ -33,8 +33,8 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .check import has_errors
-    from .data_stage import run_check
+    from imrstats.data.check import has_errors
+    from imrstats.data.stage import run_check
 
     config = _config(args)
     problems = run_check(args.paths, config, args.problems)
@@ -44,14 +44,14 @@ def cmd_check(args) -> int:
         print(problem)
     print(f"{len(errors)} errors, {len(warnings)} warnings")
     if args.json:
-        from .io import write_text
+        from imrstats.core.io import write_text
 
         write_text(json.dumps([p.__dict__ for p in problems], indent=2) + "\n", args.json)
     return 2 if has_errors(problems) else 0
 
 
 def cmd_clean(args) -> int:
-    from .data_stage import run_clean
+    from imrstats.data.stage import run_clean
 
     config = _config(args)
     written = run_clean([args.input], args.out, config)
@@ -63,8 +63,8 @@ def cmd_clean(args) -> int:
 def meta_input(frame, outcome: str | None, measure: str):
     """Effect sizes for `imrstats meta` from any CSV: arm summaries (n/mean/SD per arm, or events), or a
     reported effect with its SE (columns yi + vi, or effect + se). Returns (yi, vi, labels, description)."""
-    from .effect_sizes import escalc
-    from .instruments import load_registry
+    from imrstats.meta.effect_sizes import escalc
+    from imrstats.data.instruments import load_registry
 
     if outcome is not None:
         if "instrument" not in frame.columns:
@@ -93,8 +93,8 @@ def meta_input(frame, outcome: str | None, measure: str):
 def cmd_meta(args) -> int:
     import pandas as pd
 
-    from .io import write_text
-    from .meta import rma
+    from imrstats.core.io import write_text
+    from imrstats.meta.random_effects import rma
 
     frame = pd.read_csv(args.file)
     yi, vi, labels, description = meta_input(frame, args.outcome, args.measure.upper())
@@ -115,9 +115,9 @@ def meta_bayes_summary(yi, vi, labels, config: dict) -> dict:
     """`imrstats meta --bayes`: the pipeline's Bayesian model (priors from config meta.bayes), gated."""
     import numpy as np
 
-    from .bayes import SHIPPED_TAU_PRIORS, Normal, shared_sampler
-    from .meta_bayes import bayes_settings, gated_fit
-    from .simulate import derive_seed
+    from imrstats.meta.bayes import SHIPPED_TAU_PRIORS, Normal, shared_sampler
+    from imrstats.meta.bayes_stage import bayes_settings, gated_fit
+    from imrstats.data.simulate import derive_seed
 
     b = bayes_settings(config["meta"]["bayes"])
     prior_mu = Normal(b["prior_mu"]["loc"], b["prior_mu"]["scale"])
@@ -141,8 +141,8 @@ def meta_bayes_summary(yi, vi, labels, config: dict) -> dict:
 
 def report_stage(result, json_path: str | None) -> int:
     """Print a stage's human summary and flags; write its record as JSON when asked."""
-    from .io import write_text
-    from .stage import to_json
+    from imrstats.core.io import write_text
+    from imrstats.pipeline.stage_result import to_json
 
     print(result.summary.rstrip())
     for flag in result.flags:
@@ -154,7 +154,7 @@ def report_stage(result, json_path: str | None) -> int:
 
 def cmd_stage(args) -> int:
     """services / implementation: check and clean the input in memory, run the stage, print its summary."""
-    from .stages import run_stage_on_inputs
+    from imrstats.pipeline.registry import run_stage_on_inputs
 
     config = _config(args)
     return report_stage(run_stage_on_inputs(args.command, [args.input], config), args.json)
@@ -162,9 +162,9 @@ def cmd_stage(args) -> int:
 
 def cmd_trial(args) -> int:
     """One outcome of the trial stage on a user's tables: ITT MI-MMRM, complete case, sensitivity."""
-    from .simulate import derive_seed
-    from .stages import clean_inputs
-    from .trial_stage import run_trial_outcome
+    from imrstats.data.simulate import derive_seed
+    from imrstats.pipeline.registry import clean_inputs
+    from imrstats.trial.stage import run_trial_outcome
 
     config = _config(args)
     result = run_trial_outcome(clean_inputs([args.input], config), args.outcome, config["trial"],
@@ -174,7 +174,7 @@ def cmd_trial(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    from .audit import run_audit_stage
+    from imrstats.audit.checks import run_audit_stage
 
     config = _config(args)
     settings = {**config["audit"], "inputs": list(args.files)}

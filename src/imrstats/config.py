@@ -13,8 +13,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .errors import InputError
-from .paths import CONFIG_SCHEMA, DEFAULT_CONFIG
+from imrstats.errors import InputError
+from imrstats.core.paths import CONFIG_SCHEMA, DEFAULT_CONFIG
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -44,7 +44,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
 
 
 def _semantic_problems(config: dict) -> list[str]:
-    from .instruments import load_registry
+    from imrstats.data.instruments import load_registry
 
     registry = load_registry()
     problems = []

@@ -1,4 +1,4 @@
-"""imrstats.audit against R on identical input.
+"""imrstats.audit.checks against R on identical input.
 
 References: tests/validation/r/audit.R (R 4.2.2 Patched, base `stats` only) on
 tests/validation/data/audit_samples.csv and audit_grimmer_cases.csv (made by audit_make_data.py); its printed
@@ -12,7 +12,7 @@ cases R finds impossible must equal ours exactly.
 import pandas as pd
 import pytest
 
-from imrstats import audit
+from imrstats.audit import checks as audit
 
 DATA = __import__("pathlib").Path(__file__).parent / "data"
 REL = 1e-6

@@ -1,4 +1,4 @@
-"""imrstats.bayes against exact posteriors computed in R (tests/validation/r/bayes.R), and against two
+"""imrstats.meta.bayes against exact posteriors computed in R (tests/validation/r/bayes.R), and against two
 published eight-schools posteriors (RStan's "Getting Started" table; ArviZ's `non_centered_eight` draws).
 
 The references are not MCMC output: R integrates mu and theta out analytically and integrates over
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats.bayes import HalfCauchy, HalfNormal, LogNormalTau2, LogTTau2, Normal, UniformTau, shared_sampler
+from imrstats.meta.bayes import HalfCauchy, HalfNormal, LogNormalTau2, LogTTau2, Normal, UniformTau, shared_sampler
 
 DATA = Path(__file__).parent / "data"
 QUAD_TOL = 1e-6

@@ -1,4 +1,4 @@
-"""imrstats.evidence against R (tests/validation/r/evidence.R; inputs in tests/validation/data/evidence_*.csv,
+"""imrstats.evidence.stage against R (tests/validation/r/evidence.R; inputs in tests/validation/data/evidence_*.csv,
 made by evidence_make_data.py).
 
 Deterministic numbers (the conversion to Hedges' g, REML + Knapp-Hartung without / with the trial, the
@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from imrstats.evidence import run_evidence_stage, trial_effects_for_meta
+from imrstats.evidence.stage import run_evidence_stage, trial_effects_for_meta
 
 DATA = Path(__file__).parent / "data"
 QUAD_TOL = 1e-6
@@ -141,7 +141,7 @@ def trial():
 
 @pytest.fixture(scope="module")
 def published():
-    from imrstats.published import load_published_outcomes
+    from imrstats.data.published import load_published_outcomes
 
     return load_published_outcomes(None)
 
@@ -170,8 +170,8 @@ def _mc_close(what, ours, exact, mcse):
 
 def test_published_rows_are_the_meta_stage_rows():
     pub = pd.read_csv(DATA / "evidence_published.csv")
-    from imrstats.meta_stage import outcome_inputs
-    from imrstats.published import load_published_outcomes
+    from imrstats.meta.stage import outcome_inputs
+    from imrstats.data.published import load_published_outcomes
 
     inputs = outcome_inputs(load_published_outcomes(None), None)
     for label, rows in pub.groupby("outcome_label", sort=False):

@@ -1,4 +1,4 @@
-"""imrstats.hypothesis_tests and imrstats.implementation against R on identical data.
+"""imrstats.implementation.hypothesis_tests and imrstats.implementation.descriptives against R on identical data.
 
 References: tests/validation/r/implementation.R (R 4.2.2, base `stats`) run on
 tests/validation/data/impl_programme.csv and impl_samples.csv; its printed numbers are pinned
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats import hypothesis_tests as ht
-from imrstats.implementation import MODULES, derive_programme_variables, summarise_continuous
+from imrstats.implementation import hypothesis_tests as ht
+from imrstats.implementation.descriptives import MODULES, derive_programme_variables, summarise_continuous
 
 DATA = __import__("pathlib").Path(__file__).parent / "data"
 REL = 1e-6

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats.imputation import impute_chained
-from imrstats.rubin import pool_rubin
+from imrstats.trial.mice import impute_chained
+from imrstats.trial.rubin import pool_rubin
 
 DATA = Path(__file__).parent / "data" / "mi_trial.csv"
 TARGETS = ["y_baseline", "y_post", "y_fu12"]

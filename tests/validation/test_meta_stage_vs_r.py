@@ -1,10 +1,10 @@
-"""imrstats.meta_stage (the whole meta-analysis stage) against R metafor 3.8.1 on identical input.
+"""imrstats.meta.stage (the whole meta-analysis stage) against R metafor 3.8.1 on identical input.
 
 Reference numbers were produced once by ``tests/validation/r/meta_stage.R`` (metafor 3.8.1, R 4.2.2) from
 ``tests/validation/data/meta_stage_outcomes.csv`` and ``meta_stage_rates.csv`` (copies of the curated
 ``data/published/`` tables) and pasted below; this suite never runs R. The R script computes the effect sizes
 with metafor's own ``escalc`` inputs (arm means/SDs, ``di``, ``ti``) and the Wald-CI formula, independently
-of ``imrstats.effect_sizes``, for the rows the stage should pick (named by hand in the script).
+of ``imrstats.meta.effect_sizes``, for the rows the stage should pick (named by hand in the script).
 Key: (outcome, part, method, field, index). Tolerance: 1e-6 relative (deterministic algorithms), absolute
 floor 1e-9 for quantities at or near 0 (tau^2 truncated at 0, Q-profile bounds at 0).
 Known, documented departure: tau^2 of the equal-effects rows is NaN here (not estimated; metafor: 0), and
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from imrstats.meta_stage import run_meta_stage
+from imrstats.meta.stage import run_meta_stage
 
 DATA = Path(__file__).parent / "data"
 REL, ABS = 1e-6, 1e-9

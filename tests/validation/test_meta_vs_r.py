@@ -1,4 +1,4 @@
-"""imrstats.effect_sizes and imrstats.meta against R metafor 3.8.1 on identical input.
+"""imrstats.meta.effect_sizes and imrstats.meta.random_effects against R metafor 3.8.1 on identical input.
 
 Reference numbers were produced once by ``tests/validation/r/metafor_meta.R`` (metafor 3.8.1, R 4.2.2)
 from ``tests/validation/data/meta_*.csv`` and pasted below (ESCALC, RMA); this suite never runs R.
@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from imrstats.effect_sizes import escalc
-from imrstats.meta import rma
+from imrstats.meta.effect_sizes import escalc
+from imrstats.meta.random_effects import rma
 
 DATA = Path(__file__).parent / "data"
 REL, ABS = 1e-6, 1e-9

@@ -1,4 +1,4 @@
-"""Kenward-Roger inference of imrstats.mmrm against SAS PROC MIXED (DDFM=KR) and R (pbkrtest).
+"""Kenward-Roger inference of imrstats.trial.mmrm against SAS PROC MIXED (DDFM=KR) and R (pbkrtest).
 
 1. SAS, the independent reference. R's ``mmrm`` package repository (github.com/openpharma/mmrm, commit
    ec290b2695b25057b31bc98e27c39d3f498cd0d6) ships SAS 9 output of PROC MIXED on its ``fev_data`` set
@@ -56,8 +56,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from imrstats import mmrm
-from imrstats.mmrm import MMRMDesign, fit_mmrm
+from imrstats.trial.mmrm import fit as mmrm
+from imrstats.trial.mmrm import MMRMDesign, fit_mmrm
 
 DATA = Path(__file__).parent / "data"
 VISITS = ("VIS1", "VIS2", "VIS3", "VIS4")

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats.mmrm import fit_mmrm
+from imrstats.trial.mmrm import fit_mmrm
 
 DATA = Path(__file__).parent / "data"
 COVARIATES = ("site", "sex", "age", "diagnosis")

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats.rubin import barnard_rubin_df, pool_rubin, pool_rubin_many
+from imrstats.trial.rubin import barnard_rubin_df, pool_rubin, pool_rubin_many
 
 DATA = Path(__file__).parent / "data"
 REL = 1e-10

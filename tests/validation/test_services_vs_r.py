@@ -1,4 +1,4 @@
-"""imrstats.services against R on identical data (references pinned from tests/validation/r/services.R).
+"""imrstats.services.models against R on identical data (references pinned from tests/validation/r/services.R).
 
 Data: tests/validation/data/services_analysis.csv (198 simulated participants, overdispersed and
 zero-inflated counts, exposure 200-365 days; written by services_make_data.py). R 4.2, MASS, pscl,
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats import services
+from imrstats.services import models as services
 
 DATA = Path(__file__).parent / "data"
 OUTCOMES = services.COUNT_OUTCOMES

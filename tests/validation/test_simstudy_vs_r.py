@@ -1,4 +1,4 @@
-"""imrstats.simstudy.aggregate against the performance measures of Morris, White & Crowther 2019 (Table 6)
+"""imrstats.trial.simstudy.aggregate against the performance measures of Morris, White & Crowther 2019 (Table 6)
 computed in base R by tests/validation/r/simstudy.R on tests/validation/data/simstudy_replicates.csv.
 Deterministic: 1e-6 relative (absolute 1e-12 for exact zeros)."""
 
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import PROJECT
-from imrstats.simstudy import aggregate
+from imrstats.trial.simstudy import aggregate
 
 # printed by Rscript tests/validation/r/simstudy.R (R 4.x, base R only): (estimate, MCSE)
 R_REFERENCE = {

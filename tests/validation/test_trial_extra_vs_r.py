@@ -1,4 +1,4 @@
-"""imrstats.trial_extra against R on identical input: data/trial_extra_<outcome>.csv (outcome frames of the
+"""imrstats.trial.secondary against R on identical input: data/trial_extra_<outcome>.csv (outcome frames of the
 default synthetic trial, made by data/trial_extra_make_data.py); references printed by r/trial_extra.R
 (R 4.2.2, nlme 3.1.162, car 3.1.1, AER 1.2.10, numDeriv). All deterministic: tolerance 1e-6 relative.
 
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from imrstats import trial_extra as te
+from imrstats.trial import secondary as te
 
 DATA = Path(__file__).parent / "data"
 REL = 1e-6

@@ -1,4 +1,4 @@
-"""imrstats.trial_lmm against R on identical input: data/trial_gaf_f.csv and data/trial_extra_panss_total.csv
+"""imrstats.trial.lmm against R on identical input: data/trial_gaf_f.csv and data/trial_extra_panss_total.csv
 (outcome frames of the default synthetic trial); references printed by r/trial_lmm.R (R 4.2.2, nlme 3.1.162,
 emmeans 1.8.4.1, lme4 1.1.31): nlme::lme(y ~ 0 + time + time:arm + time:baseline + site + sex + age +
 diagnosis, random = ~ 1 | id, method = "REML") and emmeans' IMR - TAU contrast per visit (containment df).
@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from imrstats.trial_lmm import random_intercept_lmm
+from imrstats.trial.lmm import random_intercept_lmm
 
 DATA = Path(__file__).parent / "data"
 REL = 1e-6

@@ -1,4 +1,4 @@
-"""imrstats.trial against R on identical input: data/trial_gaf_f.csv (GAF-F of the default synthetic trial,
+"""imrstats.trial.analyses against R on identical input: data/trial_gaf_f.csv (GAF-F of the default synthetic trial,
 made by data/trial_make_data.py).
 
 Deterministic (r/trial_deterministic.R, R 4.2.2; tolerance 1e-6 relative, 1e-9 absolute for p-values):
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats import trial
+from imrstats.trial import analyses as trial
 
 DATA = Path(__file__).parent / "data" / "trial_gaf_f.csv"
 REL = 1e-6

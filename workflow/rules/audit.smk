@@ -1,4 +1,4 @@
-# Audit of published numbers: src/imrstats/audit.py (run_audit_stage), config section `audit`.
+# Audit of published numbers: src/imrstats/audit/checks.py (run_audit_stage), config section `audit`.
 
 
 def audit_inputs(wildcards=None):

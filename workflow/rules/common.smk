@@ -6,8 +6,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from imrstats.config import validate_config
-from imrstats.io import TABLES, find_table_file
-from imrstats.provenance import now_iso
+from imrstats.core.io import TABLES, find_table_file
+from imrstats.core.provenance import now_iso
 
 validate_config(config, source="snakemake config")
 

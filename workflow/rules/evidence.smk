@@ -1,4 +1,4 @@
-# The trial in the pooled evidence: src/imrstats/evidence.py (run_evidence_stage), config section `evidence`.
+# The trial in the pooled evidence: src/imrstats/evidence/stage.py (run_evidence_stage), config section `evidence`.
 
 
 rule evidence:

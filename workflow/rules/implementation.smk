@@ -1,4 +1,4 @@
-# Implementation stage: src/imrstats/implementation_stage.py (run_implementation_stage), config section `implementation`.
+# Implementation stage: src/imrstats/implementation/stage.py (run_implementation_stage), config section `implementation`.
 
 
 rule implementation:

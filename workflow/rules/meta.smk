@@ -1,4 +1,4 @@
-# Meta-analysis stage: src/imrstats/meta_stage.py (run_meta_stage), config section `meta`.
+# Meta-analysis stage: src/imrstats/meta/stage.py (run_meta_stage), config section `meta`.
 # Reads the curated, cited published data (data/published/ or the paths in config), not the trial tables.
 
 

@@ -1,4 +1,4 @@
-# Services stage: src/imrstats/services_stage.py (run_services_stage), config section `services`.
+# Services stage: src/imrstats/services/stage.py (run_services_stage), config section `services`.
 
 
 rule services:

@@ -1,4 +1,4 @@
-# Trial stage: src/imrstats/trial_stage.py (run_trial_stage), config section `trial`.
+# Trial stage: src/imrstats/trial/stage.py (run_trial_stage), config section `trial`.
 # One job for all outcomes: the imputation and MMRM engines are fast, and a process per outcome would
 # spend more time importing than computing.
 

@@ -1,6 +1,6 @@
-# Thin adapter: snakemake -> imrstats.data_stage.run_clean
-from imrstats.data_stage import run_clean
-from imrstats.logs import log_to
+# Thin adapter: snakemake -> imrstats.data.stage.run_clean
+from imrstats.data.stage import run_clean
+from imrstats.core.logs import log_to
 
 with log_to(snakemake.log[0]):
     paths = [snakemake.input[t] for t in ("participants", "assessments", "service_use", "programme") if t in snakemake.input.keys()]

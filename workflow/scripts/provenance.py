@@ -1,8 +1,8 @@
-# Thin adapter: snakemake -> imrstats.provenance
+# Thin adapter: snakemake -> imrstats.core.provenance
 from pathlib import Path
 
-from imrstats.logs import log_to
-from imrstats.provenance import build_provenance, write_provenance
+from imrstats.core.logs import log_to
+from imrstats.core.provenance import build_provenance, write_provenance
 
 with log_to(snakemake.log[0]):
     inputs = [snakemake.input[t] for t in ("participants", "assessments", "service_use", "programme") if t in snakemake.input.keys()]

@@ -1,8 +1,8 @@
-# Thin adapter: snakemake -> imrstats.report.write_index
+# Thin adapter: snakemake -> imrstats.report.index.write_index
 from pathlib import Path
 
-from imrstats.logs import log_to
-from imrstats.report import write_index
+from imrstats.core.logs import log_to
+from imrstats.report.index import write_index
 
 with log_to(snakemake.log[0]):
     write_index(snakemake.config, Path(snakemake.input.cleaning_log).parent, snakemake.input.problems, snakemake.output[0],

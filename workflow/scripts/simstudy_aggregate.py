@@ -1,10 +1,10 @@
-# Thin adapter: replicate JSON files -> imrstats.simstudy.aggregate / simstudy_report -> CSV + HTML
+# Thin adapter: replicate JSON files -> imrstats.trial.simstudy.aggregate / simstudy_report -> CSV + HTML
 import json
 
 from imrstats.config import load_config
-from imrstats.io import write_csv, write_text
-from imrstats.logs import log_to
-from imrstats.simstudy import aggregate, performance_table, replicate_rows, resolve_study_config, simstudy_report
+from imrstats.core.io import write_csv, write_text
+from imrstats.core.logs import log_to
+from imrstats.trial.simstudy import aggregate, performance_table, replicate_rows, resolve_study_config, simstudy_report
 
 with log_to(snakemake.log[0]):
     study = resolve_study_config(dict(snakemake.config), load_config(snakemake.config.get("base_config")))

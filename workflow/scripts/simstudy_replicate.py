@@ -1,10 +1,10 @@
-# Thin adapter: snakemake -> imrstats.simstudy.run_replicate -> one JSON file per replicate
+# Thin adapter: snakemake -> imrstats.trial.simstudy.run_replicate -> one JSON file per replicate
 import json
 
 from imrstats.config import load_config
-from imrstats.io import write_text
-from imrstats.logs import log_to
-from imrstats.simstudy import resolve_study_config, run_replicate
+from imrstats.core.io import write_text
+from imrstats.core.logs import log_to
+from imrstats.trial.simstudy import resolve_study_config, run_replicate
 
 with log_to(snakemake.log[0]):
     study = resolve_study_config(dict(snakemake.config), load_config(snakemake.config.get("base_config")))

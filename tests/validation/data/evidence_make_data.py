@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from imrstats.meta_stage import outcome_inputs
-from imrstats.published import load_published_outcomes
+from imrstats.meta.stage import outcome_inputs
+from imrstats.data.published import load_published_outcomes
 
 HERE = Path(__file__).parent
 inputs = outcome_inputs(load_published_outcomes(None), None)

@@ -1,5 +1,5 @@
 """Makes simstudy_replicates.csv: constructed replicate rows (three scenarios, two failed analyses) on which
-tests/validation/r/simstudy.R and imrstats.simstudy.aggregate compute the performance measures.
+tests/validation/r/simstudy.R and imrstats.trial.simstudy.aggregate compute the performance measures.
 Run from the project root: .venv/bin/python tests/validation/data/simstudy_make_data.py"""
 import numpy as np
 import pandas as pd

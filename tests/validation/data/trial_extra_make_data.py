@@ -1,4 +1,4 @@
-"""Make trial_extra_<outcome>.csv: outcome frames (imrstats.trial.outcome_frame) of the cleaned default synthetic
+"""Make trial_extra_<outcome>.csv: outcome frames (imrstats.trial.analyses.outcome_frame) of the cleaned default synthetic
 trial (config/config.yaml's seed) for the issue-10 analyses pinned in test_trial_extra_vs_r.py. Synthetic data only:
 ids are generator ids.
 
@@ -6,10 +6,10 @@ Run from the repository root: .venv/bin/python tests/validation/data/trial_extra
 """
 from pathlib import Path
 
-from imrstats.clean import clean_tables
+from imrstats.data.clean import clean_tables
 from imrstats.config import load_config
-from imrstats.simulate import simulate_all
-from imrstats.trial import outcome_frame
+from imrstats.data.simulate import simulate_all
+from imrstats.trial.analyses import outcome_frame
 
 OUTCOMES = ["gaf_f", "panss_total", "panss_pos", "psp_selfcare"]
 

@@ -1,4 +1,4 @@
-# References for tests/validation/test_audit_vs_r.py (imrstats.audit), base R only.
+# References for tests/validation/test_audit_vs_r.py (imrstats.audit.checks), base R only.
 # Run from the repository root: Rscript tests/validation/r/audit.R
 # 1. t.test (Student, Welch) on raw samples a, b; cor.test on x, y; chisq.test on fixed tables.
 # 2. Student / Welch p at the 16 corners of the rounding box of printed Table 4 summaries (Jensen 2019).

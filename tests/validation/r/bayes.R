@@ -1,4 +1,4 @@
-# Reference values for imrstats.bayes (pinned in tests/validation/test_bayes_validation.py).
+# Reference values for imrstats.meta.bayes (pinned in tests/validation/test_bayes_validation.py).
 #
 # Exact posterior of the normal-normal random-effects model
 #   y_i ~ N(theta_i, v_i), theta_i ~ N(mu, tau^2), mu ~ N(m0, s0^2), tau ~ prior

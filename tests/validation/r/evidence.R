@@ -1,4 +1,4 @@
-# Reference values for imrstats.evidence (pinned in tests/validation/test_evidence_vs_r.py).
+# Reference values for imrstats.evidence.stage (pinned in tests/validation/test_evidence_vs_r.py).
 #
 # 1. The trial's conversion to Hedges' g: complete case by metafor::escalc(measure = "SMD") on the observed
 #    arm summaries; ITT by g = J(m) sign MD / s, v = (SE_MD / s)^2 + g^2 / (2 (n1 + n2)) with metafor's own

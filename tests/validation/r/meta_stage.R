@@ -1,4 +1,4 @@
-# Reference values for imrstats.meta_stage (run_meta_stage on the curated published data) from R metafor.
+# Reference values for imrstats.meta.stage (run_meta_stage on the curated published data) from R metafor.
 # Run from the repository root:
 #   Rscript tests/validation/r/meta_stage.R > /tmp/meta_stage_ref.txt
 # Prints Python dict entries (outcome, part, method, field, index): value, pasted into
@@ -10,7 +10,7 @@
 # statistic; the Python test checks the stage picks these rows). The effect sizes are computed with metafor's
 # own escalc inputs (means/SDs; di = Cohen's d; ti = the t of a two-sided p (metafor 3.8 has no pi=), or
 # sqrt(F) for eta squared) and the Wald-CI formula for the odds ratio (metafor 3.8 has no conv.wald),
-# independently of imrstats.effect_sizes.
+# independently of imrstats.meta.effect_sizes.
 suppressMessages(library(metafor))
 cat("# metafor", as.character(packageVersion("metafor")), "on", R.version.string, "\n")
 po <- read.csv("tests/validation/data/meta_stage_outcomes.csv", stringsAsFactors = FALSE)

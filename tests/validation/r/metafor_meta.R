@@ -1,4 +1,4 @@
-# Reference values for imrstats.effect_sizes and imrstats.meta from R metafor (rma.uni, predict,
+# Reference values for imrstats.meta.effect_sizes and imrstats.meta.random_effects from R metafor (rma.uni, predict,
 # confint, leave1out, regtest, cumul, escalc). Run from the repository root:
 #   Rscript tests/validation/r/metafor_meta.R > /tmp/metafor_meta.txt
 # It prints Python dict entries  (dataset, method, knha, part, field, index): value,  that are pasted

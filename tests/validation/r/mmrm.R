@@ -1,4 +1,4 @@
-# Reference numbers for imrstats.mmrm (tests/validation/test_mmrm_vs_r.py).
+# Reference numbers for imrstats.trial.mmrm (tests/validation/test_mmrm_vs_r.py).
 #
 # Run from the repository root:  Rscript tests/validation/r/mmrm.R
 # Needs nlme, emmeans, numDeriv (Debian: r-cran-nlme, r-cran-emmeans, r-cran-numderiv).

@@ -1,4 +1,4 @@
-# Reference numbers for imrstats.mmrm's Kenward-Roger inference (tests/validation/test_mmrm_kr_vs_r.py).
+# Reference numbers for imrstats.trial.mmrm's Kenward-Roger inference (tests/validation/test_mmrm_kr_vs_r.py).
 #
 # Run from the repository root:  Rscript tests/validation/r/mmrm_kr.R
 # Needs nlme, numDeriv, pbkrtest (Debian: r-cran-nlme, r-cran-numderiv, r-cran-pbkrtest).
@@ -204,7 +204,7 @@ trial_design <- function(name, times) {
   X <- X[, order_ours]
   cat("names = [", paste0('"', colnames(X), '"', collapse = ", "), "]\n", sep = "")
   # emmeans' default reference grid (numeric covariates at their mean over the analysed rows,
-  # factors equally weighted), as imrstats.mmrm.reference_grid
+  # factors equally weighted), as imrstats.trial.mmrm.reference_grid
   grid_row <- function(t, treated) {
     L <- setNames(numeric(ncol(X)), colnames(X))
     L[paste0("time[", t, "]")] <- 1

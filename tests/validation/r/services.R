@@ -1,4 +1,4 @@
-# Reference values for imrstats.services (count models of service use), pinned in
+# Reference values for imrstats.services.models (count models of service use), pinned in
 # tests/validation/test_services_vs_r.py. Run from the repository root:
 #   Rscript tests/validation/r/services.R > /tmp/services_r.txt
 # Output: one line per number, "outcome|model|quantity|value", value printed with %.15g.

@@ -1,4 +1,4 @@
-# Reference performance measures for imrstats.simstudy.aggregate: Morris, White & Crowther 2019
+# Reference performance measures for imrstats.trial.simstudy.aggregate: Morris, White & Crowther 2019
 # (Stat Med 38:2074), Table 6, written out in base R from the paper's formulas (rsimsum is not installed).
 # Input: tests/validation/data/simstudy_replicates.csv (simstudy_make_data.py). Rows with an error are
 # failed analyses and are left out. Run from the project root: Rscript tests/validation/r/simstudy.R

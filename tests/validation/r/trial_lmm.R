@@ -2,7 +2,7 @@
 # Data: tests/validation/data/trial_gaf_f.csv and trial_extra_panss_total.csv (outcome frames of the default
 # synthetic trial). Run from the repository root:
 #   Rscript tests/validation/r/trial_lmm.R
-# Model (imrstats.trial_lmm.random_intercept_lmm): observed post / fu12 values of participants with an
+# Model (imrstats.trial.lmm.random_intercept_lmm): observed post / fu12 values of participants with an
 # observed baseline; fixed effects 0 + time + time:arm + time:baseline + site + sex + age + diagnosis;
 # random intercept per participant; REML (nlme::lme). Contrast IMR - TAU per visit by emmeans (containment df,
 # i.e. nlme's between-within df), checked against the time:arm coefficient.

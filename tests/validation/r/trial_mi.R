@@ -5,7 +5,7 @@
 # Analysis per completed data set: nlme::gls, y ~ 0 + time + time:arm + time:baseline + site + sex +
 # age + diagnosis, unstructured covariance (corSymm(~ visit | id) + varIdent(~ 1 | time)), REML.
 # Pooling: mice::pool.scalar with dfcom = n - p_k = 198 - 8 = 190 (the residual df of the per-visit
-# model: visit mean, arm, baseline slope, 2 site, sex, age, diagnosis), as imrstats.trial does.
+# model: visit mean, arm, baseline slope, 2 site, sex, age, diagnosis), as imrstats.trial.analyses does.
 # Prints, for each of N_REP seeds, the pooled IMR - TAU row at post and at fu12.
 # Run from the repository root: N_REP=20 Rscript tests/validation/r/trial_mi.R
 suppressPackageStartupMessages({library(mice); library(nlme)})

@@ -1,0 +1,187 @@
+"""Clean checked input tables into the canonical, typed tables, logging every change.
+
+What `clean` does, in order (each change is one row of the cleaning log):
+1. types each column by the table schema (workflow/schemas/tables.schema.yaml); text is trimmed and a
+   code written in another case ("Female") is read as the code ("female"); a number written with a
+   decimal comma ("40,5") is read as 40.5 (logged; "1,000" is ambiguous and refused by check);
+2. replaces configured missing-value codes (e.g. -99, 999) by missing;
+3. scores item-level scales into totals and subscales with the instrument registry. Prorating rule: a
+   total (or subscale) with at most `prorate_max_missing` missing items (registry) is the mean of the
+   answered items times the number of items, rounded half up to a whole number; with more missing items
+   it is missing. A total reported in the input is kept; if its items give another value, the log says so.
+Inputs are never modified: the function works on copies and returns new frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from imrstats.data.check import _parse, check_tables, decimal_comma_mask, has_errors, load_table_schemas
+from imrstats.errors import InputError
+from imrstats.data.instruments import Instrument, load_registry
+
+LOG_COLUMNS = ["table", "row", "id", "timepoint", "instrument", "column", "old_value", "new_value", "rule"]
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    tables: dict[str, pd.DataFrame]      # participants, assessments (scale level), assessment_items, ...
+    log: pd.DataFrame                     # one row per changed or derived value
+
+
+def _log_row(table, row=None, id=None, timepoint=None, instrument=None, column=None, old=None, new=None, rule=""):
+    def fmt(v):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return ""
+        return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+
+    return {"table": table, "row": row, "id": id, "timepoint": timepoint, "instrument": instrument,
+            "column": column, "old_value": fmt(old), "new_value": fmt(new), "rule": rule}
+
+
+def type_table(name: str, frame: pd.DataFrame, schema: dict, codes: list, log: list) -> pd.DataFrame:
+    """Typed copy of one table with missing codes applied and code case normalised (logged)."""
+    out = {}
+    ids = frame["id"].astype("string").str.strip() if "id" in frame.columns else pd.Series([None] * len(frame))
+    extra = {}
+    if name == "assessments":
+        extra = {"timepoint": frame.get("timepoint"), "instrument": frame.get("instrument")}
+    for col, rule in schema["columns"].items():
+        if col not in frame.columns:
+            continue
+        raw = frame[col]
+        values = raw
+        if rule["type"] in ("number", "integer") and codes:
+            numeric = pd.to_numeric(raw.astype("string").str.strip(), errors="coerce") \
+                if not pd.api.types.is_numeric_dtype(raw) else raw
+            is_code = numeric.isin(codes).to_numpy()
+            for idx in np.flatnonzero(is_code):
+                log.append(_log_row(name, idx + 1, ids.iloc[idx],
+                                    *(str(extra[k].iloc[idx]) if extra.get(k) is not None else None for k in ("timepoint", "instrument")),
+                                    col, raw.iloc[idx], None, f"missing-value code {numeric.iloc[idx]:g} set to missing"))
+            values = raw.where(~is_code)
+        parsed, bad = _parse(values, rule["type"])
+        if rule["type"] in ("number", "integer"):
+            for idx in np.flatnonzero((decimal_comma_mask(values) & ~bad).to_numpy()):
+                log.append(_log_row(name, idx + 1, ids.iloc[idx],
+                                    *(str(extra[k].iloc[idx]) if extra.get(k) is not None else None for k in ("timepoint", "instrument")),
+                                    col, raw.iloc[idx], parsed.iloc[idx], "decimal comma read as a decimal point"))
+        if bad.any():
+            idx = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"{frame.attrs.get('source', name)}, row {idx + 1}, column '{col}', value "
+                             f"{raw.iloc[idx]!r}: not a {rule['type']}; run `imrstats check` for the full problem list")
+        if "codes" in rule:
+            lookup = {str(c).lower(): c for c in rule["codes"]}
+            normalised = parsed.map(lambda v: lookup.get(str(v).lower(), v) if pd.notna(v) else v)
+            for idx in np.flatnonzero((normalised != parsed).fillna(False).to_numpy()):
+                log.append(_log_row(name, idx + 1, ids.iloc[idx], None, None, col, parsed.iloc[idx],
+                                    normalised.iloc[idx], "code written in another case; read as the code"))
+            parsed = normalised
+        out[col] = _final_dtype(parsed, rule["type"])
+    return pd.DataFrame(out)
+
+
+def _final_dtype(series: pd.Series, kind: str) -> pd.Series:
+    if kind == "integer":
+        return series.astype("Int64")
+    if kind == "number":
+        return series.astype("float64")
+    if kind == "boolean":
+        return series.astype("boolean")
+    if kind == "date":
+        return pd.to_datetime(series).dt.normalize()
+    return series.astype("string")
+
+
+def round_half_up(x: np.ndarray) -> np.ndarray:
+    return np.floor(np.asarray(x, dtype=float) + 0.5)
+
+
+def score_scale(items: pd.DataFrame, item_keys: tuple[str, ...], max_missing: int, prorate: bool) -> tuple[pd.Series, pd.Series]:
+    """Totals of `item_keys` per row of a wide item frame; returns (score, number of missing items).
+
+    A row with all items is their sum; with 1..max_missing missing (and prorate on) it is the prorated,
+    rounded total; otherwise missing."""
+    block = items.reindex(columns=list(item_keys))
+    n_missing = block.isna().sum(axis=1)
+    k = len(item_keys)
+    full = block.sum(axis=1, min_count=k)
+    prorated = pd.Series(round_half_up(block.mean(axis=1) * k), index=block.index)
+    allowed = max_missing if prorate else 0
+    score = full.where(n_missing == 0, prorated.where((n_missing > 0) & (n_missing <= allowed) & (n_missing < k)))
+    return score, n_missing
+
+
+def score_items(assessments: pd.DataFrame, registry: dict[str, Instrument], prorate: bool, log: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split item rows from scale rows and score totals / subscales from the items.
+
+    Returns (scale-level assessments, item rows)."""
+    item_owner = {it.key: inst.key for inst in registry.values() for it in inst.items}
+    is_item = assessments["instrument"].isin(item_owner)
+    items_long = assessments[is_item].copy()
+    scales = assessments[~is_item].copy()
+    if items_long.empty:
+        return scales.reset_index(drop=True), items_long.reset_index(drop=True)
+    wide = items_long.pivot_table(index=["id", "timepoint"], columns="instrument", values="score",
+                                  aggfunc="first", dropna=False)
+    reported = scales.set_index(["id", "timepoint", "instrument"])["score"]
+    parents = sorted({item_owner[k] for k in items_long["instrument"].unique()})
+    new_rows = []
+    for parent in parents:
+        inst = registry[parent]
+        targets = [(parent, tuple(it.key for it in inst.items), inst.prorate_max_missing)]
+        targets += [(s, registry[s].item_keys_in_parent, registry[s].prorate_max_missing) for s in inst.subscales]
+        present = wide.columns.intersection([it.key for it in inst.items])
+        rows_with_items = wide[present].notna().any(axis=1)
+        sub = wide[rows_with_items]
+        for key, keys, max_missing in targets:
+            score, n_missing = score_scale(sub, keys, max_missing, prorate)
+            for (pid, tp), value, miss in zip(sub.index, score, n_missing):
+                rep = reported.get((pid, tp, key), None)
+                if rep is not None and pd.notna(rep):
+                    if pd.notna(value) and value != rep:
+                        log.append(_log_row("assessments", None, pid, tp, key, "score", rep, rep,
+                                            f"reported total kept; its items give {value:g}"))
+                    continue
+                if pd.isna(value):
+                    rule = f"not scored: {miss} of {len(keys)} items missing (at most {max_missing if prorate else 0} allowed)"
+                elif miss:
+                    rule = f"scored from items, prorated over {miss} missing of {len(keys)}"
+                else:
+                    rule = f"scored from {len(keys)} items"
+                log.append(_log_row("assessments", None, pid, tp, key, "score", None, value, rule))
+                new_rows.append((pid, tp, key, value))
+    derived = pd.DataFrame(new_rows, columns=["id", "timepoint", "instrument", "score"])
+    scales = pd.concat([scales, derived], ignore_index=True)
+    return scales, items_long.reset_index(drop=True)
+
+
+def clean_tables(tables: dict[str, pd.DataFrame], *, missing_codes: dict | None = None, prorate: bool = True,
+                 allow_identifier_columns=()) -> CleanResult:
+    """Typed canonical tables and the cleaning log. Refuses input that `check` finds errors in."""
+    missing_codes = missing_codes or {}
+    problems = check_tables(tables, missing_codes=missing_codes, allow_identifier_columns=allow_identifier_columns)
+    if has_errors(problems):
+        errors = [str(p) for p in problems if p.severity == "error"]
+        raise InputError("input has errors; nothing was cleaned:\n  " + "\n  ".join(errors[:20])
+                         + (f"\n  ... and {len(errors) - 20} more (run `imrstats check`)" if len(errors) > 20 else ""))
+    schemas = load_table_schemas()
+    registry = load_registry()
+    log: list[dict] = []
+    out: dict[str, pd.DataFrame] = {}
+    for name, frame in tables.items():
+        out[name] = type_table(name, frame, schemas[name], list(missing_codes.get(name, [])), log)
+    if "assessments" in out:
+        scales, items = score_items(out["assessments"], registry, prorate, log)
+        order = {"baseline": 0, "post": 1, "fu12": 2}
+        scales = scales.assign(_t=scales["timepoint"].map(order)).sort_values(["id", "_t", "instrument"]) \
+            .drop(columns="_t").reset_index(drop=True)
+        out["assessments"] = scales.astype({"id": "string", "timepoint": "string", "instrument": "string",
+                                            "score": "float64"})
+        out["assessment_items"] = items
+    log_frame = pd.DataFrame(log, columns=LOG_COLUMNS)
+    log_frame["row"] = log_frame["row"].astype("Int64")
+    return CleanResult(out, log_frame)

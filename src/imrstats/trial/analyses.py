@@ -1,0 +1,870 @@
+"""Trial analyses of one outcome: ITT MMRM with multiple imputation, complete case, per protocol,
+subgroup interactions, MNAR delta / tipping point, multiplicity (seed 003, "Statistical analysis").
+
+Data: one row per randomised participant (`outcome_frame`): arm, covariates, sessions attended and the
+outcome at baseline, post-intervention (``post``) and 12-month follow-up (``fu12``).
+
+Choices where the seed is vague ("the automatic procedure in SPSS ... 100 imputation estimates"):
+
+* **Imputation model.** Chained equations (`imputation.impute_chained`; proper draws of the regression
+  parameters), predictive mean matching (5 donors) by default because it keeps imputations inside the
+  instrument's range and its observed (integer) values; Bayesian linear regression (``norm``) is the
+  option. Targets: the outcome at baseline, post and fu12 (the baseline is imputed too, so everyone
+  randomised is analysed: ITT), each imputed from the other two and from site, sex, age and diagnosis.
+  Other instruments' baselines can be added as auxiliary targets (``auxiliary``). By default the
+  imputation is done **separately within each arm** (``by_arm=True``): this is the arm included in the
+  fullest form, an imputation model with every arm x covariate and arm x outcome interaction, so it is
+  not narrower than the analysis model nor than the subgroup (arm x diagnosis, arm x sex) models,
+  whose interactions a joint model with an arm main effect would bias toward zero (Sullivan et al.
+  2018, Stat Methods Med Res 27:2610). ``by_arm=False`` gives one joint model with arm as a predictor.
+* **Analysis model.** `mmrm.fit_mmrm_grid`: post and fu12 as repeated measures, fixed effects
+  visit + arm:visit + baseline:visit + covariates, unstructured covariance, REML; each completed data set
+  is fitted (warm-started from the previous fit), and the IMR - TAU contrasts and the adjusted means are
+  pooled by Rubin's rules (`rubin.pool_rubin`). Refits of the same completed data (delta grid, subgroup
+  models) start from the ITT fit's per-imputation Sigma and run as one batch (`mmrm.fit_mmrm_many`);
+  `prefit_itt` runs several outcomes' ITT chains in lock step (`mmrm.fit_mmrm_chains`). Every fit takes
+  the same start, Newton steps and stopping decisions as when fitted alone. Single-fit df are Satterthwaite
+  (default) or Kenward-Roger (``df_method="kenward_roger"``: the KR-adjusted cov(beta) of each completed-data
+  fit is then the within-imputation variance that Rubin's rules pool; the 1-df KR df equal Satterthwaite's).
+* **df_complete for Barnard-Rubin** is n - p_k, the residual df of the complete-data model at visit k
+  (n participants, p_k fixed effects that act at that visit). With complete data and an unstructured
+  covariance the MMRM is a multivariate linear model, whose contrast t statistics have exactly n - p_k
+  df when all covariates are visit-specific; with shared covariates the Satterthwaite df of the
+  completed-data fits is within a fraction of a df of it (their mean is recorded next to it as a
+  check). n - p_k is fixed, known before fitting and reproducible in R (pool with ``dfcom``).
+* **Complete case**: ANCOVA (OLS) of the outcome at each visit on arm, baseline and covariates, among
+  participants with both values, and descriptive n / mean / SD per arm and visit (seed Table 3).
+* **Per protocol** (seed Table 4): within the IMR arm, one-way ANOVA of the observed outcome between
+  0-threshold and > threshold sessions (the seed's "0-10 vs > 10"), and a linear regression on the
+  number of sessions (attendance as a continuous variable).
+* **Subgroups**: arm x subgroup interaction per visit in the MI-MMRM (visit-specific interaction columns),
+  pooled by Rubin; plus on complete cases the ANCOVA interaction F test (R: ``anova(lm(...))``).
+* **MNAR**: delta adjustment (van Buuren 2018, FIMD sec. 3.9.1; Cro et al. 2020, Stat Med 39:2815):
+  delta is added to the IMR arm's imputed post and fu12 values of the *same* imputations, the MMRM is
+  refitted and pooled; the tipping point is where the 95% CI first includes (or excludes) 0, found on
+  the grid and refined by linear interpolation of the CI bound between the two grid points around it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from imrstats.errors import AnalysisError
+from imrstats.trial.mice import impute_chained
+from imrstats.trial.mmrm import (MMRMResult, build_mmrm_design, fit_mmrm_chains, fit_mmrm_many, reference_grid,
+                           satterthwaite_df)
+from imrstats.results import Estimate, to_frame
+from imrstats.trial.rubin import pool_rubin
+
+TIMEPOINTS = ("post", "fu12")
+ALL_TIMEPOINTS = ("baseline",) + TIMEPOINTS
+DEFAULT_COVARIATES = ("site", "sex", "age", "diagnosis")
+ARMS = ("IMR", "TAU")
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+
+
+def outcome_frame(participants: pd.DataFrame, assessments: pd.DataFrame, outcome: str, *,
+                  auxiliary: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per participant: id, arm, site, sex, age, diagnosis, sessions_attended and the outcome at
+    baseline, post and fu12 (NaN = missing); ``auxiliary`` instruments' baselines as ``aux_<key>``."""
+    need_p = ["id", "arm", "site", "sex", "age", "diagnosis", "sessions_attended"]
+    absent = [c for c in need_p if c not in participants.columns]
+    absent += [c for c in ("id", "timepoint", "instrument", "score") if c not in assessments.columns]
+    if absent:
+        raise AnalysisError(f"trial tables lack column(s) {absent}: pass the cleaned participants and "
+                            "assessments tables (imrstats clean)")
+    known = set(assessments["instrument"].astype(str))
+    for key in (outcome, *auxiliary):
+        if key not in known:
+            raise AnalysisError(f"no assessments of instrument {key!r}; instruments present: {sorted(known)[:30]}")
+    base = pd.DataFrame({
+        "id": participants["id"].astype(str).to_numpy(),
+        "arm": participants["arm"].astype(object).where(participants["arm"].notna(), None).to_numpy(),
+        "site": participants["site"].astype(object).to_numpy(),
+        "sex": participants["sex"].astype(object).to_numpy(),
+        "age": pd.to_numeric(participants["age"]).astype(float).to_numpy(),
+        "diagnosis": participants["diagnosis"].astype(object).to_numpy(),
+        "sessions_attended": pd.to_numeric(participants["sessions_attended"]).astype(float).to_numpy(),
+    })
+    for col in ("arm", "site", "sex", "diagnosis"):
+        base[col] = [None if pd.isna(v) else str(v) for v in base[col]]
+    if base["id"].duplicated().any():
+        raise AnalysisError("participant ids are not unique: one row per randomised participant is needed")
+    out = base.join(_wide_scores(assessments, outcome, ALL_TIMEPOINTS), on="id")
+    for key in auxiliary:
+        aux = _wide_scores(assessments, key, ("baseline",)).rename(columns={"baseline": f"aux_{key}"})
+        out = out.join(aux, on="id")
+    return out.sort_values("id", kind="stable").reset_index(drop=True)
+
+
+def _wide_scores(assessments: pd.DataFrame, instrument: str, timepoints) -> pd.DataFrame:
+    rows = assessments.loc[assessments["instrument"].astype(str) == instrument]
+    rows = pd.DataFrame({"id": rows["id"].astype(str).to_numpy(), "timepoint": rows["timepoint"].astype(str).to_numpy(),
+                         "score": pd.to_numeric(rows["score"]).astype(float).to_numpy()})
+    if rows.duplicated(["id", "timepoint"]).any():
+        raise AnalysisError(f"{instrument!r}: more than one score per participant and timepoint; aggregate first")
+    wide = rows.pivot(index="id", columns="timepoint", values="score")
+    return wide.reindex(columns=list(timepoints)).astype(float)
+
+
+def _analysable(frame: pd.DataFrame, covariates: Sequence[str]) -> tuple[pd.DataFrame, int]:
+    """Rows with a valid arm and complete covariates (the ITT population we can model), and the count dropped."""
+    needed = ["id", "arm", *covariates, *ALL_TIMEPOINTS]
+    absent = [c for c in needed if c not in frame.columns]
+    if absent:
+        raise AnalysisError(f"trial frame lacks column(s) {absent}; build it with outcome_frame()")
+    bad_arm = frame["arm"].notna() & ~frame["arm"].isin(ARMS)
+    if bad_arm.any():
+        raise AnalysisError(f"arm holds {sorted(set(frame.loc[bad_arm, 'arm']))}; the trial compares IMR and TAU")
+    ok = frame["arm"].notna() & frame[list(covariates)].notna().all(axis=1)
+    rows = frame.loc[ok].reset_index(drop=True)
+    for arm in ARMS:
+        if not (rows["arm"] == arm).any():
+            raise AnalysisError(f"no {arm} participant with complete covariates: the trial contrast is not estimable")
+    return rows, int((~ok).sum())
+
+
+# --------------------------------------------------------------------------------------------------
+# Multiple imputation
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutcomeImputation:
+    """m completed copies of baseline, post, fu12 (and auxiliary baselines) for the analysable rows.
+
+    ``imputed`` is (m, n, k) with columns ``targets`` in the row order of ``frame``; ``missing`` (n, k)
+    marks the cells that were imputed (used by the delta adjustment)."""
+
+    frame: pd.DataFrame
+    targets: tuple
+    imputed: np.ndarray
+    missing: np.ndarray
+    m: int
+    method: str
+    by_arm: bool
+    seed: int | None
+    n_dropped: int
+    method_text: str
+    # per-imputation covariance estimates of the plain ITT fit, filled by the first ITT fit and used as
+    # Newton warm starts by later refits of the same completed data (delta grid, subgroup models)
+    fitted_sigmas: dict = field(default_factory=dict, compare=False, repr=False)
+    # plain ITT fits made ahead by `prefit_itt` (several outcomes' chains in one batch), used by the ITT fit
+    itt_fits: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.imputed[:, :, self.targets.index(name)]
+
+
+def impute_outcome(frame: pd.DataFrame, *, covariates: Sequence[str] = DEFAULT_COVARIATES, m: int = 100,
+                   method: str = "pmm", maxit: int = 5, donors: int = 5, by_arm: bool = True,
+                   seed: int | np.random.Generator) -> OutcomeImputation:
+    """Impute the outcome's missing baseline / post / fu12 (and ``aux_*`` baselines) m times by MICE.
+
+    Within each arm separately (``by_arm``) from the covariates, or jointly with arm as a predictor.
+    ``seed`` (int or Generator) drives every draw."""
+    rows, n_dropped = _analysable(frame, covariates)
+    targets = list(ALL_TIMEPOINTS) + [c for c in rows.columns if c.startswith("aux_")]
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    imputed = np.empty((m, len(rows), len(targets)))
+    groups = [rows["arm"] == arm for arm in ARMS] if by_arm else [pd.Series(True, index=rows.index)]
+    predictors = list(covariates) if by_arm else ["arm", *covariates]
+    for mask in groups:
+        part = rows.loc[mask, targets + predictors]
+        try:
+            res = impute_chained(part, targets=targets, predictors=predictors, method=method, m=m,
+                                 maxit=maxit, donors=donors, seed=rng)
+        except AnalysisError as err:
+            where = f" in the {rows.loc[mask, 'arm'].iloc[0]} arm" if by_arm else ""
+            raise AnalysisError(f"imputation{where} failed: {err}") from None
+        imputed[:, mask.to_numpy()] = res.imputed
+    name = {"pmm": f"predictive mean matching ({donors} donors)", "norm": "Bayesian linear regression"}[method]
+    text = (f"MICE {name}, m = {m}, maxit = {maxit}, "
+            + ("imputed within each arm" if by_arm else "arm as a predictor")
+            + f"; predictors: {', '.join(covariates)} and the outcome's other visits"
+            + (f" and auxiliary baselines {', '.join(targets[3:])}" if len(targets) > 3 else ""))
+    return OutcomeImputation(frame=rows, targets=tuple(targets), imputed=imputed,
+                             missing=rows[targets].isna().to_numpy(), m=m, method=method, by_arm=by_arm,
+                             seed=None if isinstance(seed, np.random.Generator) else int(seed),
+                             n_dropped=n_dropped, method_text=text)
+
+
+# --------------------------------------------------------------------------------------------------
+# MMRM on each completed data set
+# --------------------------------------------------------------------------------------------------
+
+
+def _long(rows: pd.DataFrame, covariates: Sequence[str], baseline: np.ndarray,
+          extra: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Long frame (participant x post-baseline visit) for the MMRM design; ``extra`` adds numeric
+    columns given as (n, T) arrays (e.g. visit-specific interaction columns)."""
+    n, T = len(rows), len(TIMEPOINTS)
+    long = pd.DataFrame({
+        "id": np.repeat(rows["id"].to_numpy(), T), "time": np.tile(TIMEPOINTS, n),
+        "arm": np.repeat(rows["arm"].to_numpy(), T), "baseline": np.repeat(baseline, T),
+    })
+    for c in covariates:
+        long[c] = np.repeat(rows[c].to_numpy(), T)
+    for name, values in (extra or {}).items():
+        long[name] = np.asarray(values, dtype=float).reshape(-1)
+    return long
+
+
+def _with_baseline(design, baseline_by_design_row: np.ndarray):
+    """The same design with the baseline columns replaced (the baseline is imputed too)."""
+    X = design.X.copy()
+    b = np.where(design.present, baseline_by_design_row[:, None], np.nan)
+    for j, term in enumerate(design.grid_terms):
+        if term[0] == "numeric_by_visit" and term[1] == "baseline":
+            X[:, term[2], j] = np.where(design.present[:, term[2]], baseline_by_design_row, 0.0)
+    numeric = dict(design.numeric_values, baseline=b)
+    return dataclasses.replace(design, X=X, numeric_values=numeric)
+
+
+def _df_complete(design) -> np.ndarray:
+    """n - p_k per visit: participants minus the fixed effects that act at visit k."""
+    n = design.X.shape[0]
+    p_k = (np.abs(design.X) > 0).any(axis=0).sum(axis=1)
+    return (n - p_k).astype(float)
+
+
+@dataclass(frozen=True)
+class _ImputedFits:
+    """Per-imputation estimates and variances of the L rows, plus fit bookkeeping."""
+
+    estimates: np.ndarray  # (m, L)
+    variances: np.ndarray  # (m, L)
+    satterthwaite: np.ndarray  # (m, n_contrasts) df of the arm contrasts
+    n_not_converged: int
+    first: MMRMResult
+
+
+@dataclass
+class _FitView:
+    """What an ``L_fn`` reads of one completed-data fit: the columns and the (arm x visit) reference grid
+    of that imputation's design (its baseline mean enters the adjusted means)."""
+
+    design: object
+    observed: np.ndarray
+
+    @property
+    def columns(self) -> tuple:
+        return self.design.columns
+
+    @property
+    def times(self) -> tuple:
+        return self.design.times
+
+    @cached_property
+    def _grid(self):
+        return reference_grid(self.design, self.observed)
+
+    @property
+    def means_L(self) -> np.ndarray:
+        return self._grid[0]
+
+    @property
+    def means_labels(self) -> tuple:
+        return tuple(self._grid[1])
+
+    @cached_property
+    def contrast_L(self) -> np.ndarray:
+        return self.means_L[1::2] - self.means_L[0::2]
+
+
+def _fit_imputations(imp: OutcomeImputation, covariates, L_fn, *, extra=None,
+                     delta: float = 0.0, df_method: str = "satterthwaite") -> tuple[_ImputedFits, object]:
+    """Fit the MMRM to each completed data set (warm-started) and collect L beta and L'cov L, where
+    ``L_fn(fit) -> (L, labels)`` reads ``fit.columns`` / ``contrast_L`` / ``means_L`` (`_FitView`);
+    ``delta`` is added to the IMR arm's imputed post / fu12 values."""
+    fits, design = _fit_imputations_deltas(imp, covariates, L_fn, [delta], extra=extra, df_method=df_method)
+    return fits[0], design
+
+
+def _fit_imputations_deltas(imp: OutcomeImputation, covariates, L_fn, deltas, *,
+                            extra=None, df_method: str = "satterthwaite") -> tuple[list[_ImputedFits], object]:
+    """`_fit_imputations` for several deltas on the same imputations and design (built once).
+
+    Warm starts: the plain ITT fit runs through the imputations in order, each Newton run started at the
+    previous imputation's Sigma, and keeps its per-imputation Sigmas in ``imp.fitted_sigmas``; every later
+    refit of the same completed data (delta grid, subgroup models) starts from those, so its m fits are
+    independent and are run together as one batch (`mmrm.fit_mmrm_many`). Without them each delta is a
+    chain of its own, as the ITT fit."""
+    prefit = None if list(deltas) != [0.0] or extra else imp.itt_fits.get(tuple(covariates))
+    if prefit is not None and tuple(prefit.designs[0].ids) not in imp.fitted_sigmas:
+        design, designs, grids = prefit.designs[0], list(prefit.designs), [None]
+    else:
+        design, designs, grids = _completed_designs(imp, covariates, deltas, extra)
+        prefit = None
+    starts = imp.fitted_sigmas.get(tuple(design.ids))
+    runs = [None] * len(deltas)
+    for k, delta in enumerate(deltas):   # in order, as separate calls would: chains until Sigmas are kept
+        if starts is not None:
+            break
+        runs[k] = prefit if prefit is not None else fit_mmrm_many(designs, grids[k])
+        if not delta and not extra:
+            starts = imp.fitted_sigmas[tuple(design.ids)] = runs[k].sigma
+    rest = [k for k, run in enumerate(runs) if run is None]
+    if rest:
+        every = fit_mmrm_many(designs * len(rest), np.concatenate([grids[k] for k in rest]),
+                              starts=np.concatenate([np.asarray(starts)] * len(rest)))
+        for j, k in enumerate(rest):
+            runs[k] = _fits_slice(every, j * imp.m, imp.m)
+    views = [_FitView(d, runs[0].observed) for d in designs]
+    return [_collect(run, views, L_fn, df_method) for run in runs], designs[-1]
+
+
+def _completed_designs(imp: OutcomeImputation, covariates, deltas, extra=None):
+    """The MMRM design (built once), its copy per imputation with that imputation's baseline, and per delta
+    the (m, participants, visits) outcome grids with delta added to the IMR arm's imputed post / fu12."""
+    rows = imp.frame
+    design = build_mmrm_design(_long(rows, covariates, np.zeros(len(rows)), extra),
+                               covariates=tuple(covariates) + tuple(extra or {}), times=TIMEPOINTS)
+    order = pd.Index(rows["id"]).get_indexer(list(design.ids))
+    y_cols = [imp.targets.index(t) for t in TIMEPOINTS]
+    b_col = imp.targets.index("baseline")
+    designs = [_with_baseline(design, imp.imputed[i, order, b_col]) for i in range(imp.m)]
+    shifted = imp.missing[:, y_cols] & (rows["arm"].to_numpy() == "IMR")[:, None]
+    grids = []
+    for delta in deltas:
+        shift = delta * shifted if delta else np.zeros((len(rows), len(TIMEPOINTS)))
+        grids.append(np.stack([(imp.imputed[i][:, y_cols] + shift)[order] for i in range(imp.m)]))
+    return design, designs, grids
+
+
+def prefit_itt(imputations: Sequence[OutcomeImputation], *,
+               covariates: Sequence[str] = DEFAULT_COVARIATES) -> int:
+    """Make the plain ITT MMRM fits of several outcomes' imputations ahead, in one batch per shared design
+    structure (`mmrm.fit_mmrm_chains`: the outcomes' warm-started chains in lock step), and keep them on
+    each imputation for `itt_mi_mmrm`, which then pools them instead of fitting; every fit is the one
+    `itt_mi_mmrm` would make (same start, steps and stopping). Returns the number of imputations prefitted;
+    a group that cannot be fitted together is left to `itt_mi_mmrm` (which reports its error)."""
+    groups: dict = {}
+    for imp in imputations:
+        try:
+            design, designs, grids = _completed_designs(imp, covariates, [0.0])
+        except AnalysisError:
+            continue
+        key = (design.ids, design.columns, design.present.tobytes(), design.arm_of.tobytes(), imp.m)
+        groups.setdefault(key, []).append((imp, designs, grids[0]))
+    done = 0
+    for members in groups.values():
+        try:
+            fits = fit_mmrm_chains([d for _, d, _ in members], np.stack([g for _, _, g in members]))
+        except AnalysisError:
+            continue
+        for (imp, designs, _), fit in zip(members, fits):
+            imp.itt_fits[tuple(covariates)] = fit
+            done += 1
+    return done
+
+
+def _fits_slice(fits, start: int, size: int):
+    sl = slice(start, start + size)
+    return dataclasses.replace(fits, designs=fits.designs[sl], sigma=fits.sigma[sl], beta=fits.beta[sl],
+                               cov_beta=fits.cov_beta[sl], dcov_beta=fits.dcov_beta[sl],
+                               cov_theta=fits.cov_theta[sl], reml_loglik=fits.reml_loglik[sl],
+                               converged=fits.converged[sl], iterations=fits.iterations[sl],
+                               notes=fits.notes[sl])
+
+
+def _kr_note(df_method: str) -> str:
+    return "; Kenward-Roger adjusted cov(beta) per completed data set" if df_method == "kenward_roger" else ""
+
+
+def _collect(fits, views, L_fn, df_method: str = "satterthwaite") -> _ImputedFits:
+    """L beta, L'cov(beta)L and the arm contrasts' Satterthwaite df of each fit (as `MMRMResult` has them);
+    with Kenward-Roger, cov(beta) is each fit's KR-adjusted one (its 1-df KR df are the Satterthwaite df)."""
+    cov = fits.kenward_roger_cov_beta if df_method == "kenward_roger" else fits.cov_beta
+    ests, vars_, dfs = [], [], []
+    for i, view in enumerate(views):
+        L, _ = L_fn(view)
+        ests.append(L @ fits.beta[i])
+        vars_.append(np.einsum("lp,pq,lq->l", L, cov[i], L))
+        dfs.append(satterthwaite_df(view.contrast_L, fits.cov_beta[i], fits.dcov_beta[i], fits.cov_theta[i]))
+    return _ImputedFits(np.array(ests), np.array(vars_), np.array(dfs), int((~fits.converged).sum()),
+                        fits.result(0, df_method))
+
+
+def _means_and_contrasts(res: MMRMResult):
+    labels = [("contrast", t, None) for t in res.times] + [("mean", t, a) for a, t in res.means_labels]
+    return np.vstack([res.contrast_L, res.means_L]), labels
+
+
+def _pool_rows(fits: _ImputedFits, df_complete, labels, quantity, extras, method_note) -> list[Estimate]:
+    out = []
+    for j in range(fits.estimates.shape[1]):
+        if not np.all(fits.variances[:, j] > 0):
+            raise AnalysisError(f"{quantity(j)}: a completed-data variance is not positive; the model is degenerate")
+        est = pool_rubin(fits.estimates[:, j], fits.variances[:, j], df_complete[j], quantity=quantity(j),
+                         method_note=method_note)
+        out.append(dataclasses.replace(est, extra={**extras(j), **est.extra}))
+    return out
+
+
+@dataclass(frozen=True)
+class ITTResult:
+    """Pooled ITT MI-MMRM: IMR - TAU per visit (``contrasts``) and adjusted means per arm and visit,
+    each row with Rubin's diagnostics (riv, lambda, fmi, m, df_complete)."""
+
+    outcome: str
+    contrasts: pd.DataFrame
+    adjusted_means: pd.DataFrame
+    n_participants: int
+    n_dropped: int
+    n_imputed: dict
+    n_not_converged: int
+    df_complete: dict
+    mean_satterthwaite_df: dict
+    imputation_method: str
+    method: str
+    flags: tuple = ()
+
+    def to_dict(self) -> dict:
+        def records(frame):
+            return [{k: _plain(v) for k, v in r.items()} for r in frame.to_dict("records")]
+
+        return {"outcome": self.outcome, "contrasts": records(self.contrasts),
+                "adjusted_means": records(self.adjusted_means), "n_participants": self.n_participants,
+                "n_dropped_missing_covariates": self.n_dropped, "n_imputed": self.n_imputed,
+                "n_fits_not_converged": self.n_not_converged, "df_complete": self.df_complete,
+                "mean_satterthwaite_df": self.mean_satterthwaite_df,
+                "imputation": self.imputation_method, "method": self.method, "flags": list(self.flags)}
+
+
+def _plain(v):
+    if hasattr(v, "item") and not isinstance(v, (str, list, dict)):
+        v = v.item()
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def itt_mi_mmrm(frame: pd.DataFrame, *, outcome: str = "", covariates: Sequence[str] = DEFAULT_COVARIATES,
+                imputation: OutcomeImputation | None = None, m: int = 100, method: str = "pmm",
+                maxit: int = 5, donors: int = 5, by_arm: bool = True, seed: int | None = None,
+                level: float = 0.95, df_method: str = "satterthwaite") -> ITTResult:
+    """ITT analysis: impute (or reuse ``imputation``), fit the MMRM to each completed data set and pool
+    the IMR - TAU contrast per visit and the adjusted means per arm and visit by Rubin's rules
+    (Barnard-Rubin df with df_complete = n - p_k). Non-converged fits are counted and flagged."""
+    if imputation is None:
+        if seed is None:
+            raise AnalysisError("itt_mi_mmrm needs a seed (or a ready imputation): imputation is random")
+        imputation = impute_outcome(frame, covariates=covariates, m=m, method=method, maxit=maxit,
+                                    donors=donors, by_arm=by_arm, seed=seed)
+    fits, design = _fit_imputations(imputation, covariates, _means_and_contrasts, df_method=df_method)
+    _, labels = _means_and_contrasts(fits.first)
+    dfc_visit = _df_complete(design)
+    dfc = np.array([dfc_visit[TIMEPOINTS.index(t)] for _, t, _ in labels])
+    mmrm_method = fits.first.method
+    note = f"{imputation.method_text}; per imputation: {mmrm_method}"
+    rows = _pool_rows(fits, dfc, labels,
+                      lambda j: (f"IMR - TAU at {labels[j][1]}" if labels[j][0] == "contrast"
+                                 else f"adjusted mean {labels[j][2]} at {labels[j][1]}"),
+                      lambda j: {"outcome": outcome, "timepoint": str(labels[j][1]),
+                                 **({"arm": labels[j][2]} if labels[j][2] else {})}, note)
+    rows = [_relevel(r, level) for r in rows]
+    k = len(TIMEPOINTS)
+    flags = []
+    if fits.n_not_converged:
+        flags.append(f"{outcome}: the MMRM did not converge on {fits.n_not_converged} of {imputation.m} "
+                     "completed data sets; pooled results include those fits")
+    contrasts = to_frame(rows[:k])
+    contrasts["n_not_converged"] = fits.n_not_converged
+    return ITTResult(
+        outcome=outcome, contrasts=contrasts, adjusted_means=to_frame(rows[k:]),
+        n_participants=len(imputation.frame), n_dropped=imputation.n_dropped,
+        n_imputed={t: int(imputation.missing[:, j].sum()) for j, t in enumerate(imputation.targets)},
+        n_not_converged=fits.n_not_converged,
+        df_complete={t: float(dfc_visit[i]) for i, t in enumerate(TIMEPOINTS)},
+        mean_satterthwaite_df={t: float(fits.satterthwaite[:, i].mean()) for i, t in enumerate(TIMEPOINTS)},
+        imputation_method=imputation.method_text,
+        method=f"ITT MI-MMRM: {imputation.method_text}; {mmrm_method}; Rubin's rules, Barnard-Rubin df "
+               "(df_complete = n - p per visit)",
+        flags=tuple(flags))
+
+
+def _relevel(est: Estimate, level: float) -> Estimate:
+    """Rubin's pooled rows come with 95% CIs; recompute for another level from estimate, se and df."""
+    if abs(level - 0.95) < 1e-12:
+        return est
+    crit = stats.t.ppf(0.5 + level / 2, est.df)
+    return dataclasses.replace(est, ci_low=est.estimate - crit * est.se, ci_high=est.estimate + crit * est.se,
+                               method=est.method.replace("95% CI", f"{100 * level:g}% CI"))
+
+
+def likelihood_mmrm(frame: pd.DataFrame, *, covariates: Sequence[str] = DEFAULT_COVARIATES,
+                    level: float = 0.95, df_method: str = "satterthwaite") -> MMRMResult:
+    """MMRM on the observed data without imputation (valid under MAR given the model's covariates):
+    participants with an observed baseline and at least one observed post-baseline visit."""
+    rows, _ = _analysable(frame, covariates)
+    rows = rows.loc[rows["baseline"].notna()].reset_index(drop=True)
+    if rows.empty:
+        raise AnalysisError("no participant has an observed baseline: the likelihood MMRM needs it as a covariate")
+    long = _long(rows, covariates, rows["baseline"].to_numpy())
+    long["y"] = rows[list(TIMEPOINTS)].to_numpy().reshape(-1)
+    design = build_mmrm_design(long, covariates=covariates, times=TIMEPOINTS)
+    return design.fit(long["y"].to_numpy(), level=level, df_method=df_method)
+
+
+# --------------------------------------------------------------------------------------------------
+# Complete case
+# --------------------------------------------------------------------------------------------------
+
+
+def _dummies(rows: pd.DataFrame, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Numeric columns as is, categorical ones as treatment dummies against the first sorted level
+    (R's default factor coding)."""
+    blocks, labels = [], []
+    for name in names:
+        col = rows[name]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            blocks.append(col.to_numpy(dtype=float)); labels.append(name)
+        else:
+            levels = sorted(col.astype(str).unique())
+            for lev in levels[1:]:
+                blocks.append((col.astype(str) == lev).to_numpy(dtype=float)); labels.append(f"{name}[{lev}]")
+    return (np.column_stack(blocks) if blocks else np.empty((len(rows), 0))), labels
+
+
+@dataclass(frozen=True)
+class _OLS:
+    beta: np.ndarray
+    cov: np.ndarray
+    df: int
+    rss: float
+
+
+def _ols(X: np.ndarray, y: np.ndarray, what: str) -> _OLS:
+    n, p = X.shape
+    rank = np.linalg.matrix_rank(X) if n else 0
+    if n <= p or rank < p:
+        raise AnalysisError(f"{what}: {n} complete cases for {p} parameters (rank {rank}); too few or collinear "
+                            "data for this model: drop a covariate or skip the analysis")
+    q, r = np.linalg.qr(X)
+    beta = np.linalg.solve(r, q.T @ y)
+    rss = float(((y - X @ beta) ** 2).sum())
+    r_inv = np.linalg.inv(r)
+    return _OLS(beta, rss / (n - p) * (r_inv @ r_inv.T), n - p, rss)
+
+
+def _t_estimate(quantity, est, se, df, level, method, extra) -> Estimate:
+    crit = stats.t.ppf(0.5 + level / 2, df)
+    t = est / se
+    return Estimate(quantity=quantity, estimate=float(est), se=float(se), ci_low=float(est - crit * se),
+                    ci_high=float(est + crit * se), df=float(df), statistic=float(t),
+                    p=float(2 * stats.t.sf(abs(t), df)), method=method, extra=extra)
+
+
+def describe_by_arm(frame: pd.DataFrame, *, outcome: str = "") -> pd.DataFrame:
+    """Observed n, mean and SD (divisor n - 1) per arm and timepoint (seed Table 3, complete case)."""
+    out = []
+    for tp in ALL_TIMEPOINTS:
+        for arm in ARMS:
+            y = frame.loc[frame["arm"] == arm, tp].dropna()
+            out.append({"outcome": outcome, "timepoint": tp, "arm": arm, "n": int(len(y)),
+                        "mean": float(y.mean()) if len(y) else math.nan,
+                        "sd": float(y.std(ddof=1)) if len(y) > 1 else math.nan})
+    return pd.DataFrame(out)
+
+
+def complete_case(frame: pd.DataFrame, *, outcome: str = "", covariates: Sequence[str] = DEFAULT_COVARIATES,
+                  level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(descriptives, ANCOVA): n / mean / SD per arm and timepoint, and per post-baseline visit the OLS
+    IMR - TAU coefficient of y_t ~ arm + baseline + covariates among participants with y_t and baseline
+    observed (R: ``lm``; t test on n - p df)."""
+    rows, _ = _analysable(frame, covariates)
+    estimates = []
+    for tp in TIMEPOINTS:
+        cc = rows.loc[rows[tp].notna() & rows["baseline"].notna()]
+        Z, _ = _dummies(cc, covariates)
+        X = np.column_stack([np.ones(len(cc)), (cc["arm"] == "IMR").to_numpy(float), cc["baseline"].to_numpy(), Z])
+        fit = _ols(X, cc[tp].to_numpy(), f"complete-case ANCOVA of {outcome or 'the outcome'} at {tp}")
+        estimates.append(_t_estimate(
+            f"IMR - TAU at {tp}", fit.beta[1], math.sqrt(fit.cov[1, 1]), fit.df, level,
+            f"complete-case ANCOVA (OLS): {tp} ~ arm + baseline + {' + '.join(covariates)}; t(n - p)",
+            {"outcome": outcome, "timepoint": tp, "n": int(len(cc)),
+             "n_imr": int((cc["arm"] == "IMR").sum()), "n_tau": int((cc["arm"] == "TAU").sum())}))
+    return describe_by_arm(rows, outcome=outcome), to_frame(estimates)
+
+
+# --------------------------------------------------------------------------------------------------
+# Per protocol
+# --------------------------------------------------------------------------------------------------
+
+
+def per_protocol(frame: pd.DataFrame, *, outcome: str = "", threshold: int = 10,
+                 timepoints: Sequence[str] = TIMEPOINTS, level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Within the IMR arm (seed Table 4): (groups, continuous).
+
+    ``groups``: per visit, n / mean / SD for 0-``threshold`` and > ``threshold`` sessions, the difference
+    (high - low) with its pooled-variance t CI, and the one-way ANOVA F, df and p (equal to the t test).
+    ``continuous``: the slope of the outcome on sessions attended (OLS, per session), its t test
+    (identical to the one-way ANOVA F of the seed's "attendance as a continuous variable")."""
+    imr = frame.loc[frame["arm"] == "IMR"]
+    groups, slopes = [], []
+    for tp in timepoints:
+        d = imr.loc[imr[tp].notna() & imr["sessions_attended"].notna()]
+        high = d["sessions_attended"].to_numpy() > threshold
+        y = d[tp].to_numpy()
+        row = {"outcome": outcome, "timepoint": tp, "threshold": threshold}
+        for name, sel in ((f"0-{threshold}", ~high), (f">{threshold}", high)):
+            key = "low" if name.startswith("0") else "high"
+            row.update({f"n_{key}": int(sel.sum()), f"mean_{key}": float(y[sel].mean()) if sel.any() else math.nan,
+                        f"sd_{key}": float(y[sel].std(ddof=1)) if sel.sum() > 1 else math.nan})
+        X = np.column_stack([np.ones(len(d)), high.astype(float)])
+        what = f"per-protocol ANOVA of {outcome or 'the outcome'} at {tp}"
+        fit = _ols(X, y, what)
+        est = _t_estimate(f"{'>'}{threshold} minus 0-{threshold} sessions at {tp}", fit.beta[1],
+                          math.sqrt(fit.cov[1, 1]), fit.df, level,
+                          "IMR arm only, observed cases; one-way ANOVA (F = t^2, pooled variance)", row)
+        groups.append(dataclasses.replace(est, extra={**row, "F": est.statistic**2, "df1": 1, "df2": fit.df}))
+        X = np.column_stack([np.ones(len(d)), d["sessions_attended"].to_numpy(float)])
+        fit = _ols(X, y, f"per-protocol regression on sessions of {outcome or 'the outcome'} at {tp}")
+        slopes.append(_t_estimate(f"change per session attended at {tp}", fit.beta[1], math.sqrt(fit.cov[1, 1]),
+                                  fit.df, level, "IMR arm only, observed cases; OLS of outcome on sessions attended",
+                                  {"outcome": outcome, "timepoint": tp, "n": int(len(d))}))
+    return to_frame(groups), to_frame(slopes)
+
+
+# --------------------------------------------------------------------------------------------------
+# Subgroups
+# --------------------------------------------------------------------------------------------------
+
+
+def _subgroup_levels(rows: pd.DataFrame, subgroup: str) -> list[str]:
+    if subgroup not in rows.columns:
+        raise AnalysisError(f"subgroup variable {subgroup!r} is not a column; choose from {list(rows.columns)}")
+    levels = sorted(rows[subgroup].dropna().astype(str).unique())
+    if len(levels) < 2:
+        raise AnalysisError(f"subgroup {subgroup!r} has {len(levels)} level(s): no interaction to test")
+    for lev in levels:
+        for arm in ARMS:
+            if not ((rows[subgroup].astype(str) == lev) & (rows["arm"] == arm)).any():
+                raise AnalysisError(f"subgroup {subgroup}={lev!r} has no {arm} participant: the arm x {subgroup} "
+                                    "interaction is not estimable; drop the subgroup or merge levels")
+    return levels
+
+
+def subgroup_interactions(frame: pd.DataFrame, subgroup: str, *, imputation: OutcomeImputation, outcome: str = "",
+                          covariates: Sequence[str] = DEFAULT_COVARIATES, level: float = 0.95,
+                          df_method: str = "satterthwaite") -> pd.DataFrame:
+    """Arm x ``subgroup`` in the ITT MI-MMRM: visit-specific interaction columns IMR x level x visit are
+    added to the analysis model (``subgroup`` stays a covariate); per visit, the pooled interaction
+    (difference of the IMR - TAU effect between a level and the reference level, Rubin / Barnard-Rubin)
+    and the pooled IMR - TAU effect within each level."""
+    rows = imputation.frame
+    levels = _subgroup_levels(rows, subgroup)
+    covs = tuple(covariates) if subgroup in covariates else (*covariates, subgroup)
+    treated = (rows["arm"] == "IMR").to_numpy(float)
+    extra, index = {}, {}
+    for lev in levels[1:]:
+        in_level = (rows[subgroup].astype(str) == lev).to_numpy(float)
+        for k, tp in enumerate(TIMEPOINTS):
+            name = f"imr_x_{subgroup}_{lev}_{tp}"
+            cols = np.zeros((len(rows), len(TIMEPOINTS)))
+            cols[:, k] = treated * in_level
+            extra[name], index[(lev, tp)] = cols, name
+
+    specs = []  # (kind, level, timepoint)
+    for tp in TIMEPOINTS:
+        specs += [("interaction", lev, tp) for lev in levels[1:]]
+        specs += [("within", lev, tp) for lev in levels]
+
+    def L_fn(res: MMRMResult):
+        col = {c: j for j, c in enumerate(res.columns)}
+        L = np.zeros((len(specs), len(res.columns)))
+        for r, (kind, lev, tp) in enumerate(specs):
+            if kind == "within":
+                L[r, col[f"arm[IMR]:time[{tp}]"]] = 1.0
+            if lev != levels[0]:
+                L[r, col[index[(lev, tp)]]] = 1.0
+        return L, specs
+
+    fits, design = _fit_imputations(imputation, covs, L_fn, extra=extra, df_method=df_method)
+    dfc_visit = _df_complete(design)
+    dfc = np.array([dfc_visit[TIMEPOINTS.index(tp)] for _, _, tp in specs])
+    note = f"{imputation.method_text}; MMRM with IMR x {subgroup} x visit columns" + _kr_note(df_method)
+    pooled = _pool_rows(
+        fits, dfc, specs,
+        lambda j: (f"interaction: (IMR - TAU | {subgroup}={specs[j][1]}) - (IMR - TAU | {subgroup}={levels[0]}) "
+                   f"at {specs[j][2]}" if specs[j][0] == "interaction"
+                   else f"IMR - TAU within {subgroup}={specs[j][1]} at {specs[j][2]}"),
+        lambda j: {"outcome": outcome, "subgroup": subgroup, "level": specs[j][1], "reference_level": levels[0],
+                   "kind": specs[j][0], "timepoint": specs[j][2]}, note)
+    frame_out = to_frame([_relevel(r, level) for r in pooled])
+    frame_out["n_not_converged"] = fits.n_not_converged
+    return frame_out
+
+
+def subgroup_interaction_cc(frame: pd.DataFrame, subgroup: str, *, outcome: str = "", timepoint: str = "fu12",
+                            covariates: Sequence[str] = DEFAULT_COVARIATES) -> tuple[pd.DataFrame, dict]:
+    """Complete-case arm x ``subgroup`` at one visit: (descriptives, test). Descriptives: n / mean / SD per
+    level and arm with the within-level Welch-free pooled t test p (seed Table 4 style); test: the ANCOVA
+    interaction F test, y ~ baseline + covariates + arm * subgroup vs the model without arm:subgroup
+    (R: ``anova(lm(...))`` with the interaction last)."""
+    rows, _ = _analysable(frame, [c for c in covariates if c != subgroup] + [subgroup])
+    levels = _subgroup_levels(rows, subgroup)
+    cc = rows.loc[rows[timepoint].notna() & rows["baseline"].notna()]
+    desc = []
+    for lev in levels:
+        part = cc.loc[cc[subgroup].astype(str) == lev]
+        a, b = (part.loc[part["arm"] == arm, timepoint].to_numpy() for arm in ARMS)
+        p = stats.ttest_ind(a, b).pvalue if len(a) > 1 and len(b) > 1 else math.nan
+        desc.append({"outcome": outcome, "subgroup": subgroup, "level": lev, "timepoint": timepoint,
+                     "n_imr": len(a), "mean_imr": a.mean() if len(a) else math.nan,
+                     "sd_imr": a.std(ddof=1) if len(a) > 1 else math.nan, "n_tau": len(b),
+                     "mean_tau": b.mean() if len(b) else math.nan, "sd_tau": b.std(ddof=1) if len(b) > 1 else math.nan,
+                     "p_t_test": float(p)})
+    others = [c for c in covariates if c != subgroup]
+    Z, _ = _dummies(cc, others)
+    S, _ = _dummies(cc, [subgroup])
+    treated = (cc["arm"] == "IMR").to_numpy(float)
+    X0 = np.column_stack([np.ones(len(cc)), cc["baseline"].to_numpy(), Z, treated, S])
+    X1 = np.column_stack([X0, S * treated[:, None]])
+    what = f"complete-case arm x {subgroup} model of {outcome or 'the outcome'} at {timepoint}"
+    f0, f1 = _ols(X0, cc[timepoint].to_numpy(), what), _ols(X1, cc[timepoint].to_numpy(), what)
+    df1 = S.shape[1]
+    F = ((f0.rss - f1.rss) / df1) / (f1.rss / f1.df)
+    test = {"outcome": outcome, "subgroup": subgroup, "timepoint": timepoint, "n": int(len(cc)), "F": float(F),
+            "df1": int(df1), "df2": int(f1.df), "p": float(stats.f.sf(F, df1, f1.df)),
+            "method": f"complete-case ANCOVA, nested-model F test of arm x {subgroup} "
+                      f"({timepoint} ~ baseline + {' + '.join(others)} + arm * {subgroup})"}
+    return pd.DataFrame(desc), test
+
+
+# --------------------------------------------------------------------------------------------------
+# MNAR delta adjustment and tipping point
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TippingPoint:
+    """Delta-adjusted pooled IMR - TAU at ``timepoint`` over the grid, and the tipping point(s).
+
+    ``points``: one row per direction searched (deltas below / above 0) with the delta at which the
+    CI's significance status first changes (NaN if not within the grid) and a sentence saying so."""
+
+    outcome: str
+    timepoint: str
+    grid: pd.DataFrame
+    points: pd.DataFrame
+    significant_at_zero: bool
+    method: str
+
+    def to_dict(self) -> dict:
+        rec = lambda f: [{k: _plain(v) for k, v in r.items()} for r in f.to_dict("records")]  # noqa: E731
+        return {"outcome": self.outcome, "timepoint": self.timepoint, "grid": rec(self.grid),
+                "tipping_points": rec(self.points), "significant_at_zero": self.significant_at_zero,
+                "method": self.method}
+
+
+def delta_tipping_point(imputation: OutcomeImputation, *, deltas: Sequence[float], timepoint: str = "post",
+                        outcome: str = "", covariates: Sequence[str] = DEFAULT_COVARIATES,
+                        higher_is_better: bool = True, level: float = 0.95, verify: bool = True,
+                        df_method: str = "satterthwaite") -> TippingPoint:
+    """Delta-adjusted MI (MNAR sensitivity): for each delta (outcome units) add delta to the IMR arm's
+    imputed post and fu12 values, refit the MMRM on every completed data set and pool the IMR - TAU
+    contrast at ``timepoint``. The tipping point, per direction from 0, is the delta at which the
+    ``level`` CI first includes 0 (if the ITT result excludes it) or first excludes 0 (if it includes it):
+    the first grid point where the status changes, refined by linear interpolation of the relevant CI
+    bound between it and its neighbour towards 0; with ``verify`` the pooled CI is recomputed at the
+    interpolated delta (``ci_low_at_tip`` / ``ci_high_at_tip``: the crossing bound should be ~0)."""
+    deltas = sorted({float(d) for d in deltas} | {0.0})
+    if len(deltas) < 2:
+        raise AnalysisError("delta grid needs at least one non-zero shift")
+    if timepoint not in TIMEPOINTS:
+        raise AnalysisError(f"timepoint must be one of {TIMEPOINTS}, got {timepoint!r}")
+    k = TIMEPOINTS.index(timepoint)
+
+    def L_fn(res):
+        return res.contrast_L[[k]], [timepoint]
+
+    def pooled_at(ds) -> list[dict]:
+        runs, design = _fit_imputations_deltas(imputation, covariates, L_fn, ds, df_method=df_method)
+        out = []
+        for d, fits in zip(ds, runs):
+            est = _relevel(pool_rubin(fits.estimates[:, 0], fits.variances[:, 0], _df_complete(design)[k]), level)
+            out.append({"delta": d, "estimate": est.estimate, "se": est.se, "ci_low": est.ci_low,
+                        "ci_high": est.ci_high, "df": est.df, "p": est.p, "fmi": est.extra["fmi"],
+                        "excludes_zero": bool(est.ci_low > 0 or est.ci_high < 0),
+                        "n_not_converged": fits.n_not_converged})
+        return out
+
+    grid = pd.DataFrame(pooled_at(deltas))   # every delta refits the same m completed data sets: one batch
+    zero = grid.loc[grid["delta"] == 0.0].iloc[0]
+    points = [_tip(grid, side, bool(zero["excludes_zero"]), higher_is_better, outcome, timepoint)
+              for side in (-1, 1)]
+    check = [point for point in points if point["reached"] and verify]
+    for point, at in zip(check, pooled_at([p["tipping_delta"] for p in check]) if check else []):
+        # check the interpolated tipping point by refitting there
+        point.update(ci_low_at_tip=at["ci_low"], ci_high_at_tip=at["ci_high"], estimate_at_tip=at["estimate"])
+    method = (f"delta-adjusted MI: delta added to the IMR arm's imputed post and fu12 values of the same "
+              f"{imputation.m} imputations, MMRM refitted and pooled (Rubin, Barnard-Rubin df); tipping point by "
+              "grid search refined by linear interpolation of the CI bound" + _kr_note(df_method))
+    return TippingPoint(outcome, timepoint, grid, pd.DataFrame(points), bool(zero["excludes_zero"]), method)
+
+
+def _tip(grid: pd.DataFrame, side: int, sig0: bool, higher_is_better: bool, outcome: str, timepoint: str) -> dict:
+    part = grid.loc[grid["delta"] * side >= 0].sort_values("delta", key=lambda s: s.abs()).reset_index(drop=True)
+    favour = "favouring IMR" if (side > 0) == higher_is_better else "against IMR"
+    change = "includes 0" if sig0 else "excludes 0"
+    out = {"outcome": outcome, "timepoint": timepoint, "direction": f"delta {'<' if side < 0 else '>'} 0 ({favour})",
+           "tipping_delta": math.nan, "bound": "", "reached": False}
+    flips = np.flatnonzero(part["excludes_zero"].to_numpy() != sig0)
+    if not len(flips):
+        out["statement"] = (f"The 95% CI never {change} for shifts {favour} up to {part['delta'].iloc[-1]:+g} "
+                            "(end of the grid): no tipping point in this direction.")
+        return out
+    i = flips[0]
+    before, after = part.iloc[i - 1], part.iloc[i]
+    # the bound that crosses 0: the one nearer to 0 at the flipped point (or before it)
+    ref = after if not sig0 else before
+    bound = "ci_low" if abs(ref["ci_low"]) < abs(ref["ci_high"]) else "ci_high"
+    x0, x1, y0, y1 = before["delta"], after["delta"], before[bound], after[bound]
+    tip = x0 + (0 - y0) * (x1 - x0) / (y1 - y0) if y1 != y0 else x1
+    out.update(tipping_delta=float(tip), bound=bound, reached=True,
+               statement=(f"Adding {tip:+.3g} points to the IMR arm's missing values ({favour}) makes the "
+                          f"95% CI of IMR - TAU at {timepoint} {'include' if sig0 else 'exclude'} 0."))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Multiplicity
+# --------------------------------------------------------------------------------------------------
+
+
+def adjust_pvalues(p, method: str = "holm") -> np.ndarray:
+    """Holm (1979) step-down or Benjamini-Hochberg (1995) step-up adjusted p-values, as R's
+    ``p.adjust``: NaN entries stay NaN and do not count towards the number of tests."""
+    p = np.asarray(p, dtype=float)
+    if method not in ("holm", "bh"):
+        raise AnalysisError(f"method must be 'holm' or 'bh', got {method!r}")
+    if np.any((p < 0) | (p > 1)):
+        raise AnalysisError("p-values must lie in [0, 1]")
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    n = len(ok)
+    if not n:
+        return out
+    values = p[ok]
+    if method == "holm":
+        order = np.argsort(values, kind="stable")
+        adj = np.minimum(1.0, np.maximum.accumulate((n - np.arange(n)) * values[order]))
+    else:
+        order = np.argsort(values, kind="stable")[::-1]
+        adj = np.minimum(1.0, np.minimum.accumulate(n / np.arange(n, 0, -1) * values[order]))
+    result = np.empty(n)
+    result[order] = adj
+    out[ok] = result
+    return out

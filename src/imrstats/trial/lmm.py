@@ -1,0 +1,270 @@
+"""Random-intercept linear mixed model: a secondary, likelihood-based sensitivity analysis of the MMRM's
+covariance structure (issue 3: "statsmodels' MixedLM random-intercept model is an acceptable secondary
+model, not a substitute" for the unstructured-covariance MMRM of `imrstats.trial.mmrm`).
+
+For one trial outcome, on the observed data (no imputation; valid under MAR given the model, like
+`trial.likelihood_mmrm`): participants with an observed baseline and complete covariates contribute their
+observed post and fu12 values. The mean model is the MMRM's (`mmrm.build_mmrm_design`):
+
+    y_ij = time_j + IMR_i x (arm:time)_j + baseline_i x (baseline:time)_j + covariates_i' gamma + u_i + e_ij,
+    u_i ~ N(0, tau^2),  e_ij ~ N(0, sigma^2),
+
+i.e. compound symmetry (one variance, one covariance shared by both visits) instead of an unrestricted 2 x 2
+covariance. Fitted by REML with ``statsmodels.regression.mixed_linear_model.MixedLM`` (Lindstrom & Bates
+1988, JASA 83:1014). R's equivalent: ``nlme::lme(y ~ 0 + time + time:arm + time:baseline + covariates,
+random = ~ 1 | id, method = "REML")`` with ``emmeans`` contrasts (tests/validation/r/trial_lmm.R).
+
+Choices:
+
+* **Fixed-effect covariance.** ``(X' V^-1 X)^-1`` at the REML variance components (V_i = sigma^2 I +
+  tau^2 J), the GLS covariance that nlme's ``vcov`` reports (Pinheiro & Bates 2000, sec. 2.2.3), computed in
+  closed form from statsmodels' variance components; statsmodels' own ``bse_fe`` inverts the joint observed
+  Hessian of the fixed effects and the variance parameters, which differs from it (by up to 0.3% on GAF-F).
+* **Degrees of freedom.** nlme's between-within ("containment") df (Pinheiro & Bates 2000, sec. 2.4.2;
+  ``nlme:::getFixDF``), which emmeans uses for lme fits: a column that varies within some participant is a
+  within-participant term with N - n - (number of within columns) df (+ 1 when the model has no intercept
+  column, as here), the others have n - (number of between columns). The IMR - TAU contrast at a visit is a
+  within term. Satterthwaite df are not computed.
+* **Boundary.** A random-intercept variance below 1e-6 of the total variance is reported as at the
+  boundary 0 (the model then reduces to ordinary least squares with this mean model); the fit is flagged,
+  not dropped. A fit that statsmodels reports as not converged is kept with ``converged = False``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from imrstats.errors import AnalysisError
+from imrstats.trial.mmrm import build_mmrm_design
+from imrstats.results import Estimate, to_frame
+from imrstats.trial.analyses import ARMS, DEFAULT_COVARIATES, TIMEPOINTS, _analysable, _long
+
+BOUNDARY_FRACTION = 1e-6
+# BFGS on statsmodels' analytic REML score; its default gradient tolerance (1e-5) leaves tau^2 ~5e-6 (relative)
+# short of the maximum, 1e-8 reaches it to ~5e-8 (checked against an exact 1-d profile and lme4); tighter ones
+# end in long, failing line searches (precision loss). L-BFGS-B's line search wanders into a singular X'V^-1X on
+# these data, so BFGS, with Powell as the fallback.
+_GTOL = 1e-8
+
+
+@dataclass(frozen=True)
+class RandomInterceptResult:
+    """A fitted random-intercept LMM of one outcome: IMR - TAU per visit (``contrasts``), all fixed effects,
+    the variance components and the fit's state (``converged``, ``boundary``; ``notes`` says why)."""
+
+    outcome: str
+    contrasts: pd.DataFrame
+    fixed_effects: pd.DataFrame
+    random_intercept_variance: float
+    residual_variance: float
+    reml_loglik: float
+    converged: bool
+    boundary: bool
+    n_participants: int
+    n_observations: int
+    method: str
+    notes: str
+
+    @property
+    def icc(self) -> float:
+        """Intra-participant correlation tau^2 / (tau^2 + sigma^2): the correlation of a participant's visits."""
+        return self.random_intercept_variance / (self.random_intercept_variance + self.residual_variance)
+
+    @property
+    def variance_components(self) -> pd.DataFrame:
+        rows = [Estimate("random-intercept variance (tau^2)", self.random_intercept_variance, method=self.method),
+                Estimate("residual variance (sigma^2)", self.residual_variance, method=self.method),
+                Estimate("intra-participant correlation", self.icc, method=self.method)]
+        return to_frame(rows).assign(outcome=self.outcome)
+
+    def to_dict(self) -> dict:
+        plain = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
+        return {"outcome": self.outcome, "method": self.method, "notes": self.notes,
+                "converged": bool(self.converged), "boundary": bool(self.boundary),
+                "random_intercept_variance": plain(float(self.random_intercept_variance)),
+                "residual_variance": plain(float(self.residual_variance)), "icc": plain(float(self.icc)),
+                "reml_loglik": plain(float(self.reml_loglik)), "n_participants": int(self.n_participants),
+                "n_observations": int(self.n_observations),
+                "contrasts": [_record(r) for r in self.contrasts.to_dict("records")],
+                "fixed_effects": [_record(r) for r in self.fixed_effects.to_dict("records")]}
+
+
+def _record(row: dict) -> dict:
+    out = {}
+    for k, v in row.items():
+        if hasattr(v, "item") and not isinstance(v, (str, list, dict)):
+            v = v.item()
+        out[k] = None if isinstance(v, float) and not math.isfinite(v) else v
+    return out
+
+
+def random_intercept_lmm(frame: pd.DataFrame, *, outcome: str = "",
+                         covariates: Sequence[str] = DEFAULT_COVARIATES, level: float = 0.95) -> RandomInterceptResult:
+    """Fit the random-intercept LMM (see the module docstring) to one outcome frame (`trial.outcome_frame`)
+    and return IMR - TAU per visit with SE, CI at ``level``, nlme between-within df and t test.
+
+    Raises AnalysisError when nothing is estimable: no observed post-baseline value, one visit only (tau^2
+    and sigma^2 are then not separately identifiable) or a collinear design. A visit at which one arm has no
+    observation keeps its row with NaN numbers and a note; the other visit is still estimated."""
+    if not 0 < level < 1:
+        raise AnalysisError(f"level must be in (0, 1), got {level!r}")
+    long, n_dropped = _observed_long(frame, covariates)
+    times = tuple(t for t in TIMEPOINTS if (long["time"] == t).any())
+    notes = [f"{n_dropped} participant(s) without arm or complete covariates not analysed"] if n_dropped else []
+    if len(times) < 2 or not long["id"].duplicated().any():
+        raise AnalysisError("the random-intercept model needs participants observed at two visits: with one "
+                            f"observation per participant (visits observed: {list(times)}) the random-intercept and "
+                            "residual variances are not separately identifiable; report the complete-case ANCOVA")
+    X, names, y, groups = _observed_design(long, covariates, times)
+    fit = _fit_mixedlm(y, X, groups)
+    notes += fit["notes"]
+    tau2, sigma2 = fit["tau2"], fit["sigma2"]
+    boundary = tau2 < BOUNDARY_FRACTION * (tau2 + sigma2)
+    if boundary:
+        notes.append("random-intercept variance at the boundary 0 (singular fit): the model reduces to OLS with "
+                     "this mean model; the visits' correlation is estimated as 0")
+    cov = _gls_covariance(X, groups, tau2, sigma2)
+    df = _between_within_df(X, groups)
+    method = ("REML random-intercept LMM (statsmodels MixedLM; 0 + time + arm:time + baseline:time"
+              + "".join(f" + {c}" for c in covariates) + "), observed data; GLS covariance; nlme between-within df")
+    note = "; ".join(notes)
+    fixed = [_t_row(names[j], fit["beta"][j], math.sqrt(cov[j, j]), df[j], level, method, note, {"term": names[j]})
+             for j in range(len(names))]
+    contrasts = [_contrast_row(t, long, names, fit, cov, df, level, method, note,
+                               {"outcome": outcome, "converged": bool(fit["converged"]), "boundary": bool(boundary)})
+                 for t in TIMEPOINTS]
+    return RandomInterceptResult(
+        outcome=outcome, contrasts=to_frame(contrasts), fixed_effects=to_frame(fixed),
+        random_intercept_variance=tau2, residual_variance=sigma2, reml_loglik=fit["llf"],
+        converged=fit["converged"], boundary=bool(boundary), n_participants=int(len(np.unique(groups))),
+        n_observations=int(len(y)), method=method, notes=note)
+
+
+def _observed_long(frame: pd.DataFrame, covariates: Sequence[str]) -> tuple[pd.DataFrame, int]:
+    """Long rows (participant x visit) with an observed outcome, for participants with an observed baseline."""
+    rows, n_dropped = _analysable(frame, covariates)
+    rows = rows.loc[rows["baseline"].notna()].reset_index(drop=True)
+    long = _long(rows, covariates, rows["baseline"].to_numpy(dtype=float))
+    long["y"] = rows[list(TIMEPOINTS)].to_numpy(dtype=float).reshape(-1)
+    long = long.loc[long["y"].notna()].reset_index(drop=True)
+    if long.empty:
+        raise AnalysisError("no observed post-baseline value in a participant with an observed baseline: the "
+                            "random-intercept model has no data")
+    return long, n_dropped
+
+
+def _observed_design(long: pd.DataFrame, covariates: Sequence[str], times: tuple):
+    """The MMRM's fixed-effects columns (`mmrm.build_mmrm_design`) on the observed rows, the outcome and the
+    participant index. A visit where one arm has no observation loses its arm:time column (0, or equal to
+    time[t]): that contrast is not estimable, the rest of the model is."""
+    design = build_mmrm_design(long, covariates=covariates, times=times)
+    cells = np.flatnonzero(design.present.reshape(-1))
+    X_all = design.X.reshape(-1, design.X.shape[2])[cells]
+    y = design.outcome_grid(long["y"].to_numpy()).reshape(-1)[cells]
+    groups = np.repeat(np.arange(len(design.ids)), len(times))[cells]
+    one_arm = {f"arm[IMR]:time[{t}]" for t in times
+               if long.loc[long["time"] == t, "arm"].nunique() < len(ARMS)}
+    keep = (np.abs(X_all).sum(axis=0) > 0) & np.array([c not in one_arm for c in design.columns])
+    X, names = X_all[:, keep], [c for c, k in zip(design.columns, keep) if k]
+    if np.linalg.matrix_rank(X) < X.shape[1] or len(y) - X.shape[1] < 1:
+        raise AnalysisError(f"the random-intercept model's design is collinear or too small ({len(y)} observations, "
+                            f"{X.shape[1]} fixed effects): drop a covariate or skip this analysis")
+    return X, names, y, groups
+
+
+def _contrast_row(t, long, names, fit, cov, df, level, method, note, extra) -> Estimate:
+    """IMR - TAU at visit t (the arm[IMR]:time[t] coefficient), or a NaN row saying why it is not estimable."""
+    at = long["time"] == t
+    extra = {**extra, "timepoint": t, "n_imr": int((at & (long["arm"] == "IMR")).sum()),
+             "n_tau": int((at & (long["arm"] == "TAU")).sum())}
+    name = f"arm[IMR]:time[{t}]"
+    if name in names:
+        j = names.index(name)
+        return _t_row(f"IMR - TAU at {t}", fit["beta"][j], math.sqrt(cov[j, j]), df[j], level, method, note, extra)
+    absent = [a for a in ARMS if not (at & (long["arm"] == a)).any()]
+    return Estimate(f"IMR - TAU at {t}", math.nan, method=method, extra=extra,
+                    notes=f"not estimable: no observed {' or '.join(absent)} value at {t}" + (f"; {note}" if note else ""))
+
+
+def _t_row(quantity, est, se, df, level, method, notes, extra) -> Estimate:
+    crit = stats.t.ppf(0.5 + level / 2, df)
+    t = est / se
+    return Estimate(quantity=quantity, estimate=float(est), se=float(se), ci_low=float(est - crit * se),
+                    ci_high=float(est + crit * se), df=float(df), statistic=float(t),
+                    p=float(2 * stats.t.sf(abs(t), df)), method=method, notes=notes, extra=extra)
+
+
+def _fit_mixedlm(y: np.ndarray, X: np.ndarray, groups: np.ndarray) -> dict:
+    """REML fit by statsmodels MixedLM (random intercept per group). BFGS at gradient tolerance 1e-8; a BFGS
+    run that stops by precision loss counts as converged when its gradient meets statsmodels' own default
+    criterion (|score| / N <= 1e-5). Otherwise (typically a maximum at tau^2 = 0, where BFGS stalls) the model is
+    refitted by Powell's derivative-free method; if that fails too, ``converged`` is False."""
+    from statsmodels.regression.mixed_linear_model import MixedLM   # imported here: only this analysis needs it
+
+    model = MixedLM(y, X, groups)
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            res = model.fit(reml=True, method=["bfgs"], gtol=_GTOL)
+            grad = _score_norm(model, res)
+            converged = bool(res.converged) or grad <= 1e-5
+            if not converged:
+                notes.append(f"BFGS stopped with |score| / N = {grad:.2g}; refitted by Powell's method")
+                caught.clear()
+                res = model.fit(reml=True, method=["powell"], xtol=1e-8, ftol=1e-12)
+                converged = bool(res.converged)
+        except (np.linalg.LinAlgError, ValueError) as err:
+            raise AnalysisError(f"statsmodels MixedLM failed on the random-intercept model: {err}") from None
+    tau2, sigma2 = float(np.asarray(res.cov_re)[0, 0]), float(res.scale)
+    finite = all(map(math.isfinite, (tau2, sigma2, float(res.llf)))) and np.isfinite(res.fe_params).all()
+    converged = converged and finite and sigma2 > 0
+    if not converged:
+        warned = sorted({str(w.message) for w in caught})
+        notes.insert(0, "NOT CONVERGED: statsmodels MixedLM stopped before the REML maximum"
+                     + ("" if finite else " with non-finite estimates") + (f" ({'; '.join(warned)})" if warned else ""))
+    return {"beta": np.asarray(res.fe_params, dtype=float), "tau2": max(tau2, 0.0), "sigma2": sigma2,
+            "llf": float(res.llf), "converged": converged, "notes": notes}
+
+
+def _score_norm(model, res) -> float:
+    """|profile REML score| / N at the fit (the quantity statsmodels' gradient tolerance applies to)."""
+    packed = res.params_object.get_packed(use_sqrt=model.use_sqrt, has_fe=False)
+    return float(np.linalg.norm(model.score(packed, profile_fe=True))) / len(model.endog)
+
+
+def _gls_covariance(X: np.ndarray, groups: np.ndarray, tau2: float, sigma2: float) -> np.ndarray:
+    """(X' V^-1 X)^-1 for V_i = sigma^2 I + tau^2 J: V_i^-1 = (I - c_i J) / sigma^2, c_i = tau^2 / (sigma^2 +
+    n_i tau^2) (Sherman-Morrison), so X' V^-1 X = (X'X - sum_i c_i s_i s_i') / sigma^2 with s_i = X_i' 1."""
+    _, index, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(counts), X.shape[1]))
+    np.add.at(sums, index, X)
+    c = tau2 / (sigma2 + counts * tau2)
+    info = (X.T @ X - (sums * c[:, None]).T @ sums) / sigma2
+    return np.linalg.inv(info)
+
+
+def _between_within_df(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """nlme's between-within df per column (``nlme:::getFixDF`` for one grouping level): a column that varies
+    within some group is estimated in the residual stratum (N - n - its column count, + 1 without an
+    intercept column), the others in the group stratum (n - its column count, - 1 with an intercept)."""
+    order = np.argsort(groups, kind="stable")
+    g, Xs = groups[order], X[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    varies = (np.maximum.reduceat(Xs, starts) != np.minimum.reduceat(Xs, starts)).any(axis=0)
+    constant = (X == X[0]).all(axis=0)
+    within, between = varies & ~constant, ~varies & ~constant
+    n_obs, n_groups = len(groups), len(starts)
+    df_between, df_within = n_groups - between.sum(), n_obs - n_groups - within.sum()
+    if constant.any():
+        df_between -= 1
+    else:
+        df_within += 1
+    return np.where(within, df_within, np.where(between, df_between, max(df_between, df_within))).astype(float)

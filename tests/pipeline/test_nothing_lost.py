@@ -1,0 +1,193 @@
+"""Nothing lost (issue 8, item 2): a run killed mid-way leaves no half-written result that a later run
+would trust, and `snakemake --rerun-incomplete` finishes it with the same bytes as an uninterrupted run.
+
+Two layers make that true: every output is written to a temporary file beside its target and renamed into
+place (`imrstats.core.io.atomic_path`), so a final name never holds a truncated file; and Snakemake marks the
+outputs of a running job as incomplete, so a later run refuses to trust them unless asked to rerun the job.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from base64 import urlsafe_b64decode
+from pathlib import Path
+
+import pytest
+
+from imrstats.core.io import atomic_path, write_csv
+from pipeline_runs import result_files, run_snakemake, snakemake_cmd, snakemake_env
+
+# the job to kill: the first of these rules whose log appears (the slow, sampling / imputing stages first)
+KILL_RULES = ("trial", "meta", "services", "implementation", "clean")
+KILL_DELAY = 1.5        # seconds after the rule's log appears: the job is computing, not starting
+
+
+# Every run here uses the default config, smaller where that only costs time (pipeline_runs.SMALL_CONFIG:
+# m = 5 imputations instead of 100), and the session's one snapshot of the project (pipeline_runs.py).
+
+
+def incomplete_outputs(workdir: Path) -> list[str]:
+    """The outputs Snakemake has marked incomplete (its records are the output paths, URL-safe base64)."""
+    marks = workdir / ".snakemake" / "incomplete"
+    if not marks.is_dir():
+        return []
+    found = []
+    for path in marks.rglob("*"):
+        if path.is_file() and path.name != "migration_underway":
+            parts = [p.lstrip("@") for p in path.relative_to(marks).parts]
+            found.append(urlsafe_b64decode("".join(parts)).decode())
+    return sorted(found)
+
+
+def start_and_kill(project: Path, workdir: Path, sig: signal.Signals) -> str:
+    """Start the pipeline and send `sig` to its whole process group (as a terminal's Ctrl-C or an OOM
+    killer would) while one of KILL_RULES runs; return that rule."""
+    proc = subprocess.Popen(snakemake_cmd(project, workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=snakemake_env(project), start_new_session=True)
+    logs = workdir / "results" / "logs"
+    try:
+        deadline = time.monotonic() + 1200
+        while time.monotonic() < deadline:
+            running = [r for r in KILL_RULES if (logs / f"{r}.log").exists()]
+            if running:
+                time.sleep(KILL_DELAY)
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=300)
+                return running[0]
+            if proc.poll() is not None:
+                pytest.fail(f"the pipeline ended (status {proc.returncode}) before any of {KILL_RULES} started")
+            time.sleep(0.05)
+        pytest.fail("no rule to kill started within 20 minutes")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+
+
+# ---------------------------------------------------------------------------------------------------
+# unit tests of the atomic write
+
+def test_atomic_path_leaves_nothing_when_the_block_fails(tmp_path):
+    target = tmp_path / "sub" / "table.csv"
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half a tab")
+            raise RuntimeError("boom")
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []
+
+
+def test_atomic_path_keeps_the_old_result_when_the_block_fails(tmp_path):
+    target = tmp_path / "table.csv"
+    target.write_text("old, complete\n")
+    with pytest.raises(KeyError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("new, half")
+            raise KeyError("interrupted")
+    assert target.read_text() == "old, complete\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+
+
+def test_sigkill_during_a_write_never_leaves_a_partial_file_under_the_final_name(tmp_path):
+    """A process killed (SIGKILL: no cleanup at all) in the middle of writing: the target does not exist;
+    only a hidden temporary file is left, which no reader or rule looks at."""
+    target = tmp_path / "result.csv"
+    code = (
+        "import os, signal, sys\n"
+        "from imrstats.core.io import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    with open(tmp, 'w') as handle:\n"
+        "        handle.write('estimate,se\\n0.5,')\n"
+        "        handle.flush()\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert not target.exists()
+    leftovers = list(tmp_path.iterdir())
+    assert all(p.name.startswith(".result.csv.") and p.name.endswith(".tmp") for p in leftovers)
+
+
+def test_write_csv_replaces_a_result_whole(tmp_path):
+    import pandas as pd
+
+    target = tmp_path / "t.csv"
+    write_csv(pd.DataFrame({"a": [1, 2]}), target)
+    write_csv(pd.DataFrame({"a": [3]}), target)
+    assert target.read_text() == "a\n3\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the pipeline killed mid-way
+
+@pytest.fixture(scope="module")
+def project(small_pipeline_run) -> Path:
+    """The project snapshot that made the uninterrupted run: the killed runs use the same code and config."""
+    return small_pipeline_run.project
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(small_pipeline_run) -> dict[str, bytes]:
+    """The result files of the session's uninterrupted small run (--cores 2), as they were when it finished."""
+    return small_pipeline_run.files
+
+
+@pytest.mark.pipeline
+def test_sigkilled_pipeline_is_finished_by_rerun_incomplete(tmp_path, project, uninterrupted):
+    """SIGKILL: nothing in Snakemake or the job runs any cleanup; the lock and the incomplete marks stay."""
+    workdir = tmp_path / "killed"
+    rule = start_and_kill(project, workdir, signal.SIGKILL)
+    marked = incomplete_outputs(workdir)
+    assert marked, f"rule {rule} was killed but Snakemake marked no output incomplete"
+    assert_no_torn_results(workdir, uninterrupted, rule)
+    assert_not_trusted(project, workdir, marked, rule)
+    # the killed Snakemake could not release its lock: --unlock (safe now: nothing runs) then rerun
+    proc = run_snakemake(project, workdir, "--unlock")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_rerun_incomplete_finishes(project, workdir, uninterrupted)
+    print(f"\nSIGKILL during rule {rule}; marked incomplete: {marked}")
+
+
+@pytest.mark.pipeline
+def test_interrupted_pipeline_is_finished_by_rerun_incomplete(tmp_path, project, uninterrupted):
+    """SIGINT (Ctrl-C): Snakemake stops the job, removes its outputs and releases the lock."""
+    workdir = tmp_path / "interrupted"
+    rule = start_and_kill(project, workdir, signal.SIGINT)
+    assert_no_torn_results(workdir, uninterrupted, rule)
+    assert_not_trusted(project, workdir, incomplete_outputs(workdir), rule)
+    assert_rerun_incomplete_finishes(project, workdir, uninterrupted)
+
+
+def assert_no_torn_results(workdir: Path, expected: dict[str, bytes], rule: str):
+    """Whatever exists under a final name is whole: the same bytes as the uninterrupted run's file."""
+    partial = result_files(workdir / "results")
+    torn = [rel for rel, data in partial.items() if rel in expected and data != expected[rel]
+            and rel != "provenance.json"]
+    assert not torn, f"half-written results after killing {rule}: {torn}"
+
+
+def assert_not_trusted(project: Path, workdir: Path, marked: list[str], rule: str):
+    """A later run does not take the killed job's outputs as done: without --rerun-incomplete it refuses
+    (when an output marked incomplete exists) or plans the job again (when none does)."""
+    present = [m for m in marked if (workdir / m).exists()]
+    dry = run_snakemake(project, workdir, "-n")
+    text = dry.stdout + dry.stderr
+    if present:
+        assert dry.returncode != 0 and "incomplete" in text.lower(), text[-3000:]
+    else:
+        assert dry.returncode == 0 and f"rule {rule}:" in text, text[-3000:]
+
+
+def assert_rerun_incomplete_finishes(project: Path, workdir: Path, expected: dict[str, bytes]):
+    proc = run_snakemake(project, workdir, "--rerun-incomplete")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert incomplete_outputs(workdir) == []
+    finished = result_files(workdir / "results")
+    assert sorted(finished) == sorted(expected)
+    differing = [rel for rel in expected if finished[rel] != expected[rel]]
+    assert not differing, f"after --rerun-incomplete these differ from the uninterrupted run: {differing}"
