@@ -13,7 +13,7 @@ CORES ?= all
 export PYTENSOR_FLAGS ?= compiledir=$(CURDIR)/.pytensor
 export MPLBACKEND ?= Agg
 
-.PHONY: run test env report clean-results browser
+.PHONY: run test test-fast lint env report clean-results browser
 
 env: $(STAMP)
 
@@ -38,8 +38,26 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: chromium not found and cannot be installed here; the browser check is skipped"; fi; }
 
+# `make test`: the four lint steps, then the fast tier (unit and validation tests: everything not marked
+# `pipeline`), then the pipeline tier (the Snakemake workflow and whole-pipeline runs: tests/pipeline/,
+# tests/report/ and the tests marked `pipeline`). Each tier ends with its 15 slowest tests.
+PYTEST := $(BIN)/python -m pytest
+
 test: $(STAMP) browser
-	$(BIN)/python -m pytest
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory test-fast
+	$(PYTEST) -m pipeline --durations=15
+
+test-fast: $(STAMP)
+	$(PYTEST) -m "not pipeline" --durations=15
+
+# Python (ruff: lint, then format), the Snakemake files (snakefmt), the workflow (snakemake --lint); all
+# configured in pyproject.toml except the last.
+lint: $(STAMP)
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
+	$(BIN)/snakefmt --check .
+	$(BIN)/snakemake --lint
 
 report: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --report results/snakemake_report.html

@@ -28,8 +28,7 @@ def time_imrstats(data: pd.DataFrame, method: str, m: int, maxit: int, repeats: 
     times = []
     for rep in range(repeats):
         start = time.perf_counter()
-        impute_chained(data, targets=TARGETS, predictors=PREDICTORS, method=method, m=m,
-                       maxit=maxit, seed=rep)
+        impute_chained(data, targets=TARGETS, predictors=PREDICTORS, method=method, m=m, maxit=maxit, seed=rep)
         times.append(time.perf_counter() - start)
     return times
 
@@ -37,8 +36,7 @@ def time_imrstats(data: pd.DataFrame, method: str, m: int, maxit: int, repeats: 
 def time_statsmodels(data: pd.DataFrame, n_imputations: int, maxit: int) -> float:
     from statsmodels.imputation.mice import MICEData
 
-    numeric = pd.get_dummies(data, columns=["arm", "site", "sex", "diagnosis"], drop_first=True,
-                             dtype=float)
+    numeric = pd.get_dummies(data, columns=["arm", "site", "sex", "diagnosis"], drop_first=True, dtype=float)
     start = time.perf_counter()
     imp = MICEData(numeric)
     completed = []
@@ -58,12 +56,15 @@ def main() -> None:
     impute_chained(data, targets=TARGETS, predictors=PREDICTORS, m=2, maxit=1, seed=0)  # warm-up
     for method in ["pmm", "norm"]:
         times = time_imrstats(data, method, 100, 5, args.repeats)
-        print(f"imrstats {method:4s} m=100 maxit=5: best {min(times):.3f} s, "
-              f"median {np.median(times):.3f} s over {args.repeats} runs")
+        print(
+            f"imrstats {method:4s} m=100 maxit=5: best {min(times):.3f} s, "
+            f"median {np.median(times):.3f} s over {args.repeats} runs"
+        )
     if not args.skip_statsmodels:
         elapsed = time_statsmodels(data, 5, 5)
-        print(f"statsmodels MICEData 5 imputations x 5 cycles: {elapsed:.2f} s "
-              f"-> m=100 extrapolated {elapsed * 20:.1f} s")
+        print(
+            f"statsmodels MICEData 5 imputations x 5 cycles: {elapsed:.2f} s -> m=100 extrapolated {elapsed * 20:.1f} s"
+        )
 
 
 if __name__ == "__main__":

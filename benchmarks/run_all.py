@@ -54,6 +54,7 @@ QUICK_M = 5
 
 # ---------------------------------------------------------------------------------------------- machine
 
+
 def machine_info() -> dict:
     """Date, CPU count and model, load average and software versions, taken at the start of the run."""
     model = "unknown"
@@ -73,9 +74,12 @@ def machine_info() -> dict:
         pass
     return {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "nproc": len(os.sched_getaffinity(0)), "cpu_model": model, "mem_gib": mem_gib,
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "mem_gib": mem_gib,
         "load_avg_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(), "r": r_version(),
+        "python": platform.python_version(),
+        "r": r_version(),
     }
 
 
@@ -88,26 +92,46 @@ def r_version() -> str | None:
 
 # ---------------------------------------------------------------------------------------------- a. pipeline
 
+
 def read_benchmark_tsvs(directory: Path) -> list[dict]:
     """One row per rule from Snakemake's `benchmark:` TSVs (s = wall seconds, max_rss in MB, cpu_time in s)."""
     rows = []
     for tsv in sorted(directory.glob("*.tsv")):
         with tsv.open() as handle:
             for rec in csv.DictReader(handle, delimiter="\t"):
+
                 def num(key):
                     try:
                         return float(rec[key])
                     except (KeyError, TypeError, ValueError):
                         return None
-                rows.append({"rule": tsv.stem, "wall_s": num("s"), "cpu_s": num("cpu_time"),
-                             "max_rss_mb": num("max_rss"), "mean_load": num("mean_load")})
+
+                rows.append(
+                    {
+                        "rule": tsv.stem,
+                        "wall_s": num("s"),
+                        "cpu_s": num("cpu_time"),
+                        "max_rss_mb": num("max_rss"),
+                        "mean_load": num("mean_load"),
+                    }
+                )
     return rows
 
 
 def run_snakemake(workdir: Path, results_dir: Path, targets: list[str], timeout: float) -> dict:
     env = dict(os.environ, PATH=f"{PYTHON_BIN}:{os.environ.get('PATH', '')}", MPLBACKEND="Agg")
-    cmd = [str(PYTHON_BIN / "snakemake"), *targets, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--config", f"results_dir={results_dir}"]
+    cmd = [
+        str(PYTHON_BIN / "snakemake"),
+        *targets,
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        "--config",
+        f"results_dir={results_dir}",
+    ]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
@@ -127,26 +151,36 @@ def bench_pipeline(quick: bool, timeout: float) -> dict:
         targets = [str(results_dir / "data" / "cleaning_log.csv")] if quick else []
         cold = run_snakemake(workdir, results_dir, targets, timeout)
         rules = read_benchmark_tsvs(results_dir / "benchmarks")
-        warm = run_snakemake(workdir, results_dir, targets, timeout) if cold["status"] == "ok" else {"status": "skipped"}
+        warm = (
+            run_snakemake(workdir, results_dir, targets, timeout) if cold["status"] == "ok" else {"status": "skipped"}
+        )
     rss = [r["max_rss_mb"] for r in rules if r["max_rss_mb"] is not None]
-    return {"target": "data stage only (--quick)" if quick else "default target (all)",
-            "cold": cold, "warm": warm, "rules": rules,
-            "sum_rule_wall_s": sum(r["wall_s"] or 0 for r in rules),
-            "peak_max_rss_mb": max(rss) if rss else None}
+    return {
+        "target": "data stage only (--quick)" if quick else "default target (all)",
+        "cold": cold,
+        "warm": warm,
+        "rules": rules,
+        "sum_rule_wall_s": sum(r["wall_s"] or 0 for r in rules),
+        "peak_max_rss_mb": max(rss) if rss else None,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- b. trial
 
+
 def default_clean_tables() -> tuple[dict, dict]:
     """The default config's synthetic tables, cleaned exactly as the pipeline's `clean` rule does."""
-    from imrstats.data.clean import clean_tables
     from imrstats.config import load_config
+    from imrstats.data.clean import clean_tables
     from imrstats.data.simulate import simulate_all
 
     config = load_config()
-    cleaned = clean_tables(simulate_all(config), missing_codes=config["clean"]["missing_codes"],
-                           prorate=config["clean"]["prorate"],
-                           allow_identifier_columns=config["privacy"]["allow_identifier_columns"])
+    cleaned = clean_tables(
+        simulate_all(config),
+        missing_codes=config["clean"]["missing_codes"],
+        prorate=config["clean"]["prorate"],
+        allow_identifier_columns=config["privacy"]["allow_identifier_columns"],
+    )
     return cleaned.tables, config
 
 
@@ -159,14 +193,17 @@ def export_trial_csv(tables: dict, outcomes, path: Path) -> None:
     scores = tables["assessments"]
     frames = []
     for outcome in outcomes:
-        wide = (scores[scores["instrument"] == outcome]
-                .pivot_table(index="id", columns="timepoint", values="score", aggfunc="first", dropna=False)
-                .reindex(columns=["baseline", "post", "fu12"]))
+        wide = (
+            scores[scores["instrument"] == outcome]
+            .pivot_table(index="id", columns="timepoint", values="score", aggfunc="first", dropna=False)
+            .reindex(columns=["baseline", "post", "fu12"])
+        )
         frame = people.merge(wide, left_on="id", right_index=True, how="left")
         frames.append(frame.assign(outcome=outcome))
     out = pd.concat(frames, ignore_index=True)
-    out[["outcome", "id", "arm", "site", "sex", "age", "diagnosis", "baseline", "post", "fu12"]] \
-        .to_csv(path, index=False, na_rep="NA")
+    out[["outcome", "id", "arm", "site", "sex", "age", "diagnosis", "baseline", "post", "fu12"]].to_csv(
+        path, index=False, na_rep="NA"
+    )
 
 
 def bench_trial_python(tables: dict, config: dict, quick: bool) -> dict:
@@ -184,9 +221,15 @@ def bench_trial_python(tables: dict, config: dict, quick: bool) -> dict:
         result = run_trial_stage(tables, settings, seed=config["seed"])
     except Exception as exc:  # a benchmark records a failing stage and goes on
         return {"status": f"failed: {type(exc).__name__}: {exc}", "import_s": import_s}
-    return {"status": "ok", "import_s": import_s, "stage_s": time.perf_counter() - t1,
-            "stage_cpu_s": time.process_time() - c1, "settings": settings, "flags": len(result.flags),
-            "effective_settings": (result.record or {}).get("settings")}
+    return {
+        "status": "ok",
+        "import_s": import_s,
+        "stage_s": time.perf_counter() - t1,
+        "stage_cpu_s": time.process_time() - c1,
+        "settings": settings,
+        "flags": len(result.flags),
+        "effective_settings": (result.record or {}).get("settings"),
+    }
 
 
 def run_rscript(args: list[str], timeout: float) -> tuple[dict, str]:
@@ -207,17 +250,19 @@ def run_rscript(args: list[str], timeout: float) -> tuple[dict, str]:
 
 
 def bench_trial_r(input_csv: Path, outcomes, m: int, seed: int, timeout: float) -> dict:
-    rec, stdout = run_rscript([str(HERE / "r" / "trial_mice_nlme.R"), str(input_csv), str(m), str(seed),
-                               *outcomes], timeout)
+    rec, stdout = run_rscript(
+        [str(HERE / "r" / "trial_mice_nlme.R"), str(input_csv), str(m), str(seed), *outcomes], timeout
+    )
     for line in stdout.splitlines():
         if line.startswith("RESULT "):
-            rec.update(json.loads(line[len("RESULT "):]))
+            rec.update(json.loads(line[len("RESULT ") :]))
     if rec["status"] == "ok" and "total_s" not in rec:
         rec["status"] = "failed: no RESULT line"
     return rec
 
 
 # ---------------------------------------------------------------------------------------------- c. bayes
+
 
 def load_bench_bayes():
     spec = importlib.util.spec_from_file_location("bench_bayes", HERE / "bench_bayes.py")
@@ -255,6 +300,7 @@ def bench_bayes(quick: bool, skip_r: bool, timeout: float) -> dict:
 
 # ---------------------------------------------------------------------------------------------- d. bayes_default
 
+
 def bench_bayes_default(skip_r: bool, timeout: float) -> dict:
     """Part d: bench_bayes.bench_default_stage (the stage in a fresh process; metafor and brms on its input)."""
     try:
@@ -277,23 +323,34 @@ def summarise_bayes_default(part: dict) -> dict:
     if firsts and per_refit is not None and n_py and n_programs:
         extrap = n_programs * (sum(firsts) / len(firsts)) + (n_py - n_programs) * per_refit
     py_s = py.get("stage_total_s")
-    return {"python_stage_s": py_s, "python_stage_cpu_s": py.get("stage_total_cpu_s"),
-            "python_process_wall_s": py.get("process_wall_s"), "python_compile_s": py.get("compile_s"),
-            "python_fits": n_py, "python_distinct_priors": n_programs, "python_retries": py.get("retries"),
-            "python_gate_failures": py.get("gate_failures"), "python_sampler_runs": py.get("sampler_runs"),
-            "brms_measured_s": r.get("brms_total_s"),
-            "brms_fits": int(r["brms_fits"]) if isinstance(r.get("brms_fits"), float) else None,
-            "brms_compiles": int(r["brms_priors"]) if isinstance(r.get("brms_priors"), float) else None,
-            "brms_cumulative_fits": int(r.get("brms_cumulative_fits", 0)) if r.get("status") == "ok" else None,
-            "brms_first_fit_mean_s": sum(firsts) / len(firsts) if firsts else None, "brms_per_refit_s": per_refit,
-            "brms_fits_with_divergences": (int(r["brms_fits_with_divergences"])
-                                           if isinstance(r.get("brms_fits_with_divergences"), float) else None),
-            "brms_full_workload_extrapolated_s": extrap,
-            "brms_measured_over_python": ratio(r.get("brms_total_s"), py_s),
-            "brms_extrapolated_over_python": ratio(extrap, py_s),
-            "metafor_s": r.get("metafor_all_outcomes_s"), "python_rma_s": part.get("python_rma_reml_s"),
-            "metafor_over_python_rma": ratio(r.get("metafor_all_outcomes_s"), part.get("python_rma_reml_s")),
-            "python_status": py.get("status"), "r_status": r.get("status")}
+    return {
+        "python_stage_s": py_s,
+        "python_stage_cpu_s": py.get("stage_total_cpu_s"),
+        "python_process_wall_s": py.get("process_wall_s"),
+        "python_compile_s": py.get("compile_s"),
+        "python_fits": n_py,
+        "python_distinct_priors": n_programs,
+        "python_retries": py.get("retries"),
+        "python_gate_failures": py.get("gate_failures"),
+        "python_sampler_runs": py.get("sampler_runs"),
+        "brms_measured_s": r.get("brms_total_s"),
+        "brms_fits": int(r["brms_fits"]) if isinstance(r.get("brms_fits"), float) else None,
+        "brms_compiles": int(r["brms_priors"]) if isinstance(r.get("brms_priors"), float) else None,
+        "brms_cumulative_fits": int(r.get("brms_cumulative_fits", 0)) if r.get("status") == "ok" else None,
+        "brms_first_fit_mean_s": sum(firsts) / len(firsts) if firsts else None,
+        "brms_per_refit_s": per_refit,
+        "brms_fits_with_divergences": (
+            int(r["brms_fits_with_divergences"]) if isinstance(r.get("brms_fits_with_divergences"), float) else None
+        ),
+        "brms_full_workload_extrapolated_s": extrap,
+        "brms_measured_over_python": ratio(r.get("brms_total_s"), py_s),
+        "brms_extrapolated_over_python": ratio(extrap, py_s),
+        "metafor_s": r.get("metafor_all_outcomes_s"),
+        "python_rma_s": part.get("python_rma_reml_s"),
+        "metafor_over_python_rma": ratio(r.get("metafor_all_outcomes_s"), part.get("python_rma_reml_s")),
+        "python_status": py.get("status"),
+        "r_status": r.get("status"),
+    }
 
 
 def markdown_bayes_default(record: dict) -> list[str]:
@@ -301,32 +358,38 @@ def markdown_bayes_default(record: dict) -> list[str]:
     py = part["python"]
     fits = py.get("fits_by_analysis") or {}
     split = ", ".join(f"{v} {k}" for k, v in fits.items())
-    return [f"## d. Bayesian stage on the default config: {fmt(part.get('outcomes'))} pooled outcomes "
-            f"(incl. implementation proportions), {fmt(part.get('rows'))} effects", "",
-            "| implementation | fits | seconds | status |", "| --- | ---: | ---: | --- |",
-            f"| Python `meta_bayes.bayes_pooling`, fresh process (import + inputs + compile + every fit incl. gate "
-            f"retries + tables / figures) | {fmt(b['python_fits'])} | {fmt(b['python_stage_s'])} | "
-            f"{b['python_status']} |",
-            f"| compile (included above) / the process's wall incl. interpreter start / stage CPU seconds | | "
-            f"{fmt(b['python_compile_s'])} / {fmt(b['python_process_wall_s'])} / {fmt(b['python_stage_cpu_s'])} | |",
-            f"| fits: {split}; gate retries / failures | {fmt(b['python_sampler_runs'])} sampler runs | "
-            f"{fmt(b['python_retries'])} / {fmt(b['python_gate_failures'])} | |",
-            f"| brms measured (half-normal / half-Cauchy 0.5 per outcome, the implementation prior, "
-            f"{fmt(b['brms_cumulative_fits'])} cumulative; {fmt(b['brms_compiles'])} Stan compiles) | "
-            f"{fmt(b['brms_fits'])} | {fmt(b['brms_measured_s'])} | {b['r_status']} |",
-            f"| brms first fit (incl. Stan compile, mean) / per refit | | {fmt(b['brms_first_fit_mean_s'])} / "
-            f"{fmt(b['brms_per_refit_s'], 2)} | |",
-            f"| brms fits with divergent transitions (brms has no gate or retry) | "
-            f"{fmt(b['brms_fits_with_divergences'])} | | |",
-            f"| brms extrapolated to Python's fits ({fmt(b['python_distinct_priors'])} compiles + refits) | "
-            f"{fmt(b['python_fits'])} | {fmt(b['brms_full_workload_extrapolated_s'])} | extrapolated |",
-            f"| **brms / Python**: measured (fewer fits) / extrapolated (same fits) | | "
-            f"{fmt(b['brms_measured_over_python'])}x / {fmt(b['brms_extrapolated_over_python'])}x | |",
-            f"| metafor REML, every outcome / imrstats.meta.random_effects.rma | | {fmt(b['metafor_s'], 3)} / "
-            f"{fmt(b['python_rma_s'], 3)} | |", ""]
+    return [
+        f"## d. Bayesian stage on the default config: {fmt(part.get('outcomes'))} pooled outcomes "
+        f"(incl. implementation proportions), {fmt(part.get('rows'))} effects",
+        "",
+        "| implementation | fits | seconds | status |",
+        "| --- | ---: | ---: | --- |",
+        f"| Python `meta_bayes.bayes_pooling`, fresh process (import + inputs + compile + every fit incl. gate "
+        f"retries + tables / figures) | {fmt(b['python_fits'])} | {fmt(b['python_stage_s'])} | "
+        f"{b['python_status']} |",
+        f"| compile (included above) / the process's wall incl. interpreter start / stage CPU seconds | | "
+        f"{fmt(b['python_compile_s'])} / {fmt(b['python_process_wall_s'])} / {fmt(b['python_stage_cpu_s'])} | |",
+        f"| fits: {split}; gate retries / failures | {fmt(b['python_sampler_runs'])} sampler runs | "
+        f"{fmt(b['python_retries'])} / {fmt(b['python_gate_failures'])} | |",
+        f"| brms measured (half-normal / half-Cauchy 0.5 per outcome, the implementation prior, "
+        f"{fmt(b['brms_cumulative_fits'])} cumulative; {fmt(b['brms_compiles'])} Stan compiles) | "
+        f"{fmt(b['brms_fits'])} | {fmt(b['brms_measured_s'])} | {b['r_status']} |",
+        f"| brms first fit (incl. Stan compile, mean) / per refit | | {fmt(b['brms_first_fit_mean_s'])} / "
+        f"{fmt(b['brms_per_refit_s'], 2)} | |",
+        f"| brms fits with divergent transitions (brms has no gate or retry) | "
+        f"{fmt(b['brms_fits_with_divergences'])} | | |",
+        f"| brms extrapolated to Python's fits ({fmt(b['python_distinct_priors'])} compiles + refits) | "
+        f"{fmt(b['python_fits'])} | {fmt(b['brms_full_workload_extrapolated_s'])} | extrapolated |",
+        f"| **brms / Python**: measured (fewer fits) / extrapolated (same fits) | | "
+        f"{fmt(b['brms_measured_over_python'])}x / {fmt(b['brms_extrapolated_over_python'])}x | |",
+        f"| metafor REML, every outcome / imrstats.meta.random_effects.rma | | {fmt(b['metafor_s'], 3)} / "
+        f"{fmt(b['python_rma_s'], 3)} | |",
+        "",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- report
+
 
 def ratio(r_seconds, py_seconds):
     if isinstance(r_seconds, (int, float)) and isinstance(py_seconds, (int, float)) and py_seconds > 0:
@@ -349,12 +412,18 @@ def summarise(record: dict) -> dict:
     if trial:
         py, r = trial["python"], trial["r"]
         py_total = (py.get("import_s", 0) + py["stage_s"]) if py.get("status") == "ok" else None
-        s["trial"] = {"python_stage_s": py.get("stage_s"), "python_total_s": py_total,
-                      "r_total_s": r.get("total_s"), "r_per_outcome_s": r.get("per_outcome_mean_s"),
-                      "python_stage_cpu_s": py.get("stage_cpu_s"), "r_total_cpu_s": r.get("total_cpu_s"),
-                      "r_over_python_cpu": ratio(r.get("total_cpu_s"), py.get("stage_cpu_s")),
-                      "r_over_python": ratio(r.get("total_s"), py_total),
-                      "python_status": py.get("status"), "r_status": r.get("status")}
+        s["trial"] = {
+            "python_stage_s": py.get("stage_s"),
+            "python_total_s": py_total,
+            "r_total_s": r.get("total_s"),
+            "r_per_outcome_s": r.get("per_outcome_mean_s"),
+            "python_stage_cpu_s": py.get("stage_cpu_s"),
+            "r_total_cpu_s": r.get("total_cpu_s"),
+            "r_over_python_cpu": ratio(r.get("total_cpu_s"), py.get("stage_cpu_s")),
+            "r_over_python": ratio(r.get("total_s"), py_total),
+            "python_status": py.get("status"),
+            "r_status": r.get("status"),
+        }
     bayes = record.get("bayes")
     if bayes:
         py, r = bayes["python"], bayes["r"]
@@ -367,16 +436,22 @@ def summarise(record: dict) -> dict:
         if per_refit and firsts and n_py:
             n_priors = 4
             extrap = n_priors * (sum(firsts) / len(firsts)) + (n_py - n_priors) * (sum(per_refit) / len(per_refit))
-        s["bayes"] = {"python_stage_s": py.get("stage_total_s"), "python_fits": n_py,
-                      "brms_measured_s": r.get("brms_total_s"), "brms_fits": n_brms,
-                      "brms_first_fit_s": firsts[0] if firsts else None,
-                      "brms_per_refit_s": (sum(per_refit) / len(per_refit)) if per_refit else None,
-                      "brms_full_workload_extrapolated_s": extrap,
-                      "brms_measured_over_python": ratio(r.get("brms_total_s"), py.get("stage_total_s")),
-                      "brms_extrapolated_over_python": ratio(extrap, py.get("stage_total_s")),
-                      "metafor_s": r.get("metafor_all_outcomes_s"), "python_rma_s": bayes.get("python_rma_reml_s"),
-                      "metafor_over_python_rma": ratio(r.get("metafor_all_outcomes_s"), bayes.get("python_rma_reml_s")),
-                      "python_status": py.get("status", "ok"), "r_status": r.get("status")}
+        s["bayes"] = {
+            "python_stage_s": py.get("stage_total_s"),
+            "python_fits": n_py,
+            "brms_measured_s": r.get("brms_total_s"),
+            "brms_fits": n_brms,
+            "brms_first_fit_s": firsts[0] if firsts else None,
+            "brms_per_refit_s": (sum(per_refit) / len(per_refit)) if per_refit else None,
+            "brms_full_workload_extrapolated_s": extrap,
+            "brms_measured_over_python": ratio(r.get("brms_total_s"), py.get("stage_total_s")),
+            "brms_extrapolated_over_python": ratio(extrap, py.get("stage_total_s")),
+            "metafor_s": r.get("metafor_all_outcomes_s"),
+            "python_rma_s": bayes.get("python_rma_reml_s"),
+            "metafor_over_python_rma": ratio(r.get("metafor_all_outcomes_s"), bayes.get("python_rma_reml_s")),
+            "python_status": py.get("status", "ok"),
+            "r_status": r.get("status"),
+        }
     if record.get("bayes_default"):
         s["bayes_default"] = summarise_bayes_default(record["bayes_default"])
     return s
@@ -384,57 +459,78 @@ def summarise(record: dict) -> dict:
 
 def markdown(record: dict) -> str:
     m, s = record["machine"], record["summary"]
-    lines = [f"# Benchmark run {m['date']}{' (--quick)' if record['quick'] else ''}", "",
-             f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB; load average at start "
-             f"{' / '.join(fmt(x, 2) for x in m['load_avg_start'])} (1 / 5 / 15 min), at end "
-             f"{' / '.join(fmt(x, 2) for x in record['load_avg_end'])}; Python {m['python']}; {m['r'] or 'R not available'}.",
-             "Wall-clock seconds. A load average above the CPU count means other work shared the machine: rerun when it is quiet.",
-             ""]
+    lines = [
+        f"# Benchmark run {m['date']}{' (--quick)' if record['quick'] else ''}",
+        "",
+        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB; load average at start "
+        f"{' / '.join(fmt(x, 2) for x in m['load_avg_start'])} (1 / 5 / 15 min), at end "
+        f"{' / '.join(fmt(x, 2) for x in record['load_avg_end'])}; Python {m['python']}; {m['r'] or 'R not available'}.",
+        "Wall-clock seconds. A load average above the CPU count means other work shared the machine: rerun when it is quiet.",
+        "",
+    ]
     if "pipeline" in record:
         p = record["pipeline"]
-        lines += ["## a. Pipeline (`snakemake --cores 2`, " + p["target"] + ")", "",
-                  "| run | wall s | status |", "| --- | ---: | --- |",
-                  f"| cold (fresh directory) | {fmt(p['cold'].get('wall_s'))} | {p['cold']['status']} |",
-                  f"| warm (no-op rerun) | {fmt(p['warm'].get('wall_s'))} | {p['warm']['status']} |", "",
-                  "| rule | wall s | CPU s | max RSS MB |", "| --- | ---: | ---: | ---: |"]
-        lines += [f"| {r['rule']} | {fmt(r['wall_s'])} | {fmt(r['cpu_s'])} | {fmt(r['max_rss_mb'], 0)} |"
-                  for r in p["rules"]]
+        lines += [
+            "## a. Pipeline (`snakemake --cores 2`, " + p["target"] + ")",
+            "",
+            "| run | wall s | status |",
+            "| --- | ---: | --- |",
+            f"| cold (fresh directory) | {fmt(p['cold'].get('wall_s'))} | {p['cold']['status']} |",
+            f"| warm (no-op rerun) | {fmt(p['warm'].get('wall_s'))} | {p['warm']['status']} |",
+            "",
+            "| rule | wall s | CPU s | max RSS MB |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r['rule']} | {fmt(r['wall_s'])} | {fmt(r['cpu_s'])} | {fmt(r['max_rss_mb'], 0)} |" for r in p["rules"]
+        ]
         lines += [f"| **sum / peak** | {fmt(p['sum_rule_wall_s'])} | | {fmt(p['peak_max_rss_mb'], 0)} |", ""]
     if "trial" in s:
         t, tr = s["trial"], record["trial"]
         n_out = len(tr["outcomes"])
-        lines += [f"## b. Trial stage: {n_out} outcomes, m = {tr['m']} imputations", "",
-                  "| implementation | seconds | per outcome | status |", "| --- | ---: | ---: | --- |",
-                  f"| Python `run_trial_stage` (whole stage; + import) | {fmt(t['python_stage_s'])} "
-                  f"(+ {fmt(tr['python'].get('import_s'))}) | "
-                  f"{fmt(t['python_stage_s'] / n_out if t['python_stage_s'] else None, 2)} | {t['python_status']} |",
-                  f"| R mice pmm + nlme::gls + pool.scalar (ITT only; incl. package load) | {fmt(t['r_total_s'])} | "
-                  f"{fmt(t['r_per_outcome_s'], 2)} | {t['r_status']} |",
-                  f"| **R / Python** (target >= 10) | {fmt(t['r_over_python'])}x | | |",
-                  f"| CPU seconds, Python stage / R (fairer on a loaded machine) | {fmt(t['python_stage_cpu_s'])} / "
-                  f"{fmt(t['r_total_cpu_s'])} = {fmt(t['r_over_python_cpu'])}x | | |", ""]
+        lines += [
+            f"## b. Trial stage: {n_out} outcomes, m = {tr['m']} imputations",
+            "",
+            "| implementation | seconds | per outcome | status |",
+            "| --- | ---: | ---: | --- |",
+            f"| Python `run_trial_stage` (whole stage; + import) | {fmt(t['python_stage_s'])} "
+            f"(+ {fmt(tr['python'].get('import_s'))}) | "
+            f"{fmt(t['python_stage_s'] / n_out if t['python_stage_s'] else None, 2)} | {t['python_status']} |",
+            f"| R mice pmm + nlme::gls + pool.scalar (ITT only; incl. package load) | {fmt(t['r_total_s'])} | "
+            f"{fmt(t['r_per_outcome_s'], 2)} | {t['r_status']} |",
+            f"| **R / Python** (target >= 10) | {fmt(t['r_over_python'])}x | | |",
+            f"| CPU seconds, Python stage / R (fairer on a loaded machine) | {fmt(t['python_stage_cpu_s'])} / "
+            f"{fmt(t['r_total_cpu_s'])} = {fmt(t['r_over_python_cpu'])}x | | |",
+            "",
+        ]
     if "bayes" in s:
         b = s["bayes"]
-        lines += [f"## c. Bayesian stage: {record['bayes']['outcomes']} outcomes", "",
-                  "| implementation | fits | seconds | status |", "| --- | ---: | ---: | --- |",
-                  f"| Python (PyMC model + nutpie: import + compile + all fits; 4 priors + cumulative) | "
-                  f"{fmt(b['python_fits'])} | {fmt(b['python_stage_s'])} | {b['python_status']} |",
-                  f"| brms measured (priors brms can express + cumulative; compile included) | {fmt(b['brms_fits'])} | "
-                  f"{fmt(b['brms_measured_s'])} | {b['r_status']} |",
-                  f"| brms first fit (incl. Stan compile) / per refit | | {fmt(b['brms_first_fit_s'])} / "
-                  f"{fmt(b['brms_per_refit_s'], 2)} | |",
-                  f"| brms extrapolated to Python's workload (4 compiles + refits) | {fmt(b['python_fits'])} | "
-                  f"{fmt(b['brms_full_workload_extrapolated_s'])} | extrapolated |",
-                  f"| **brms / Python**: measured (fewer fits) / extrapolated (same fits) | | "
-                  f"{fmt(b['brms_measured_over_python'])}x / {fmt(b['brms_extrapolated_over_python'])}x | |",
-                  f"| metafor REML, every outcome / imrstats.meta.random_effects.rma | | {fmt(b['metafor_s'], 3)} / "
-                  f"{fmt(b['python_rma_s'], 3)} | |", ""]
+        lines += [
+            f"## c. Bayesian stage: {record['bayes']['outcomes']} outcomes",
+            "",
+            "| implementation | fits | seconds | status |",
+            "| --- | ---: | ---: | --- |",
+            f"| Python (PyMC model + nutpie: import + compile + all fits; 4 priors + cumulative) | "
+            f"{fmt(b['python_fits'])} | {fmt(b['python_stage_s'])} | {b['python_status']} |",
+            f"| brms measured (priors brms can express + cumulative; compile included) | {fmt(b['brms_fits'])} | "
+            f"{fmt(b['brms_measured_s'])} | {b['r_status']} |",
+            f"| brms first fit (incl. Stan compile) / per refit | | {fmt(b['brms_first_fit_s'])} / "
+            f"{fmt(b['brms_per_refit_s'], 2)} | |",
+            f"| brms extrapolated to Python's workload (4 compiles + refits) | {fmt(b['python_fits'])} | "
+            f"{fmt(b['brms_full_workload_extrapolated_s'])} | extrapolated |",
+            f"| **brms / Python**: measured (fewer fits) / extrapolated (same fits) | | "
+            f"{fmt(b['brms_measured_over_python'])}x / {fmt(b['brms_extrapolated_over_python'])}x | |",
+            f"| metafor REML, every outcome / imrstats.meta.random_effects.rma | | {fmt(b['metafor_s'], 3)} / "
+            f"{fmt(b['python_rma_s'], 3)} | |",
+            "",
+        ]
     if "bayes_default" in s:
         lines += markdown_bayes_default(record)
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------- main
+
 
 def rebuild_from_json(path: Path) -> str:
     """Recompute the summary and Markdown table of a saved run (after a change of the table's layout)."""
@@ -453,8 +549,9 @@ def main() -> None:
     parser.add_argument("--skip-r", action="store_true", help="Python side only")
     parser.add_argument("--only", action="append", choices=["pipeline", "trial", "bayes", "bayes_default"])
     parser.add_argument("--r-timeout", type=float, default=1800.0, help="seconds per R subprocess")
-    parser.add_argument("--rebuild", metavar="JSON", type=Path,
-                        help="only rewrite the summary and Markdown of a saved run (no timing)")
+    parser.add_argument(
+        "--rebuild", metavar="JSON", type=Path, help="only rewrite the summary and Markdown of a saved run (no timing)"
+    )
     args = parser.parse_args()
     if args.rebuild:
         table = rebuild_from_json(args.rebuild)
@@ -482,19 +579,33 @@ def main() -> None:
         export_trial_csv(tables, outcomes, input_csv)
         py = bench_trial_python(tables, config, args.quick)
         print(f"trial python: {py.get('status')} {fmt(py.get('stage_s'))} s", flush=True)
-        r = {"status": "skipped"} if args.skip_r else bench_trial_r(input_csv, outcomes, m, config["seed"],
-                                                                      args.r_timeout)
+        r = (
+            {"status": "skipped"}
+            if args.skip_r
+            else bench_trial_r(input_csv, outcomes, m, config["seed"], args.r_timeout)
+        )
         print(f"trial R: {r.get('status')} {fmt(r.get('total_s'))} s", flush=True)
-        record["trial"] = {"outcomes": outcomes, "m": m, "input_csv": str(input_csv.relative_to(ROOT)),
-                           "python": py, "r": r}
+        record["trial"] = {
+            "outcomes": outcomes,
+            "m": m,
+            "input_csv": str(input_csv.relative_to(ROOT)),
+            "python": py,
+            "r": r,
+        }
     if "bayes" in parts:
         record["bayes"] = bench_bayes(args.quick, args.skip_r, args.r_timeout)
-        print(f"bayes python {fmt(record['bayes']['python'].get('stage_total_s'))} s, "
-              f"R {record['bayes']['r'].get('status')}", flush=True)
+        print(
+            f"bayes python {fmt(record['bayes']['python'].get('stage_total_s'))} s, "
+            f"R {record['bayes']['r'].get('status')}",
+            flush=True,
+        )
     if "bayes_default" in parts:
         record["bayes_default"] = bench_bayes_default(args.skip_r, args.r_timeout)
-        print(f"bayes_default python {fmt(record['bayes_default']['python'].get('stage_total_s'))} s, "
-              f"R {record['bayes_default']['r'].get('status')}", flush=True)
+        print(
+            f"bayes_default python {fmt(record['bayes_default']['python'].get('stage_total_s'))} s, "
+            f"R {record['bayes_default']['r'].get('status')}",
+            flush=True,
+        )
 
     record["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     record["summary"] = summarise(record)
@@ -504,9 +615,19 @@ def main() -> None:
     table = markdown(record)
     (RESULTS / f"{stem}.md").write_text(table)
     with (RESULTS / "history.jsonl").open("a") as handle:
-        handle.write(json.dumps({"date": record["machine"]["date"], "quick": args.quick, "parts": sorted(parts),
-                                 "load_avg_start": record["machine"]["load_avg_start"],
-                                 "summary": record["summary"]}, default=str) + "\n")
+        handle.write(
+            json.dumps(
+                {
+                    "date": record["machine"]["date"],
+                    "quick": args.quick,
+                    "parts": sorted(parts),
+                    "load_avg_start": record["machine"]["load_avg_start"],
+                    "summary": record["summary"],
+                },
+                default=str,
+            )
+            + "\n"
+        )
     if stem == "latest":
         update_readme(table)
     print(table)

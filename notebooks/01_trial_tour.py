@@ -18,7 +18,7 @@
 #
 # This notebook walks through the synthetic trial that `imrstats` ships as its default data: a
 # two-arm randomised trial of Illness Management and Recovery (IMR) against treatment as usual (TAU),
-# shaped like the Danish IMR trial (Jensen et al. 2019, BMC Psychiatry 19:65; seed 003). The data are
+# shaped like the Danish IMR trial (Jensen et al. 2019, BMC Psychiatry 19:65; docs/sources.md). The data are
 # **simulated**: the numbers are not the trial's results, but the structure (198 participants, three
 # sites, assessments at baseline, after the intervention and at one-year follow-up, about 30% missing
 # follow-up) is.
@@ -29,20 +29,20 @@
 
 # %% tags=["parameters"]
 # Parameters (papermill can override these; the test suite runs the notebook with a small m).
-seed = 20190065      # the master seed of config/config.yaml: the same seed gives the same data
-outcome = "gaf_f"    # the trial's primary outcome: GAF functioning (1-100, higher is better)
-m = 100              # number of imputations (the trial's analysis plan used 100)
+seed = 20190065  # the master seed of config/config.yaml: the same seed gives the same data
+outcome = "gaf_f"  # the trial's primary outcome: GAF functioning (1-100, higher is better)
+m = 100  # number of imputations (the trial's analysis plan used 100)
 
 # %%
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from imrstats.trial import analyses as trial
-from imrstats.data.clean import clean_tables
 from imrstats.config import load_config
+from imrstats.data.clean import clean_tables
 from imrstats.data.instruments import get_instrument
 from imrstats.data.simulate import simulate_all
+from imrstats.trial import analyses as trial
 
 pd.set_option("display.precision", 2)
 pd.set_option("display.width", 140)
@@ -111,8 +111,10 @@ plt.show()
 
 # %%
 instrument = get_instrument(outcome)
-print(f"{outcome}: {instrument.name}; range {instrument.min:g}-{instrument.max:g}; "
-      f"{'higher' if instrument.higher_is_better else 'lower'} is better")
+print(
+    f"{outcome}: {instrument.name}; range {instrument.min:g}-{instrument.max:g}; "
+    f"{'higher' if instrument.higher_is_better else 'lower'} is better"
+)
 assessments.loc[assessments["instrument"] == outcome].head()
 
 # %% [markdown]
@@ -126,7 +128,7 @@ missing_share = frame.groupby("arm")[["baseline", "post", "fu12"]].agg(lambda s:
 missing_share
 
 # %% [markdown]
-# The observed means per arm and visit (the trial's "complete-case" descriptives, seed 003 Table 3):
+# The observed means per arm and visit (the trial's "complete-case" descriptives, Jensen et al. 2019, Table 3):
 
 # %%
 observed = trial.describe_by_arm(frame, outcome=outcome)
@@ -186,24 +188,35 @@ likelihood = trial.likelihood_mmrm(frame)
 print(likelihood.method, "| converged:", likelihood.converged)
 _, complete = trial.complete_case(frame, outcome=outcome)
 
-comparison = pd.concat([
-    itt.contrasts.assign(analysis="ITT MI-MMRM"),
-    likelihood.contrasts.assign(analysis="likelihood MMRM"),
-    complete.assign(analysis="complete-case ANCOVA"),
-], ignore_index=True)
+comparison = pd.concat(
+    [
+        itt.contrasts.assign(analysis="ITT MI-MMRM"),
+        likelihood.contrasts.assign(analysis="likelihood MMRM"),
+        complete.assign(analysis="complete-case ANCOVA"),
+    ],
+    ignore_index=True,
+)
 comparison[["analysis", "quantity", "estimate", "se", "ci_low", "ci_high", "p"]]
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 3.5))
 rows = comparison.reset_index(drop=True)
-ax.errorbar(rows["estimate"], range(len(rows)),
-            xerr=[rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]],
-            fmt="o", color="black", capsize=3)
+ax.errorbar(
+    rows["estimate"],
+    range(len(rows)),
+    xerr=[rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]],
+    fmt="o",
+    color="black",
+    capsize=3,
+)
 ax.set_yticks(range(len(rows)))
 ax.set_yticklabels(rows["analysis"] + ": " + rows["quantity"])
 ax.axvline(0, color="grey", lw=0.8)
-ax.set_xlabel(f"IMR - TAU on {instrument.short} (95% CI); positive favours IMR" if instrument.higher_is_better
-              else f"IMR - TAU on {instrument.short} (95% CI); negative favours IMR")
+ax.set_xlabel(
+    f"IMR - TAU on {instrument.short} (95% CI); positive favours IMR"
+    if instrument.higher_is_better
+    else f"IMR - TAU on {instrument.short} (95% CI); negative favours IMR"
+)
 ax.invert_yaxis()
 plt.show()
 

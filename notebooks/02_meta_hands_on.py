@@ -29,12 +29,12 @@
 
 # %% tags=["parameters"]
 # Parameters (papermill can override these).
-outcome = "imrs_client"        # an outcome label of meta.outcomes in config/config.yaml
-drop_study = "Jensen 2019"     # a study to leave out in section 3 ("" keeps every study)
-method = "REML"                # tau^2 estimator: REML, DL, PM, ML or EE (equal effects)
-knha = True                    # Knapp-Hartung t intervals (recommended with few studies)
-tau_prior_scale = 1.0          # your own prior in section 5: tau ~ HalfNormal(tau_prior_scale)
-draws = 1000                   # posterior draws per chain (4 chains) after as many tuning steps
+outcome = "imrs_client"  # an outcome label of meta.outcomes in config/config.yaml
+drop_study = "Jensen 2019"  # a study to leave out in section 3 ("" keeps every study)
+method = "REML"  # tau^2 estimator: REML, DL, PM, ML or EE (equal effects)
+knha = True  # Knapp-Hartung t intervals (recommended with few studies)
+tau_prior_scale = 1.0  # your own prior in section 5: tau ~ HalfNormal(tau_prior_scale)
+draws = 1000  # posterior draws per chain (4 chains) after as many tuning steps
 seed = 20190065
 
 # %%
@@ -43,12 +43,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from imrstats.meta import bayes
-
-from imrstats.meta import stage as meta_stage
 from imrstats.config import load_config
-from imrstats.errors import AnalysisError
 from imrstats.data.published import load_published_outcomes
+from imrstats.errors import AnalysisError
+from imrstats.meta import bayes
+from imrstats.meta import figures as meta_figures
+from imrstats.meta import stage as meta_stage
 
 pd.set_option("display.precision", 3)
 pd.set_option("display.width", 140)
@@ -95,8 +95,11 @@ for flag in pooled["flags"]:
 pooled["heterogeneity"][["quantity", "estimate", "ci_low", "ci_high", "p"]]
 
 # %%
-display(meta_stage.forest_figure(data, fit, title=f"{outcome}: all {len(data)} studies",
-                                 xlabel="Hedges' g (positive favours IMR)"))
+display(
+    meta_figures.forest_figure(
+        data, fit, title=f"{outcome}: all {len(data)} studies", xlabel="Hedges' g (positive favours IMR)"
+    )
+)
 
 # %% [markdown]
 # ## 3. Drop a study
@@ -112,15 +115,26 @@ refit = meta_stage.pool_outcome(kept, method=method, knha=knha, level=settings["
 
 
 def headline(name, f):
-    return {"analysis": name, "k": f.k, "estimate": f.estimate, "ci_low": f.ci_low, "ci_high": f.ci_high,
-            "p": f.p, "tau2": f.tau2, "I2 (%)": f.i2}
+    return {
+        "analysis": name,
+        "k": f.k,
+        "estimate": f.estimate,
+        "ci_low": f.ci_low,
+        "ci_high": f.ci_high,
+        "p": f.p,
+        "tau2": f.tau2,
+        "I2 (%)": f.i2,
+    }
 
 
 pd.DataFrame([headline("all studies", fit), headline(f"without {drop_study or 'none'}", refit)])
 
 # %%
-display(meta_stage.forest_figure(kept, refit, title=f"{outcome}: without {drop_study or 'none'}",
-                                 xlabel="Hedges' g (positive favours IMR)"))
+display(
+    meta_figures.forest_figure(
+        kept, refit, title=f"{outcome}: without {drop_study or 'none'}", xlabel="Hedges' g (positive favours IMR)"
+    )
+)
 
 # %%
 pooled["leave_one_out"][["omitted", "estimate", "ci_low", "ci_high", "p", "tau2", "i2"]]
@@ -141,8 +155,17 @@ sampler = bayes.shared_sampler(target_accept=bayes_settings["target_accept"])
 prior_mu = bayes.Normal(**bayes_settings["prior_mu"])
 main_prior = bayes.SHIPPED_TAU_PRIORS[bayes_settings["tau_prior"]]
 print(f"mu ~ {prior_mu.label()}; {main_prior.prior.label()}\n  {main_prior.citation}")
-posterior = sampler.fit(data["yi"], data["sei"], data["study"], prior_mu=prior_mu, prior_tau=main_prior.prior,
-                        mid=settings["mid"], draws=draws, tune=draws, seed=seed).check_diagnostics()
+posterior = sampler.fit(
+    data["yi"],
+    data["sei"],
+    data["study"],
+    prior_mu=prior_mu,
+    prior_tau=main_prior.prior,
+    mid=settings["mid"],
+    draws=draws,
+    tune=draws,
+    seed=seed,
+).check_diagnostics()
 print(posterior.method)
 posterior.estimates[["quantity", "estimate", "se", "ci_low", "ci_high"]]
 
@@ -155,11 +178,22 @@ posterior.estimates[["quantity", "estimate", "se", "ci_low", "ci_high"]]
 effects = posterior.study_effects
 fig, ax = plt.subplots(figsize=(6.5, 3))
 rows = range(len(effects))
-ax.errorbar(effects["yi"], [r + 0.15 for r in rows], xerr=1.96 * effects["sei"], fmt="s", color="tab:blue",
-            label="observed (95% CI)")
-ax.errorbar(effects["theta_mean"], [r - 0.15 for r in rows],
-            xerr=[effects["theta_mean"] - effects["theta_low"], effects["theta_high"] - effects["theta_mean"]],
-            fmt="o", color="tab:red", label="shrunken theta (95% interval)")
+ax.errorbar(
+    effects["yi"],
+    [r + 0.15 for r in rows],
+    xerr=1.96 * effects["sei"],
+    fmt="s",
+    color="tab:blue",
+    label="observed (95% CI)",
+)
+ax.errorbar(
+    effects["theta_mean"],
+    [r - 0.15 for r in rows],
+    xerr=[effects["theta_mean"] - effects["theta_low"], effects["theta_high"] - effects["theta_mean"]],
+    fmt="o",
+    color="tab:red",
+    label="shrunken theta (95% interval)",
+)
 ax.set_yticks(list(rows))
 ax.set_yticklabels(effects["study"])
 ax.axvline(0, color="grey", lw=0.8)
@@ -179,12 +213,34 @@ plt.show()
 # %%
 priors = {key: bayes.SHIPPED_TAU_PRIORS[key] for key in bayes_settings["sensitivity_priors"]}
 priors[f"your HalfNormal({tau_prior_scale:g})"] = bayes.HalfNormal(tau_prior_scale)
-sensitivity = bayes.prior_sensitivity(sampler, data["yi"], data["sei"], data["study"], priors=priors,
-                                      prior_mu=prior_mu, mid=settings["mid"], draws=draws, tune=draws, seed=seed)
+sensitivity = bayes.prior_sensitivity(
+    sampler,
+    data["yi"],
+    data["sei"],
+    data["study"],
+    priors=priors,
+    prior_mu=prior_mu,
+    mid=settings["mid"],
+    draws=draws,
+    tune=draws,
+    seed=seed,
+)
 for _, row in sensitivity.loc[~sensitivity["diagnostics_ok"]].iterrows():
     print(f"SAMPLER PROBLEM under {row['prior']}: {row['diagnostic_problems']} (do not report this row)")
-sensitivity[["prior", "prior_tau", "mu_mean", "mu_low", "mu_high", "tau_median", "mu_new_low", "mu_new_high",
-             "P(mu > 0)", "diagnostics_ok"]]
+sensitivity[
+    [
+        "prior",
+        "prior_tau",
+        "mu_mean",
+        "mu_low",
+        "mu_high",
+        "tau_median",
+        "mu_new_low",
+        "mu_new_high",
+        "P(mu > 0)",
+        "diagnostics_ok",
+    ]
+]
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 0.6 * len(sensitivity) + 1.2))
@@ -203,12 +259,23 @@ plt.show()
 # ## 6. Both at once: drop the study under the Bayesian model
 
 # %%
-without = sampler.fit(kept["yi"], kept["sei"], kept["study"], prior_mu=prior_mu, prior_tau=main_prior.prior,
-                      mid=settings["mid"], draws=draws, tune=draws, seed=seed).check_diagnostics()
-pd.DataFrame([
-    {"analysis": "all studies", **bayes.summary_row(posterior)},
-    {"analysis": f"without {drop_study or 'none'}", **bayes.summary_row(without)},
-])[["analysis", "mu_mean", "mu_low", "mu_high", "tau_median", "P(mu > 0)", "P(mu > 0.2)"]]
+without = sampler.fit(
+    kept["yi"],
+    kept["sei"],
+    kept["study"],
+    prior_mu=prior_mu,
+    prior_tau=main_prior.prior,
+    mid=settings["mid"],
+    draws=draws,
+    tune=draws,
+    seed=seed,
+).check_diagnostics()
+pd.DataFrame(
+    [
+        {"analysis": "all studies", **bayes.summary_row(posterior)},
+        {"analysis": f"without {drop_study or 'none'}", **bayes.summary_row(without)},
+    ]
+)[["analysis", "mu_mean", "mu_low", "mu_high", "tau_median", "P(mu > 0)", "P(mu > 0.2)"]]
 
 # %% [markdown]
 # ## Try this

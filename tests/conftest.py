@@ -29,8 +29,12 @@ def default_clean_tables(default_config, default_tables):
     from imrstats.data.clean import clean_tables
 
     cfg = default_config
-    return clean_tables(default_tables, missing_codes=cfg["clean"]["missing_codes"], prorate=cfg["clean"]["prorate"],
-                        allow_identifier_columns=cfg["privacy"]["allow_identifier_columns"]).tables
+    return clean_tables(
+        default_tables,
+        missing_codes=cfg["clean"]["missing_codes"],
+        prorate=cfg["clean"]["prorate"],
+        allow_identifier_columns=cfg["privacy"]["allow_identifier_columns"],
+    ).tables
 
 
 # ---- full pipeline runs (tests/pipeline_runs.py): one per (config, cores), shared by the whole session ----
@@ -68,8 +72,18 @@ def small_pipeline_run(tmp_path_factory):
     return finished_run(tmp_path_factory, cores=2, small=True)
 
 
+# the second tier of `make test` (`pytest -m pipeline`): every test in these folders runs the workflow or the
+# whole pipeline, whatever its module says; elsewhere a test that does says so itself (@pytest.mark.pipeline)
+PIPELINE_TEST_DIRS = (PROJECT / "tests" / "pipeline", PROJECT / "tests" / "report")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the markers
 def pytest_collection_modifyitems(config, items):
-    """Slow simulation studies run only when asked for (`pytest -m slow`), never in the default run."""
+    """Tests under PIPELINE_TEST_DIRS are marked `pipeline`. Slow simulation studies run only when asked for
+    (`pytest -m slow`), never in the default run."""
+    for item in items:
+        if any(Path(item.path).is_relative_to(folder) for folder in PIPELINE_TEST_DIRS):
+            item.add_marker(pytest.mark.pipeline)
     if "slow" in (config.getoption("-m") or ""):
         return
     skip = pytest.mark.skip(reason="simulation study: run with -m slow")

@@ -53,7 +53,7 @@ class FinishedRun:
 
 
 _PROJECT: list[Path] = []
-_RUNS: dict[tuple[str, int], FinishedRun | str] = {}   # a failed run keeps its error: it is not tried again
+_RUNS: dict[tuple[str, int], FinishedRun | str] = {}  # a failed run keeps its error: it is not tried again
 
 
 def snapshot_project(dest: Path) -> Path:
@@ -86,11 +86,17 @@ def snakemake_env(project: Path) -> dict:
     return {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(project / "src")}
 
 
-def run_snakemake(project: Path, workdir: Path, *extra: str, cores: int = 2, small: bool = True,
-                  timeout: int = 3600) -> subprocess.CompletedProcess:
+def run_snakemake(
+    project: Path, workdir: Path, *extra: str, cores: int = 2, small: bool = True, timeout: int = 3600
+) -> subprocess.CompletedProcess:
     """`snakemake` on `project`'s Snakefile in `workdir` (results in workdir/results)."""
-    return subprocess.run(snakemake_cmd(project, workdir, *extra, cores=cores, small=small), capture_output=True,
-                          text=True, env=snakemake_env(project), timeout=timeout)
+    return subprocess.run(
+        snakemake_cmd(project, workdir, *extra, cores=cores, small=small),
+        capture_output=True,
+        text=True,
+        env=snakemake_env(project),
+        timeout=timeout,
+    )
 
 
 def result_files(results: Path) -> dict[str, bytes]:
@@ -125,8 +131,10 @@ def finished_run(tmp_path_factory, *, cores: int = 2, small: bool = False) -> Fi
         if proc.returncode == 0:
             _RUNS[key] = FinishedRun(project, workdir, result_files(workdir / "results"))
         else:
-            _RUNS[key] = (f"the {key[0]} pipeline on {cores} core(s) in {workdir} failed (exit {proc.returncode}):\n"
-                          f"{proc.stderr[-4000:]}")
+            _RUNS[key] = (
+                f"the {key[0]} pipeline on {cores} core(s) in {workdir} failed (exit {proc.returncode}):\n"
+                f"{proc.stderr[-4000:]}"
+            )
     run = _RUNS[key]
     if isinstance(run, str):
         raise AssertionError(run)

@@ -24,7 +24,9 @@ def test_meta_command_on_a_reviewers_csv(tmp_path, capsys):
 
 def test_meta_command_with_effects_and_unknown_outcome(tmp_path, capsys):
     path = tmp_path / "effects.csv"
-    path.write_text("study,instrument,effect,se\nA,imrs_client,0.36,0.2\nB,imrs_client,0.1,0.15\nC,imrs_client,-0.05,0.12\n")
+    path.write_text(
+        "study,instrument,effect,se\nA,imrs_client,0.36,0.2\nB,imrs_client,0.1,0.15\nC,imrs_client,-0.05,0.12\n"
+    )
     assert main(["meta", str(path), "--method", "DL"]) == 0
     assert "effects as given (effect, se)" in capsys.readouterr().out
     assert main(["meta", str(path), "--outcome", "gaf_f"]) == 2
@@ -42,9 +44,9 @@ def test_audit_command_flags_the_seed_cases(tmp_path, capsys):
     out = tmp_path / "audit.json"
     assert main(["audit", str(PROJECT / "data" / "published" / "audit_cases.csv"), "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    # seed 000: r = 0.96 with n = 15 gives p < 1e-7, so "p = 0.001" can only be a threshold
+    # Ferrara implementation study: r = 0.96 with n = 15 gives p < 1e-7, so "p = 0.001" can only be a threshold
     assert "correlation_p_reported_as_equality" in text
-    # seed 003: GAF-F 0.8 with CI -4.7 to 3.0: the CI is not centred on the estimate
+    # Jensen et al. 2019: GAF-F 0.8 with CI -4.7 to 3.0: the CI is not centred on the estimate
     assert "[ci_centred] 0.8 (95% CI -4.7 to 3.0)" in text
     record = json.loads(out.read_text())
     assert record["stage"] == "audit" and record["flags"]
@@ -77,8 +79,17 @@ def test_trial_command_with_kenward_roger(tmp_path, capsys):
     """One outcome on the small example: --df-method reaches every MMRM fit and is recorded; the random-intercept
     secondary model is run for the requested outcome."""
     out = tmp_path / "trial.json"
-    args = ["trial", "--in", str(PROJECT / "data" / "examples" / "small_csv"), "--outcome", "gaf_f",
-            "--imputations", "5", "--json", str(out)]
+    args = [
+        "trial",
+        "--in",
+        str(PROJECT / "data" / "examples" / "small_csv"),
+        "--outcome",
+        "gaf_f",
+        "--imputations",
+        "5",
+        "--json",
+        str(out),
+    ]
     assert main([*args, "--df-method", "kenward_roger"]) == 0
     payload = json.loads(out.read_text())
     assert payload["settings"]["df_method"] == "kenward_roger"
@@ -88,8 +99,85 @@ def test_trial_command_with_kenward_roger(tmp_path, capsys):
     assert gaf["random_intercept_lmm"]["contrasts"][0]["method"].startswith("REML random-intercept LMM")
     kr = {row["timepoint"]: row["se"] for row in gaf["likelihood_mmrm"]}
     capsys.readouterr()
-    assert main(args) == 0                       # the config's default: Satterthwaite, model-based SE
+    assert main(args) == 0  # the config's default: Satterthwaite, model-based SE
     plain = json.loads(out.read_text())["outcomes"]["gaf_f"]
     assert all("Satterthwaite" in row["method"] for row in plain["likelihood_mmrm"])
     sat = {row["timepoint"]: row["se"] for row in plain["likelihood_mmrm"]}
-    assert all(kr[t] > sat[t] for t in sat)      # the KR adjustment inflates the model-based SE
+    assert all(kr[t] > sat[t] for t in sat)  # the KR adjustment inflates the model-based SE
+
+
+# ---------------------------------------------------------------------------------------------
+# --config: a file of only the keys the user changes, overlaid on the defaults, for every command
+
+
+SMALL = PROJECT / "data" / "examples" / "small_csv"
+
+
+@pytest.mark.parametrize(
+    "command, section, check",
+    [
+        (
+            ["trial", "--in", str(SMALL), "--outcome", "psp"],
+            "trial: {imputations: 5}",
+            lambda record: record["settings"]["imputations"] == 5 and record["settings"]["donors"] == 5,
+        ),
+        (
+            ["services", "--in", str(SMALL)],
+            "services: {selection_rule: bic}",
+            lambda record: (
+                record["settings"]["selection_rule"] == "bic" and record["settings"]["rootogram_max_bars"] == 30
+            ),
+        ),
+        (
+            ["implementation", "--in", str(SMALL)],
+            "implementation: {small_cell_threshold: 3}",
+            lambda record: record["settings"]["small_cell_threshold"] == 3 and record["settings"]["alpha"] == 0.05,
+        ),
+        (
+            ["audit", str(PROJECT / "data" / "published" / "audit_cases.csv")],
+            "audit: {show_uncheckable: true}",
+            lambda record: record["settings"]["show_uncheckable"] is True and record["settings"]["alpha"] == 0.05,
+        ),
+    ],
+)
+def test_a_two_key_config_file_reaches_the_command(tmp_path, capsys, command, section, check):
+    """`--config` with two keys (one setting and the master seed), after or before the command name."""
+    from imrstats.config import stage_seed
+
+    config = tmp_path / "two_keys.yaml"
+    config.write_text(f"{section}\nseed: 7\n")
+    out = tmp_path / "record.json"
+    assert main([*command, "--config", str(config), "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert check(record)
+    if "seed" in record:
+        assert record["seed"] == stage_seed(command[0], {"seed": 7})
+    if command[0] == "audit":  # the same file given before the command name
+        assert main(["--config", str(config), *command, "--json", str(out)]) == 0
+        assert check(json.loads(out.read_text()))
+
+
+def test_a_two_key_config_file_reaches_imrstats_meta(tmp_path, capsys):
+    config = tmp_path / "two_keys.yaml"
+    config.write_text("meta: {method: DL}\nseed: 7\n")
+    assert main(["meta", str(SMD_CSV), "--config", str(config)]) == 0
+    assert "tau^2 estimator: DL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["trial", "--in", str(SMALL), "--outcome", "psp"],
+        ["services", "--in", str(SMALL)],
+        ["implementation", "--in", str(SMALL)],
+        ["meta", str(SMD_CSV)],
+        ["audit", str(PROJECT / "data" / "published" / "audit_cases.csv")],
+    ],
+)
+def test_a_bad_setting_stops_every_command_naming_the_key(tmp_path, capsys, command):
+    config = tmp_path / "bad.yaml"
+    config.write_text("trial: {imputations: 1}\nservices: {rule: aic}\n")
+    assert main([*command, "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "trial.imputations: must be >= 2, got 1" in err and "services.rule: unknown key" in err
+    assert "Traceback" not in err

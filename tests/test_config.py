@@ -1,9 +1,23 @@
+import re
+
 import pytest
 import yaml
 
-from imrstats.config import load_config, validate_config
-from imrstats.errors import InputError
+from conftest import PROJECT
+from imrstats.config import (
+    _schema,
+    defaults,
+    load_config,
+    overlay,
+    section_settings,
+    stage_seed,
+    step_seed,
+    validate_config,
+)
 from imrstats.core.paths import DEFAULT_CONFIG
+from imrstats.errors import InputError, SettingsError
+
+TWO_KEYS = "trial: {imputations: 5}\nseed: 7\n"
 
 
 def test_default_config_is_valid():
@@ -22,7 +36,7 @@ def test_unknown_key_is_named(tmp_path):
 def test_wrong_type_is_named():
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["seed"] = "abc"
-    with pytest.raises(InputError, match=r"config key seed: 'abc' is not of type 'integer'"):
+    with pytest.raises(SettingsError, match=r"^config: seed: must be an integer, got 'abc'$"):
         validate_config(config)
 
 
@@ -30,9 +44,11 @@ def test_every_problem_is_listed_at_once():
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["seed"] = -1
     config["clean"]["prorate"] = "yes"
-    with pytest.raises(InputError) as err:
+    with pytest.raises(SettingsError) as err:
         validate_config(config)
-    assert "config key seed" in str(err.value) and "config key clean.prorate" in str(err.value)
+    assert "\n  seed: must be >= 0, got -1" in str(err.value)
+    assert "\n  clean.prorate: must be true or false, got 'yes'" in str(err.value)
+    assert err.value.keys == ["clean.prorate", "seed"]
 
 
 def test_true_effect_for_unknown_instrument():
@@ -52,10 +68,162 @@ def test_every_config_key_is_documented():
         for key, value in node.items():
             path = f"{prefix}{key}"
             yield path
-            if isinstance(value, dict) and key not in ("sites", "true_effects", "service_types", "true_rate_ratios",
-                                                       "missing_codes", "attendance", "visit_missing",
-                                                       "outcomes", "primary", "prior_mu", "tau_prior"):
+            if isinstance(value, dict) and key not in (
+                "sites",
+                "true_effects",
+                "service_types",
+                "true_rate_ratios",
+                "missing_codes",
+                "attendance",
+                "visit_missing",
+                "outcomes",
+                "primary",
+                "prior_mu",
+                "tau_prior",
+            ):
                 yield from keys(value, path + ".")
 
     missing = [k for k in keys(yaml.safe_load(DEFAULT_CONFIG.read_text())) if f"`{k}`" not in readme]
     assert not missing, f"undocumented config keys: {missing}"
+
+
+# ---------------------------------------------------------------------------------------------
+# One source of settings: defaults in the schema, an overlay of only the changed keys, one error type
+
+
+def test_shipped_config_is_exactly_the_schema_defaults():
+    """config/config.yaml (the documented default run) and the schema's defaults cannot drift apart."""
+    assert yaml.safe_load(DEFAULT_CONFIG.read_text()) == defaults()
+    assert load_config() == defaults()
+
+
+def _properties(node, prefix=""):
+    for key, sub in node.get("properties", {}).items():
+        yield prefix + key, sub
+        yield from _properties(sub, prefix + key + ".")
+
+
+def test_every_key_has_its_default_in_the_schema():
+    missing = [
+        path
+        for path, sub in _properties(_schema())
+        if "default" not in sub and path != "meta.bayes.implementation.tau_prior.nu"
+    ]  # only for the log-t family; 5 in the code
+    assert not missing, f"schema keys without a default: {missing}"
+
+
+def test_a_two_key_file_is_overlaid_on_the_defaults(tmp_path):
+    path = tmp_path / "two_keys.yaml"
+    path.write_text(TWO_KEYS)
+    config = load_config(path)
+    expected = defaults()
+    expected["trial"]["imputations"], expected["seed"] = 5, 7
+    assert config == expected
+    assert load_config(path, {"seed": 8})["seed"] == 8  # overrides (e.g. --seed) come last
+    (tmp_path / "empty.yaml").write_text("# nothing changed\n")
+    assert load_config(tmp_path / "empty.yaml") == defaults()
+    (tmp_path / "commented.yaml").write_text("trial:\n  # imputations: 5\n")  # an empty section
+    assert load_config(tmp_path / "commented.yaml") == defaults()
+
+
+def test_overlay_merges_sections_and_replaces_free_form_mappings():
+    config = load_config(
+        overrides={
+            "trial": {"primary": {"timepoint": "fu12"}},
+            "meta": {"outcomes": {"hope": ["hope"]}, "bayes": {"prior_mu": {"scale": 2.0}}},
+            "simulate": {"trial": {"true_effects": {"psp": {"post": 1.0}}}},
+        }
+    )
+    assert config["trial"]["primary"] == {"outcome": "gaf_f", "timepoint": "fu12"}  # a section merges
+    assert config["meta"]["bayes"]["prior_mu"] == {"loc": 0.0, "scale": 2.0}
+    assert config["meta"]["outcomes"] == {"hope": ["hope"]}  # a free-form mapping replaces
+    assert config["simulate"]["trial"]["true_effects"] == {"psp": {"post": 1.0}}
+    assert config["trial"]["imputations"] == 100
+    lists = overlay({"trial": {"outcomes": ["a", "b"]}}, {"trial": {"outcomes": ["c"]}})
+    assert lists == {"trial": {"outcomes": ["c"]}}  # a list replaces
+
+
+def test_section_settings_fill_a_partial_section():
+    assert section_settings("trial") == defaults()["trial"]
+    assert section_settings("trial", {"imputations": 5}) == {**defaults()["trial"], "imputations": 5}
+    assert section_settings("meta.bayes", {"draws": 200})["draws"] == 200
+    assert section_settings("meta", {"method": "FE"})["method"] == "EE"  # FE is the equal-effects model
+    assert section_settings("services", {"covariates": ("site",)})["covariates"] == ["site"]
+    with pytest.raises(KeyError):
+        section_settings("trail")
+
+
+@pytest.mark.parametrize(
+    "section, raw, message",
+    [
+        ("trial", {"imputations": 1}, "trial.imputations: must be >= 2, got 1"),
+        ("trial", {"imputation": 5}, "trial.imputation: unknown key; valid keys here: alpha, "),
+        ("trial", {"outcomes": ["nope"]}, "trial.outcomes: ['nope'] not in the instrument registry"),
+        (
+            "trial",
+            {"primary": {"timepoint": "baseline"}},
+            "trial.primary.timepoint: must be one of post, fu12, got 'baseline'",
+        ),
+        ("services", {"alpha": 1.5}, "services.alpha: must be < 1, got 1.5"),
+        ("services", {"outcomes": ["admissions", "admissions"]}, "services.outcomes: lists an item twice"),
+        (
+            "implementation",
+            {"suppress_small_cells": "yes"},
+            "implementation.suppress_small_cells: must be true or false",
+        ),
+        ("audit", {"alpha": 5}, "audit.alpha: must be < 1, got 5"),
+        ("meta", {"outcomes": {"x": "imrs_client"}}, "meta.outcomes.x: must be a list, got 'imrs_client'"),
+        ("meta.bayes", {"chains": 1}, "meta.bayes.chains: must be >= 2, got 1"),
+        (
+            "meta.bayes",
+            {"implementation": {"tau_prior": {"family": "gamma"}}},
+            "meta.bayes.implementation.tau_prior.family: must be one of half_normal, ",
+        ),
+        ("evidence", {"label": " "}, "evidence.label: must not be empty or blank"),
+    ],
+)
+def test_every_settings_error_is_one_type_naming_the_key_path(section, raw, message):
+    with pytest.raises(SettingsError) as err:
+        section_settings(section, raw)
+    assert isinstance(err.value, InputError) and str(err.value).startswith(message)
+
+
+def test_schema_enums_are_the_codes_choices():
+    """The schema states the allowed values; the code that acts on them must know the same ones."""
+    from imrstats.data.published import TIMEPOINTS, USES
+    from imrstats.evidence.stage import ANALYSES, SD_SOURCES, TRIAL_TIMEPOINTS
+    from imrstats.meta.bayes import PARAMETERIZATIONS, SHIPPED_TAU_PRIORS
+    from imrstats.meta.stage import ESTIMATORS
+    from imrstats.services.models import SELECTION_RULES
+    from imrstats.trial import analyses
+    from imrstats.trial.mmrm import DF_METHODS
+
+    props = dict(_properties(_schema()))
+    defs = _schema()["$defs"]
+
+    def enum(path):
+        return set(props[path].get("enum") or props[path]["items"]["enum"])
+
+    assert enum("trial.df_method") == set(DF_METHODS)
+    assert enum("trial.primary.timepoint") == enum("trial.subgroup_timepoint") == set(analyses.TIMEPOINTS)
+    assert enum("services.selection_rule") == set(SELECTION_RULES)
+    assert enum("meta.bayes.parameterization") == set(PARAMETERIZATIONS)
+    assert set(defs["tau_prior_key"]["enum"]) == set(SHIPPED_TAU_PRIORS)
+    assert enum("meta.timepoints") == set(TIMEPOINTS) and enum("meta.uses") == set(USES)
+    assert enum("meta.method") == set(ESTIMATORS) | {"FE"}
+    assert enum("evidence.analyses") == set(ANALYSES) and enum("evidence.timepoints") == set(TRIAL_TIMEPOINTS)
+    assert enum("evidence.standardise_by") == set(SD_SOURCES)
+
+
+def test_seeds_come_from_the_config():
+    from imrstats.data.simulate import derive_seed
+
+    assert stage_seed("trial") == derive_seed(defaults()["seed"], "stage.trial")
+    assert stage_seed("meta", {"seed": 7}) == step_seed("stage.meta", {"seed": 7}) == derive_seed(7, "stage.meta")
+    stage_code = [p for p in (PROJECT / "src" / "imrstats").rglob("*.py") if p.name != "config.py"]
+    offenders = [
+        str(p.relative_to(PROJECT))
+        for p in stage_code
+        if re.search(r"^(DEFAULT_SEED|DEFAULT_SETTINGS|DEFAULT_BAYES_SETTINGS)\b", p.read_text(), re.M)
+    ]
+    assert not offenders, f"settings or seeds defined outside the config schema: {offenders}"

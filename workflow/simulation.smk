@@ -1,4 +1,4 @@
-# imrstats simulation study (issue 8 item 5): replicate synthetic trials, each analysed by ITT MI-MMRM as its
+# imrstats simulation study (scaling out on an execution profile): replicate synthetic trials, each analysed by ITT MI-MMRM as its
 # own job, aggregated into bias, coverage, power and type-I error with Monte Carlo SEs.
 #   snakemake -s workflow/simulation.smk --configfile config/simulation.yaml --cores 2
 #   snakemake -s workflow/simulation.smk --configfile config/simulation.yaml --profile workflow/profiles/slurm --config replicates=2000
@@ -24,8 +24,20 @@ validate_study_config(config, source="snakemake config (simulation study)")
 SIM = config["results_dir"]
 SCENARIOS = [s["name"] for s in config["scenarios"]]
 REPS = range(int(config["replicates"]))
-ANALYSIS_KEYS = ("outcomes", "estimators", "imputations", "imputation_method", "impute_by_arm", "maxit",
-                 "donors", "covariates", "alpha", "seed", "trial_model", "base_config")
+ANALYSIS_KEYS = (
+    "outcomes",
+    "estimators",
+    "imputations",
+    "imputation_method",
+    "impute_by_arm",
+    "maxit",
+    "donors",
+    "covariates",
+    "alpha",
+    "seed",
+    "trial_model",
+    "base_config",
+)
 
 
 wildcard_constraints:
@@ -38,10 +50,10 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         f"{SIM}/report.html",
         f"{SIM}/performance.csv",
-    default_target: True
 
 
 def scenario_settings(wildcards):
@@ -54,17 +66,19 @@ def scenario_settings(wildcards):
 rule simstudy_replicate:
     output:
         f"{SIM}/replicates/{{scenario}}/rep{{rep}}.json",
-    params:
-        # a change to the scenario or the analysis settings reruns the replicates it affects
-        scenario=scenario_settings,
-        analysis={k: config.get(k) for k in ANALYSIS_KEYS},
-    group:
-        "simstudy"
-    threads: 1
     log:
         f"{SIM}/logs/replicates/{{scenario}}/rep{{rep}}.log",
     benchmark:
         f"{SIM}/benchmarks/replicates/{{scenario}}/rep{{rep}}.tsv"
+    group:
+        "simstudy"
+    conda:
+        "envs/imrstats.yaml"
+    threads: 1
+    params:
+        # a change to the scenario or the analysis settings reruns the replicates it affects
+        scenario=scenario_settings,
+        analysis={k: config.get(k) for k in ANALYSIS_KEYS},
     script:
         "scripts/simstudy_replicate.py"
 
@@ -77,12 +91,14 @@ rule simstudy_aggregate:
         performance=f"{SIM}/performance.csv",
         table=f"{SIM}/performance_table.csv",
         html=report(f"{SIM}/report.html", category="Simulation study"),
-    params:
-        scenarios=config["scenarios"],
-        replicates=config["replicates"],
     log:
         f"{SIM}/logs/aggregate.log",
     benchmark:
         f"{SIM}/benchmarks/aggregate.tsv"
+    conda:
+        "envs/imrstats.yaml"
+    params:
+        scenarios=config["scenarios"],
+        replicates=config["replicates"],
     script:
         "scripts/simstudy_aggregate.py"

@@ -1,6 +1,6 @@
-"""imrstats.audit.checks: every rule on constructed cases with known answers, and on the seed cases.
+"""imrstats.audit.checks: every rule on constructed cases with known answers, and on the cases from the source papers.
 
-Known answers are worked by hand in the comments (integer sums, sums of squares, interval ends); the seed cases
+Known answers are worked by hand in the comments (integer sums, sums of squares, interval ends); the source-paper cases
 are the rows of data/published/audit_cases.csv and published_outcomes.csv that the docs (docs/audit.md) cite.
 """
 
@@ -14,15 +14,25 @@ from scipy import stats
 
 from imrstats.audit import checks as audit
 from imrstats.audit.checks import CONSISTENT, INCONSISTENT, UNCHECKABLE
-from imrstats.errors import AnalysisError, InputError
 from imrstats.data.published import PUBLISHED_DIR
-
+from imrstats.errors import AnalysisError, InputError
 
 # ------------------------------------------------------------------------------------------ numbers as printed
 
-@pytest.mark.parametrize("text, value, decimals, relation", [
-    ("0.45", 0.45, 2, "="), (".001", 0.001, 3, "="), ("< .001", 0.001, 3, "<"), ("p < 0.05", 0.05, 2, "<"),
-    ("13.0", 13.0, 1, "="), ("− 4.7", -4.7, 1, "="), ("3,928.50", 3928.5, 2, "="), ("62", 62.0, 0, "=")])
+
+@pytest.mark.parametrize(
+    "text, value, decimals, relation",
+    [
+        ("0.45", 0.45, 2, "="),
+        (".001", 0.001, 3, "="),
+        ("< .001", 0.001, 3, "<"),
+        ("p < 0.05", 0.05, 2, "<"),
+        ("13.0", 13.0, 1, "="),
+        ("− 4.7", -4.7, 1, "="),
+        ("3,928.50", 3928.5, 2, "="),
+        ("62", 62.0, 0, "="),
+    ],
+)
 def test_printed_numbers_keep_their_decimals(text, value, decimals, relation):
     rep = audit.as_reported(text)
     assert (rep.value, rep.decimals, rep.relation) == (pytest.approx(value), decimals, relation)
@@ -31,8 +41,8 @@ def test_printed_numbers_keep_their_decimals(text, value, decimals, relation):
 def test_rounding_interval_and_types():
     rep = audit.as_reported("0.45")
     assert (rep.low, rep.high) == pytest.approx((0.445, 0.455))
-    assert audit.as_reported(7).decimals is None          # an int (an n) is exact
-    assert audit.as_reported(2.5).decimals == 1           # a float: its shortest repr
+    assert audit.as_reported(7).decimals is None  # an int (an n) is exact
+    assert audit.as_reported(2.5).decimals == 1  # a float: its shortest repr
     assert audit.as_reported("") is None and audit.as_reported(float("nan")) is None
     with pytest.raises(InputError, match="not a number"):
         audit.as_reported("NS")
@@ -40,10 +50,11 @@ def test_rounding_interval_and_types():
 
 # ------------------------------------------------------------------------------------------------------ GRIM
 
+
 def test_grim_known_answers():
     # Brown & Heathers' example: 5.19 with n = 28 is impossible (145/28 = 5.179, 146/28 = 5.214)
     assert audit.grim(5.19, 28, 2).severity == INCONSISTENT
-    assert audit.grim("5.18", 28).severity == CONSISTENT          # 145 / 28 = 5.1786
+    assert audit.grim("5.18", 28).severity == CONSISTENT  # 145 / 28 = 5.1786
     # 5.48 at n = 53: 290/53 = 5.4717, 291/53 = 5.4906, nothing rounds to 5.48
     found = audit.grim("5.48", 53)
     assert found.severity == INCONSISTENT and "5.472" in found.recomputed and "5.491" in found.recomputed
@@ -70,6 +81,7 @@ def test_grim_bad_input():
 
 # --------------------------------------------------------------------------------------------------- GRIMMER
 
+
 def test_grimmer_known_answers():
     # n = 3, values 1, 2, 3: mean 2.00, SD 1.00 is possible
     assert audit.grimmer("2.00", "1.00", 3).severity == CONSISTENT
@@ -93,6 +105,7 @@ def test_grimmer_needs_two_values():
 
 
 # ------------------------------------------------------------------------------------------------------ range
+
 
 def test_range_mean_and_sd():
     # IMRS 15-75: a mean of 80 cannot occur; SD bound at mean 45, n = 10: sqrt(10/9 * 30 * 30) = 31.62
@@ -119,6 +132,7 @@ def test_range_rejects_an_empty_scale():
 
 # ------------------------------------------------------------------------------------------- recomputed tests
 
+
 def test_student_t_known_answer_and_disagreement():
     # means 10 and 12, SD 2 and 2, n = 10 each: t = -2 / sqrt(0.8) = -2.236, df 18
     t = -2 / math.sqrt(0.8)
@@ -133,7 +147,7 @@ def test_student_t_known_answer_and_disagreement():
 def test_welch_df_range_contains_the_point():
     out = audit.recompute_t("50.4", "13.4", 66, "50.2", "11.8", 62, p_reported="0.93")[0]
     assert out.severity == CONSISTENT
-    lo, hi = audit._welch_df_range(audit.as_reported("13.4"), audit.as_reported("11.8"), 66, 62)
+    lo, hi = audit.welch_df_range(audit.as_reported("13.4"), audit.as_reported("11.8"), 66, 62)
     assert lo <= out.estimate.df <= hi <= 66 + 62 - 2
 
 
@@ -154,7 +168,7 @@ def test_t_test_bad_input():
 
 
 def test_correlation_p_reported_as_equality_is_named_as_a_slip():
-    # seed 000: r = 0.96, n = 15 -> t = 12.4, p ~ 1.5e-8: '= 0.001' can only be '< 0.001'
+    # Ferrara implementation study: r = 0.96, n = 15 -> t = 12.4, p ~ 1.5e-8: '= 0.001' can only be '< 0.001'
     found = audit.recompute_correlation_p("0.96", 15, "0.001")
     assert found.severity == INCONSISTENT and found.rule == "correlation_p_reported_as_equality"
     assert "p < 0.001" in found.detail and "same" in found.detail
@@ -195,10 +209,11 @@ def test_mann_whitney_bound():
     # n 116 / 71: E(U) = 4118, SD = 359.2; U = 3928.5 -> p <= 0.599: 0.50 possible (ties), 0.70 not
     assert audit.recompute_mann_whitney_p("3928.50", 116, 71, "0.50").severity == CONSISTENT
     assert audit.recompute_mann_whitney_p("3928.50", 116, 71, "0.70").severity == INCONSISTENT
-    assert audit.recompute_mann_whitney_p("9000", 116, 71, "0.50").severity == INCONSISTENT   # U > n1 n2 = 8236
+    assert audit.recompute_mann_whitney_p("9000", 116, 71, "0.50").severity == INCONSISTENT  # U > n1 n2 = 8236
 
 
 # --------------------------------------------------------------------------------------------- estimate, CI, p
+
 
 def test_ci_p_consistent_case():
     # 2.0 (95% CI 0.04 to 3.96): SE = 1.0, z = 2, p = 0.0455
@@ -206,15 +221,15 @@ def test_ci_p_consistent_case():
     assert [f.severity for f in out] == [CONSISTENT] * 3
 
 
-def test_ci_sign_flip_and_p_disagreement_seed_003_gaf_f():
+def test_ci_sign_flip_and_p_disagreement_jensen2019_gaf_f():
     out = {f.rule: f for f in audit.check_ci_p_consistency("0.8", "-4.7", "3.0", "0.45")}
     assert out["ci_contains_estimate"].severity == CONSISTENT
     assert out["ci_centred"].severity == INCONSISTENT and "opposite signs" in out["ci_centred"].detail
     assert out["ci_p"].severity == INCONSISTENT
-    assert 0.66 < out["ci_p"].low < out["ci_p"].high < 0.71       # SE = 7.7 / 3.92 = 1.96, p ~ 0.68
+    assert 0.66 < out["ci_p"].low < out["ci_p"].high < 0.71  # SE = 7.7 / 3.92 = 1.96, p ~ 0.68
 
 
-def test_ci_not_containing_its_estimate_seed_003_service_use():
+def test_ci_not_containing_its_estimate_jensen2019_service_use():
     out = {f.rule: f for f in audit.check_ci_p_consistency("0.49", "0.67", "1.48", "1.0")}
     assert out["ci_contains_estimate"].severity == INCONSISTENT
     assert out["ci_p"].severity == INCONSISTENT and "disagree on significance" in out["ci_p"].detail
@@ -246,7 +261,8 @@ def test_finding_severity_is_checked_and_json_serialisable():
     json.dumps(found.to_dict())
 
 
-# -------------------------------------------------------------------------------------- tables and seed cases
+# -------------------------------------------------------------------------------------- tables and source-paper cases
+
 
 @functools.lru_cache(maxsize=1)
 def _cases() -> pd.DataFrame:
@@ -271,44 +287,46 @@ def test_audit_cases_file_has_sources_and_quotes():
     assert frame["case"].is_unique
 
 
-def test_seed_000_correlation_is_a_threshold_slip():
+def test_ferrara2023_correlation_is_a_threshold_slip():
     row = _find(_cases(), _line("ferrara_imrs_correlation"), "correlation_p_reported_as_equality")
     assert row["severity"] == INCONSISTENT
 
 
-def test_seed_003_gaf_f_text_versus_table_3():
+def test_jensen2019_gaf_f_text_versus_table_3():
     findings = _cases()
     text = _line("jensen_gaff_itt_text")
-    assert _find(findings, text, "t_statistic_p")["severity"] == INCONSISTENT     # t = -0.42 cannot give 0.45
+    assert _find(findings, text, "t_statistic_p")["severity"] == INCONSISTENT  # t = -0.42 cannot give 0.45
     assert _find(findings, text, "ci_centred")["severity"] == INCONSISTENT
     assert _find(findings, text, "ci_p")["severity"] == INCONSISTENT
     repeated = findings.loc[findings["rule"] == "repeated_p"].iloc[0]
     assert repeated["severity"] == INCONSISTENT and "0.45" in repeated["reported"] and "0.67" in repeated["reported"]
     table = _find(findings, _line("jensen_gaff_itt_table3"), "two_sample_test_not_named")
-    assert table["severity"] == UNCHECKABLE and "reproduces" in table["detail"]       # Table 3's 0.67 fits a z
+    assert table["severity"] == UNCHECKABLE and "reproduces" in table["detail"]  # Table 3's 0.67 fits a z
 
 
 @pytest.mark.parametrize("case", ["jensen_admissions", "jensen_bed_days", "jensen_er_visits"])
-def test_seed_003_service_use_ci_excludes_its_estimate(case):
+def test_jensen2019_service_use_ci_excludes_its_estimate(case):
     findings = _cases()
     assert _find(findings, _line(case), "ci_contains_estimate")["severity"] == INCONSISTENT
 
 
 @pytest.mark.parametrize("inst", ["gaf_f", "psp", "panss_total", "imrs_clinician"])
-def test_seed_003_table_4_attendance_p_values_recompute(inst):
+def test_jensen2019_table_4_attendance_p_values_recompute(inst):
     assert _find(_cases(), _line(f"jensen_t4_attendance_{inst}"), "student_t_p")["severity"] == CONSISTENT
 
 
-def test_seed_003_table_4_bipolar_imrs_p_fits_student_not_welch():
+def test_jensen2019_table_4_bipolar_imrs_p_fits_student_not_welch():
     row = _find(_cases(), _line("jensen_t4_bipolar_imrs_clinician"), "two_sample_test_not_named")
     assert "student_t on these summaries reproduces" in row["detail"]
 
 
-def test_seed_003_post_hoc_grimmer_flags():
+def test_jensen2019_post_hoc_grimmer_flags():
     findings = _cases()
-    rows = findings.loc[(findings["row"] == f"audit_cases.csv:{_line('jensen_t4_posthoc_psp_aggressive')}")
-                        & (findings["rule"] == "grimmer")]
-    assert list(rows["severity"]) == [INCONSISTENT, CONSISTENT]        # 0.58 / 0.75 / 62 no; 0.50 / 0.68 / 60 yes
+    rows = findings.loc[
+        (findings["row"] == f"audit_cases.csv:{_line('jensen_t4_posthoc_psp_aggressive')}")
+        & (findings["rule"] == "grimmer")
+    ]
+    assert list(rows["severity"]) == [INCONSISTENT, CONSISTENT]  # 0.58 / 0.75 / 62 no; 0.50 / 0.68 / 60 yes
 
 
 def test_published_outcomes_hamd6_grim():
@@ -318,7 +336,7 @@ def test_published_outcomes_hamd6_grim():
     assert list(zip(bad["instrument"], bad["rule"])) == [("hamd6", "grim")]
     assert "5.48" in bad["reported"].iloc[0] and "integer totals" in bad["detail"].iloc[0]
     covered = set(findings["row"].astype(int))
-    assert covered == set(range(2, len(frame) + 2))                  # every row gets at least one finding
+    assert covered == set(range(2, len(frame) + 2))  # every row gets at least one finding
 
 
 def test_audit_table_errors_and_bad_rows():
@@ -326,15 +344,23 @@ def test_audit_table_errors_and_bad_rows():
         audit.audit_table(pd.DataFrame({"x": [1]}))
     with pytest.raises(InputError, match="none of the columns"):
         audit.audit_table(pd.DataFrame({"study": ["a"], "foo": ["1"]}))
-    frame = pd.DataFrame({"study": ["a", "b"], "test": ["anova", "correlation"], "r": ["0.5", "0.50"],
-                          "n": ["20", "20"], "p": ["0.02", "0.02"]})
+    frame = pd.DataFrame(
+        {
+            "study": ["a", "b"],
+            "test": ["anova", "correlation"],
+            "r": ["0.5", "0.50"],
+            "n": ["20", "20"],
+            "p": ["0.02", "0.02"],
+        }
+    )
     findings = audit.audit_table(frame)
     assert findings.iloc[0]["rule"] == "input" and "unknown test" in findings.iloc[0]["detail"]
     assert findings.iloc[1]["severity"] == CONSISTENT
 
 
 def test_audit_table_reads_floats_and_aliases():
-    frame = pd.DataFrame({"study": ["x"], "instrument": ["imrs_client"], "n_imr": [10], "mean_imr": [80.0],
-                          "sd_imr": [5.0]})
+    frame = pd.DataFrame(
+        {"study": ["x"], "instrument": ["imrs_client"], "n_imr": [10], "mean_imr": [80.0], "sd_imr": [5.0]}
+    )
     findings = audit.audit_table(frame)
     assert findings.loc[findings["rule"] == "range_mean", "severity"].iloc[0] == INCONSISTENT

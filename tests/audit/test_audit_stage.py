@@ -1,4 +1,4 @@
-"""The audit stage (imrstats.audit.checks.run_audit_stage): default run, report section, privacy, bad input."""
+"""The audit stage (imrstats.audit.stage.run_audit_stage): default run, report section, privacy, bad input."""
 
 import json
 
@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 from imrstats.audit import checks as audit
-from imrstats.errors import AnalysisError, InputError
+from imrstats.audit.stage import run_audit_stage
+from imrstats.errors import AnalysisError, InputError, SettingsError
+from imrstats.pipeline.registry import with_section
 from imrstats.pipeline.stage_result import to_json, write_stage
 
 
@@ -17,7 +19,7 @@ def clean_default(default_clean_tables):
 
 @pytest.fixture(scope="module")
 def default_run(clean_default):
-    return audit.run_audit_stage(clean_default, {}, seed=1)
+    return with_section(run_audit_stage(clean_default, {}, seed=1))
 
 
 def test_default_run_audits_both_shipped_files(default_run):
@@ -50,37 +52,49 @@ def test_record_is_json_and_write_stage(default_run, tmp_path):
 
 def test_no_participant_id_leaks(default_run, clean_default):
     ids = set(clean_default["participants"]["id"].astype(str))
-    text = default_run.html + to_json(default_run.record) + default_run.summary + \
-        "".join(t.to_csv() for t in default_run.tables.values())
+    text = (
+        default_run.html
+        + to_json(default_run.record)
+        + default_run.summary
+        + "".join(t.to_csv() for t in default_run.tables.values())
+    )
     assert not [i for i in ids if f"'{i}'" in text or f'"{i}"' in text or f",{i}," in text]
 
 
 def test_user_table_by_path_and_by_name(tmp_path):
     path = tmp_path / "mine.csv"
-    pd.DataFrame({"study": ["A 2020"], "test": ["correlation"], "r": ["0.30"], "n": ["40"],
-                  "p": ["0.06"]}).to_csv(path, index=False)
-    result = audit.run_audit_stage({}, {"inputs": [str(path)]})
+    pd.DataFrame({"study": ["A 2020"], "test": ["correlation"], "r": ["0.30"], "n": ["40"], "p": ["0.06"]}).to_csv(
+        path, index=False
+    )
+    result = run_audit_stage({}, {"inputs": [str(path)]})
     assert result.tables["findings"]["row"].tolist() == ["mine.csv:2"]
     frame = audit.read_audit_table(path)
-    named = audit.run_audit_stage({"audit_user": frame}, {"inputs": []})
+    named = run_audit_stage({"audit_user": frame}, {"inputs": []})
     assert named.tables["findings"]["row"].tolist() == ["audit_user:2"]
 
 
 def test_bad_settings_and_input(tmp_path):
-    with pytest.raises(InputError, match="unknown audit settings"):
-        audit.run_audit_stage({}, {"alhpa": 0.05})
-    with pytest.raises(InputError, match="alpha"):
-        audit.run_audit_stage({}, {"alpha": 5})
+    with pytest.raises(SettingsError, match="audit.alhpa: unknown key"):
+        run_audit_stage({}, {"alhpa": 0.05})
+    with pytest.raises(SettingsError, match="audit.alpha: must be < 1, got 5"):
+        run_audit_stage({}, {"alpha": 5})
     with pytest.raises(AnalysisError, match="nothing to audit"):
-        audit.run_audit_stage({}, {"inputs": []})
+        run_audit_stage({}, {"inputs": []})
     with pytest.raises(InputError, match="not found"):
-        audit.run_audit_stage({}, {"inputs": [str(tmp_path / "missing.csv")]})
+        run_audit_stage({}, {"inputs": [str(tmp_path / "missing.csv")]})
 
 
 def test_a_broken_row_is_reported_and_the_rest_still_runs(tmp_path):
     path = tmp_path / "mixed.csv"
-    pd.DataFrame({"study": ["bad", "good"], "test": ["correlation", "correlation"], "r": ["high", "0.50"],
-                  "n": ["20", "20"], "p": ["0.02", "0.02"]}).to_csv(path, index=False)
-    findings = audit.run_audit_stage({}, {"inputs": [str(path)]}).tables["findings"]
+    pd.DataFrame(
+        {
+            "study": ["bad", "good"],
+            "test": ["correlation", "correlation"],
+            "r": ["high", "0.50"],
+            "n": ["20", "20"],
+            "p": ["0.02", "0.02"],
+        }
+    ).to_csv(path, index=False)
+    findings = run_audit_stage({}, {"inputs": [str(path)]}).tables["findings"]
     assert findings["rule"].tolist() == ["input", "correlation_p"]
     assert findings["severity"].tolist() == [audit.UNCHECKABLE, audit.CONSISTENT]

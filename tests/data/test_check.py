@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from conftest import EXAMPLES
-from imrstats.data.check import check_tables, has_errors
 from imrstats.cli import main
+from imrstats.data.check import check_tables, has_errors
 from imrstats.data.stage import read_inputs
 
 CODES = {"assessments": [-99, -999, 999], "participants": [-99, -999]}
@@ -19,15 +19,15 @@ def test_dirty_example_problem_list():
     problems = check_tables(read_inputs([EXAMPLES / "dirty_csv"]), missing_codes=CODES)
     keys = _keys(problems)
     expected = {
-        ("participants.csv", 2, "id", "unique", "error"),                 # duplicated id
-        ("participants.csv", 3, "arm", "code", "error"),                  # 'Placebo'
-        ("participants.csv", 4, "age", "range", "error"),                 # 150
-        ("participants.csv", 5, "sex", "code", "warning"),                # 'Female'
-        ("participants.csv", 2, "sessions_attended", "consistency", "error"),   # TAU with sessions
-        ("assessments.csv", 1, "score", "type", "error"),                 # 'n/a'
-        ("assessments.csv", 2, "score", "range", "error"),                # GAF-F 120
-        ("assessments.csv", 6, "score", "range", "error"),                # IMRS item 6
-        ("assessments.csv", 15320, "timepoint", "code", "error"),         # 'week6'
+        ("participants.csv", 2, "id", "unique", "error"),  # duplicated id
+        ("participants.csv", 3, "arm", "code", "error"),  # 'Placebo'
+        ("participants.csv", 4, "age", "range", "error"),  # 150
+        ("participants.csv", 5, "sex", "code", "warning"),  # 'Female'
+        ("participants.csv", 2, "sessions_attended", "consistency", "error"),  # TAU with sessions
+        ("assessments.csv", 1, "score", "type", "error"),  # 'n/a'
+        ("assessments.csv", 2, "score", "range", "error"),  # GAF-F 120
+        ("assessments.csv", 6, "score", "range", "error"),  # IMRS item 6
+        ("assessments.csv", 15320, "timepoint", "code", "error"),  # 'week6'
         ("assessments.csv", 15321, "instrument", "instrument", "error"),  # 'gaf_x'
         ("assessments.csv", 15322, "id+timepoint+instrument", "unique", "error"),
     }
@@ -49,8 +49,9 @@ def test_every_format_reads_the_same_participants():
     frames = {fmt: read_inputs([EXAMPLES / f"small_{fmt}"])["participants"] for fmt in ("csv", "parquet", "sav", "dta")}
     reference = frames["parquet"][["id", "arm", "sex"]].astype(str).reset_index(drop=True)
     for fmt, frame in frames.items():
-        pd.testing.assert_frame_equal(frame[["id", "arm", "sex"]].astype(str).reset_index(drop=True), reference,
-                                      obj=fmt)
+        pd.testing.assert_frame_equal(
+            frame[["id", "arm", "sex"]].astype(str).reset_index(drop=True), reference, obj=fmt
+        )
 
 
 def test_missing_column_and_identifier_column(tmp_path):
@@ -60,8 +61,9 @@ def test_missing_column_and_identifier_column(tmp_path):
     part.to_csv(path, index=False)
     problems = check_tables(read_inputs([path]))
     rules = {(p.column, p.rule.split(":")[0]) for p in problems}
-    assert ("arm", "required column missing (table 'participants' needs") in {(c, r.split(":")[0]) for c, r in rules} or \
-        any(p.column == "arm" and p.rule.startswith("required column missing") for p in problems)
+    assert ("arm", "required column missing (table 'participants' needs") in {
+        (c, r.split(":")[0]) for c, r in rules
+    } or any(p.column == "arm" and p.rule.startswith("required column missing") for p in problems)
     assert any(p.column == "email" and p.rule.startswith("privacy") for p in problems)
 
 

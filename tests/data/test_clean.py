@@ -4,22 +4,29 @@ import pytest
 
 from conftest import EXAMPLES
 from imrstats.data.clean import clean_tables, score_scale
+from imrstats.data.instruments import get_instrument
 from imrstats.data.stage import read_inputs, run_clean
 from imrstats.errors import InputError
-from imrstats.data.instruments import get_instrument
 
 CODES = {"assessments": [-99, -999, 999], "participants": [-99, -999]}
 
 
 def test_prorating_rule():
     keys = ("a", "b", "c", "d", "e")
-    items = pd.DataFrame({"a": [1, 1, 1, np.nan], "b": [2, np.nan, np.nan, np.nan], "c": [3, 3, 3, 3],
-                          "d": [4, 4, np.nan, np.nan], "e": [5, 5, 5, 5]})
+    items = pd.DataFrame(
+        {
+            "a": [1, 1, 1, np.nan],
+            "b": [2, np.nan, np.nan, np.nan],
+            "c": [3, 3, 3, 3],
+            "d": [4, 4, np.nan, np.nan],
+            "e": [5, 5, 5, 5],
+        }
+    )
     score, missing = score_scale(items, keys, max_missing=2, prorate=True)
-    assert score.iloc[0] == 15                                 # complete: the sum
-    assert score.iloc[1] == np.floor(13 / 4 * 5 + 0.5)        # one missing: mean x 5, rounded half up = 16
-    assert score.iloc[2] == np.floor(9 / 3 * 5 + 0.5)         # two missing: 15
-    assert np.isnan(score.iloc[3])                              # three missing > 2 allowed
+    assert score.iloc[0] == 15  # complete: the sum
+    assert score.iloc[1] == np.floor(13 / 4 * 5 + 0.5)  # one missing: mean x 5, rounded half up = 16
+    assert score.iloc[2] == np.floor(9 / 3 * 5 + 0.5)  # two missing: 15
+    assert np.isnan(score.iloc[3])  # three missing > 2 allowed
     assert list(missing) == [0, 1, 2, 3]
     no_prorate, _ = score_scale(items, keys, max_missing=2, prorate=False)
     assert no_prorate.notna().tolist() == [True, False, False, False]
@@ -71,10 +78,20 @@ def test_code_case_is_repaired_and_logged(tmp_path):
 
 def test_clean_writes_tables_and_never_touches_inputs(tmp_path):
     before = {p: p.read_bytes() for p in (EXAMPLES / "small_csv").iterdir()}
-    written = run_clean([EXAMPLES / "small_csv"], tmp_path, {"clean": {"missing_codes": CODES, "prorate": True},
-                                                               "privacy": {"allow_identifier_columns": []}})
+    written = run_clean(
+        [EXAMPLES / "small_csv"],
+        tmp_path,
+        {"clean": {"missing_codes": CODES, "prorate": True}, "privacy": {"allow_identifier_columns": []}},
+    )
     assert before == {p: p.read_bytes() for p in (EXAMPLES / "small_csv").iterdir()}
-    assert set(written) == {"participants", "assessments", "service_use", "programme", "assessment_items", "cleaning_log"}
-    assert not list(tmp_path.glob(".*.tmp"))            # no temporary file left behind
+    assert set(written) == {
+        "participants",
+        "assessments",
+        "service_use",
+        "programme",
+        "assessment_items",
+        "cleaning_log",
+    }
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
     typed = pd.read_parquet(written["programme"])
     assert str(typed["m01"].dtype) == "boolean" and str(typed["sessions"].dtype) == "Int64"

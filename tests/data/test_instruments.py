@@ -3,14 +3,23 @@ import pytest
 from imrstats.data.instruments import TRIAL_OUTCOMES, get_instrument, item_index, load_registry
 from imrstats.errors import InputError
 
-# Ranges from the methods text of seed 003 (Jensen et al. 2019, "Outcomes"), which the registry must follow,
+# Ranges from the methods text of Jensen et al. 2019 ("Outcomes"), which the registry must follow,
 # not the Table 3 footnotes (IMRS "15 to 125" and PANSS "16 to 112" are slips).
 METHODS_RANGES = {
-    "gaf_f": (1, 100, True), "gaf_s": (1, 100, True), "psp": (1, 100, True),
-    "panss_total": (30, 210, False), "panss_pos": (7, 49, False), "panss_neg": (7, 49, False),
-    "panss_gen": (16, 112, False), "hamd6": (0, 22, False), "ymrs": (0, 60, False),
-    "mhrm": (0, 120, True), "hope": (6, 48, True), "csq8": (8, 32, True),
-    "imrs_client": (15, 75, True), "imrs_clinician": (15, 75, True),
+    "gaf_f": (1, 100, True),
+    "gaf_s": (1, 100, True),
+    "psp": (1, 100, True),
+    "panss_total": (30, 210, False),
+    "panss_pos": (7, 49, False),
+    "panss_neg": (7, 49, False),
+    "panss_gen": (16, 112, False),
+    "hamd6": (0, 22, False),
+    "ymrs": (0, 60, False),
+    "mhrm": (0, 120, True),
+    "hope": (6, 48, True),
+    "csq8": (8, 32, True),
+    "imrs_client": (15, 75, True),
+    "imrs_clinician": (15, 75, True),
 }
 
 
@@ -32,7 +41,7 @@ def test_imrs_has_fifteen_items_and_three_subscales():
     assert len(inst.items) == 15 and all((i.min, i.max) == (1, 5) for i in inst.items)
     assert inst.subscales == ("imrs_client_recovery", "imrs_client_management", "imrs_client_biology")
     members = [k for s in inst.subscales for k in get_instrument(s).item_keys_in_parent]
-    assert sorted(members) == sorted(i.key for i in inst.items)     # a partition of the 15 items
+    assert sorted(members) == sorted(i.key for i in inst.items)  # a partition of the 15 items
 
 
 def test_hamd6_sleep_item_is_rated_0_to_2():

@@ -1,13 +1,14 @@
 """Data checks for data/published/: every number has a source and sits in its own verbatim quote.
 
-The quote checks need no external file. Where the source documents are beside the clone
-(``../shared/seeds`` and ``../shared/published``), each quote is also re-found in them; those tests
-skip with a reason when the documents are absent.
+The quote checks run on what the repository ships (each row's verbatim ``quote``). The full source texts are
+not in the repository (docs/sources.md): where they are at hand, name their folder in the environment variable
+``IMRSTATS_SOURCE_TEXTS`` and each quote is also re-found in them; without it those tests skip and say why.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -15,34 +16,74 @@ import pandas as pd
 import pytest
 import yaml
 
+from imrstats.core.paths import INSTRUMENTS_FILE, PROJECT_DIR
 from imrstats.data import published
 from imrstats.errors import InputError
-from imrstats.core.paths import INSTRUMENTS_FILE, PROJECT_DIR
 
-SHARED = PROJECT_DIR.parent / "shared"
-SEED_DIR = SHARED / "seeds"
-SHARED_PUBLISHED = SHARED / "published"
+SOURCE_TEXTS_ENV = "IMRSTATS_SOURCE_TEXTS"
+# File names of the full texts (docs/sources.md, "The full texts, for the optional checks").
+FULL_TEXTS = {
+    "jensen2019": "003_760c7f5f7fc4daa3.txt",
+    "mcguire2014": "001_a4b335bb3a7ff4c2.txt",
+    "further_trials_extraction": "imr_trials_beyond_seeds.csv",
+    "priors_extraction": "heterogeneity_priors.csv",
+}
 NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?|\.\d+")
 
 # Keys deliberately outside the instrument registry (see data/published/README.md).
-OUTSIDE_REGISTRY = {"hospitalisation", "hospital_days_change", "bprs", "qls_abbreviated", "psychosis_rating_scale",
-                    "sofas"}
+OUTSIDE_REGISTRY = {
+    "hospitalisation",
+    "hospital_days_change",
+    "bprs",
+    "qls_abbreviated",
+    "psychosis_rating_scale",
+    "sofas",
+}
 # Jensen et al. 2019 Table 3 row labels (footnote letters included, as printed) -> registry key.
 TABLE3_LABELS = {
-    "GAF-Fc": "gaf_f", "GAF-Sd": "gaf_s", "PSPe": "psp", "PANSSf": "panss_total", "Hamiltong": "hamd6",
-    "Young’s Maniah": "ymrs", "Mental Health Recovery Scalei": "mhrm", "Adult State of Hope Scale": "hope",
-    "Patient satisfaction": "csq8", "IMRS-Patientj": "imrs_client", "IMRS-Staffk": "imrs_clinician",
+    "GAF-Fc": "gaf_f",
+    "GAF-Sd": "gaf_s",
+    "PSPe": "psp",
+    "PANSSf": "panss_total",
+    "Hamiltong": "hamd6",
+    "Young’s Maniah": "ymrs",
+    "Mental Health Recovery Scalei": "mhrm",
+    "Adult State of Hope Scale": "hope",
+    "Patient satisfaction": "csq8",
+    "IMRS-Patientj": "imrs_client",
+    "IMRS-Staffk": "imrs_clinician",
 }
 # Positions of Table 3's 19 numbers: ITT (N, IMR mean, SE, TAU mean, SE, P), complete case post
 # (IMR N, mean, SD, TAU N, mean, SD), one-year (IMR N, mean, SD, TAU N, mean, SD), complete-case P.
 TABLE3_POSITIONS = {
     ("itt", "fu12"): {"n_imr": 0, "mean_imr": 1, "se_imr": 2, "mean_tau": 3, "se_tau": 4, "p": 5},
     ("complete_case", "post"): {"n_imr": 6, "mean_imr": 7, "sd_imr": 8, "n_tau": 9, "mean_tau": 10, "sd_tau": 11},
-    ("complete_case", "fu12"): {"n_imr": 12, "mean_imr": 13, "sd_imr": 14, "n_tau": 15, "mean_tau": 16,
-                                "sd_tau": 17, "p": 18},
+    ("complete_case", "fu12"): {
+        "n_imr": 12,
+        "mean_imr": 13,
+        "sd_imr": 14,
+        "n_tau": 15,
+        "mean_tau": 16,
+        "sd_tau": 17,
+        "p": 18,
+    },
 }
-OUTCOME_NUMBERS = ["n_imr", "mean_imr", "sd_imr", "se_imr", "n_tau", "mean_tau", "sd_tau", "se_tau", "n_total",
-                   "effect", "se", "ci_low", "ci_high", "p"]
+OUTCOME_NUMBERS = [
+    "n_imr",
+    "mean_imr",
+    "sd_imr",
+    "se_imr",
+    "n_tau",
+    "mean_tau",
+    "sd_tau",
+    "se_tau",
+    "n_total",
+    "effect",
+    "se",
+    "ci_low",
+    "ci_high",
+    "p",
+]
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +118,27 @@ def _in_quote(value: float, quote: str) -> bool:
     return any(math.isclose(abs(value), tok, rel_tol=1e-12, abs_tol=1e-12) for tok in _numbers(quote))
 
 
-def _seed_text(name: str) -> str:
-    path = SEED_DIR / name
-    if not path.exists():
-        pytest.skip(f"source document {path} is absent (the seeds live in ../shared/seeds beside the clone)")
-    return _collapse(path.read_text(encoding="utf-8"))
+def _full_text_path(key: str) -> Path:
+    """The full text of a docs/sources.md key, or a skip saying why it cannot be read."""
+    name = FULL_TEXTS[key]
+    root = os.environ.get(SOURCE_TEXTS_ENV, "").strip()
+    if not root:
+        pytest.skip(
+            f"the full source texts are not part of the repository; set {SOURCE_TEXTS_ENV} to the folder "
+            f"holding them (docs/sources.md) to re-find the quotes in {name}"
+        )
+    hits = sorted(Path(root).rglob(name))
+    if not hits:
+        pytest.skip(f"{name} ({key}) is not under {SOURCE_TEXTS_ENV}={root}")
+    return hits[0]
+
+
+def _full_text(key: str) -> str:
+    return _collapse(_full_text_path(key).read_text(encoding="utf-8"))
 
 
 # ---------------------------------------------------------------- published_outcomes.csv
+
 
 def test_danish_table3_rows_are_all_there(outcomes):
     danish = outcomes[outcomes["study"] == "Jensen 2019"]
@@ -98,13 +152,25 @@ def test_danish_table3_rows_are_all_there(outcomes):
     assert (itt["timepoint"] == "fu12").all()
 
 
-def test_shared_pool_and_sensitivity_rows_are_all_there(outcomes):
-    shared = outcomes[outcomes["extracted_from"] == "published/imr_trials_beyond_seeds.csv"]
-    # 1 pool + 7 pool with care + 3 sensitivity + 3 pool (Wong) rows in the shared extraction
-    assert len(shared) == 14
+def test_further_trials_pool_and_sensitivity_rows_are_all_there(outcomes):
+    further = outcomes[outcomes["source_key"] != "jensen2019"]
+    # 1 pool + 7 pool with care + 3 sensitivity + 3 pool (Wong) rows from the raw extraction of further trials
+    assert len(further) == 14
     for study in ["Roosenschoon 2021", "Levitt 2009", "Wong 2023", "Hasson-Ohayon 2007", "Fardig 2011"]:
-        assert study in set(shared["study"])
-    assert set(shared.loc[shared["study"] == "Fardig 2011", "use"]) == {"sensitivity"}
+        assert study in set(further["study"])
+    assert set(further.loc[further["study"] == "Fardig 2011", "use"]) == {"sensitivity"}
+
+
+def test_every_source_key_is_documented(outcomes):
+    documented = set(
+        re.findall(r"^\| `([a-z0-9_]+)` \|", (PROJECT_DIR / "docs" / "sources.md").read_text(), re.MULTILINE)
+    )
+    audit = pd.read_csv(published.PUBLISHED_DIR / "audit_cases.csv", dtype=str, keep_default_na=False)
+    for keys in (outcomes["source_key"], audit["source_key"]):
+        assert (keys != "").all()
+        assert set(keys) <= documented, set(keys) - documented
+    for study, key in outcomes.groupby("study")["source_key"].agg(lambda s: tuple(set(s))).items():
+        assert len(key) == 1 and key[0].startswith(re.sub(r"[^a-z]", "", study.lower().split()[0])), study
 
 
 def test_every_row_has_source_and_quote(outcomes, rates, priors):
@@ -118,7 +184,8 @@ def test_every_row_has_source_and_quote(outcomes, rates, priors):
 def test_every_outcome_number_appears_in_its_quote(outcomes, column):
     for i, row in outcomes[outcomes[column].notna()].iterrows():
         assert _in_quote(float(row[column]), row["quote"]), (
-            f"row {i + 2} ({row['study']}, {row['instrument']}): {column} = {row[column]} is not in its quote")
+            f"row {i + 2} ({row['study']}, {row['instrument']}): {column} = {row[column]} is not in its quote"
+        )
 
 
 def test_table3_numbers_sit_in_the_right_column(outcomes):
@@ -136,26 +203,24 @@ def test_table3_numbers_sit_in_the_right_column(outcomes):
             assert row["n_tau"] == 99 and "TAUc (N = 99)" in row["quote"]
 
 
-def test_seed_rows_are_found_in_the_seed_text(outcomes):
-    seed = _seed_text("003_760c7f5f7fc4daa3.txt")
-    rows = outcomes[outcomes["extracted_from"] == "seeds/003_760c7f5f7fc4daa3.txt"]
+def test_jensen2019_rows_are_found_in_the_full_text(outcomes):
+    text = _full_text("jensen2019")
+    rows = outcomes[outcomes["source_key"] == "jensen2019"]
     assert len(rows) == 33
     for i, row in rows.iterrows():
         for part in row["quote"].split(" || "):
             part = part.removeprefix("Table 2 header: ")
-            assert part in seed, f"row {i + 2}: quote part not in seed 003: {part!r}"
+            assert part in text, f"row {i + 2}: quote part not in Jensen et al. 2019: {part!r}"
 
 
-def test_shared_rows_quote_their_sources_verbatim(outcomes):
-    path = SHARED_PUBLISHED / "imr_trials_beyond_seeds.csv"
-    if not path.exists():
-        pytest.skip(f"{path} is absent (../shared/published beside the clone)")
-    shared_quotes = " ## ".join(pd.read_csv(path, dtype=str, keep_default_na=False)["quote"])
-    seed001 = _seed_text("001_a4b335bb3a7ff4c2.txt")
-    rows = outcomes[outcomes["extracted_from"] == "published/imr_trials_beyond_seeds.csv"]
+def test_further_trial_rows_quote_their_sources_verbatim(outcomes):
+    path = _full_text_path("further_trials_extraction")
+    extracted_quotes = " ## ".join(pd.read_csv(path, dtype=str, keep_default_na=False)["quote"])
+    review = _full_text("mcguire2014")
+    rows = outcomes[outcomes["source_key"] != "jensen2019"]
     for i, row in rows.iterrows():
         for part in row["quote"].split(" || "):
-            assert part in shared_quotes or part in seed001, f"row {i + 2}: {part[:60]!r} not found"
+            assert part in extracted_quotes or part in review, f"row {i + 2}: {part[:60]!r} not found"
 
 
 def test_arm_values_within_registry_ranges(outcomes, registry):
@@ -203,7 +268,8 @@ def test_reported_effect_rows_carry_conversion_and_assumption(outcomes):
     assert (effects["conversion"] != "smd_from_arms").all()
     assert (effects["assumption"] != "").all()
     assert set(outcomes.loc[outcomes["effect_type"].str.startswith("Cohen's d"), "conversion"]) == {
-        "d_total_n_equal_split"}
+        "d_total_n_equal_split"
+    }
 
 
 def test_sensitivity_without_assumptions_keeps_only_clean_rows(outcomes):
@@ -213,12 +279,14 @@ def test_sensitivity_without_assumptions_keeps_only_clean_rows(outcomes):
     assert set(clean["study"]) == {"Jensen 2019"}
     assert (clean["assumption"] == "").all()
     assert "Fardig 2011" not in set(main["study"])
-    with_sens = published.select_for_pooling(outcomes, instrument="imrs_client",
-                                             uses=("pool", "pool with care", "sensitivity"))
+    with_sens = published.select_for_pooling(
+        outcomes, instrument="imrs_client", uses=("pool", "pool with care", "sensitivity")
+    )
     assert "Fardig 2011" in set(with_sens["study"])
 
 
 # ---------------------------------------------------------------- implementation_rates.csv
+
 
 def test_implementation_numbers_appear_in_their_quote(rates):
     for column in ("value", "value_sd", "value_low", "value_high"):
@@ -226,11 +294,11 @@ def test_implementation_numbers_appear_in_their_quote(rates):
             assert _in_quote(row[column], row["quote"]), f"row {i + 2}: {column} = {row[column]}"
 
 
-def test_implementation_quotes_are_verbatim_seed_lines(rates):
-    seed = _seed_text("001_a4b335bb3a7ff4c2.txt")
+def test_implementation_quotes_are_verbatim_review_lines(rates):
+    review = _full_text("mcguire2014")
     for i, row in rates.iterrows():
         for part in row["quote"].split(" || "):
-            assert part in seed, f"row {i + 2}: {part!r} not in seed 001"
+            assert part in review, f"row {i + 2}: {part!r} not in McGuire et al. 2014"
 
 
 def test_implementation_values_are_in_range(rates):
@@ -249,7 +317,7 @@ def test_implementation_table3_rows_keep_the_column_order(rates):
     order = ["dropout_pct", "sessions_attended_pct", "completion_pct", "fidelity"]
     for study, group in rates[rates["table"] == "Table 3"].groupby("study"):
         line = group["quote"].iloc[0].split(" || ")[0]
-        tokens = _numbers(line.split(")", 1)[1])          # the cells, after the citation's reference number
+        tokens = _numbers(line.split(")", 1)[1])  # the cells, after the citation's reference number
         group = group.sort_values("measure", key=lambda s: s.map(order.index))
         firsts = group["value"].fillna(group["value_low"])
         positions = [next(k for k, t in enumerate(tokens) if math.isclose(t, v)) for v in firsts]
@@ -266,16 +334,20 @@ def _table1(rates, study, measure="n_enrolled"):
     return None if hit.empty else int(hit.iloc[0])
 
 
-def test_rate_denominators_rest_on_verbatim_table1_text(rates):
-    seed = _seed_text("001_a4b335bb3a7ff4c2.txt")
+def test_rate_denominators_rest_on_their_table1_quote(rates):
     with_n = rates[rates["denominator"].notna()]
     assert len(with_n) == 13
     for i, row in with_n.iterrows():
-        for part in row["denominator_quote"].split(" || "):
-            assert part in seed, f"row {i + 2}: {part!r} not in seed 001"
         assert _in_quote(_table1(rates, row["study"]), row["denominator_quote"]), f"row {i + 2}"
     others = rates[~rates["measure"].isin(published.RATE_MEASURES)]
     assert others["denominator"].isna().all() and (others["denominator_basis"] == "").all()
+
+
+def test_rate_denominator_quotes_are_verbatim_review_lines(rates):
+    review = _full_text("mcguire2014")
+    for i, row in rates[rates["denominator"].notna()].iterrows():
+        for part in row["denominator_quote"].split(" || "):
+            assert part in review, f"row {i + 2}: {part!r} not in McGuire et al. 2014"
 
 
 def test_rate_denominators_follow_the_rule_people_offered_imr(rates):
@@ -313,15 +385,18 @@ def test_printed_rates_that_no_denominator_reproduces_are_noted(rates):
         if not _whole_person(row["value"], int(row["denominator"])):
             assert "not a whole-person fraction" in row["note"], f"row {i + 2} ({row['study']}, {row['measure']})"
     mueser = rates[(rates["study"] == "Mueser 2006") & rates["measure"].isin(published.RATE_MEASURES)]
-    assert not any(_whole_person(p, 31) for p in mueser["value"])   # the note is needed there
+    assert not any(_whole_person(p, 31) for p in mueser["value"])  # the note is needed there
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"denominator_basis": ""}, "denominator_basis '' is not one of"),
-    ({"denominator": ""}, "needs a positive whole denominator"),
-    ({"denominator_quote": ""}, "denominator_quote"),
-    ({"assumption": ""}, "must state its assumption"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"denominator_basis": ""}, "denominator_basis '' is not one of"),
+        ({"denominator": ""}, "needs a positive whole denominator"),
+        ({"denominator_quote": ""}, "denominator_quote"),
+        ({"assumption": ""}, "must state its assumption"),
+    ],
+)
 def test_implementation_loader_checks_the_denominator_of_a_rate(tmp_path, change, message):
     raw = pd.read_csv(published.PUBLISHED_DIR / "implementation_rates.csv", dtype=str, keep_default_na=False)
     hit = (raw["study"] == "Fardig 2011") & (raw["measure"] == "dropout_pct")
@@ -343,26 +418,33 @@ def test_implementation_loader_rejects_a_denominator_on_other_rows_and_old_files
 
 # ---------------------------------------------------------------- heterogeneity_priors.csv
 
+
 def test_priors_keys_for_imr_outcomes(priors):
-    for key in ["rhodes_mental_nonpharm", "rhodes_subjective_nonpharm", "rhodes_qol_function_nonpharm",
-                "rhodes_marginal", "turner_mental_nonpharm_placebo", "turner_resource_nonpharm_placebo",
-                "turner_dropout_nonpharm_placebo", "turner_marginal"]:
+    for key in [
+        "rhodes_mental_nonpharm",
+        "rhodes_subjective_nonpharm",
+        "rhodes_qol_function_nonpharm",
+        "rhodes_marginal",
+        "turner_mental_nonpharm_placebo",
+        "turner_resource_nonpharm_placebo",
+        "turner_dropout_nonpharm_placebo",
+        "turner_marginal",
+    ]:
         assert key in set(priors["key"])
     assert priors["key"].str.fullmatch(r"(rhodes|turner)_[a-z_]+").all()
     mental = published.prior_by_key(priors, "rhodes_mental_nonpharm")
     assert mental["location"] == -3.85 and mental["scale"] == 1.93 and "-2.85" in mental["note"]
 
 
-def test_priors_are_an_exact_copy_of_the_shared_file(priors):
-    path = SHARED_PUBLISHED / "heterogeneity_priors.csv"
-    if not path.exists():
-        pytest.skip(f"{path} is absent (../shared/published beside the clone)")
+def test_priors_are_an_exact_copy_of_the_raw_extraction(priors):
+    path = _full_text_path("priors_extraction")
     ours = pd.read_csv(published.PUBLISHED_DIR / "heterogeneity_priors.csv", dtype=str, keep_default_na=False)
     theirs = pd.read_csv(path, dtype=str, keep_default_na=False)
     pd.testing.assert_frame_equal(ours.drop(columns="key"), theirs)
 
 
 # ---------------------------------------------------------------- loader errors
+
 
 def _write(tmp_path: Path, frame: pd.DataFrame) -> Path:
     path = tmp_path / "table.csv"

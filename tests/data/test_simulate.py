@@ -12,17 +12,26 @@ import pytest
 from scipy import stats
 
 from imrstats.config import load_config
-from imrstats.data.simulate import TABLE4_SUBSCALES, calibration_targets, derive_seed, simulate_all
+from imrstats.core.seeds import derive_seed
+from imrstats.data.simulate import TABLE4_SUBSCALES, calibration_targets, simulate_all
 
-PUBLISHED = pd.read_csv(__import__("imrstats.core.paths", fromlist=["DATA_DIR"]).DATA_DIR / "published" / "published_outcomes.csv")
+PUBLISHED = pd.read_csv(
+    __import__("imrstats.core.paths", fromlist=["DATA_DIR"]).DATA_DIR / "published" / "published_outcomes.csv"
+)
 JENSEN_CC = PUBLISHED[(PUBLISHED["study"] == "Jensen 2019") & (PUBLISHED["analysis"] == "complete_case")]
 
 
 @pytest.fixture(scope="module")
 def large():
-    config = load_config(overrides={"seed": 11, "simulate": {
-        "trial": {"sites": {"A": 700, "B": 700, "C": 600}},
-        "programme": {"service_types": {"CMHC": 690, "SerD": 520, "EDP": 50}}}})
+    config = load_config(
+        overrides={
+            "seed": 11,
+            "simulate": {
+                "trial": {"sites": {"A": 700, "B": 700, "C": 600}},
+                "programme": {"service_types": {"CMHC": 690, "SerD": 520, "EDP": 50}},
+            },
+        }
+    )
     tables = simulate_all(config)
     from imrstats.data.clean import clean_tables
 
@@ -48,7 +57,7 @@ def test_derived_seeds_are_stable():
 def test_default_trial_matches_table2(default_tables):
     part = default_tables["participants"]
     assert len(part) == 198 and part["id"].is_unique
-    assert part["arm"].value_counts().to_dict() == {"IMR": 99, "TAU": 99}           # Table 2: 99 / 99
+    assert part["arm"].value_counts().to_dict() == {"IMR": 99, "TAU": 99}  # Table 2: 99 / 99
     assert part["site"].value_counts().to_dict() == {"Frederiksberg": 81, "Gladsaxe": 63, "Ballerup": 54}
     assert (part.loc[part["arm"] == "TAU", "sessions_attended"] == 0).all()
 
@@ -61,12 +70,16 @@ def test_demographics_and_attendance_calibrated(large):
     _, tables, _, _ = large
     part = tables["participants"]
     n = len(part)
-    for observed, published in [((part["sex"] == "female").mean(), 89 / 198),
-                                ((part["diagnosis"] == "bipolar").mean(), 47 / 198)]:
-        assert _within(observed, published, np.sqrt(published * (1 - published) / 198 + published * (1 - published) / n))
+    for observed, published in [
+        ((part["sex"] == "female").mean(), 89 / 198),
+        ((part["diagnosis"] == "bipolar").mean(), 47 / 198),
+    ]:
+        assert _within(
+            observed, published, np.sqrt(published * (1 - published) / 198 + published * (1 - published) / n)
+        )
     assert _within(part["age"].mean(), 43.0, np.sqrt(11.3**2 / 198 + 11.3**2 / n))
     imr = part.loc[part["arm"] == "IMR", "sessions_attended"]
-    # seed 003, Discussion: 13% attended no session, mean 16.4 (SD 13.3) among the 99 randomised to IMR
+    # Jensen et al. 2019, Discussion: 13% attended no session, mean 16.4 (SD 13.3) among the 99 randomised to IMR
     assert _within((imr == 0).mean(), 0.13, np.sqrt(0.13 * 0.87 / 99))
     assert _within(imr.mean(), 16.4, 13.3 / np.sqrt(99))
     assert 13.3 * 0.8 < imr.std() < 13.3 * 1.2
@@ -78,8 +91,13 @@ def test_outcomes_calibrated_to_table3(large, timepoint):
     effects = config["simulate"]["trial"]["true_effects"]
     failures = []
     for row in JENSEN_CC[JENSEN_CC["timepoint"] == timepoint].itertuples():
-        sim = scores[(scores["instrument"] == row.instrument) & (scores["timepoint"] == timepoint)].dropna(subset=["score"])
-        for arm, n_pub, m_pub, sd_pub in (("IMR", row.n_imr, row.mean_imr, row.sd_imr), ("TAU", row.n_tau, row.mean_tau, row.sd_tau)):
+        sim = scores[(scores["instrument"] == row.instrument) & (scores["timepoint"] == timepoint)].dropna(
+            subset=["score"]
+        )
+        for arm, n_pub, m_pub, sd_pub in (
+            ("IMR", row.n_imr, row.mean_imr, row.sd_imr),
+            ("TAU", row.n_tau, row.mean_tau, row.sd_tau),
+        ):
             vals = sim.loc[sim["arm"] == arm, "score"]
             # the generator sets arm means at the pooled published mean -/+ half the configured true effect
             shift = effects.get(row.instrument, {}).get(timepoint, 0.0) * (0.5 if arm == "IMR" else -0.5)
@@ -101,7 +119,7 @@ def test_followup_attrition_about_31_percent(large):
     _, _, cleaned, scores = large
     seen = scores[(scores["timepoint"] == "fu12")].dropna(subset=["score"])["id"].unique()
     missing_share = 1 - len(seen) / 2000
-    # seed 003: 69% were available at the one-year follow-up (64 of 198 missing)
+    # Jensen et al. 2019: 69% were available at the one-year follow-up (64 of 198 missing)
     assert _within(missing_share, 64 / 198, np.sqrt(0.32 * 0.68 / 198))
 
 
@@ -131,13 +149,13 @@ def test_registry_calibrated_to_ferrara(large):
     def share_ok(observed, published, n_pub=126):
         return _within(observed, published, np.sqrt(published * (1 - published) * (1 / n_pub + 1 / n)))
 
-    # seed 000: 61.1% men; module 1 70.6%, module 6 39.7%, modules 9 and 10 6.3%, module 11 43.7%
+    # Ferrara implementation study: 61.1% men; module 1 70.6%, module 6 39.7%, modules 9 and 10 6.3%, module 11 43.7%
     assert share_ok((prog["sex"] == "male").mean(), 0.611)
     for module, published in {"m01": 0.706, "m06": 0.397, "m09": 0.063, "m10": 0.063, "m11": 0.437}.items():
         assert share_ok(prog[module].mean(), published), module
     edp = prog[prog["service_type"] == "EDP"]
     assert not edp[[f"m{i:02d}" for i in range(1, 12) if i not in (3, 8)]].any().any()
-    assert not prog[[f"m{i:02d}" for i in range(1, 12)]].all(axis=1).any()      # nobody received all 11
+    assert not prog[[f"m{i:02d}" for i in range(1, 12)]].all(axis=1).any()  # nobody received all 11
     age = pd.to_datetime(prog["start_date"]).dt.year - prog["birth_year"]
     assert _within(age.mean(), 40.14, 12.92 * np.sqrt(1 / 126 + 1 / n))
     assert _within(prog["sessions"].mean(), 21.4, 12.6 * np.sqrt(1 / 126 + 1 / n))
@@ -153,7 +171,7 @@ def test_service_use_is_overdispersed_with_excess_zeros(default_tables):
     for col in ("admissions", "er_visits", "outpatient_contacts"):
         assert fu[col].var() > 1.5 * fu[col].mean(), col
     lam = fu["admissions"].mean()
-    assert (fu["admissions"] == 0).mean() > np.exp(-lam) + 0.1     # more zeros than a Poisson allows
+    assert (fu["admissions"] == 0).mean() > np.exp(-lam) + 0.1  # more zeros than a Poisson allows
     assert (fu["bed_days"] <= fu["exposure_days"]).all()
     assert ((fu["admissions"] == 0) <= (fu["bed_days"] == 0)).all()
 

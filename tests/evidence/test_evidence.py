@@ -8,11 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from imrstats.errors import AnalysisError, InputError, SettingsError
+from imrstats.evidence.stage import (
+    evidence_settings,
+    predictive_percentiles_frequentist,
+    read_trial_results,
+    run_evidence_stage,
+    smd_from_mean_difference,
+    trial_effects_for_meta,
+    with_trial,
+)
 from imrstats.meta import effect_sizes as es
-from imrstats.errors import AnalysisError, InputError
-from imrstats.evidence.stage import (evidence_settings, predictive_percentiles_frequentist, read_trial_results,
-                               run_evidence_stage, smd_from_mean_difference, trial_effects_for_meta, with_trial)
 from imrstats.meta.random_effects import rma
+from imrstats.pipeline.registry import render_section, with_section
 from imrstats.pipeline.stage_result import to_json, write_stage
 
 NO_BAYES = {"bayes": {"enabled": False}}
@@ -20,14 +28,29 @@ TWO = {"imrs_client": ["imrs_client"], "functioning": ["gaf_f", "sofas"]}
 
 
 def fake_trial(sd_tau=8.0) -> dict:
-    itt = pd.DataFrame({"outcome": ["imrs_client", "gaf_f"], "timepoint": ["fu12", "fu12"],
-                        "estimate": [1.2, 2.5], "se": [1.1, 1.9], "df": [70.0, 60.0]})
+    itt = pd.DataFrame(
+        {
+            "outcome": ["imrs_client", "gaf_f"],
+            "timepoint": ["fu12", "fu12"],
+            "estimate": [1.2, 2.5],
+            "se": [1.1, 1.9],
+            "df": [70.0, 60.0],
+        }
+    )
     rows = []
     for outcome, (mean, sd) in {"imrs_client": (54.0, 7.5), "gaf_f": (50.0, 12.0)}.items():
         for tp in ("baseline", "post", "fu12"):
             rows.append({"outcome": outcome, "timepoint": tp, "arm": "IMR", "n": 60, "mean": mean + 1, "sd": sd})
-            rows.append({"outcome": outcome, "timepoint": tp, "arm": "TAU", "n": 58, "mean": mean,
-                         "sd": sd_tau if outcome == "imrs_client" else sd})
+            rows.append(
+                {
+                    "outcome": outcome,
+                    "timepoint": tp,
+                    "arm": "TAU",
+                    "n": 58,
+                    "mean": mean,
+                    "sd": sd_tau if outcome == "imrs_client" else sd,
+                }
+            )
     return {"trial_itt_contrasts": itt, "trial_descriptives": pd.DataFrame(rows)}
 
 
@@ -58,9 +81,10 @@ def test_degenerate_conversion_raises():
 
 
 def test_effects_table_rows_and_columns():
-    eff = trial_effects_for_meta(fake_trial(), {"evidence": {"timepoints": ["fu12", "post"]},
-                                                "meta": {"outcomes": TWO}})
-    assert len(eff) == 2 * 2 * 2          # labels x analyses x visits
+    eff = trial_effects_for_meta(
+        fake_trial(), {"evidence": {"timepoints": ["fu12", "post"]}, "meta": {"outcomes": TWO}}
+    )
+    assert len(eff) == 2 * 2 * 2  # labels x analyses x visits
     post_itt = eff.loc[(eff["analysis"] == "itt") & (eff["timepoint"] == "post")]
     assert post_itt["problem"].str.contains("no ITT contrast").all() and post_itt["yi"].isna().all()
     ok = eff.loc[eff["problem"] == ""]
@@ -73,18 +97,31 @@ def test_effects_table_rows_and_columns():
 
 def test_record_and_tables_give_the_same_effects():
     tables = fake_trial()
-    record = {"outcomes": {k: {"itt": {"contrasts": g.to_dict("records")}}
-                           for k, g in tables["trial_itt_contrasts"].groupby("outcome")},
-              "descriptives": tables["trial_descriptives"].to_dict("records")}
+    record = {
+        "outcomes": {
+            k: {"itt": {"contrasts": g.to_dict("records")}} for k, g in tables["trial_itt_contrasts"].groupby("outcome")
+        },
+        "descriptives": tables["trial_descriptives"].to_dict("records"),
+    }
     s = {"meta": {"outcomes": TWO}}
     a, b = trial_effects_for_meta(tables, s), trial_effects_for_meta(record, s)
-    pd.testing.assert_frame_equal(a.sort_values(["outcome_label", "analysis"]).reset_index(drop=True),
-                                  b.sort_values(["outcome_label", "analysis"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        a.sort_values(["outcome_label", "analysis"]).reset_index(drop=True),
+        b.sort_values(["outcome_label", "analysis"]).reset_index(drop=True),
+    )
 
 
 def test_with_trial_drops_the_replaced_study_and_appends_last():
-    pub = pd.DataFrame({"study": ["A 2001", "Jensen 2019"], "year": [2001, 2019], "yi": [0.1, 0.2],
-                        "vi": [0.04, 0.05], "sei": [0.2, np.sqrt(0.05)], "measure": "SMD"})
+    pub = pd.DataFrame(
+        {
+            "study": ["A 2001", "Jensen 2019"],
+            "year": [2001, 2019],
+            "yi": [0.1, 0.2],
+            "vi": [0.04, 0.05],
+            "sei": [0.2, np.sqrt(0.05)],
+            "measure": "SMD",
+        }
+    )
     row = {"study": "Mine", "yi": 0.3, "vi": 0.02, "sei": np.sqrt(0.02)}
     out = with_trial(pub, row, year=2015, replaces_study="Jensen 2019")
     assert list(out["study"]) == ["A 2001", "Mine"] and out["is_trial"].tolist() == [False, True]
@@ -95,7 +132,7 @@ def test_frequentist_percentile_needs_two_studies_and_orders_correctly():
     fit = rma([0.1, 0.3, 0.5], [0.02, 0.03, 0.04], method="REML", knha=True)
     low, high = (predictive_percentiles_frequentist(fit, y, 0.02) for y in (-1.0, 2.0))
     assert low["pct_observed"] < 0.05 < 0.95 < high["pct_observed"]
-    assert low["pct_true"] < low["pct_observed"]          # own sampling error widens the distribution
+    assert low["pct_true"] < low["pct_observed"]  # own sampling error widens the distribution
     with pytest.raises(AnalysisError, match="at least 2"):
         predictive_percentiles_frequentist(rma([0.1], [0.02]), 0.0, 0.01)
 
@@ -108,22 +145,24 @@ def test_settings_defaults_and_errors():
     ev, meta = evidence_settings(None)
     assert ev["enabled"] and ev["analyses"] == ["itt", "complete_case"] and ev["replaces_study"] is None
     assert meta["method"] == "REML" and meta["bayes"]["tau_prior"] == "rhodes_mental_health_nonpharm"
-    assert evidence_settings({"label": "X"})[0]["label"] == "X"          # evidence section alone
-    for bad, match in (({"evidence": {"labl": "x"}}, "unknown settings"),
-                       ({"evidence": {"analyses": ["per_protocol"]}}, "analyses"),
-                       ({"evidence": {"timepoints": "fu12"}}, "timepoints"),
-                       ({"evidence": {"standardise_by": "sd"}}, "standardise_by"),
-                       ({"evidence": {"year": "2020"}}, "year"),
-                       ({"evidence": {"label": " "}}, "label"),
-                       ({"evidence": {"replaces_study": 3}}, "replaces_study"),
-                       ({"meta": {"bayes": {"draw": 5}}}, "unknown settings")):
-        with pytest.raises(InputError, match=match):
+    assert evidence_settings({"label": "X"})[0]["label"] == "X"  # evidence section alone
+    for bad, match in (
+        ({"evidence": {"labl": "x"}}, "evidence.labl: unknown key"),
+        ({"evidence": {"analyses": ["per_protocol"]}}, "analyses"),
+        ({"evidence": {"timepoints": "fu12"}}, "timepoints"),
+        ({"evidence": {"standardise_by": "sd"}}, "standardise_by"),
+        ({"evidence": {"year": "2020"}}, "year"),
+        ({"evidence": {"label": " "}}, "label"),
+        ({"evidence": {"replaces_study": 3}}, "replaces_study"),
+        ({"meta": {"bayes": {"draw": 5}}}, "meta.bayes.draw: unknown key"),
+    ):
+        with pytest.raises(SettingsError, match=match):
             evidence_settings(bad)
 
 
 def test_disabled_needs_no_trial(tmp_path):
     res = run_evidence_stage(None, {"evidence": {"enabled": False}}, trial_dir=tmp_path / "nothing")
-    assert res.tables == {} and "Not run" in res.html and "off" in res.summary
+    assert res.tables == {} and "Not run" in render_section(res) and "off" in res.summary
 
 
 def test_missing_trial_results_raise(tmp_path):
@@ -147,28 +186,35 @@ def test_read_trial_results_from_a_written_stage(tmp_path):
 def test_degenerate_outcome_is_flagged_and_the_rest_runs():
     trial = fake_trial()
     d = trial["trial_descriptives"]
-    d.loc[d["outcome"] == "imrs_client", "sd"] = 0.0          # both arms SD 0 for one outcome
-    res = run_evidence_stage(None, {"evidence": {"analyses": ["complete_case"]},
-                                    "meta": {"outcomes": TWO, **NO_BAYES}}, trial=trial)
+    d.loc[d["outcome"] == "imrs_client", "sd"] = 0.0  # both arms SD 0 for one outcome
+    res = run_evidence_stage(
+        None, {"evidence": {"analyses": ["complete_case"]}, "meta": {"outcomes": TWO, **NO_BAYES}}, trial=trial
+    )
     assert any("imrs_client" in f and "SD is 0" in f for f in res.flags)
-    assert "<div class='flag'>" in res.html
+    assert "<div class='flag'>" in render_section(res)
     pooled = res.tables["evidence_pooled"]
     assert set(pooled["outcome_label"]) == {"functioning"}
     assert pooled.loc[pooled["framework"].str.startswith("Bayesian"), "estimate_with"].isna().all()
 
 
 def test_no_overlap_and_unknown_replaced_study_are_flagged():
-    res = run_evidence_stage(None, {"evidence": {"replaces_study": "Nobody 1999"},
-                                    "meta": {"outcomes": {"hospitalisation": ["hospitalisation"]}, **NO_BAYES}},
-                             trial=fake_trial())
+    res = run_evidence_stage(
+        None,
+        {
+            "evidence": {"replaces_study": "Nobody 1999"},
+            "meta": {"outcomes": {"hospitalisation": ["hospitalisation"]}, **NO_BAYES},
+        },
+        trial=fake_trial(),
+    )
     assert any("nothing to compare" in f for f in res.flags)
     assert any("Nobody 1999" in f and "matches no pooled" in f for f in res.flags)
     assert "hospitalisation: not compared" in res.summary
 
 
 def test_frequentist_only_stage_on_fake_trial():
-    res = run_evidence_stage(None, {"evidence": {"label": "Mine", "year": 2025},
-                                    "meta": {"outcomes": TWO, **NO_BAYES}}, trial=fake_trial())
+    res = run_evidence_stage(
+        None, {"evidence": {"label": "Mine", "year": 2025}, "meta": {"outcomes": TWO, **NO_BAYES}}, trial=fake_trial()
+    )
     assert not res.flags
     pooled = res.tables["evidence_pooled"]
     freq = pooled.loc[~pooled["framework"].str.startswith("Bayesian")]
@@ -178,7 +224,7 @@ def test_frequentist_only_stage_on_fake_trial():
     last = cum.groupby(["outcome_label", "analysis"]).tail(1)
     assert last["added"].str.startswith("Mine").all()
     assert {f"evidence_cumulative_{x}_fu12" for x in TWO} == set(res.figures)
-    assert "figures/evidence_cumulative_functioning_fu12.png" in res.html
+    assert "figures/evidence_cumulative_functioning_fu12.png" in render_section(res)
     json.loads(to_json(res.record))
 
 
@@ -195,27 +241,51 @@ def clean(default_clean_tables):
 def real(clean, default_config):
     from imrstats.trial.stage import run_trial_stage
 
-    trial = run_trial_stage(clean, {"outcomes": ["gaf_f", "imrs_client"], "imputations": 5, "tipping_outcomes": [],
-                                    "subgroup_outcomes": [], "per_protocol_outcomes": [], "subgroups": []}, seed=3)
-    meta = {**default_config["meta"], "outcomes": TWO,
-            "bayes": {**default_config["meta"]["bayes"], "sensitivity_priors": []}}
-    return run_evidence_stage(clean, {"evidence": {"label": "Synthetic trial", "replaces_study": "Jensen 2019"},
-                                      "meta": meta}, trial=trial, seed=4)
+    trial = run_trial_stage(
+        clean,
+        {
+            "outcomes": ["gaf_f", "imrs_client"],
+            "imputations": 5,
+            "tipping_outcomes": [],
+            "subgroup_outcomes": [],
+            "per_protocol_outcomes": [],
+            "subgroups": [],
+        },
+        seed=3,
+    )
+    meta = {
+        **default_config["meta"],
+        "outcomes": TWO,
+        "bayes": {**default_config["meta"]["bayes"], "sensitivity_priors": []},
+    }
+    return with_section(
+        run_evidence_stage(
+            clean,
+            {"evidence": {"label": "Synthetic trial", "replaces_study": "Jensen 2019"}, "meta": meta},
+            trial=trial,
+            seed=4,
+        )
+    )
 
 
 def test_real_trial_stage_tables_figures_html(real, tmp_path):
     assert not real.flags, real.flags
-    assert {"evidence_trial_effects", "evidence_pooled", "evidence_surprise", "evidence_cumulative",
-            "evidence_diagnostics"} <= set(real.tables)
+    assert {
+        "evidence_trial_effects",
+        "evidence_pooled",
+        "evidence_surprise",
+        "evidence_cumulative",
+        "evidence_diagnostics",
+    } <= set(real.tables)
     pooled = real.tables["evidence_pooled"]
-    assert len(pooled) == 2 * 2 * 2        # labels x analyses x frameworks
+    assert len(pooled) == 2 * 2 * 2  # labels x analyses x frameworks
     assert not pooled["studies_with"].str.contains("Jensen").any()
     assert "its published row was dropped" in real.html
     surprise = real.tables["evidence_surprise"].set_index("outcome_label")
-    ok = surprise.loc["imrs_client"]                 # Levitt, Roosenschoon, Wong remain as the reference
+    ok = surprise.loc["imrs_client"]  # Levitt, Roosenschoon, Wong remain as the reference
     assert (ok["k_reference"] == 3).all()
     assert ok["bayes_pct_true"].between(0, 1).all() and ok["freq_pct_observed"].between(0, 1).all()
-    alone = surprise.loc["functioning"]              # only Wong 2023 remains: no predictive distribution
+    alone = surprise.loc["functioning"]  # only Wong 2023 remains: no predictive distribution
     assert alone["bayes_pct_true"].isna().all() and alone["freq_pct_true"].isna().all()
     assert real.summary.count("functioning: 1 reference study") == 1
     assert real.tables["evidence_diagnostics"]["passed"].all()

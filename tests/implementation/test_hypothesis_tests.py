@@ -7,16 +7,20 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from imrstats.implementation import hypothesis_tests as ht
 from imrstats.errors import AnalysisError
+from imrstats.implementation import hypothesis_tests as ht
 
 
 def brute_force_fisher_p(table):
     """Enumerate every table with the observed margins; sum P(T) over P(T) <= P(obs)."""
     table = np.asarray(table)
     rows, cols, n = table.sum(1), table.sum(0), table.sum()
-    logp = lambda t: (special.gammaln(rows + 1).sum() + special.gammaln(cols + 1).sum()  # noqa: E731
-                      - special.gammaln(n + 1) - special.gammaln(np.asarray(t) + 1).sum())
+    logp = lambda t: (
+        special.gammaln(rows + 1).sum()
+        + special.gammaln(cols + 1).sum()  # noqa: E731
+        - special.gammaln(n + 1)
+        - special.gammaln(np.asarray(t) + 1).sum()
+    )
     r, c = table.shape
     total, observed = 0.0, logp(table)
     for free in itertools.product(*[range(min(rows[i], cols[j]) + 1) for i in range(r - 1) for j in range(c - 1)]):
@@ -31,8 +35,10 @@ def brute_force_fisher_p(table):
     return total
 
 
-@pytest.mark.parametrize("table", [[[3, 1, 0], [2, 5, 1], [0, 2, 6]], [[4, 0], [1, 3], [2, 2]],
-                                   [[1, 2, 3, 0], [3, 0, 1, 4]], [[5, 5, 5], [5, 5, 5]]])
+@pytest.mark.parametrize(
+    "table",
+    [[[3, 1, 0], [2, 5, 1], [0, 2, 6]], [[4, 0], [1, 3], [2, 2]], [[1, 2, 3, 0], [3, 0, 1, 4]], [[5, 5, 5], [5, 5, 5]]],
+)
 def test_fisher_rxc_equals_brute_force_enumeration(table):
     assert ht.fisher_exact_test(table).p == pytest.approx(brute_force_fisher_p(table), rel=1e-9)
 
@@ -69,7 +75,8 @@ def test_chi_square_yates_only_for_2x2():
 
 def test_empty_rows_and_columns_are_dropped():
     assert ht.chi_square_test([[10, 0, 20], [0, 0, 0], [15, 0, 12]]).p == pytest.approx(
-        ht.chi_square_test([[10, 20], [15, 12]]).p)
+        ht.chi_square_test([[10, 20], [15, 12]]).p
+    )
 
 
 @pytest.mark.parametrize("bad", [[[1, -1], [2, 3]], [[1.5, 2], [2, 3]], [1, 2, 3], [[5, 0], [7, 0]]])
@@ -149,4 +156,6 @@ def test_bland_altman_limits():
     sd = np.std([1, 2, 3, 2, 2], ddof=1)
     assert bias.estimate == pytest.approx(2.0)
     assert (low.estimate, high.estimate) == pytest.approx((2 - 1.959963984540054 * sd, 2 + 1.959963984540054 * sd))
-    assert low.ci_low < low.estimate < low.ci_high and high.ci_high - high.ci_low == pytest.approx(low.ci_high - low.ci_low)
+    assert low.ci_low < low.estimate < low.ci_high and high.ci_high - high.ci_low == pytest.approx(
+        low.ci_high - low.ci_low
+    )

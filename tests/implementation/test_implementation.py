@@ -25,16 +25,26 @@ def make_programme(n_cmhc=12, n_serd=10, n_edp=3):
     """A deterministic small registry: every value is a function of the row number."""
     rows = []
     for i, st in enumerate(["CMHC"] * n_cmhc + ["SerD"] * n_serd + ["EDP"] * n_edp):
-        rows.append({
-            "id": f"X{i:03d}", "service_type": st, "service": f"{st}-{i % 2}",
-            "format": ["group", "individual", "group", "remote"][i % 4],
-            "start_date": f"2019-{1 + i % 12:02d}-15", "stop_date": f"2020-{1 + i % 12:02d}-15",
-            "sessions": 10 + (i * 7) % 13,
-            **{m: bool((i + k) % 3 == 0 or (st == "SerD" and m == "m06")) for k, m in enumerate(MODULES)},
-            "imrs_user": 40.0 + (i * 5) % 21, "imrs_provider": 38.0 + (i * 5 + i % 4) % 23,
-            "sex": ["female", "male"][i % 2], "birth_year": 1960 + (i * 3) % 35,
-            "first_contact_date": f"{2005 + i % 12}-06-01", "diagnosis": {"SerD": "substance use", "EDP": "eating disorder"}.get(st, ["schizophrenia", "bipolar"][i % 2]),
-        })
+        rows.append(
+            {
+                "id": f"X{i:03d}",
+                "service_type": st,
+                "service": f"{st}-{i % 2}",
+                "format": ["group", "individual", "group", "remote"][i % 4],
+                "start_date": f"2019-{1 + i % 12:02d}-15",
+                "stop_date": f"2020-{1 + i % 12:02d}-15",
+                "sessions": 10 + (i * 7) % 13,
+                **{m: bool((i + k) % 3 == 0 or (st == "SerD" and m == "m06")) for k, m in enumerate(MODULES)},
+                "imrs_user": 40.0 + (i * 5) % 21,
+                "imrs_provider": 38.0 + (i * 5 + i % 4) % 23,
+                "sex": ["female", "male"][i % 2],
+                "birth_year": 1960 + (i * 3) % 35,
+                "first_contact_date": f"{2005 + i % 12}-06-01",
+                "diagnosis": {"SerD": "substance use", "EDP": "eating disorder"}.get(
+                    st, ["schizophrenia", "bipolar"][i % 2]
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -44,19 +54,24 @@ def test_derived_variables():
     assert row["age_at_start"] == 2019 - 1960
     assert row["age_at_first_contact"] == 2005 - 1960
     assert row["duration_months"] == pytest.approx(365 / (365.25 / 12))  # 2019-01-15 to 2020-01-15
-    assert row["illness_duration_years"] == pytest.approx((pd.Timestamp("2019-01-15") - pd.Timestamp("2005-06-01")).days / 365.25)
+    assert row["illness_duration_years"] == pytest.approx(
+        (pd.Timestamp("2019-01-15") - pd.Timestamp("2005-06-01")).days / 365.25
+    )
     assert row["modules_received"] == sum(row[m] for m in MODULES)
     assert row["imrs_user_item_mean"] == pytest.approx(row["imrs_user"] / 15)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda d: d.drop(columns="m03"), "lacks column"),
-    (lambda d: d.assign(service_type="Hospital"), "service_type"),
-    (lambda d: d.assign(stop_date="2018-01-01"), "stop before"),
-    (lambda d: d.assign(imrs_user=3.7), "IMRS total"),
-    (lambda d: d.assign(m05=np.nan), "m05"),
-    (lambda d: d.iloc[:0], "no rows"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.drop(columns="m03"), "lacks column"),
+        (lambda d: d.assign(service_type="Hospital"), "service_type"),
+        (lambda d: d.assign(stop_date="2018-01-01"), "stop before"),
+        (lambda d: d.assign(imrs_user=3.7), "IMRS total"),
+        (lambda d: d.assign(m05=np.nan), "m05"),
+        (lambda d: d.iloc[:0], "no rows"),
+    ],
+)
 def test_bad_programme_tables_raise(change, message):
     with pytest.raises(AnalysisError, match=message):
         derive_programme_variables(change(make_programme()))
@@ -106,10 +121,22 @@ def test_test_choice_depends_on_number_of_groups():
 def test_analyse_programme_tables_and_json():
     result = analyse_programme(make_programme(), alpha=0.05)
     assert isinstance(result, ImplementationResult) and result.n_participants == 25
-    assert {"services", "demographics_categorical", "demographics_continuous", "delivery_categorical",
-            "delivery_continuous", "module_share", "imrs_summary", "imrs_agreement", "tests"} <= set(result.tables)
+    assert {
+        "services",
+        "demographics_categorical",
+        "demographics_continuous",
+        "delivery_categorical",
+        "delivery_continuous",
+        "module_share",
+        "imrs_summary",
+        "imrs_agreement",
+        "tests",
+    } <= set(result.tables)
     tests = result.tables["tests"]
-    assert set(tests.loc[tests["variable"].isin(["sex", "diagnosis", "format"]), "test"]) <= {"chi-square", "Fisher exact"}
+    assert set(tests.loc[tests["variable"].isin(["sex", "diagnosis", "format"]), "test"]) <= {
+        "chi-square",
+        "Fisher exact",
+    }
     assert (tests["significant"].dropna() == (tests["p"] < 0.05)[tests["significant"].notna()]).all()
     for table in result.tables.values():  # aggregates only: no identifiers reach the tables
         assert "id" not in table.columns

@@ -13,18 +13,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats.errors import AnalysisError, InputError
+from imrstats.config import section_settings
+from imrstats.errors import AnalysisError, InputError, SettingsError
 from imrstats.implementation.descriptives import MODULES
 from imrstats.implementation.stage import (
-    DEFAULT_SETTINGS,
-    implementation_settings,
     read_excel_table,
     run_implementation_stage,
 )
+from imrstats.pipeline.registry import with_section
 from imrstats.pipeline.stage_result import write_stage
 
-TIDY = {"services", "demographics_categorical", "demographics_continuous", "delivery_categorical",
-        "delivery_continuous", "module_share", "imrs_summary", "imrs_agreement", "tests"}
+TIDY = {
+    "services",
+    "demographics_categorical",
+    "demographics_continuous",
+    "delivery_categorical",
+    "delivery_continuous",
+    "module_share",
+    "imrs_summary",
+    "imrs_agreement",
+    "tests",
+}
 DISPLAY = {"table1_demographics", "table2_delivery", "table3_imrs"}
 
 
@@ -40,12 +49,12 @@ def programme(cleaned):
 
 @pytest.fixture(scope="module")
 def default_run(cleaned):
-    return run_implementation_stage(cleaned, {}, seed=11)
+    return with_section(run_implementation_stage(cleaned, {}, seed=11))
 
 
 @pytest.fixture(scope="module")
 def suppressed_run(cleaned):
-    return run_implementation_stage(cleaned, {"suppress_small_cells": True}, seed=11)
+    return with_section(run_implementation_stage(cleaned, {"suppress_small_cells": True}, seed=11))
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +78,7 @@ def _row(display: pd.DataFrame, characteristic: str, statistic: str | None = Non
 
 
 # ---------------------------------------------------------------- default synthetic registry
+
 
 def test_default_run_tables_and_figures(default_run, programme):
     assert default_run.stage == "implementation"
@@ -107,13 +117,16 @@ def test_display_tables_repeat_the_tidy_numbers(default_run):
 def test_tests_follow_the_seed_plan_at_alpha_005(default_run):
     tests = default_run.tables["tests"]
     assert set(tests.loc[tests["variable"].isin(["sex", "diagnosis", "format", *MODULES]), "test"]) <= {
-        "chi-square", "Fisher exact"}
+        "chi-square",
+        "Fisher exact",
+    }
     assert set(tests.loc[tests["variable"] == "illness_duration_years", "test"]) == {"one-way ANOVA", "Kruskal-Wallis"}
     tested = tests[tests["quantity"] != "not tested"]
     assert (tested["significant"].astype(bool) == (tested["p"] < 0.05)).all()
     agreement = default_run.tables["imrs_agreement"]
-    assert {"Pearson r", "Spearman rho", "bias (x - y)", "lower limit of agreement",
-            "upper limit of agreement"} == set(agreement["quantity"])
+    assert {"Pearson r", "Spearman rho", "bias (x - y)", "lower limit of agreement", "upper limit of agreement"} == set(
+        agreement["quantity"]
+    )
     correlations = agreement[agreement["quantity"].isin(["Pearson r", "Spearman rho"])]
     assert (correlations["ci_low"] < correlations["estimate"]).all()
     assert (correlations["estimate"] < correlations["ci_high"]).all()
@@ -136,7 +149,7 @@ def test_summary_and_record(default_run):
     assert "126 participants (CMHC 69, SerD 52, EDP 5)" in summary
     assert "alpha = 0.05" in summary and "Pearson r" in summary and "WARNING" in summary
     record = json.loads(json.dumps(default_run.record, allow_nan=False, default=str))
-    assert record["settings"] == {**DEFAULT_SETTINGS, "alpha": 0.05}
+    assert record["settings"] == {**section_settings("implementation"), "alpha": 0.05}
     assert record["alpha"] == 0.05 and record["figures"] == sorted(default_run.figures)
     assert "plot_data" not in record
 
@@ -163,6 +176,7 @@ def test_write_stage_files(default_run, written_default):
 
 # ---------------------------------------------------------------- small-cell suppression
 
+
 def test_suppression_blanks_small_cells_and_row_level_figures(default_run, suppressed_run):
     for name, table in suppressed_run.tables.items():
         if "small_cell" not in table.columns:
@@ -186,8 +200,8 @@ def test_small_agreement_is_suppressed(programme):
     few = programme.head(60).copy()
     observed = few.index[few["imrs_user"].notna() & few["imrs_provider"].notna()]
     few.loc[observed[4:], ["imrs_user", "imrs_provider"]] = np.nan
-    shown = run_implementation_stage({"programme": few}, {}, seed=1)
-    hidden = run_implementation_stage({"programme": few}, {"suppress_small_cells": True}, seed=1)
+    shown = with_section(run_implementation_stage({"programme": few}, {}, seed=1))
+    hidden = with_section(run_implementation_stage({"programme": few}, {"suppress_small_cells": True}, seed=1))
     assert shown.tables["imrs_agreement"]["small_cell"].all()
     assert shown.tables["imrs_agreement"]["estimate"].notna().all()
     agreement = hidden.tables["imrs_agreement"]
@@ -197,9 +211,10 @@ def test_small_agreement_is_suppressed(programme):
 
 # ---------------------------------------------------------------- degenerate and bad input
 
+
 def test_one_service_type_flags_tests_and_still_reports(programme):
     cmhc = programme[programme["service_type"] == "CMHC"]
-    result = run_implementation_stage({"programme": cmhc}, {}, seed=3)
+    result = with_section(run_implementation_stage({"programme": cmhc}, {}, seed=3))
     not_run = [f for f in result.flags if "was not run" in f]
     assert not_run and any("Sex by service type" in f for f in not_run)
     assert "<div class='flag'>" in result.html and "was not run" in result.html
@@ -210,7 +225,7 @@ def test_one_service_type_flags_tests_and_still_reports(programme):
 
 def test_no_imrs_scores_flags_agreement_and_omits_bland_altman(programme):
     blank = programme.assign(imrs_user=np.nan, imrs_provider=np.nan)
-    result = run_implementation_stage({"programme": blank}, {}, seed=3)
+    result = with_section(run_implementation_stage({"programme": blank}, {}, seed=3))
     assert (result.tables["imrs_agreement"]["quantity"] == "not tested").all()
     assert any("Bland-Altman" in f and "was not run" in f for f in result.flags)
     assert "bland_altman" not in result.figures and "bland_altman" in result.record["omitted_figures"]
@@ -221,7 +236,7 @@ def test_no_imrs_scores_flags_agreement_and_omits_bland_altman(programme):
 
 def test_tiny_registry_with_suppression_still_runs(programme):
     tiny = pd.concat([programme[programme["service_type"] == g].head(2) for g in ("CMHC", "SerD")])
-    result = run_implementation_stage({"programme": tiny}, {"suppress_small_cells": True}, seed=3)
+    result = with_section(run_implementation_stage({"programme": tiny}, {"suppress_small_cells": True}, seed=3))
     assert "(CMHC < 5, SerD < 5); < 5 services" in result.summary
     assert result.tables["services"]["n"].isna().all()
     assert not re.findall(r"R\d{4}", result.html + result.summary)
@@ -241,35 +256,39 @@ def test_broken_programme_raises_clearly(programme):
         run_implementation_stage({"programme": programme.drop(columns="m03")}, {})
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"alpha": 1.5}, "alpha"),
-    ({"alpha": "0.05"}, "alpha"),
-    ({"small_cell_threshold": 0}, "small_cell_threshold"),
-    ({"small_cell_threshold": 2.5}, "small_cell_threshold"),
-    ({"suppress_small_cells": "yes"}, "suppress_small_cells"),
-    ({"significance": 0.05}, "Unknown implementation setting"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"alpha": 1.5}, "alpha"),
+        ({"alpha": "0.05"}, "alpha"),
+        ({"small_cell_threshold": 0}, "small_cell_threshold"),
+        ({"small_cell_threshold": 2.5}, "small_cell_threshold"),
+        ({"suppress_small_cells": "yes"}, "suppress_small_cells"),
+        ({"significance": 0.05}, "implementation.significance: unknown key"),
+    ],
+)
 def test_bad_settings(settings, message):
-    with pytest.raises(AnalysisError, match=message):
-        implementation_settings(settings)
+    with pytest.raises(SettingsError, match=message):
+        run_implementation_stage({}, settings)
 
 
 def test_slip_sized_alpha_is_flagged(programme):
-    result = run_implementation_stage({"programme": programme.head(40)}, {"alpha": 0.5}, seed=3)
+    result = with_section(run_implementation_stage({"programme": programme.head(40)}, {"alpha": 0.5}, seed=3))
     assert any("0.5" in f and "slip" in f for f in result.flags)
     assert "alpha = 0.5 " in result.html
 
 
 def test_same_input_and_seed_give_identical_tables(programme):
     part = programme.head(50)
-    first = run_implementation_stage({"programme": part}, {}, seed=5)
-    second = run_implementation_stage({"programme": part}, {}, seed=5)
+    first = with_section(run_implementation_stage({"programme": part}, {}, seed=5))
+    second = with_section(run_implementation_stage({"programme": part}, {}, seed=5))
     for name, table in first.tables.items():
         pd.testing.assert_frame_equal(table, second.tables[name])
     assert first.html == second.html and first.summary == second.summary
 
 
 # ---------------------------------------------------------------- Excel registry export
+
 
 def test_read_excel_refuses_other_suffixes(tmp_path):
     path = tmp_path / "programme.csv"

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from scipy import integrate
 
+from imrstats.errors import AnalysisError, InputError
 from imrstats.meta import bayes
 from imrstats.meta.bayes import (
     SHIPPED_TAU_PRIORS,
@@ -30,7 +31,6 @@ from imrstats.meta.bayes import (
     shared_sampler,
     tau_prior_from_spec,
 )
-from imrstats.errors import AnalysisError, InputError
 
 Y = np.array([0.28, 0.36, 0.50, 0.10, 0.00, 0.30])
 SE = np.array([0.14, 0.20, 0.32, 0.15, 0.11, 0.15])
@@ -51,8 +51,9 @@ def quick_fit(sampler):
 # --- priors ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("prior", [HalfNormal(0.5), HalfCauchy(0.5), LogNormalTau2(-2.34, 1.72),
-                                   LogTTau2(-3.85, 1.93, 5), UniformTau(3.0)])
+@pytest.mark.parametrize(
+    "prior", [HalfNormal(0.5), HalfCauchy(0.5), LogNormalTau2(-2.34, 1.72), LogTTau2(-3.85, 1.93, 5), UniformTau(3.0)]
+)
 def test_tau_prior_density_integrates_to_one(prior):
     # integrate over log tau (density * tau) so the spike near 0 of the log-scale priors is resolved
     def density(s):  # on the log-tau scale; 0 beyond where exp(s) under/overflows
@@ -63,9 +64,18 @@ def test_tau_prior_density_integrates_to_one(prior):
     assert total == pytest.approx(1.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("make", [lambda: HalfNormal(0), lambda: HalfCauchy(-1), lambda: LogNormalTau2(-2, 0),
-                                  lambda: LogTTau2(-2, 1, nu=0), lambda: Normal(0, float("nan")),
-                                  lambda: UniformTau(0), lambda: UniformTau(math.inf)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: HalfNormal(0),
+        lambda: HalfCauchy(-1),
+        lambda: LogNormalTau2(-2, 0),
+        lambda: LogTTau2(-2, 1, nu=0),
+        lambda: Normal(0, float("nan")),
+        lambda: UniformTau(0),
+        lambda: UniformTau(math.inf),
+    ],
+)
 def test_bad_prior_parameters_raise(make):
     with pytest.raises(InputError, match="finite positive"):
         make()
@@ -127,11 +137,16 @@ def test_shipped_priors_carry_citations_and_the_flagged_rhodes_value():
 
 def test_read_heterogeneity_priors_adapter(tmp_path):
     path = tmp_path / "priors.csv"
-    pd.DataFrame({
-        "key": ["rhodes_x", "turner_y"],
-        "distribution": ["log-Student-t, 5 df on log(tau^2)", "normal on log(tau^2) (log-normal)"],
-        "location": [-3.85, -2.34], "scale": [1.93, 1.72], "source": ["Rhodes", "Turner"], "note": ["", "binary"],
-    }).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "key": ["rhodes_x", "turner_y"],
+            "distribution": ["log-Student-t, 5 df on log(tau^2)", "normal on log(tau^2) (log-normal)"],
+            "location": [-3.85, -2.34],
+            "scale": [1.93, 1.72],
+            "source": ["Rhodes", "Turner"],
+            "note": ["", "binary"],
+        }
+    ).to_csv(path, index=False)
     priors = read_heterogeneity_priors(path)
     assert priors["rhodes_x"].prior == LogTTau2(-3.85, 1.93, 5.0)
     assert priors["turner_y"].prior == LogNormalTau2(-2.34, 1.72)
@@ -143,14 +158,17 @@ def test_read_heterogeneity_priors_adapter(tmp_path):
 # --- input checks (raise before any sampling) ----------------------------------------------------
 
 
-@pytest.mark.parametrize("yi, sei, labels, error, match", [
-    ([], [], None, AnalysisError, "no studies"),
-    ([0.1, 0.2], [0.1], None, InputError, "one standard error per effect"),
-    ([0.1, float("nan")], [0.1, 0.1], None, InputError, "missing or infinite"),
-    ([0.1, 0.2], [0.1, 0.0], None, InputError, "finite and > 0"),
-    ([0.1, 0.2], [0.1, 0.1], ["a"], InputError, "one label per study"),
-    ([0.1, 0.2], [0.1, 0.1], ["a", "a"], InputError, "unique"),
-])
+@pytest.mark.parametrize(
+    "yi, sei, labels, error, match",
+    [
+        ([], [], None, AnalysisError, "no studies"),
+        ([0.1, 0.2], [0.1], None, InputError, "one standard error per effect"),
+        ([0.1, float("nan")], [0.1, 0.1], None, InputError, "missing or infinite"),
+        ([0.1, 0.2], [0.1, 0.0], None, InputError, "finite and > 0"),
+        ([0.1, 0.2], [0.1, 0.1], ["a"], InputError, "one label per study"),
+        ([0.1, 0.2], [0.1, 0.1], ["a", "a"], InputError, "unique"),
+    ],
+)
 def test_bad_inputs_raise_before_sampling(yi, sei, labels, error, match):
     with pytest.raises(error, match=match):
         bayes.BayesMeta().fit(yi, sei, labels)  # never compiles: checks come first
@@ -204,8 +222,14 @@ def test_to_dict_is_json_serialisable(quick_fit):
 
 
 def test_check_diagnostics_names_parameter_and_criterion(quick_fit):
-    bad = dataclasses.replace(quick_fit.diagnostics, max_rhat=1.05, max_rhat_parameter="tau",
-                              min_ess_bulk=120.0, min_ess_parameter="theta[C]", divergences=3)
+    bad = dataclasses.replace(
+        quick_fit.diagnostics,
+        max_rhat=1.05,
+        max_rhat_parameter="tau",
+        min_ess_bulk=120.0,
+        min_ess_parameter="theta[C]",
+        divergences=3,
+    )
     result = dataclasses.replace(quick_fit, diagnostics=bad)
     with pytest.raises(AnalysisError) as err:
         result.check_diagnostics()
@@ -221,8 +245,13 @@ def test_nan_rhat_fails_the_gate(quick_fit):
 
 
 def test_check_table_diagnostics_lists_failing_rows():
-    table = pd.DataFrame({"year": [2007, 2009], "diagnostics_ok": [True, False],
-                          "diagnostic_problems": ["", "2 divergent transitions (must be 0)"]})
+    table = pd.DataFrame(
+        {
+            "year": [2007, 2009],
+            "diagnostics_ok": [True, False],
+            "diagnostic_problems": ["", "2 divergent transitions (must be 0)"],
+        }
+    )
     with pytest.raises(AnalysisError, match="year=2009: 2 divergent"):
         check_table_diagnostics(table, "cumulative")
     assert check_table_diagnostics(table.iloc[:1]) is not None
@@ -270,8 +299,9 @@ def test_save_posterior_round_trip(quick_fit, tmp_path):
 def test_save_posterior_writes_the_same_bytes_for_the_same_fit(sampler, tmp_path):
     """Same data, prior and seed -> identical files: no wall-clock stamp reaches the netCDF, and the
     in-memory posterior keeps its own."""
-    fits = [sampler.fit(Y, SE, LABELS, prior_mu=Normal(0, 1), prior_tau=HalfNormal(0.5), seed=3, **QUICK)
-            for _ in range(2)]
+    fits = [
+        sampler.fit(Y, SE, LABELS, prior_mu=Normal(0, 1), prior_tau=HalfNormal(0.5), seed=3, **QUICK) for _ in range(2)
+    ]
     paths = [save_posterior(fit, tmp_path / f"p{i}.nc") for i, fit in enumerate(fits)]
     assert paths[0].read_bytes() == paths[1].read_bytes()
     assert "created_at" not in paths[0].read_bytes().decode("latin-1")

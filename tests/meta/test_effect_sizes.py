@@ -8,11 +8,24 @@ import math
 import pandas as pd
 import pytest
 
-from imrstats.meta.effect_sizes import (
-    escalc, hedges_correction, log_or, log_or_from_ci, log_or_from_smd, log_rr, md, plo, smd,
-    smd_from_d_total_n, smd_from_eta_squared, smd_from_f, smd_from_log_or, smd_from_p, smd_from_t,
-)
 from imrstats.errors import AnalysisError, InputError
+from imrstats.meta.effect_sizes import (
+    escalc,
+    hedges_correction,
+    log_or,
+    log_or_from_ci,
+    log_or_from_smd,
+    log_rr,
+    md,
+    plo,
+    smd,
+    smd_from_d_total_n,
+    smd_from_eta_squared,
+    smd_from_f,
+    smd_from_log_or,
+    smd_from_p,
+    smd_from_t,
+)
 
 
 def _exact_c(m: float) -> float:
@@ -50,10 +63,14 @@ def test_binary_measures_hand_case_and_zero_cell_correction():
     rr, v_rr = log_rr(10, 50, 20, 50)
     assert rr == pytest.approx(math.log(0.2 / 0.4)) and v_rr == pytest.approx(1 / 10 - 1 / 50 + 1 / 20 - 1 / 50)
     lor, v_or = log_or(10, 50, 20, 50)
-    assert lor == pytest.approx(math.log((10 * 30) / (40 * 20))) and v_or == pytest.approx(1 / 10 + 1 / 40 + 1 / 20 + 1 / 30)
+    assert lor == pytest.approx(math.log((10 * 30) / (40 * 20))) and v_or == pytest.approx(
+        1 / 10 + 1 / 40 + 1 / 20 + 1 / 30
+    )
     # a zero cell adds 1/2 to all four cells of that study only
     lor0, v0 = log_or(0, 10, 3, 10)
-    assert lor0 == pytest.approx(math.log((0.5 * 7.5) / (10.5 * 3.5))) and v0 == pytest.approx(1 / 0.5 + 1 / 10.5 + 1 / 3.5 + 1 / 7.5)
+    assert lor0 == pytest.approx(math.log((0.5 * 7.5) / (10.5 * 3.5))) and v0 == pytest.approx(
+        1 / 0.5 + 1 / 10.5 + 1 / 3.5 + 1 / 7.5
+    )
     with pytest.raises(AnalysisError, match="zero cell"):
         log_or(0, 10, 3, 10, to="none")
     # an adverse event (lower is better): sign reversed so that positive favours IMR
@@ -67,25 +84,37 @@ def test_plo_hand_case_and_all_events():
     assert yi_all == pytest.approx(math.log(12.5 / 0.5)) and vi_all == pytest.approx(1 / 12.5 + 1 / 0.5)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: smd(1, 1, 2, 0, 1, 1), "at least 4"),
-    (lambda: smd(1, -1, 20, 0, 1, 20), ">= 0"),
-    (lambda: smd(1, 0, 20, 0, 0, 20), "Pooled SD is 0"),
-    (lambda: smd(float("nan"), 1, 20, 0, 1, 20), "missing"),
-    (lambda: md(1, 1, 0, 0, 1, 20), "positive"),
-    (lambda: log_rr(11, 10, 1, 10), "between 0"),
-    (lambda: plo(3, 0), "0 <= events"),
-    (lambda: log_or(1, 10, 1, 10, to="sometimes"), "to must be"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: smd(1, 1, 2, 0, 1, 1), "at least 4"),
+        (lambda: smd(1, -1, 20, 0, 1, 20), ">= 0"),
+        (lambda: smd(1, 0, 20, 0, 0, 20), "Pooled SD is 0"),
+        (lambda: smd(float("nan"), 1, 20, 0, 1, 20), "missing"),
+        (lambda: md(1, 1, 0, 0, 1, 20), "positive"),
+        (lambda: log_rr(11, 10, 1, 10), "between 0"),
+        (lambda: plo(3, 0), "0 <= events"),
+        (lambda: log_or(1, 10, 1, 10, to="sometimes"), "to must be"),
+    ],
+)
 def test_bad_input_raises_a_clear_error(call, message):
     with pytest.raises(AnalysisError, match=message):
         call()
 
 
 def test_escalc_frame_adds_yi_vi_direction_per_row():
-    df = pd.DataFrame({"study": ["a", "b"], "n_imr": [20, 30], "mean_imr": [12.0, 40.0], "sd_imr": [4.0, 9.0],
-                       "n_tau": [20, 28], "mean_tau": [10.0, 45.0], "sd_tau": [4.0, 10.0],
-                       "higher": [True, False]})
+    df = pd.DataFrame(
+        {
+            "study": ["a", "b"],
+            "n_imr": [20, 30],
+            "mean_imr": [12.0, 40.0],
+            "sd_imr": [4.0, 9.0],
+            "n_tau": [20, 28],
+            "mean_tau": [10.0, 45.0],
+            "sd_tau": [4.0, 10.0],
+            "higher": [True, False],
+        }
+    )
     out = escalc(df, "smd", higher_is_better="higher")
     first = smd(12, 4, 20, 10, 4, 20)
     second = smd(40, 9, 30, 45, 10, 28, higher_is_better=False)
@@ -106,6 +135,7 @@ def test_escalc_input_errors():
 
 
 # -- conversions (each pinned on a case computed by hand) ---------------------------------------
+
 
 def test_d_with_total_n_assumes_equal_split():
     res = smd_from_d_total_n(0.5, 60)

@@ -17,14 +17,17 @@ YI = [0.34, 0.52, 0.39, 0.06, 0.83, -0.05, 0.20]
 VI = [0.019, 0.035, 0.098, 0.018, 0.047, 0.025, 0.020]
 
 
-@pytest.mark.parametrize("yi, vi, message", [
-    ([0.1, 0.2], [0.01, 0.0], "vi <= 0"),
-    ([0.1, 0.2], [0.01, -0.02], "vi <= 0"),
-    ([0.1, float("nan")], [0.01, 0.02], "missing"),
-    ([0.1, 0.2], [0.01, float("inf")], "missing"),
-    ([0.1, 0.2], [0.01], "differ in length"),
-    ([], [], "k = 0"),
-])
+@pytest.mark.parametrize(
+    "yi, vi, message",
+    [
+        ([0.1, 0.2], [0.01, 0.0], "vi <= 0"),
+        ([0.1, 0.2], [0.01, -0.02], "vi <= 0"),
+        ([0.1, float("nan")], [0.01, 0.02], "missing"),
+        ([0.1, 0.2], [0.01, float("inf")], "missing"),
+        ([0.1, 0.2], [0.01], "differ in length"),
+        ([], [], "k = 0"),
+    ],
+)
 def test_bad_input_raises(yi, vi, message):
     with pytest.raises(AnalysisError, match=message):
         rma(yi, vi)
@@ -98,8 +101,13 @@ def test_result_frame_dict_and_summary():
     assert frame.loc[0, "estimate"] == res.estimate and "REML" in frame.loc[0, "method"]
     json.dumps(res.to_dict())  # JSON-serialisable, NaN as null
     text = res.summary()
-    for expected in ("Random-effects model (k = 7; tau^2 estimator: REML)", "I^2", "Q(df = 6)", "Knapp-Hartung t(6)",
-                     "Prediction interval"):
+    for expected in (
+        "Random-effects model (k = 7; tau^2 estimator: REML)",
+        "I^2",
+        "Q(df = 6)",
+        "Knapp-Hartung t(6)",
+        "Prediction interval",
+    ):
         assert expected in text
     assert "omitted" in res.leave1out().columns and len(res.cumulative([2001, 1999, 2000, 2003, 2002, 2005, 2004])) == 7
     with pytest.raises(AnalysisError, match="one value per study"):

@@ -12,20 +12,35 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from imrstats.config import section_settings
+from imrstats.errors import AnalysisError, SettingsError
 from imrstats.meta import bayes_stage as meta_bayes
 from imrstats.meta.bayes import SHIPPED_TAU_PRIORS, Normal
-from imrstats.errors import AnalysisError, InputError
-from imrstats.meta.bayes_stage import (BayesStageResult, bayes_pooling, bayes_settings, cumulative_sentence, gated_fit,
-                                 pool_outcome_bayes, posterior_figure, retry_target_accept,
-                                 run_meta_stage_with_bayes, trace_rank_figure, write_posteriors)
+from imrstats.meta.bayes_stage import (
+    BayesStageResult,
+    bayes_pooling,
+    cumulative_sentence,
+    gated_fit,
+    pool_outcome_bayes,
+    retry_target_accept,
+    run_meta_stage_with_bayes,
+    write_posteriors,
+)
+from imrstats.meta.figures import posterior_figure, trace_rank_figure
+from imrstats.pipeline.registry import render_section, with_section
 from imrstats.pipeline.stage_result import to_json, write_stage
 
 # small but gate-worthy: 2 chains x 1000 draws reach bulk ESS >= 400 on these data
-QUICK = {"draws": 1000, "tune": 1000, "chains": 2,
-         "sensitivity_priors": ["half_normal_0.5", "rhodes_mental_health_nonpharm"]}
-SETTINGS = {"outcomes": {"imrs_clinician": ["imrs_clinician"], "hope": ["hope"],
-                         "hospitalisation": ["hospitalisation"]},
-            "bayes": QUICK}
+QUICK = {
+    "draws": 1000,
+    "tune": 1000,
+    "chains": 2,
+    "sensitivity_priors": ["half_normal_0.5", "rhodes_mental_health_nonpharm"],
+}
+SETTINGS = {
+    "outcomes": {"imrs_clinician": ["imrs_clinician"], "hope": ["hope"], "hospitalisation": ["hospitalisation"]},
+    "bayes": QUICK,
+}
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +51,7 @@ def clean(default_clean_tables):
 @pytest.fixture(scope="session")
 def stage(clean, default_config):
     settings = {**default_config.get("meta", {}), **SETTINGS}
-    result = run_meta_stage_with_bayes(clean, settings, seed=default_config["seed"])
+    result = with_section(run_meta_stage_with_bayes(clean, settings, seed=default_config["seed"]))
     yield result
     import matplotlib.pyplot as plt
 
@@ -54,12 +69,22 @@ def a_result(stage):
 
 def test_stage_has_bayes_tables_and_posteriors(stage):
     assert isinstance(stage, BayesStageResult)
-    for name in ("bayes_priors", "bayes_pooled", "bayes_study_effects", "bayes_sensitivity", "bayes_cumulative",
-                 "bayes_diagnostics"):
+    for name in (
+        "bayes_priors",
+        "bayes_pooled",
+        "bayes_study_effects",
+        "bayes_sensitivity",
+        "bayes_cumulative",
+        "bayes_diagnostics",
+    ):
         assert name in stage.tables and len(stage.tables[name]), name
-    assert "meta_estimators" in stage.tables            # the frequentist part is still there
-    assert set(stage.posteriors) == {"imrs_clinician", "hope", "implementation_dropout_pct",
-                                     "implementation_completion_pct"}
+    assert "meta_estimators" in stage.tables  # the frequentist part is still there
+    assert set(stage.posteriors) == {
+        "imrs_clinician",
+        "hope",
+        "implementation_dropout_pct",
+        "implementation_completion_pct",
+    }
     pooled = stage.tables["bayes_pooled"]
     clin = pooled.loc[pooled["outcome_label"] == "imrs_clinician"].set_index("quantity")
     assert {"mu", "tau", "mu_new", "P(mu > 0)", "P(mu > 0.2)", "P(mu_new > 0)"} <= set(clin.index)
@@ -92,7 +117,7 @@ def test_sensitivity_and_cumulative_reuse_the_main_fit(stage):
     assert main["mu_mean"] == pooled.at[("imrs_clinician", "mu"), "estimate"]
     cum = stage.tables["bayes_cumulative"]
     clin = cum.loc[cum["outcome_label"] == "imrs_clinician"]
-    assert list(clin["k"]) == [2, 3] and list(clin["year"]) == [2009, 2019]   # 2007 alone < min_studies
+    assert list(clin["k"]) == [2, 3] and list(clin["year"]) == [2009, 2019]  # 2007 alone < min_studies
     assert clin["mu_mean"].iloc[-1] == pooled.at[("imrs_clinician", "mu"), "estimate"]
     assert "Jensen 2019" in clin["added"].iloc[-1]
     assert set(sens["prior"]) == set(QUICK["sensitivity_priors"])
@@ -119,7 +144,7 @@ def test_html_says_methods_and_references_every_figure(stage):
     html = stage.html
     assert "<h2>Bayesian random-effects pooling</h2>" in html
     assert "Rhodes KM, Turner RM, Higgins JPT (2015)" in html and "R-hat ≤ 1.01" in html
-    bayes_html = html[html.index("<h2>Bayesian random-effects pooling</h2>"):]
+    bayes_html = html[html.index("<h2>Bayesian random-effects pooling</h2>") :]
     assert bayes_html.count("<table") == bayes_html.count("<p class='method'>Method:")
     for name in stage.figures:
         if name.startswith("bayes_"):
@@ -163,7 +188,7 @@ def test_posterior_figure_overlays_both_priors(a_result):
     labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
     assert "prior Normal(0, 1)" in labels and f"prior: {prior_tau.label()}" in labels
     fig2 = trace_rank_figure(a_result)
-    assert len(fig2.axes) == 4 and len(fig2.axes[0].get_lines()) == 2       # one trace per chain
+    assert len(fig2.axes) == 4 and len(fig2.axes[0].get_lines()) == 2  # one trace per chain
 
 
 # ---- the gate and its retry (a stand-in sampler replays real results with chosen diagnostics) --------
@@ -182,8 +207,16 @@ def _with(result, **diagnostics):
     return dataclasses.replace(result, diagnostics=dataclasses.replace(result.diagnostics, **diagnostics))
 
 
-FIT = dict(prior_mu=Normal(0, 1), prior_tau=SHIPPED_TAU_PRIORS["half_normal_0.5"].prior, mid=None, seed=5,
-           draws=500, tune=400, chains=2, context="outcome X, prior P")
+FIT = dict(
+    prior_mu=Normal(0, 1),
+    prior_tau=SHIPPED_TAU_PRIORS["half_normal_0.5"].prior,
+    mid=None,
+    seed=5,
+    draws=500,
+    tune=400,
+    chains=2,
+    context="outcome X, prior P",
+)
 
 
 def test_a_failing_fit_is_retried_once_with_more_tuning_and_higher_target_accept(a_result):
@@ -205,63 +238,98 @@ def test_a_fit_failing_twice_raises_naming_outcome_prior_parameter_and_criterion
 
 
 def _data(k=2):
-    return pd.DataFrame({"study": [f"S{i}" for i in range(k)], "year": [2001 + i for i in range(k)],
-                         "yi": [0.1 * i for i in range(k)], "sei": [0.2] * k, "measure": ["SMD"] * k})
+    return pd.DataFrame(
+        {
+            "study": [f"S{i}" for i in range(k)],
+            "year": [2001 + i for i in range(k)],
+            "yi": [0.1 * i for i in range(k)],
+            "sei": [0.2] * k,
+            "measure": ["SMD"] * k,
+        }
+    )
 
 
 def test_main_fit_failure_stops_but_a_sensitivity_failure_is_flagged(a_result):
     bad = _with(a_result, min_ess_bulk=120.0, min_ess_parameter="tau")
-    kwargs = dict(prior_mu=Normal(0, 1), prior_key="rhodes_mental_health_nonpharm", mid=0.2, seed=1,
-                  run=dict(draws=500, tune=500, chains=2), cumulative=False, min_studies=2, context="outcome hope")
+    kwargs = dict(
+        prior_mu=Normal(0, 1),
+        prior_key="rhodes_mental_health_nonpharm",
+        mid=0.2,
+        seed=1,
+        run=dict(draws=500, tune=500, chains=2),
+        cumulative=False,
+        min_studies=2,
+        context="outcome hope",
+    )
     with pytest.raises(AnalysisError, match=r"outcome hope, prior rhodes_mental_health_nonpharm.*bulk ESS of tau"):
         pool_outcome_bayes(ReplaySampler([bad, bad]), _data(), sensitivity_keys=[], **kwargs)
-    part = pool_outcome_bayes(ReplaySampler([a_result, bad, bad]), _data(), sensitivity_keys=["half_cauchy_0.5"],
-                              on_secondary_failure="flag", **kwargs)
+    part = pool_outcome_bayes(
+        ReplaySampler([a_result, bad, bad]),
+        _data(),
+        sensitivity_keys=["half_cauchy_0.5"],
+        on_secondary_failure="flag",
+        **kwargs,
+    )
     row = part["sensitivity"].iloc[0]
     assert np.isnan(row["mu_mean"]) and row["gate"].startswith("FAILED") and row["max_rhat"] == bad.diagnostics.max_rhat
     assert len(part["flags"]) == 1 and "sensitivity prior half_cauchy_0.5" in part["flags"][0]
     with pytest.raises(AnalysisError, match="sensitivity prior half_cauchy_0.5"):
-        pool_outcome_bayes(ReplaySampler([a_result, bad, bad]), _data(), sensitivity_keys=["half_cauchy_0.5"],
-                           on_secondary_failure="fail", **kwargs)
+        pool_outcome_bayes(
+            ReplaySampler([a_result, bad, bad]),
+            _data(),
+            sensitivity_keys=["half_cauchy_0.5"],
+            on_secondary_failure="fail",
+            **kwargs,
+        )
 
 
 # ---- settings and degenerate input -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, match", [
-    ({"colour": 1}, "unknown settings"),
-    ({"tau_prior": "flat"}, "unknown prior 'flat'"),
-    ({"sensitivity_priors": "half_normal_0.5"}, "list of prior keys"),
-    ({"draws": 50}, "draws must be an integer >= 100"),
-    ({"chains": 1}, "chains must be an integer >= 2"),
-    ({"target_accept": 1.0}, "target_accept"),
-    ({"parameterization": "centred"}, "parameterization"),
-    ({"prior_mu": {"loc": 0, "scale": -1}}, "scale must be a finite positive"),
-    ({"on_secondary_gate_failure": "ignore"}, "flag"),
-    ({"implementation": {"tau_prior": {"family": "gamma", "scale": 1}}}, "unknown tau prior family"),
-    ({"enabled": "yes"}, "true or false"),
-])
-def test_bad_settings_raise_input_error(raw, match):
-    with pytest.raises(InputError, match=match):
-        bayes_settings(raw)
+@pytest.mark.parametrize(
+    "raw, match",
+    [
+        ({"colour": 1}, "meta.bayes.colour: unknown key"),
+        ({"tau_prior": "flat"}, "meta.bayes.tau_prior: must be one of half_normal_0.5, "),
+        ({"sensitivity_priors": "half_normal_0.5"}, "meta.bayes.sensitivity_priors: must be a list"),
+        ({"draws": 50}, "meta.bayes.draws: must be >= 100, got 50"),
+        ({"chains": 1}, "meta.bayes.chains: must be >= 2, got 1"),
+        ({"target_accept": 1.0}, "meta.bayes.target_accept: must be < 1"),
+        ({"parameterization": "centred"}, "meta.bayes.parameterization"),
+        ({"prior_mu": {"loc": 0, "scale": -1}}, "meta.bayes.prior_mu.scale: must be > 0, got -1"),
+        ({"on_secondary_gate_failure": "ignore"}, "meta.bayes.on_secondary_gate_failure: must be one of flag, fail"),
+        (
+            {"implementation": {"tau_prior": {"family": "gamma", "scale": 1}}},
+            "meta.bayes.implementation.tau_prior.family",
+        ),
+        ({"enabled": "yes"}, "meta.bayes.enabled: must be true or false"),
+    ],
+)
+def test_bad_settings_raise_a_settings_error(raw, match):
+    with pytest.raises(SettingsError, match=match):
+        bayes_pooling({}, {"bayes": raw})
 
 
 def test_defaults_ship_the_empirical_prior_and_every_shipped_prior_in_sensitivity():
-    b = bayes_settings(None)
+    b = section_settings("meta.bayes")
     assert b["tau_prior"] == "rhodes_mental_health_nonpharm" and b["enabled"] and b["cumulative"]
     assert {"half_normal_0.5", "half_cauchy_0.5", "turner_mental_health_nonpharm_vs_control"} <= set(
-        b["sensitivity_priors"])
+        b["sensitivity_priors"]
+    )
 
 
 def test_unpoolable_inputs_are_flagged_or_noted_without_sampling():
-    inputs = {"raw md": _data().assign(measure="MD"), "empty": _data(0), "mixed": _data().assign(
-        measure=["SMD", "log OR"])}
+    inputs = {
+        "raw md": _data().assign(measure="MD"),
+        "empty": _data(0),
+        "mixed": _data().assign(measure=["SMD", "log OR"]),
+    }
     part = bayes_pooling(inputs, {"mid": 0.2, "bayes": {"implementation": {"enabled": False}}}, seed=3)
     assert part.posteriors == {} and len(part.tables["bayes_diagnostics"]) == 0
     assert any("'MD' has no scale-free heterogeneity prior" in f for f in part.flags)
     assert any("mixed effect measures" in f for f in part.flags)
     assert "empty: k = 0 < meta.bayes.min_studies" in part.summary
-    assert "<div class='flag'>" in part.html
+    assert "<div class='flag'>" in render_section(part)
 
 
 def test_disabled_runs_no_fit(clean):
@@ -271,8 +339,11 @@ def test_disabled_runs_no_fit(clean):
 
 
 def test_missing_implementation_file_is_flagged_while_outcomes_still_pool(tmp_path):
-    settings = {"mid": 0.2, "implementation_rates": str(tmp_path / "missing.csv"),
-                "implementation": {"measures": ["dropout_pct"], "uses": ["pool with care"]},
-                "bayes": {"implementation": {"enabled": True}}}
+    settings = {
+        "mid": 0.2,
+        "implementation_rates": str(tmp_path / "missing.csv"),
+        "implementation": {"measures": ["dropout_pct"], "uses": ["pool with care"]},
+        "bayes": {"implementation": {"enabled": True}},
+    }
     part = bayes_pooling({"one": _data(1)}, settings, seed=3)
     assert any(f.startswith("implementation proportions not pooled") for f in part.flags)

@@ -10,11 +10,21 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from imrstats.errors import AnalysisError, InputError
-from imrstats.meta.stage import (DEFAULT_SETTINGS, DENOMINATOR_RULE, FAVOURS, effect_table, implementation_effects,
-                                 implementation_sensitivity, meta_settings, outcome_inputs, pool_outcome,
-                                 run_meta_stage, select_outcome_rows)
+from imrstats.config import section_settings
 from imrstats.data.published import PUBLISHED_DIR, load_implementation_rates, load_published_outcomes
+from imrstats.errors import AnalysisError, InputError, SettingsError
+from imrstats.meta.stage import (
+    DENOMINATOR_RULE,
+    FAVOURS,
+    effect_table,
+    implementation_effects,
+    implementation_sensitivity,
+    outcome_inputs,
+    pool_outcome,
+    run_meta_stage,
+    select_outcome_rows,
+)
+from imrstats.pipeline.registry import render_section, with_section
 from imrstats.pipeline.stage_result import StageResult, to_json, write_stage
 
 ONE_OUTCOME = {"outcomes": {"imrs_client": ["imrs_client"]}}
@@ -32,7 +42,7 @@ def clean(default_clean_tables):
 
 @pytest.fixture(scope="module")
 def stage(clean, default_config):
-    result = run_meta_stage(clean, default_config.get("meta", {}), seed=1)
+    result = with_section(run_meta_stage(clean, default_config.get("meta", {}), seed=1))
     yield result
     _close_figures(result)
 
@@ -46,8 +56,11 @@ def outcomes():
 
 
 def test_effect_table_signs_lower_is_better_scales_to_favour_imr(outcomes):
-    rows = outcomes.loc[(outcomes["study"] == "Jensen 2019") & (outcomes["instrument"] == "panss_total")
-                        & (outcomes["timepoint"] == "post")]
+    rows = outcomes.loc[
+        (outcomes["study"] == "Jensen 2019")
+        & (outcomes["instrument"] == "panss_total")
+        & (outcomes["timepoint"] == "post")
+    ]
     eff = effect_table(rows).iloc[0]
     # IMR 57.5 vs TAU 60.4 on PANSS (lower is better): IMR better, so the effect is positive
     assert eff["yi"] > 0 and eff["measure"] == "SMD"
@@ -88,8 +101,13 @@ def test_effect_table_needs_the_curated_columns():
 
 def test_selection_keeps_one_row_per_study_by_timepoint_preference(outcomes):
     eff = effect_table(outcomes, skip_invalid=True)
-    sel = select_outcome_rows(eff, ["imrs_client"], uses=["pool", "pool with care"], timepoints=["post", "fu12"],
-                              analyses=["itt", "complete_case"])
+    sel = select_outcome_rows(
+        eff,
+        ["imrs_client"],
+        uses=["pool", "pool with care"],
+        timepoints=["post", "fu12"],
+        analyses=["itt", "complete_case"],
+    )
     kept = sel.loc[sel["included"]]
     assert list(kept["study"]) == ["Jensen 2019"] and list(kept["timepoint"]) == ["post"]
     reasons = dict(zip(zip(sel["study"], sel["timepoint"], sel["analysis"]), sel["reason"]))
@@ -100,8 +118,13 @@ def test_selection_keeps_one_row_per_study_by_timepoint_preference(outcomes):
 
 def test_selection_never_pools_a_raw_mean_difference_with_smds(outcomes):
     eff = effect_table(outcomes, skip_invalid=True)
-    sel = select_outcome_rows(eff, ["hope"], uses=["pool", "pool with care", "sensitivity"],
-                              timepoints=["fu12", "unclear"], analyses=["itt", "not_stated", "complete_case"])
+    sel = select_outcome_rows(
+        eff,
+        ["hope"],
+        uses=["pool", "pool with care", "sensitivity"],
+        timepoints=["fu12", "unclear"],
+        analyses=["itt", "not_stated", "complete_case"],
+    )
     itt = sel.loc[sel["analysis"] == "itt"].iloc[0]
     assert not itt["included"] and "cannot be pooled with SMD" in itt["reason"]
     assert set(sel.loc[sel["included"], "measure"]) == {"SMD"}
@@ -137,9 +160,18 @@ def test_pool_outcome_with_no_study_raises():
 
 def test_stage_tables_hold_every_part_with_methods_and_direction(stage):
     t = stage.tables
-    for name in ("meta_effects", "meta_estimators", "meta_heterogeneity", "meta_leave_one_out", "meta_egger",
-                 "meta_cumulative", "meta_sensitivity", "meta_implementation_pooled", "meta_implementation_rates",
-                 "meta_implementation_sensitivity"):
+    for name in (
+        "meta_effects",
+        "meta_estimators",
+        "meta_heterogeneity",
+        "meta_leave_one_out",
+        "meta_egger",
+        "meta_cumulative",
+        "meta_sensitivity",
+        "meta_implementation_pooled",
+        "meta_implementation_rates",
+        "meta_implementation_sensitivity",
+    ):
         assert name in t and len(t[name]) > 0, name
     est = t["meta_estimators"]
     client = est.loc[est["outcome_label"] == "imrs_client"]
@@ -159,15 +191,17 @@ def test_stage_reports_the_single_study_outcome_and_the_sensitivity_without_assu
     hosp = est.loc[est["outcome_label"] == "hospitalisation"]
     assert len(hosp) == 1 and hosp["quantity"].iloc[0].endswith("(no pooling)")
     sens = stage.tables["meta_sensitivity"]
-    no_assumption = sens.loc[(sens["outcome_label"] == "imrs_client")
-                             & (sens["analysis"] == "only rows needing no assumption")].iloc[0]
+    no_assumption = sens.loc[
+        (sens["outcome_label"] == "imrs_client") & (sens["analysis"] == "only rows needing no assumption")
+    ].iloc[0]
     assert no_assumption["k"] == 1 and no_assumption["studies"] == "Jensen 2019"
 
 
 def test_stage_compares_pooled_implementation_rates_with_the_review(stage):
     pooled = stage.tables["meta_implementation_pooled"].set_index("measure")
-    assert pooled.loc["dropout_pct", "review_median_pct"] == 24 and pooled.loc["completion_pct",
-                                                                                 "review_median_pct"] == 63
+    assert (
+        pooled.loc["dropout_pct", "review_median_pct"] == 24 and pooled.loc["completion_pct", "review_median_pct"] == 63
+    )
     assert "median dropout (about 24%)" in pooled.loc["dropout_pct", "review_quote"]
     assert pooled.loc["completion_pct", "median_all_table3_pct"] == 63  # the 7 Table 3 cells reproduce the text
     for m in pooled.index:
@@ -188,8 +222,12 @@ def test_stage_states_the_denominator_rule_and_its_sensitivity(stage):
     assert stage.record["implementation"]["denominator_rule"] == DENOMINATOR_RULE
     sens = stage.tables["meta_implementation_sensitivity"]
     k = sens.set_index(["measure", sens["analysis"].str.split(":| \\(", regex=True).str[0]])["k"].to_dict()
-    assert k == {("dropout_pct", "main"): 6, ("dropout_pct", "only printed denominators"): 3,
-                 ("completion_pct", "main"): 4, ("completion_pct", "only printed denominators"): 2}
+    assert k == {
+        ("dropout_pct", "main"): 6,
+        ("dropout_pct", "only printed denominators"): 3,
+        ("completion_pct", "main"): 4,
+        ("completion_pct", "only printed denominators"): 2,
+    }
     main = sens.loc[sens["analysis"].str.startswith("main")].set_index("measure")["estimate"]
     pooled = stage.tables["meta_implementation_pooled"].set_index("measure")["estimate"]
     assert (main == pooled.loc[main.index]).all()
@@ -231,8 +269,13 @@ def test_stage_html_names_methods_and_references_every_figure(stage):
     assert html.count("Method:") >= 20
     for name in stage.figures:
         assert f"figures/{name}.png" in html
-    assert {"meta_forest_imrs_client", "meta_funnel_imrs_client", "meta_cumulative_imrs_client",
-            "meta_forest_dropout_pct", "meta_forest_completion_pct"} <= set(stage.figures)
+    assert {
+        "meta_forest_imrs_client",
+        "meta_funnel_imrs_client",
+        "meta_cumulative_imrs_client",
+        "meta_forest_dropout_pct",
+        "meta_forest_completion_pct",
+    } <= set(stage.figures)
     assert "meta_funnel_hope" not in stage.figures  # no funnel plot with k = 2
 
 
@@ -253,7 +296,9 @@ def test_stage_summary_and_record_are_readable(stage):
 
 
 def test_stage_writes_its_files(tmp_path):
-    result = run_meta_stage({}, {"outcomes": {"hope": ["hope"]}, "implementation": {"measures": ["dropout_pct"]}})
+    result = with_section(
+        run_meta_stage({}, {"outcomes": {"hope": ["hope"]}, "implementation": {"measures": ["dropout_pct"]}})
+    )
     written = write_stage(result, tmp_path)
     assert written["figure:meta_forest_hope"].stat().st_size > 1000
     assert (tmp_path / "tables" / "meta_effects.csv").exists() and (tmp_path / "section.html").exists()
@@ -264,7 +309,7 @@ def test_stage_is_deterministic():
     b = run_meta_stage({}, ONE_OUTCOME)
     for name in a.tables:
         pd.testing.assert_frame_equal(a.tables[name], b.tables[name])
-    assert a.html == b.html
+    assert render_section(a) == render_section(b)
     _close_figures(a), _close_figures(b)
 
 
@@ -272,22 +317,26 @@ def test_stage_is_deterministic():
 
 
 def test_unknown_or_bad_settings_raise_input_errors():
-    with pytest.raises(InputError, match="unknown settings"):
-        meta_settings({"estimator": "REML"})
-    with pytest.raises(InputError, match="timepoints"):
-        meta_settings({"timepoints": ["week6"]})
-    with pytest.raises(InputError, match="method"):
-        meta_settings({"method": "HS"})
-    with pytest.raises(InputError, match="list of instrument keys"):
-        meta_settings({"outcomes": {"x": "imrs_client"}})
-    assert meta_settings({"method": "fe"})["method"] == "EE"
-    assert meta_settings(None) == meta_settings({}) and DEFAULT_SETTINGS["knha"] is True
+    for bad, message in (
+        ({"estimator": "REML"}, "meta.estimator: unknown key"),
+        ({"timepoints": ["week6"]}, "meta.timepoints.0: must be one of post, "),
+        ({"method": "HS"}, "meta.method: must be one of REML, "),
+        ({"outcomes": {"x": "imrs_client"}}, "meta.outcomes.x: must be a list"),
+    ):
+        with pytest.raises(SettingsError, match=message):
+            run_meta_stage({}, bad)
+    assert section_settings("meta", {"method": "FE"})["method"] == "EE"
+    assert section_settings("meta") == section_settings("meta", {}) and section_settings("meta")["knha"] is True
 
 
 def test_a_row_that_cannot_be_converted_is_flagged_and_the_rest_still_runs(tmp_path):
     raw = pd.read_csv(PUBLISHED_DIR / "published_outcomes.csv", dtype=str, keep_default_na=False)
-    hit = (raw["study"] == "Jensen 2019") & (raw["instrument"] == "imrs_client") & (raw["timepoint"] == "fu12") & \
-        (raw["analysis"] == "complete_case")
+    hit = (
+        (raw["study"] == "Jensen 2019")
+        & (raw["instrument"] == "imrs_client")
+        & (raw["timepoint"] == "fu12")
+        & (raw["analysis"] == "complete_case")
+    )
     raw.loc[hit, "sd_imr"] = ""
     path = tmp_path / "outcomes.csv"
     raw.to_csv(path, index=False)
@@ -304,7 +353,7 @@ def test_an_outcome_nobody_reports_is_flagged_and_the_others_still_run():
     result = run_meta_stage({}, {"outcomes": {"nothing": ["no_such_scale"], "hope": ["hope"]}})
     assert any(f.startswith("nothing:") and "no study" in f for f in result.flags)
     assert set(result.tables["meta_estimators"]["outcome_label"]) == {"hope"}
-    assert "nothing" in result.html and result.record["outcomes"]["nothing"]["k"] == 0
+    assert "nothing" in render_section(result) and result.record["outcomes"]["nothing"]["k"] == 0
     _close_figures(result)
 
 
@@ -334,13 +383,18 @@ def test_bayes_hook_gets_the_pooled_rows_and_its_output_is_merged():
 
     def fake_bayes(inputs, settings, seed):
         seen.update(inputs=inputs, seed=seed, mid=settings["mid"])
-        return StageResult("meta_bayes", tables={"pooled": pd.DataFrame({"x": [1.0]})}, record={"ok": True},
-                           summary="Bayes summary", html="<h3>Bayesian pooling</h3>", flags=["R-hat 1.02 for tau"])
+        return StageResult(
+            "meta_bayes",
+            tables={"pooled": pd.DataFrame({"x": [1.0]})},
+            record={"ok": True},
+            summary="Bayes summary",
+            flags=["R-hat 1.02 for tau"],
+        )
 
     result = run_meta_stage({}, ONE_OUTCOME, seed=7, bayes=fake_bayes)
     assert seen["seed"] == 7 and seen["mid"] == 0.2
     assert len(seen["inputs"]["imrs_client"]) == 4
     assert "bayes_pooled" in result.tables and result.record["bayes"] == {"ok": True}
-    assert result.html.endswith("<h3>Bayesian pooling</h3>") and result.summary.endswith("Bayes summary")
+    assert result.summary.endswith("Bayes summary")  # the section renders the hook's record, not its HTML
     assert "Bayesian pooling: R-hat 1.02 for tau" in result.flags
     _close_figures(result)

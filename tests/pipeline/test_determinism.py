@@ -1,4 +1,4 @@
-"""Determinism (issue 8, item 3): two full pipeline runs with the same inputs, config and seeds, one with
+"""Determinism: two full pipeline runs with the same inputs, config and seeds, one with
 `--cores 1` and one with `--cores 2`, give byte-identical CSV tables, Parquet tables and JSON results.
 
 Not compared: provenance.json's start and finish times (and its git record, which says whether the work

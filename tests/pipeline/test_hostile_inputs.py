@@ -1,4 +1,4 @@
-"""Hostile inputs (issue 8, item 1): `imrstats check` and `imrstats clean` on malformed tables.
+"""Hostile inputs: `imrstats check` and `imrstats clean` on malformed tables.
 
 Every case starts from the small example CSVs (data/examples/small_csv/, cut to a few participants so a
 case runs in a fraction of a second), applies one or more mutations (bad cells, missing or duplicated
@@ -40,21 +40,40 @@ from conftest import EXAMPLES
 from imrstats.cli import main
 from imrstats.data.instruments import item_index, load_registry
 
-N_PARTICIPANTS = 16          # per arm-mixed slice of the example; enough for two arms and three sites
+N_PARTICIPANTS = 16  # per arm-mixed slice of the example; enough for two arms and three sites
 MAX_EXAMPLES = int(os.environ.get("IMRSTATS_HOSTILE_EXAMPLES", "30"))
 # shrinking a failure of a ~1 s case can take many minutes: off unless IMRSTATS_HOSTILE_SHRINK=1
-PHASES = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if os.environ.get("IMRSTATS_HOSTILE_SHRINK") else [])
-settings.register_profile("hostile", max_examples=MAX_EXAMPLES, deadline=None, phases=PHASES, database=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PHASES = [Phase.explicit, Phase.reuse, Phase.generate] + (
+    [Phase.shrink] if os.environ.get("IMRSTATS_HOSTILE_SHRINK") else []
+)
+settings.register_profile(
+    "hostile",
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    phases=PHASES,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
-OUTCOMES: Counter = Counter()      # how each case ended, printed by the last test
-CELL_RULES = {"type", "range", "code", "missing", "date", "consistency", "privacy", "unique", "instrument",
-              "cross-table"}
+OUTCOMES: Counter = Counter()  # how each case ended, printed by the last test
+CELL_RULES = {
+    "type",
+    "range",
+    "code",
+    "missing",
+    "date",
+    "consistency",
+    "privacy",
+    "unique",
+    "instrument",
+    "cross-table",
+}
 TABLE_NAMES = ("participants", "assessments", "service_use", "programme")
 
 
 # ---------------------------------------------------------------------------------------------------
 # the base tables: header + rows of text, exactly as in the example files
+
 
 def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     with open(path, newline="", encoding="utf-8") as handle:
@@ -83,13 +102,57 @@ ITEMS = item_index(REGISTRY)
 # ---------------------------------------------------------------------------------------------------
 # mutations: each takes the tables (deep-copied) and returns a short label for the outcome counter
 
-HOSTILE_VALUES = ["", " ", "abc", "n/a", "NA", "nan", "NaN", "inf", "-inf", "Infinity", "1e308", "-1e308",
-                  "1e999", "99999999999999999999", "-5", "0", "0.5", "3.5", "40,5", "1,000", "-99", "999",
-                  "IMR", " imr ", "TAU", "Placebo", "fu6", "POST", "baseline", "2999-01-01", "2019-13-45",
-                  "03/04/2020", "1800-01-01", "0101901234", "010190-1234", "a@b.dk", "True", "false", "yes",
-                  "Søren Ærø", "=1+1", '"quoted"', "line\nbreak", "x;y", "tab\there", "\x00"]
-CELLS = st.one_of(st.sampled_from(HOSTILE_VALUES),
-                  st.text(st.characters(codec="latin-1", exclude_characters="\x00\r"), max_size=6))
+HOSTILE_VALUES = [
+    "",
+    " ",
+    "abc",
+    "n/a",
+    "NA",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "Infinity",
+    "1e308",
+    "-1e308",
+    "1e999",
+    "99999999999999999999",
+    "-5",
+    "0",
+    "0.5",
+    "3.5",
+    "40,5",
+    "1,000",
+    "-99",
+    "999",
+    "IMR",
+    " imr ",
+    "TAU",
+    "Placebo",
+    "fu6",
+    "POST",
+    "baseline",
+    "2999-01-01",
+    "2019-13-45",
+    "03/04/2020",
+    "1800-01-01",
+    "0101901234",
+    "010190-1234",
+    "a@b.dk",
+    "True",
+    "false",
+    "yes",
+    "Søren Ærø",
+    "=1+1",
+    '"quoted"',
+    "line\nbreak",
+    "x;y",
+    "tab\there",
+    "\x00",
+]
+CELLS = st.one_of(
+    st.sampled_from(HOSTILE_VALUES), st.text(st.characters(codec="latin-1", exclude_characters="\x00\r"), max_size=6)
+)
 
 
 def _copy(tables):
@@ -123,9 +186,14 @@ def duplicate_column(tables, table, col):
 
 def add_identifier_column(tables, table, kind):
     header, rows = tables[table]
-    name, value = {"name": ("name", "Jens Hansen"), "cpr": ("cpr", "0101901234"), "email": ("email", "x@y.dk"),
-                   "phone": ("phone", "+45 12345678"), "birth": ("birth_date", "1990-01-01"),
-                   "hidden_cpr": ("note", "010190-1234")}[kind]
+    name, value = {
+        "name": ("name", "Jens Hansen"),
+        "cpr": ("cpr", "0101901234"),
+        "email": ("email", "x@y.dk"),
+        "phone": ("phone", "+45 12345678"),
+        "birth": ("birth_date", "1990-01-01"),
+        "hidden_cpr": ("note", "010190-1234"),
+    }[kind]
     header.append(name)
     for r in rows:
         r.append(value)
@@ -186,8 +254,9 @@ MUTATION = st.one_of(
     st.tuples(st.just(set_cell), st.just("assessments"), IDX, st.just(3), CELLS),
     st.tuples(st.just(drop_column), TABLE, IDX),
     st.tuples(st.just(duplicate_column), TABLE, IDX),
-    st.tuples(st.just(add_identifier_column), TABLE,
-              st.sampled_from(["name", "cpr", "email", "phone", "birth", "hidden_cpr"])),
+    st.tuples(
+        st.just(add_identifier_column), TABLE, st.sampled_from(["name", "cpr", "email", "phone", "birth", "hidden_cpr"])
+    ),
     st.tuples(st.just(duplicate_row), TABLE, IDX),
     st.tuples(st.just(drop_rows), TABLE),
     st.tuples(st.just(set_column), st.just("assessments"), st.just("score"), st.sampled_from(["", "-99", "1e999"])),
@@ -201,10 +270,19 @@ MUTATION = st.one_of(
 # valid but unusual cells: missing-value codes, codes in another case, decimal commas, padding; these reach
 # clean, whose log must then account for every value it changed
 BENIGN = st.one_of(
-    st.tuples(st.just(set_cell), st.just("assessments"), IDX, st.just(3),
-              st.sampled_from(["-99", "999", "-999", " 40 ", "40,0", "", "4e1"])),
-    st.tuples(st.just(set_cell), st.just("participants"), IDX, st.just(3), st.sampled_from(["Female", "MALE", " male", ""])),
-    st.tuples(st.just(set_cell), st.just("participants"), IDX, st.just(4), st.sampled_from(["40,5", "-99", "", "30.25"])),
+    st.tuples(
+        st.just(set_cell),
+        st.just("assessments"),
+        IDX,
+        st.just(3),
+        st.sampled_from(["-99", "999", "-999", " 40 ", "40,0", "", "4e1"]),
+    ),
+    st.tuples(
+        st.just(set_cell), st.just("participants"), IDX, st.just(3), st.sampled_from(["Female", "MALE", " male", ""])
+    ),
+    st.tuples(
+        st.just(set_cell), st.just("participants"), IDX, st.just(4), st.sampled_from(["40,5", "-99", "", "30.25"])
+    ),
     st.tuples(st.just(set_cell), st.just("service_use"), IDX, st.just(5), st.sampled_from(["-99", "", "0"])),
     st.tuples(st.just(set_cell), st.just("programme"), IDX, st.just(7), st.sampled_from(["TRUE", "false", "1", "no"])),
 )
@@ -214,6 +292,7 @@ DIALECT = st.tuples(st.sampled_from([",", ",", ";", "\t"]), st.sampled_from(["\n
 
 # ---------------------------------------------------------------------------------------------------
 # writing a case, running the CLI, checking the contract
+
 
 def write_case(directory: Path, tables, encodings: dict, dialects: dict, raw: dict) -> dict[Path, str]:
     """Write each table as bytes; return {path: sha256} of everything written."""
@@ -239,7 +318,7 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main(argv)
-        except BaseException:  # noqa: BLE001: anything that escapes is what this suite hunts
+        except BaseException:  # noqa: BLE001 -- anything that escapes is what this suite hunts
             pytest.fail(f"imrstats {' '.join(argv[:1])} raised instead of reporting:\n{traceback.format_exc()}")
     return code, out.getvalue(), err.getvalue()
 
@@ -273,12 +352,13 @@ def run_case(tables, encodings=None, dialects=None, raw=None) -> tuple[str, str]
             problems = json.loads(report.read_text())
             assert_problem_list_is_clear(problems, inputs)
             messages = "\n".join(f"{p['severity']}: {p['rule']}" for p in problems)
-        elif code == 2:   # the file could not even be read: the one-line message names the file
+        elif code == 2:  # the file could not even be read: the one-line message names the file
             assert stderr.startswith("imrstats check: ") and str(inputs) in stderr, stderr
         else:
             pytest.fail("check passed without writing its problem list")
-        outcome = "check: unreadable input" if not report.exists() else \
-            "check: error list" if code == 2 else "check: passed"
+        outcome = (
+            "check: unreadable input" if not report.exists() else "check: error list" if code == 2 else "check: passed"
+        )
         if code == 0:
             code, stdout, stderr = run_cli(["clean", "--in", str(inputs), "--out", str(out)])
             assert code in (0, 2) and "Traceback" not in stderr + stdout
@@ -294,6 +374,7 @@ def run_case(tables, encodings=None, dialects=None, raw=None) -> tuple[str, str]
 # ---------------------------------------------------------------------------------------------------
 # no silent change: compare the cleaned tables with the input as written
 
+
 def _as_written(text: str, kind: str):
     """The value a reader takes from the cell without any repair; None when it has no plain reading."""
     text = text.strip()
@@ -305,9 +386,17 @@ def _as_written(text: str, kind: str):
         except ValueError:
             return None
     if kind == "boolean":
-        # the spellings the schema's boolean type reads (imrstats.data.check._parse): a reading, not a repair
-        return {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False,
-                "1.0": True, "0.0": False}.get(text.lower())
+        # the spellings the schema's boolean type reads (imrstats.data.check.parse_column): a reading, not a repair
+        return {
+            "true": True,
+            "false": False,
+            "1": True,
+            "0": False,
+            "yes": True,
+            "no": False,
+            "1.0": True,
+            "0.0": False,
+        }.get(text.lower())
     if kind == "date":
         try:
             return pd.Timestamp.fromisoformat(text).normalize()
@@ -346,8 +435,9 @@ def assert_changes_are_logged(tables, out: Path):
             for i, row in enumerate(rows):
                 value = cleaned[col].iloc[i]
                 if not _same(_as_written(row[j], rule["type"]), value.item() if hasattr(value, "item") else value):
-                    assert (name, str(i + 1), col) in logged_cells, \
+                    assert (name, str(i + 1), col) in logged_cells, (
                         f"{name} row {i + 1} column {col}: {row[j]!r} became {value!r} without a log row"
+                    )
     if "assessments" in tables:
         header, rows = tables["assessments"]
         written = {(r[0].strip(), r[1].strip(), r[2].strip()): _as_written(r[3], "number") for r in rows}
@@ -356,12 +446,14 @@ def assert_changes_are_logged(tables, out: Path):
             for pid, tp, inst, score in cleaned[["id", "timepoint", "instrument", "score"]].itertuples(index=False):
                 if (pid, tp, inst) in written and _same(written[(pid, tp, inst)], score):
                     continue
-                assert (pid, tp, inst) in logged_scores, \
+                assert (pid, tp, inst) in logged_scores, (
                     f"{frame} {pid}/{tp}/{inst}: score {score!r} differs from the input without a log row"
+                )
 
 
 # ---------------------------------------------------------------------------------------------------
 # the tests
+
 
 def test_unmodified_examples_pass_check_and_clean():
     assert run_case(_copy(BASE))[0] == "check passed, clean ok"
@@ -378,67 +470,120 @@ NAMED = {
     "tab delimiter": dict(dialects={"service_use": ("\t", "\n")}, expect=CLEAN),
     "CRLF line endings": dict(dialects={"assessments": (",", "\r\n")}, expect=CLEAN),
     "UTF-8 with BOM": dict(encodings={"participants": "utf-8-sig"}, expect=CLEAN),
-    "latin-1 with a non-ASCII site": dict(encodings={"participants": "latin-1"}, expect=UNREADABLE, says="not UTF-8",
-                                          mutate=lambda t: set_cell(t, "participants", 0, 2, "Ærø")),
+    "latin-1 with a non-ASCII site": dict(
+        encodings={"participants": "latin-1"},
+        expect=UNREADABLE,
+        says="not UTF-8",
+        mutate=lambda t: set_cell(t, "participants", 0, 2, "Ærø"),
+    ),
     "UTF-16": dict(encodings={"programme": "utf-16"}, expect=UNREADABLE, says="not UTF-8"),
-    "duplicated header name": dict(mutate=lambda t: duplicate_column(t, "participants", 1), expect=UNREADABLE,
-                                   says="duplicated column names"),
-    "missing required column": dict(mutate=lambda t: drop_column(t, "assessments", 3), expect=ERRORS,
-                                    says="required column missing"),
+    "duplicated header name": dict(
+        mutate=lambda t: duplicate_column(t, "participants", 1), expect=UNREADABLE, says="duplicated column names"
+    ),
+    "missing required column": dict(
+        mutate=lambda t: drop_column(t, "assessments", 3), expect=ERRORS, says="required column missing"
+    ),
     "duplicated id": dict(mutate=lambda t: duplicate_row(t, "participants", 3), expect=ERRORS, says="unique:"),
-    "duplicated assessment key": dict(mutate=lambda t: duplicate_row(t, "assessments", 5), expect=ERRORS,
-                                      says="unique:"),
-    "unknown arm code": dict(mutate=lambda t: set_cell(t, "participants", 2, 1, "Placebo"), expect=ERRORS,
-                             says="code: allowed values are IMR, TAU"),
-    "unknown timepoint code": dict(mutate=lambda t: set_cell(t, "assessments", 2, 1, "fu6"), expect=ERRORS,
-                                   says="code: allowed values are baseline"),
-    "code in another case": dict(mutate=lambda t: set_cell(t, "participants", 2, 1, "imr"), expect=CLEAN,
-                                 says="code: written in another case"),
-    "non-numeric score": dict(mutate=lambda t: set_cell(t, "assessments", 4, 3, "abc"), expect=ERRORS,
-                              says="type: expected number"),
-    "out-of-range score": dict(mutate=lambda t: set_cell(t, "assessments", 4, 3, "1000"), expect=ERRORS,
-                               says="range:"),
+    "duplicated assessment key": dict(
+        mutate=lambda t: duplicate_row(t, "assessments", 5), expect=ERRORS, says="unique:"
+    ),
+    "unknown arm code": dict(
+        mutate=lambda t: set_cell(t, "participants", 2, 1, "Placebo"),
+        expect=ERRORS,
+        says="code: allowed values are IMR, TAU",
+    ),
+    "unknown timepoint code": dict(
+        mutate=lambda t: set_cell(t, "assessments", 2, 1, "fu6"),
+        expect=ERRORS,
+        says="code: allowed values are baseline",
+    ),
+    "code in another case": dict(
+        mutate=lambda t: set_cell(t, "participants", 2, 1, "imr"), expect=CLEAN, says="code: written in another case"
+    ),
+    "non-numeric score": dict(
+        mutate=lambda t: set_cell(t, "assessments", 4, 3, "abc"), expect=ERRORS, says="type: expected number"
+    ),
+    "out-of-range score": dict(mutate=lambda t: set_cell(t, "assessments", 4, 3, "1000"), expect=ERRORS, says="range:"),
     "huge score 1e308": dict(mutate=lambda t: set_cell(t, "assessments", 4, 3, "1e308"), expect=ERRORS, says="range:"),
     "score inf": dict(mutate=lambda t: set_cell(t, "assessments", 4, 3, "inf"), expect=ERRORS, says="range:"),
     "score 1e999": dict(mutate=lambda t: set_cell(t, "assessments", 4, 3, "1e999"), expect=ERRORS, says="range:"),
-    "score nan written out": dict(mutate=lambda t: set_cell(t, "assessments", 4, 3, "nan"), expect=ERRORS,
-                                  says="type: expected number"),
+    "score nan written out": dict(
+        mutate=lambda t: set_cell(t, "assessments", 4, 3, "nan"), expect=ERRORS, says="type: expected number"
+    ),
     "missing-value code": dict(mutate=lambda t: set_cell(t, "assessments", 4, 3, "-99"), expect=CLEAN),
-    "huge age": dict(mutate=lambda t: set_cell(t, "participants", 1, 4, "99999999999999999999"), expect=ERRORS,
-                     says="range:"),
-    "thousands separator in a count": dict(dialects={"service_use": (";", "\n")}, expect=ERRORS,
-                                           mutate=lambda t: set_cell(t, "service_use", 1, 6, "1,000"),
-                                           says="write 1000, not 1,000"),
-    "decimal comma": dict(dialects={"participants": (";", "\n")}, expect=CLEAN, says="decimal comma",
-                          mutate=lambda t: set_cell(t, "participants", 1, 4, "40,5")),
-    "day-first date": dict(mutate=lambda t: set_cell(t, "programme", 1, 4, "03/04/2019"), expect=ERRORS,
-                           says="write dates as YYYY-MM-DD"),
-    "all-missing scores": dict(mutate=lambda t: set_column(t, "assessments", "score", ""), expect=ERRORS,
-                               says="completeness: no observed score"),
-    "one instrument never observed": dict(mutate=lambda t: [set_cell(t, "assessments", i, 3, "")
-                                                            for i, r in enumerate(t["assessments"][1])
-                                                            if r[2] == "gaf_f"],
-                                          expect=CLEAN, says="instrument 'gaf_f' has no observed score"),
+    "huge age": dict(
+        mutate=lambda t: set_cell(t, "participants", 1, 4, "99999999999999999999"), expect=ERRORS, says="range:"
+    ),
+    "thousands separator in a count": dict(
+        dialects={"service_use": (";", "\n")},
+        expect=ERRORS,
+        mutate=lambda t: set_cell(t, "service_use", 1, 6, "1,000"),
+        says="write 1000, not 1,000",
+    ),
+    "decimal comma": dict(
+        dialects={"participants": (";", "\n")},
+        expect=CLEAN,
+        says="decimal comma",
+        mutate=lambda t: set_cell(t, "participants", 1, 4, "40,5"),
+    ),
+    "day-first date": dict(
+        mutate=lambda t: set_cell(t, "programme", 1, 4, "03/04/2019"), expect=ERRORS, says="write dates as YYYY-MM-DD"
+    ),
+    "all-missing scores": dict(
+        mutate=lambda t: set_column(t, "assessments", "score", ""),
+        expect=ERRORS,
+        says="completeness: no observed score",
+    ),
+    "one instrument never observed": dict(
+        mutate=lambda t: [
+            set_cell(t, "assessments", i, 3, "") for i, r in enumerate(t["assessments"][1]) if r[2] == "gaf_f"
+        ],
+        expect=CLEAN,
+        says="instrument 'gaf_f' has no observed score",
+    ),
     "single arm": dict(mutate=single_arm, expect=ERRORS, says="arm balance: no participant in arm TAU"),
-    "one-participant site": dict(mutate=lambda t: one_participant_site(t, 0), expect=CLEAN,
-                                 says="site: only one participant"),
+    "one-participant site": dict(
+        mutate=lambda t: one_participant_site(t, 0), expect=CLEAN, says="site: only one participant"
+    ),
     "future start date": dict(mutate=lambda t: future_date(t, 2, 0), expect=ERRORS, says="date: lies in the future"),
-    "name column": dict(mutate=lambda t: add_identifier_column(t, "programme", "name"), expect=ERRORS,
-                        says="privacy: column looks like a direct identifier"),
-    "CPR number column": dict(mutate=lambda t: add_identifier_column(t, "participants", "cpr"), expect=ERRORS,
-                              says="privacy: column looks like a direct identifier"),
-    "exact birth date column": dict(mutate=lambda t: add_identifier_column(t, "programme", "birth"), expect=ERRORS,
-                                    says="privacy: column looks like a direct identifier"),
-    "CPR number in a value": dict(mutate=lambda t: add_identifier_column(t, "participants", "hidden_cpr"),
-                                  expect=ERRORS, says="privacy: value looks like a national id"),
+    "name column": dict(
+        mutate=lambda t: add_identifier_column(t, "programme", "name"),
+        expect=ERRORS,
+        says="privacy: column looks like a direct identifier",
+    ),
+    "CPR number column": dict(
+        mutate=lambda t: add_identifier_column(t, "participants", "cpr"),
+        expect=ERRORS,
+        says="privacy: column looks like a direct identifier",
+    ),
+    "exact birth date column": dict(
+        mutate=lambda t: add_identifier_column(t, "programme", "birth"),
+        expect=ERRORS,
+        says="privacy: column looks like a direct identifier",
+    ),
+    "CPR number in a value": dict(
+        mutate=lambda t: add_identifier_column(t, "participants", "hidden_cpr"),
+        expect=ERRORS,
+        says="privacy: value looks like a national id",
+    ),
     "missing table": dict(mutate=lambda t: drop_table(t, "participants"), expect=CLEAN),
     "NUL byte in a cell": dict(mutate=lambda t: set_cell(t, "participants", 1, 2, "a\x00b"), expect=CLEAN),
-    "ragged row": dict(raw={"service_use": b"id,period,exposure_days,admissions,bed_days,er_visits,outpatient_contacts\n"
-                                          b"P0001,pre,365,0,0,0,1,EXTRA\n"}, expect=UNREADABLE,
-                       says="line 2: 8 fields where the header has 7"),
-    "short row": dict(raw={"service_use": b"id,period,exposure_days,admissions,bed_days,er_visits,outpatient_contacts\n"
-                                          b"P0001,pre,365,0,0\n"}, expect=UNREADABLE,
-                      says="line 2: 5 fields where the header has 7"),
+    "ragged row": dict(
+        raw={
+            "service_use": b"id,period,exposure_days,admissions,bed_days,er_visits,outpatient_contacts\n"
+            b"P0001,pre,365,0,0,0,1,EXTRA\n"
+        },
+        expect=UNREADABLE,
+        says="line 2: 8 fields where the header has 7",
+    ),
+    "short row": dict(
+        raw={
+            "service_use": b"id,period,exposure_days,admissions,bed_days,er_visits,outpatient_contacts\n"
+            b"P0001,pre,365,0,0\n"
+        },
+        expect=UNREADABLE,
+        says="line 2: 5 fields where the header has 7",
+    ),
 }
 
 
@@ -455,14 +600,16 @@ def test_named_hostile_case(case):
 
 
 @settings(settings.get_profile("hostile"))
-@given(mutations=st.lists(st.one_of(BENIGN, MUTATION), min_size=1, max_size=3),
-       encodings=st.dictionaries(TABLE, ENCODING, max_size=2),
-       dialects=st.dictionaries(TABLE, DIALECT, max_size=2))
+@given(
+    mutations=st.lists(st.one_of(BENIGN, MUTATION), min_size=1, max_size=3),
+    encodings=st.dictionaries(TABLE, ENCODING, max_size=2),
+    dialects=st.dictionaries(TABLE, DIALECT, max_size=2),
+)
 def test_generated_hostile_cases(mutations, encodings, dialects):
     tables = _copy(BASE)
     for func, *args in mutations:
         if any(isinstance(a, str) and a in TABLE_NAMES and a not in tables for a in args):
-            continue   # the table was dropped by an earlier mutation
+            continue  # the table was dropped by an earlier mutation
         if func in (single_arm, one_participant_site) and "participants" not in tables:
             continue
         if func is future_date and "programme" not in tables:

@@ -30,9 +30,15 @@ def execute(name: str, tmp_path, **parameters):
     source = tmp_path / name.replace(".py", ".ipynb")
     nbformat.write(read_notebook(name), source)
     executed = tmp_path / name.replace(".py", ".out.ipynb")
-    papermill.execute_notebook(str(source), str(executed), parameters={**FAST_PARAMETERS[name], **parameters},
-                               kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False,
-                               execution_timeout=600)
+    papermill.execute_notebook(
+        str(source),
+        str(executed),
+        parameters={**FAST_PARAMETERS[name], **parameters},
+        kernel_name="python3",
+        cwd=str(NOTEBOOKS),
+        progress_bar=False,
+        execution_timeout=600,
+    )
     return nbformat.read(executed, as_version=4)
 
 

@@ -1,4 +1,4 @@
-"""Nothing lost (issue 8, item 2): a run killed mid-way leaves no half-written result that a later run
+"""Nothing lost: a run killed mid-way leaves no half-written result that a later run
 would trust, and `snakemake --rerun-incomplete` finishes it with the same bytes as an uninterrupted run.
 
 Two layers make that true: every output is written to a temporary file beside its target and renamed into
@@ -23,7 +23,7 @@ from pipeline_runs import result_files, run_snakemake, snakemake_cmd, snakemake_
 
 # the job to kill: the first of these rules whose log appears (the slow, sampling / imputing stages first)
 KILL_RULES = ("trial", "meta", "services", "implementation", "clean")
-KILL_DELAY = 1.5        # seconds after the rule's log appears: the job is computing, not starting
+KILL_DELAY = 1.5  # seconds after the rule's log appears: the job is computing, not starting
 
 
 # Every run here uses the default config, smaller where that only costs time (pipeline_runs.SMALL_CONFIG:
@@ -46,8 +46,13 @@ def incomplete_outputs(workdir: Path) -> list[str]:
 def start_and_kill(project: Path, workdir: Path, sig: signal.Signals) -> str:
     """Start the pipeline and send `sig` to its whole process group (as a terminal's Ctrl-C or an OOM
     killer would) while one of KILL_RULES runs; return that rule."""
-    proc = subprocess.Popen(snakemake_cmd(project, workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=snakemake_env(project), start_new_session=True)
+    proc = subprocess.Popen(
+        snakemake_cmd(project, workdir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=snakemake_env(project),
+        start_new_session=True,
+    )
     logs = workdir / "results" / "logs"
     try:
         deadline = time.monotonic() + 1200
@@ -70,6 +75,7 @@ def start_and_kill(project: Path, workdir: Path, sig: signal.Signals) -> str:
 
 # ---------------------------------------------------------------------------------------------------
 # unit tests of the atomic write
+
 
 def test_atomic_path_leaves_nothing_when_the_block_fails(tmp_path):
     target = tmp_path / "sub" / "table.csv"
@@ -125,6 +131,7 @@ def test_write_csv_replaces_a_result_whole(tmp_path):
 # ---------------------------------------------------------------------------------------------------
 # the pipeline killed mid-way
 
+
 @pytest.fixture(scope="module")
 def project(small_pipeline_run) -> Path:
     """The project snapshot that made the uninterrupted run: the killed runs use the same code and config."""
@@ -166,8 +173,9 @@ def test_interrupted_pipeline_is_finished_by_rerun_incomplete(tmp_path, project,
 def assert_no_torn_results(workdir: Path, expected: dict[str, bytes], rule: str):
     """Whatever exists under a final name is whole: the same bytes as the uninterrupted run's file."""
     partial = result_files(workdir / "results")
-    torn = [rel for rel, data in partial.items() if rel in expected and data != expected[rel]
-            and rel != "provenance.json"]
+    torn = [
+        rel for rel, data in partial.items() if rel in expected and data != expected[rel] and rel != "provenance.json"
+    ]
     assert not torn, f"half-written results after killing {rule}: {torn}"
 
 

@@ -27,14 +27,23 @@ def two_runs(default_pipeline_run, default_pipeline_run_one_core):
 
 
 def _tables(results: Path):
-    return sorted(p.relative_to(results) for p in results.rglob("*")
-                  if p.suffix in (".csv", ".parquet") and "benchmarks" not in p.parts)
+    return sorted(
+        p.relative_to(results)
+        for p in results.rglob("*")
+        if p.suffix in (".csv", ".parquet") and "benchmarks" not in p.parts
+    )
 
 
 def test_pipeline_outputs(two_runs):
     results = two_runs[0]
-    for rel in ("report/index.html", "provenance.json", "data/cleaning_log.csv", "checks/problems.csv",
-                "data/assessments.parquet", "report/tables/data_outcomes_observed.csv"):
+    for rel in (
+        "report/index.html",
+        "provenance.json",
+        "data/cleaning_log.csv",
+        "checks/problems.csv",
+        "data/assessments.parquet",
+        "report/tables/data_outcomes_observed.csv",
+    ):
         assert (results / rel).exists(), rel
     provenance = json.loads((results / "provenance.json").read_text())
     assert set(provenance) >= {"inputs", "outputs", "config", "seeds", "packages", "git", "started", "finished"}
@@ -54,8 +63,9 @@ def test_report_holds_no_participant_ids(two_runs):
     results = two_runs[0]
     import pandas as pd
 
-    ids = set(pd.read_csv(results / "input" / "participants.csv")["id"]) | \
-        set(pd.read_csv(results / "input" / "programme.csv")["id"])
+    ids = set(pd.read_csv(results / "input" / "participants.csv")["id"]) | set(
+        pd.read_csv(results / "input" / "programme.csv")["id"]
+    )
     import re
 
     # embedded figures are base64 text, where an id-like string can occur by chance: search the rest
@@ -80,8 +90,13 @@ def test_bad_input_stops_the_pipeline(tmp_path, pipeline_project):
     # the meta stage reads only the published data, so it runs beside the failing check, and Snakemake waits
     # for it before it exits: without its Bayesian half (~30 s of sampling) the failed run ends in seconds
     (tmp_path / "no_bayes.yaml").write_text("meta:\n  bayes:\n    enabled: false\n")
-    proc = run_pipeline(pipeline_project, tmp_path, "data={'source': 'directory', 'input_dir': '%s'}" % inputs,
-                        "--configfile", str(tmp_path / "no_bayes.yaml"))
+    proc = run_pipeline(
+        pipeline_project,
+        tmp_path,
+        "data={'source': 'directory', 'input_dir': '%s'}" % inputs,
+        "--configfile",
+        str(tmp_path / "no_bayes.yaml"),
+    )
     assert proc.returncode != 0
     assert "input check failed" in proc.stderr
     assert not (tmp_path / "results" / "data" / "assessments.parquet").exists()

@@ -58,7 +58,9 @@ def test_report_names_every_category(snakemake_report):
 def test_every_output_in_the_report_has_its_caption(snakemake_report):
     results = embedded_json(snakemake_report, "results")
     assert results, "the report lists no output"
-    uncaptioned = [path for path, entry in results.items() if not re.sub(r"<[^>]+>", "", entry.get("caption") or "").strip()]
+    uncaptioned = [
+        path for path, entry in results.items() if not re.sub(r"<[^>]+>", "", entry.get("caption") or "").strip()
+    ]
     assert not uncaptioned, f"outputs without a caption: {uncaptioned}"
     # the files shown are the ones the run made
     assert all(path.startswith("results/") for path in results), list(results)[:5]
@@ -67,7 +69,11 @@ def test_every_output_in_the_report_has_its_caption(snakemake_report):
 def test_report_outputs_cover_every_category_file(snakemake_report):
     """Each output listed under a category is in the report's results (its content embedded)."""
     results = embedded_json(snakemake_report, "results")
-    listed = {path for subcategories in embedded_json(snakemake_report, "categories").values()
-              for paths in subcategories.values() for path in paths}
+    listed = {
+        path
+        for subcategories in embedded_json(snakemake_report, "categories").values()
+        for paths in subcategories.values()
+        for path in paths
+    }
     assert listed == set(results)
     assert all(entry.get("data_uri", "").startswith("data:") for entry in results.values())

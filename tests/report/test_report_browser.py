@@ -20,23 +20,33 @@ from report_run import finished_default_run
 
 pytestmark = [
     pytest.mark.pipeline,
-    pytest.mark.skipif(shutil.which("chromium") is None,
-                       reason="chromium is not installed (Debian: apt-get install chromium); "
-                              "the headless browser check of the report needs it"),
+    pytest.mark.skipif(
+        shutil.which("chromium") is None,
+        reason="chromium is not installed (Debian: apt-get install chromium); "
+        "the headless browser check of the report needs it",
+    ),
 ]
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--hide-scrollbars", "--force-device-scale-factor=1"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+]
 SCREENSHOT_SIZE = (1280, 2400)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # Appended to a copy of the report: after the load event, record what the browser made of each image.
-PROBE = ("<script>window.addEventListener('load', function () {"
-         " for (const img of document.images) {"
-         "  img.setAttribute('data-probe-size', img.complete ? img.naturalWidth + 'x' + img.naturalHeight : 'incomplete');"
-         " }"
-         " document.body.setAttribute('data-probe-loaded', 'yes');"
-         "});</script>")
+PROBE = (
+    "<script>window.addEventListener('load', function () {"
+    " for (const img of document.images) {"
+    "  img.setAttribute('data-probe-size', img.complete ? img.naturalWidth + 'x' + img.naturalHeight : 'incomplete');"
+    " }"
+    " document.body.setAttribute('data-probe-loaded', 'yes');"
+    "});</script>"
+)
 
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
@@ -93,8 +103,12 @@ def rendered(tmp_path_factory):
     html = index.read_text()
     probe.write_text(html.replace("</body>", PROBE + "</body>") if "</body>" in html else html + PROBE)
     screenshot = results / "report" / "screenshot.png"
-    shot = chromium(f"--window-size={SCREENSHOT_SIZE[0]},{SCREENSHOT_SIZE[1]}", f"--screenshot={screenshot}",
-                    index.as_uri(), profile=work / "profile-shot")
+    shot = chromium(
+        f"--window-size={SCREENSHOT_SIZE[0]},{SCREENSHOT_SIZE[1]}",
+        f"--screenshot={screenshot}",
+        index.as_uri(),
+        profile=work / "profile-shot",
+    )
     assert shot.returncode == 0 and screenshot.exists(), shot.stderr[-2000:]
     artefact = PROJECT / "results" / "ci" / "report_screenshot.png"
     artefact.parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +121,9 @@ def rendered(tmp_path_factory):
 
 
 def test_the_browser_finished_loading_the_page(rendered):
-    assert rendered["dom"].body_attrs.get("data-probe-loaded") == "yes", \
+    assert rendered["dom"].body_attrs.get("data-probe-loaded") == "yes", (
         "the DOM was dumped before the page's load event: image sizes below would be meaningless"
+    )
 
 
 def test_every_figure_is_an_embedded_png_the_browser_decoded(rendered):
@@ -126,17 +141,23 @@ def test_every_figure_is_an_embedded_png_the_browser_decoded(rendered):
         if width == 0 or height == 0:
             problems.append(f"{where}: the data URI does not decode to a PNG with a size")
         if img.get("data-probe-size") != f"{width}x{height}":
-            problems.append(f"{where}: the browser shows it as {img.get('data-probe-size')!r}, the PNG is {width}x{height}")
+            problems.append(
+                f"{where}: the browser shows it as {img.get('data-probe-size')!r}, the PNG is {width}x{height}"
+            )
     assert not problems, "\n".join(problems)
 
 
 def test_every_figure_a_stage_made_is_in_the_report(rendered):
-    shown = {hashlib.sha256(base64.b64decode(img["src"].split(",", 1)[1])).hexdigest()
-             for img in rendered["dom"].images if img.get("src", "").startswith("data:image/png;base64,")}
+    shown = {
+        hashlib.sha256(base64.b64decode(img["src"].split(",", 1)[1])).hexdigest()
+        for img in rendered["dom"].images
+        if img.get("src", "").startswith("data:image/png;base64,")
+    }
     made = sorted(rendered["results"].glob("*/figures/*.png"))
     assert made, "no stage wrote a figure"
-    missing = [str(p.relative_to(rendered["results"])) for p in made
-               if hashlib.sha256(p.read_bytes()).hexdigest() not in shown]
+    missing = [
+        str(p.relative_to(rendered["results"])) for p in made if hashlib.sha256(p.read_bytes()).hexdigest() not in shown
+    ]
     assert not missing, f"figures written but not shown in the report: {missing}"
 
 

@@ -3,27 +3,24 @@
 Numbers against R live in tests/validation/test_services_vs_r.py.
 """
 
-from conftest import VALIDATION_DATA
 import json
-from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats.services import likelihoods as countmodels
-
-from imrstats.services import models as services
+from conftest import VALIDATION_DATA
 from imrstats.errors import AnalysisError
+from imrstats.services import likelihoods as countmodels
+from imrstats.services import models as services
 
 DATA = VALIDATION_DATA
 
 
 @pytest.fixture(scope="module")
 def tables():
-    return (pd.read_csv(DATA / "services_participants.csv"),
-            pd.read_csv(DATA / "services_service_use.csv"))
+    return (pd.read_csv(DATA / "services_participants.csv"), pd.read_csv(DATA / "services_service_use.csv"))
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +42,7 @@ def er_fits(frame):
 
 
 # --- services_frame --------------------------------------------------------------------------
+
 
 def test_frame_has_offset_prior_admissions_and_tau_reference(frame, tables):
     _, service_use = tables
@@ -94,6 +92,7 @@ def test_design_matrix_uses_r_names_and_reference_levels(frame):
 
 # --- descriptives and checks -----------------------------------------------------------------
 
+
 def test_describe_counts_per_arm(frame):
     table = services.describe_counts(frame, "bed_days").set_index("arm")
     tau = frame.loc[frame["arm"] == "TAU"]
@@ -113,8 +112,13 @@ def test_overdispersion_test_needs_poisson(er_fits):
 def test_overdispersion_test_finds_no_overdispersion_in_poisson_data():
     rng = np.random.default_rng(7)
     n = 400
-    data = pd.DataFrame({"arm": pd.Categorical(np.repeat(["TAU", "IMR"], n // 2), categories=["TAU", "IMR"]),
-                         "exposure_days": 365, "log_exposure": np.log(365.0)})
+    data = pd.DataFrame(
+        {
+            "arm": pd.Categorical(np.repeat(["TAU", "IMR"], n // 2), categories=["TAU", "IMR"]),
+            "exposure_days": 365,
+            "log_exposure": np.log(365.0),
+        }
+    )
     data["y"] = rng.poisson(np.where(data["arm"] == "IMR", 2.0, 2.5))
     result = services.overdispersion_test(services.fit_poisson(data, "y", covariates=()))
     assert result["estimate"].iloc[0] == pytest.approx(1, abs=0.2)  # Pearson chi2/df
@@ -132,6 +136,7 @@ def test_zero_check_hurdle_reproduces_observed_zeros(er_fits):
 
 # --- fitted models ---------------------------------------------------------------------------
 
+
 def test_effects_hold_the_arm_irr_and_zero_part_or(er_fits):
     nb2 = er_fits["nb2"].effects
     assert nb2["quantity"].tolist() == ["IRR IMR vs TAU"]
@@ -148,8 +153,14 @@ def test_strong_arm_effect_is_recovered():
     arm = np.repeat(["TAU", "IMR"], n // 2)
     days = rng.integers(200, 366, n)
     mu = np.where(arm == "IMR", 0.5, 1.0) * 2 * days / 365
-    data = pd.DataFrame({"arm": pd.Categorical(arm, categories=["TAU", "IMR"]), "exposure_days": days,
-                         "log_exposure": np.log(days), "y": rng.negative_binomial(2, 2 / (2 + mu))})
+    data = pd.DataFrame(
+        {
+            "arm": pd.Categorical(arm, categories=["TAU", "IMR"]),
+            "exposure_days": days,
+            "log_exposure": np.log(days),
+            "y": rng.negative_binomial(2, 2 / (2 + mu)),
+        }
+    )
     irr = services.fit_nb2(data, "y", covariates=()).effects.iloc[0]
     assert irr["ci_low"] < 0.5 < irr["ci_high"] and irr["ci_high"] < 1 and irr["p"] < 1e-6
 
@@ -169,8 +180,8 @@ def test_to_dict_is_json_and_aggregate_only(er_fits):
 
 # --- sparse and degenerate data --------------------------------------------------------------
 
-@pytest.mark.parametrize("fitter", [services.fit_poisson, services.fit_nb2, services.fit_zinb,
-                                    services.fit_hurdle_nb])
+
+@pytest.mark.parametrize("fitter", [services.fit_poisson, services.fit_nb2, services.fit_zinb, services.fit_hurdle_nb])
 def test_all_zero_outcome_is_refused(degenerate, fitter):
     with pytest.raises(AnalysisError, match="0 for all 198"):
         fitter(degenerate, "all_zero")
@@ -201,8 +212,9 @@ def test_hurdle_separation_is_refused(degenerate):
 
 
 def test_zero_models_need_zeros_and_hurdle_needs_counts_above_one(degenerate):
-    data = degenerate.assign(positive=degenerate["tau_no_events"] + 1,
-                             ones=(degenerate["sparse_events"] > 0).astype(int))
+    data = degenerate.assign(
+        positive=degenerate["tau_no_events"] + 1, ones=(degenerate["sparse_events"] > 0).astype(int)
+    )
     with pytest.raises(AnalysisError, match="no participant has a zero"):
         services.fit_zinb(data, "positive")
     with pytest.raises(AnalysisError, match="every positive count is 1"):
@@ -215,9 +227,14 @@ def test_fit_count_models_records_errors_instead_of_stopping(degenerate):
 
 
 def test_underdispersed_counts_flag_nb2_theta_boundary():
-    data = pd.DataFrame({"arm": pd.Categorical(np.tile(["TAU", "IMR"], 50), categories=["TAU", "IMR"]),
-                         "exposure_days": 365, "log_exposure": np.log(365.0),
-                         "y": np.tile([2, 3, 3, 2], 25)})
+    data = pd.DataFrame(
+        {
+            "arm": pd.Categorical(np.tile(["TAU", "IMR"], 50), categories=["TAU", "IMR"]),
+            "exposure_days": 365,
+            "log_exposure": np.log(365.0),
+            "y": np.tile([2, 3, 3, 2], 25),
+        }
+    )
     fit = services.fit_nb2(data, "y", covariates=())
     assert not fit.converged
     assert any("collapses to Poisson" in w for w in fit.warnings)
@@ -227,13 +244,17 @@ def test_non_convergence_is_reported_not_hidden():
     rng = np.random.default_rng(3)
     X = np.column_stack([np.ones(50), rng.normal(size=50)])
     y = rng.poisson(1.0, 50).astype(float)
-    result = countmodels.maximize(lambda p: countmodels.nb2_loglik(p, X, y, np.zeros(50)),
-                                  lambda p: np.zeros(3) + 1.0,  # a wrong score never reaches zero
-                                  np.zeros(3), max_newton=3)
+    result = countmodels.maximize(
+        lambda p: countmodels.nb2_loglik(p, X, y, np.zeros(50)),
+        lambda p: np.zeros(3) + 1.0,  # a wrong score never reaches zero
+        np.zeros(3),
+        max_newton=3,
+    )
     assert not result.converged and result.message
 
 
 # --- comparison, Vuong and rootograms --------------------------------------------------------
+
 
 def test_compare_models_rules(er_fits):
     fits = list(er_fits.values())

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats.services import likelihoods as countmodels
-
-from imrstats.services import models as services
-from imrstats.errors import AnalysisError, InputError
-from imrstats.services.stage import (DEFAULT_SETTINGS, MODELS, resolve_settings, rootogram_top,
-                                     run_services_stage)
+from imrstats.config import section_settings
+from imrstats.errors import AnalysisError, SettingsError
+from imrstats.pipeline.registry import with_section
 from imrstats.pipeline.stage_result import to_json, write_stage
+from imrstats.services import likelihoods as countmodels
+from imrstats.services import models as services
+from imrstats.services.stage import MODELS, rootogram_top, run_services_stage
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def tables(default_clean_tables):
 
 @pytest.fixture(scope="module")
 def result(tables):
-    return run_services_stage(tables, {}, seed=1)
+    return with_section(run_services_stage(tables, {}, seed=1))
 
 
 def _with_follow_up(tables, outcome, values):
@@ -47,6 +47,7 @@ def _models(result, outcome):
 
 # --- the default run -------------------------------------------------------------------------
 
+
 def test_every_outcome_gets_all_tables_and_a_rootogram_panel(result):
     outcomes = list(services.COUNT_OUTCOMES)
     assert result.stage == "services"
@@ -58,13 +59,17 @@ def test_every_outcome_gets_all_tables_and_a_rootogram_panel(result):
     assert all(len(fig.axes) == 4 for fig in result.figures.values())
     root = result.tables["rootograms"]
     for (outcome, model), part in root.groupby(["outcome", "model"]):
-        assert part["observed"].sum() == 198 and len(part) <= DEFAULT_SETTINGS["rootogram_max_bars"]
+        assert part["observed"].sum() == 198 and len(part) <= section_settings("services")["rootogram_max_bars"]
 
 
 def test_reported_irr_is_the_chosen_models_own_estimate(result, tables):
     frame = services.services_frame(tables["participants"], tables["service_use"])
-    fitters = {"poisson": services.fit_poisson, "nb2": services.fit_nb2, "zinb": services.fit_zinb,
-               "hurdle_nb": services.fit_hurdle_nb}
+    fitters = {
+        "poisson": services.fit_poisson,
+        "nb2": services.fit_nb2,
+        "zinb": services.fit_zinb,
+        "hurdle_nb": services.fit_hurdle_nb,
+    }
     for row in result.tables["reported"].itertuples():
         fit = fitters[row.model](frame, row.outcome)
         irr = fit.effects[fit.effects["part"] == "count"].iloc[0]
@@ -130,7 +135,7 @@ def test_no_participant_id_leaks(result, tables, tmp_path):
 
 
 def test_stage_is_deterministic(result, tables):
-    again = run_services_stage(tables, {}, seed=99)
+    again = with_section(run_services_stage(tables, {}, seed=99))
     for name, frame in result.tables.items():
         pd.testing.assert_frame_equal(frame, again.tables[name])
     assert to_json(result.record) == to_json(again.record) and result.html == again.html
@@ -138,24 +143,30 @@ def test_stage_is_deterministic(result, tables):
 
 # --- settings ------------------------------------------------------------------------------
 
+
 def test_settings_are_checked():
-    assert resolve_settings(None) == DEFAULT_SETTINGS
-    with pytest.raises(InputError, match="unknown setting"):
-        resolve_settings({"rule": "aic"})
-    with pytest.raises(InputError, match="selection_rule"):
-        resolve_settings({"selection_rule": "lowest_p"})
-    with pytest.raises(InputError, match="alpha"):
-        resolve_settings({"alpha": 1.5})
-    with pytest.raises(InputError, match="outcomes is empty"):
-        resolve_settings({"outcomes": []})
-    with pytest.raises(InputError, match="rootogram_max_bars"):
-        resolve_settings({"rootogram_max_bars": 1})
+    for bad, message in (
+        ({"rule": "aic"}, "services.rule: unknown key"),
+        ({"selection_rule": "lowest_p"}, "services.selection_rule: must be one of aic, bic, vuong"),
+        ({"alpha": 1.5}, "services.alpha: must be < 1"),
+        ({"outcomes": []}, "services.outcomes: must list at least 1 item"),
+        ({"rootogram_max_bars": 1}, "services.rootogram_max_bars: must be >= 2"),
+    ):
+        with pytest.raises(SettingsError, match=message):
+            run_services_stage({}, bad)
 
 
 def test_vuong_rule_robust_poisson_and_intercept_only_zero_part(tables):
-    out = run_services_stage(tables, {"outcomes": ["er_visits"], "selection_rule": "vuong",
-                                      "robust_poisson": True, "hurdle_zero_terms": [],
-                                      "overdispersion_trafo": None})
+    out = run_services_stage(
+        tables,
+        {
+            "outcomes": ["er_visits"],
+            "selection_rule": "vuong",
+            "robust_poisson": True,
+            "hurdle_zero_terms": [],
+            "overdispersion_trafo": None,
+        },
+    )
     reported = out.tables["reported"].iloc[0]
     assert "NB2 over Poisson: LR" in reported["reason"]
     poisson = _models(out, "er_visits").loc["poisson"]
@@ -167,6 +178,7 @@ def test_vuong_rule_robust_poisson_and_intercept_only_zero_part(tables):
 
 # --- sparse and degenerate data: flags, and the other outcomes still run ----------------------
 
+
 def _assert_others_ran(out, broken):
     for row in out.tables["reported"].itertuples():
         if row.outcome != broken:
@@ -175,7 +187,7 @@ def _assert_others_ran(out, broken):
 
 def test_all_zero_outcome_is_flagged_and_others_run(tables):
     data = _with_follow_up(tables, "er_visits", {i: 0 for i in tables["participants"]["id"]})
-    out = run_services_stage(data, {"outcomes": ["admissions", "er_visits"]})
+    out = with_section(run_services_stage(data, {"outcomes": ["admissions", "er_visits"]}))
     assert "er_visits: no model could be fitted; descriptives only" in out.flags
     assert any("is 0 for all 198" in f for f in out.flags)
     assert out.tables["reported"].set_index("outcome").loc["er_visits", "model"] == "none"
@@ -189,8 +201,7 @@ def test_all_zero_outcome_is_flagged_and_others_run(tables):
 def test_arm_without_events_is_flagged(tables):
     arm = _arm_of(tables)
     values = {i: (0 if arm[i] == "TAU" else 1 + k % 3) for k, i in enumerate(arm.index)}
-    out = run_services_stage(_with_follow_up(tables, "admissions", values),
-                             {"outcomes": ["admissions", "er_visits"]})
+    out = run_services_stage(_with_follow_up(tables, "admissions", values), {"outcomes": ["admissions", "er_visits"]})
     notes = _models(out, "admissions")["note"]
     for name in ("poisson", "nb2", "zinb"):
         assert "no events at all where arm = TAU" in notes[name]
@@ -230,7 +241,7 @@ def test_non_convergence_is_flagged_and_no_model_is_reported(tables, monkeypatch
         return countmodels.MaxResult(fit.params, fit.loglik, fit.hessian, False, "forced by the test")
 
     monkeypatch.setattr(countmodels, "maximize", never_converges)
-    out = run_services_stage(tables, {"outcomes": ["er_visits"]})
+    out = with_section(run_services_stage(tables, {"outcomes": ["er_visits"]}))
     assert set(_models(out, "er_visits")["status"]) == {"flagged"}
     assert sum("optimiser did not converge: forced by the test" in f for f in out.flags) == 4
     assert any(f.startswith("er_visits: no model is reported") for f in out.flags)
@@ -240,14 +251,15 @@ def test_non_convergence_is_flagged_and_no_model_is_reported(tables, monkeypatch
 
 def test_collinear_covariate_is_flagged_per_model(tables):
     participants = tables["participants"].assign(arm_copy=tables["participants"]["arm"])
-    out = run_services_stage({**tables, "participants": participants},
-                             {"outcomes": ["er_visits"], "covariates": ["arm_copy"]})
+    out = run_services_stage(
+        {**tables, "participants": participants}, {"outcomes": ["er_visits"], "covariates": ["arm_copy"]}
+    )
     assert all("rank deficient" in n for n in _models(out, "er_visits")["note"])
     assert out.tables["reported"].iloc[0]["model"] == "none"
 
 
 def test_absent_outcome_column_is_flagged_and_the_rest_runs(tables):
-    out = run_services_stage(tables, {"outcomes": ["er_visits", "day_care_visits"]})
+    out = with_section(run_services_stage(tables, {"outcomes": ["er_visits", "day_care_visits"]}))
     assert "outcome 'day_care_visits' is not a column of service_use; it is left out" in out.flags
     assert out.tables["reported"]["outcome"].tolist() == ["er_visits"]
     assert "day_care_visits" in out.html
@@ -271,10 +283,11 @@ def test_input_that_stops_the_whole_stage_raises_a_clear_error(tables):
 
 # --- rootogram grouping --------------------------------------------------------------------
 
+
 def test_rootogram_grouping_keeps_zero_and_totals(tables):
     frame = services.services_frame(tables["participants"], tables["service_use"])
     fit = services.fit_nb2(frame, "bed_days")
-    y_max = int(fit._y.max())
+    y_max = int(fit.observed_counts.max())
     top, width = rootogram_top(y_max, 30), -(-y_max // 29)
     assert top % width == 0 and y_max <= top < y_max + width
     assert rootogram_top(8, 30) == 8

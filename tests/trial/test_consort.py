@@ -4,13 +4,25 @@ from imrstats.trial.consort import baseline_table, consort_counts
 
 
 def _toy():
-    part = pd.DataFrame({"id": ["a", "b", "c", "d", "e"], "arm": ["IMR", "IMR", "IMR", "TAU", "TAU"],
-                         "site": "S", "sex": ["female", "male", "male", "female", "male"], "age": [30, 40, 50, 35, 45],
-                         "diagnosis": "schizophrenia", "sessions_attended": [0, 12, 3, 0, 0]})
-    assess = pd.DataFrame({"id": ["a", "b", "b", "c", "d", "e", "a"],
-                           "timepoint": ["post", "post", "fu12", "baseline", "fu12", "post", "baseline"],
-                           "instrument": ["gaf_f", "gaf_f", "gaf_f", "gaf_f", "psp", "psp", "gaf_f"],
-                           "score": [50, 60, None, 40, 55, 50, 45]})
+    part = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d", "e"],
+            "arm": ["IMR", "IMR", "IMR", "TAU", "TAU"],
+            "site": "S",
+            "sex": ["female", "male", "male", "female", "male"],
+            "age": [30, 40, 50, 35, 45],
+            "diagnosis": "schizophrenia",
+            "sessions_attended": [0, 12, 3, 0, 0],
+        }
+    )
+    assess = pd.DataFrame(
+        {
+            "id": ["a", "b", "b", "c", "d", "e", "a"],
+            "timepoint": ["post", "post", "fu12", "baseline", "fu12", "post", "baseline"],
+            "instrument": ["gaf_f", "gaf_f", "gaf_f", "gaf_f", "psp", "psp", "gaf_f"],
+            "score": [50, 60, None, 40, 55, 50, 45],
+        }
+    )
     return part, assess
 
 
@@ -18,9 +30,9 @@ def test_consort_counts_by_hand():
     part, assess = _toy()
     flow = consort_counts(part, assess).set_index("stage")
     assert flow.loc["Randomised and allocated"].tolist() == [3, 2]
-    assert flow.loc["Attended no IMR session"].tolist() == [1, 0]          # a attended none
-    assert flow.loc["Assessed post-intervention"].tolist() == [2, 1]       # a, b; e
-    assert flow.loc["Assessed at 12-month follow-up"].tolist() == [0, 1]   # b's fu12 score is missing; d
+    assert flow.loc["Attended no IMR session"].tolist() == [1, 0]  # a attended none
+    assert flow.loc["Assessed post-intervention"].tolist() == [2, 1]  # a, b; e
+    assert flow.loc["Assessed at 12-month follow-up"].tolist() == [0, 1]  # b's fu12 score is missing; d
     assert flow.loc["Lost at 12-month follow-up"].tolist() == [3, 1]
     assert flow.loc["Analysed, complete case (gaf_f at post)"].tolist() == [2, 0]
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from imrstats.errors import AnalysisError
-from imrstats.trial.mice import _match_donors, impute_chained
+from imrstats.trial.mice import impute_chained, match_donors
 from imrstats.trial.rubin import pool_rubin
 
 TARGETS = ["y0", "y1", "y2"]
@@ -108,8 +108,7 @@ def test_completed_frames_and_diagnostics(result, trial):
     summary = result.to_dict()
     json.dumps(summary)
     assert summary["n_missing"]["y1"] == int(trial["y1"].isna().sum())
-    assert result.design_columns["y2"] == [
-        "(Intercept)", "arm[T.TAU]", "site[T.s2]", "site[T.s3]", "age", "y0", "y1"]
+    assert result.design_columns["y2"] == ["(Intercept)", "arm[T.TAU]", "site[T.s2]", "site[T.s3]", "age", "y0", "y1"]
 
 
 def test_mean_of_imputations_tracks_the_mar_truth():
@@ -143,7 +142,7 @@ def test_match_donors_draws_uniformly_among_the_nearest():
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(50, 80))
     mis = rng.normal(size=(50, 30))
-    idx = _match_donors(obs, mis, 5, rng)
+    idx = match_donors(obs, mis, 5, rng)
     dist = np.abs(mis[:, :, None] - obs[:, None, :])
     rank = np.argsort(np.argsort(dist, axis=-1), axis=-1)
     chosen_rank = np.take_along_axis(rank, idx[..., None], -1)[..., 0]
@@ -151,15 +150,15 @@ def test_match_donors_draws_uniformly_among_the_nearest():
     assert counts[5] == 0  # only the 5 nearest are donors
     assert counts[:5].min() > 0.8 * 300 and counts[:5].max() < 1.2 * 300  # roughly uniform (1500 draws)
     # donors = 1 is the nearest neighbour; more donors than observed rows means all of them
-    nearest = _match_donors(obs, mis, 1, rng)
+    nearest = match_donors(obs, mis, 1, rng)
     assert np.array_equal(nearest, dist.argmin(axis=-1))
-    assert _match_donors(obs[:, :3], mis, 5, rng).max() <= 2
+    assert match_donors(obs[:, :3], mis, 5, rng).max() <= 2
 
 
 def test_ties_in_predictions_are_broken_at_random():
     rng = np.random.default_rng(0)
     obs = np.zeros((1, 10))
-    picks = _match_donors(obs, np.zeros((1, 2000)), 10, rng)
+    picks = match_donors(obs, np.zeros((1, 2000)), 10, rng)
     assert set(np.unique(picks)) == set(range(10))
 
 

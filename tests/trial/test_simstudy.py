@@ -17,9 +17,20 @@ import yaml
 
 from conftest import PROJECT
 from imrstats.errors import AnalysisError, InputError
-from imrstats.trial.simstudy import (aggregate, load_study_config, performance_measures, performance_table,
-                               replicate_rows, replicate_seed, resolve_study_config, run_replicate, scale_sites,
-                               scenario_trial_model, simstudy_report, validate_study_config)
+from imrstats.trial.simstudy import (
+    aggregate,
+    load_study_config,
+    performance_measures,
+    performance_table,
+    replicate_rows,
+    replicate_seed,
+    resolve_study_config,
+    run_replicate,
+    scale_sites,
+    scenario_trial_model,
+    validate_study_config,
+)
+from imrstats.trial.simstudy_section import render_simstudy_report
 
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 SIM_SMK = PROJECT / "workflow" / "simulation.smk"
@@ -30,11 +41,25 @@ def rows_for(estimates, ses, truth, *, half_width=None, p=None, scenario="s", er
     n = len(estimates)
     est, se = np.asarray(estimates, float), np.asarray(ses, float)
     hw = 1.96 * se if half_width is None else np.asarray(half_width, float)
-    return pd.DataFrame({
-        "scenario": scenario, "rep": range(n), "estimator": "mi_mmrm", "outcome": "gaf_f", "timepoint": "post",
-        "truth": truth, "estimate": est, "se": se, "ci_low": est - hw, "ci_high": est + hw,
-        "df": 50.0, "p": np.full(n, 0.5) if p is None else np.asarray(p, float), "fmi": np.nan,
-        "n_not_converged": 0, "error": errors or [""] * n})
+    return pd.DataFrame(
+        {
+            "scenario": scenario,
+            "rep": range(n),
+            "estimator": "mi_mmrm",
+            "outcome": "gaf_f",
+            "timepoint": "post",
+            "truth": truth,
+            "estimate": est,
+            "se": se,
+            "ci_low": est - hw,
+            "ci_high": est + hw,
+            "df": 50.0,
+            "p": np.full(n, 0.5) if p is None else np.asarray(p, float),
+            "fmi": np.nan,
+            "n_not_converged": 0,
+            "error": errors or [""] * n,
+        }
+    )
 
 
 def measure(perf, name, scenario="s"):
@@ -56,15 +81,22 @@ def test_measures_by_hand():
     # squared errors 1, 0, 1, 4: MSE 1.5, deviations -.5, -1.5, -.5, 2.5 (sum of squares 9)
     assert measure(perf, "mse") == pytest.approx((1.5, math.sqrt(9 / 12)))
     assert measure(perf, "model_se") == pytest.approx((1.0, 0.0))
-    assert measure(perf, "coverage") == pytest.approx((1.0, 0.0))       # every CI [e - 2, e + 2] holds 2
-    assert measure(perf, "power") == pytest.approx((0.5, 0.25))          # p <= .05 twice in 4
+    assert measure(perf, "coverage") == pytest.approx((1.0, 0.0))  # every CI [e - 2, e + 2] holds 2
+    assert measure(perf, "power") == pytest.approx((0.5, 0.25))  # p <= .05 twice in 4
     assert measure(perf, "rel_error_model_se_pct")[0] == pytest.approx(100 * (1 / math.sqrt(5 / 3) - 1))
 
 
 def test_model_se_is_root_mean_variance_with_its_mcse():
     # variances 1 and 3: ModSE = sqrt(2); Var(var) = 2; MCSE = sqrt(2 / (4 * 2 * 2))
-    out = performance_measures(np.array([0.0, 1.0]), np.array([1.0, math.sqrt(3)]), np.array([-9.0, -9.0]),
-                               np.array([9.0, 9.0]), np.array([0.5, 0.5]), 0.0, 0.05)
+    out = performance_measures(
+        np.array([0.0, 1.0]),
+        np.array([1.0, math.sqrt(3)]),
+        np.array([-9.0, -9.0]),
+        np.array([9.0, 9.0]),
+        np.array([0.5, 0.5]),
+        0.0,
+        0.05,
+    )
     assert out["model_se"] == pytest.approx((math.sqrt(2), math.sqrt(1 / 8)))
 
 
@@ -85,9 +117,9 @@ def test_truth_zero_reports_type_i_error_not_power():
 def test_failed_replicates_are_counted_and_left_out():
     rows = rows_for([1, 2, 3, 100], [1] * 4, 2.0, errors=["", "", "", "imputation failed"])
     rows.loc[4] = rows.loc[0]
-    rows.loc[4, ["rep", "estimate"]] = [4, np.nan]           # a missing estimate counts as failed too
+    rows.loc[4, ["rep", "estimate"]] = [4, np.nan]  # a missing estimate counts as failed too
     perf = aggregate(rows)
-    assert measure(perf, "bias")[0] == pytest.approx(0.0)   # mean of 1, 2, 3: the 100 is left out
+    assert measure(perf, "bias")[0] == pytest.approx(0.0)  # mean of 1, 2, 3: the 100 is left out
     assert set(perf["n_rep"]) == {3} and set(perf["n_failed"]) == {2}
 
 
@@ -111,10 +143,13 @@ def test_fewer_than_two_replicates_give_nan_with_a_note():
     assert perf["estimate"].isna().all() and perf["notes"].str.contains("at least 2 replicates").all()
 
 
-@pytest.mark.parametrize("bad, message", [
-    (pd.DataFrame(), "no replicate results"),
-    (pd.DataFrame({"scenario": ["s"], "rep": [0]}), "lack column"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (pd.DataFrame(), "no replicate results"),
+        (pd.DataFrame({"scenario": ["s"], "rep": [0]}), "lack column"),
+    ],
+)
 def test_replicate_rows_refuses_bad_input(bad, message):
     with pytest.raises(AnalysisError, match=message):
         replicate_rows(bad)
@@ -130,14 +165,29 @@ def test_duplicate_replicate_and_conflicting_truth_are_refused():
 
 
 def test_performance_table_and_report_show_every_group():
-    perf = aggregate(pd.concat([rows_for([1, 3], [1, 1], 2.0, scenario="a"),
-                                rows_for([1, 2, 3], [1] * 3, 0.0, scenario="b", errors=["", "x", ""])]))
+    perf = aggregate(
+        pd.concat(
+            [
+                rows_for([1, 3], [1, 1], 2.0, scenario="a"),
+                rows_for([1, 2, 3], [1] * 3, 0.0, scenario="b", errors=["", "x", ""]),
+            ]
+        )
+    )
     table = performance_table(perf)
     assert list(table["scenario"]) == ["a", "b"] and table.loc[0, "bias"] == "0.000 (1.000)"
-    study = {"replicates": 3, "seed": 1, "estimators": ["mi_mmrm"], "imputations": 5, "imputation_method": "pmm",
-             "maxit": 5, "covariates": ["site"], "alpha": 0.05, "outcomes": ["gaf_f"],
-             "scenarios": [{"name": "a", "true_effects": {"gaf_f": {"post": 2.0}}}, {"name": "b"}]}
-    page = simstudy_report(perf, study)
+    study = {
+        "replicates": 3,
+        "seed": 1,
+        "estimators": ["mi_mmrm"],
+        "imputations": 5,
+        "imputation_method": "pmm",
+        "maxit": 5,
+        "covariates": ["site"],
+        "alpha": 0.05,
+        "outcomes": ["gaf_f"],
+        "scenarios": [{"name": "a", "true_effects": {"gaf_f": {"post": 2.0}}}, {"name": "b"}],
+    }
+    page = render_simstudy_report(perf, study)
     assert "<table" in page and "a / mi_mmrm / gaf_f at post: 2 replicates found, 3 configured" in page
     assert "b / mi_mmrm / gaf_f at post: 1 of 3 replicates failed" in page
 
@@ -154,14 +204,17 @@ def test_shipped_config_is_valid_and_resolves(default_config):
     assert resolved["replicates"] == 20 and len(resolved["scenarios"]) >= 2
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"replicatez": 3}, "unknown|Additional properties"),
-    ({"outcomes": ["no_such_scale"]}, "no_such_scale"),
-    ({"scenarios": [{"name": "a"}, {"name": "a"}]}, "used twice"),
-    ({"scenarios": [{"name": "a", "true_effects": {"gaff": {"post": 1}}}]}, "gaff"),
-    ({"scenarios": [{"name": "a b"}]}, "does not match"),
-    ({"imputations": 1}, "imputations"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"replicatez": 3}, "unknown|Additional properties"),
+        ({"outcomes": ["no_such_scale"]}, "no_such_scale"),
+        ({"scenarios": [{"name": "a"}, {"name": "a"}]}, "used twice"),
+        ({"scenarios": [{"name": "a", "true_effects": {"gaff": {"post": 1}}}]}, "gaff"),
+        ({"scenarios": [{"name": "a b"}]}, "does not match"),
+        ({"imputations": 1}, "imputations"),
+    ],
+)
 def test_invalid_configs_name_the_key(change, message):
     study = {**yaml.safe_load((PROJECT / "config" / "simulation.yaml").read_text()), **change}
     with pytest.raises(InputError, match=message):
@@ -170,12 +223,14 @@ def test_invalid_configs_name_the_key(change, message):
 
 def test_scenario_model_overrides_effects_attrition_and_size(default_config):
     base = default_config["simulate"]["trial"]
-    model = scenario_trial_model(base, {"name": "x", "true_effects": {"psp": {"post": 1.0}},
-                                        "visit_missing": {"post": 0.5}, "n_participants": 100})
-    assert model["true_effects"] == {"psp": {"post": 1.0}}            # gaf_f's base effect is gone
+    model = scenario_trial_model(
+        base,
+        {"name": "x", "true_effects": {"psp": {"post": 1.0}}, "visit_missing": {"post": 0.5}, "n_participants": 100},
+    )
+    assert model["true_effects"] == {"psp": {"post": 1.0}}  # gaf_f's base effect is gone
     assert model["visit_missing"] == {"post": 0.5, "fu12": base["visit_missing"]["fu12"]}
     assert sum(model["sites"].values()) == 100 == model["n_participants"]
-    assert base["true_effects"]["gaf_f"]["post"] == 3.0                 # the base is not modified
+    assert base["true_effects"]["gaf_f"]["post"] == 3.0  # the base is not modified
 
 
 def test_scale_sites_largest_remainder():
@@ -191,14 +246,22 @@ def test_replicate_seeds_differ_by_scenario_and_rep():
 
 
 def test_run_replicate_is_deterministic_and_carries_the_truth():
-    study = load_study_config(overrides={"imputations": 2, "scenarios": [
-        {"name": "small", "true_effects": {"gaf_f": {"post": 4.0}}, "n_participants": 60}]})
+    study = load_study_config(
+        overrides={
+            "imputations": 2,
+            "scenarios": [{"name": "small", "true_effects": {"gaf_f": {"post": 4.0}}, "n_participants": 60}],
+        }
+    )
     a = run_replicate(study, "small", 3, seed=11)
     b = run_replicate(study, study["scenarios"][0], 3, seed=11)
     assert a == b and a["n_participants"] == 60
     truth = {(r["estimator"], r["timepoint"]): r["truth"] for r in a["rows"]}
-    assert truth == {("mi_mmrm", "post"): 4.0, ("mi_mmrm", "fu12"): 0.0,
-                     ("complete_case", "post"): 4.0, ("complete_case", "fu12"): 0.0}
+    assert truth == {
+        ("mi_mmrm", "post"): 4.0,
+        ("mi_mmrm", "fu12"): 0.0,
+        ("complete_case", "post"): 4.0,
+        ("complete_case", "fu12"): 0.0,
+    }
     assert all(r["error"] == "" and r["ci_low"] < r["estimate"] < r["ci_high"] for r in a["rows"])
     c = run_replicate(study, "small", 4, seed=11)
     assert c["rows"][0]["estimate"] != a["rows"][0]["estimate"]
@@ -219,9 +282,14 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.Compl
 
 @pytest.mark.pipeline
 def test_simulation_workflow_end_to_end(tmp_path):
-    small = {"replicates": 2, "imputations": 5, "scenarios": [
-        {"name": "null_effect", "true_effects": {"gaf_f": {"post": 0.0, "fu12": 0.0}}},
-        {"name": "effect", "true_effects": {"gaf_f": {"post": 3.0, "fu12": 2.0}}, "n_participants": 120}]}
+    small = {
+        "replicates": 2,
+        "imputations": 5,
+        "scenarios": [
+            {"name": "null_effect", "true_effects": {"gaf_f": {"post": 0.0, "fu12": 0.0}}},
+            {"name": "effect", "true_effects": {"gaf_f": {"post": 3.0, "fu12": 2.0}}, "n_participants": 120},
+        ],
+    }
     (tmp_path / "small.yaml").write_text(yaml.safe_dump(small))
     proc = snakemake(tmp_path, "--configfile", "small.yaml", "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -246,28 +314,49 @@ def test_profiles_ask_for_the_same_per_rule_resources():
     local = yaml.safe_load((profiles / "default" / "config.yaml").read_text())
     slurm = yaml.safe_load((profiles / "slurm" / "config.yaml").read_text())
     assert local["set-resources"] == slurm["set-resources"]
-    rules = {"trial", "meta", "services", "implementation", "audit", "clean", "check", "simulate", "report_index",
-             "simstudy_replicate", "simstudy_aggregate"}
+    rules = {
+        "trial",
+        "meta",
+        "services",
+        "implementation",
+        "audit",
+        "clean",
+        "check",
+        "simulate",
+        "report_index",
+        "simstudy_replicate",
+        "simstudy_aggregate",
+    }
     assert rules <= set(slurm["set-resources"])
     assert all({"mem_mb", "runtime", "cpus_per_task"} <= set(r) for r in slurm["set-resources"].values())
     assert not {"default-resources", "resources", "executor"} & set(local)
 
 
 @pytest.mark.pipeline
-@pytest.mark.skipif(importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
-                    reason="snakemake-executor-plugin-slurm is not installed (pyproject pins it; pip install -e .)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
+    reason="snakemake-executor-plugin-slurm is not installed (pyproject pins it; pip install -e .)",
+)
 @pytest.mark.parametrize("how", ["--profile", "--workflow-profile"])
 def test_slurm_profile_dry_run_groups_replicates(tmp_path, how):
     """2000 replicate jobs (4 scenarios x 500) become 40 SLURM submissions of 50 replicates, plus the
     aggregation: the profile's group-components keeps the scheduler from being flooded."""
-    proc = snakemake(tmp_path, "--configfile", str(PROJECT / "config" / "simulation.yaml"),
-                     how, str(PROJECT / "workflow" / "profiles" / "slurm"), "-n",
-                     "--config", "replicates=500", timeout=600)
+    proc = snakemake(
+        tmp_path,
+        "--configfile",
+        str(PROJECT / "config" / "simulation.yaml"),
+        how,
+        str(PROJECT / "workflow" / "profiles" / "slurm"),
+        "-n",
+        "--config",
+        "replicates=500",
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     log = proc.stdout + proc.stderr
     stats = dict(re.findall(r"^(simstudy_\w+|all|total)\s+(\d+)$", log, flags=re.M))
     assert stats == {"simstudy_replicate": "2000", "simstudy_aggregate": "1", "all": "1", "total": "2002"}
     group_jobs = re.findall(r"Group job simstudy ", log)
     assert len(group_jobs) == 40
-    ungrouped = re.findall(r"^rule (\w+):", log, flags=re.M)      # top-level (not indented) jobs
+    ungrouped = re.findall(r"^rule (\w+):", log, flags=re.M)  # top-level (not indented) jobs
     assert sorted(ungrouped) == ["all", "simstudy_aggregate"]

@@ -2,15 +2,13 @@
 
 Numbers against R are in tests/validation/test_trial_vs_r.py."""
 
-from pathlib import Path
-
-from conftest import VALIDATION_DATA
 import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats.trial import analyses as trial
+from conftest import VALIDATION_DATA
 from imrstats.errors import AnalysisError
+from imrstats.trial import analyses as trial
 
 DATA = VALIDATION_DATA / "trial_gaf_f.csv"
 TRUE_EFFECTS = {"post": 3.0, "fu12": 2.0}  # config/config.yaml simulate.trial.true_effects.gaf_f
@@ -35,23 +33,48 @@ def itt(frame, imputation):
 
 
 def test_outcome_frame_pivots_and_keeps_everyone():
-    participants = pd.DataFrame({"id": ["a", "b", "c"], "arm": ["IMR", "TAU", "IMR"], "site": "s", "sex": "male",
-                                 "age": [30.0, 40, 50], "diagnosis": "bipolar", "sessions_attended": [3, 0, 12]})
-    assessments = pd.DataFrame({"id": ["a", "a", "b", "a"], "timepoint": ["baseline", "post", "fu12", "baseline"],
-                                "instrument": ["x", "x", "x", "y"], "score": [1.0, 2.0, 3.0, 9.0]})
+    participants = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "arm": ["IMR", "TAU", "IMR"],
+            "site": "s",
+            "sex": "male",
+            "age": [30.0, 40, 50],
+            "diagnosis": "bipolar",
+            "sessions_attended": [3, 0, 12],
+        }
+    )
+    assessments = pd.DataFrame(
+        {
+            "id": ["a", "a", "b", "a"],
+            "timepoint": ["baseline", "post", "fu12", "baseline"],
+            "instrument": ["x", "x", "x", "y"],
+            "score": [1.0, 2.0, 3.0, 9.0],
+        }
+    )
     out = trial.outcome_frame(participants, assessments, "x", auxiliary=["y"])
     assert list(out["id"]) == ["a", "b", "c"]
     assert out.loc[0, ["baseline", "post"]].tolist() == [1.0, 2.0]
     assert np.isnan(out.loc[0, "fu12"]) and out.loc[1, "fu12"] == 3.0
-    assert out.loc[2, ["baseline", "post", "fu12"]].isna().all()      # no assessment at all: still in the ITT frame
+    assert out.loc[2, ["baseline", "post", "fu12"]].isna().all()  # no assessment at all: still in the ITT frame
     assert out.loc[0, "aux_y"] == 9.0 and np.isnan(out.loc[1, "aux_y"])
 
 
 def test_outcome_frame_errors():
-    participants = pd.DataFrame({"id": ["a"], "arm": ["IMR"], "site": "s", "sex": "male", "age": [30.0],
-                                 "diagnosis": "bipolar", "sessions_attended": [3]})
-    assessments = pd.DataFrame({"id": ["a", "a"], "timepoint": ["post", "post"], "instrument": ["x", "x"],
-                                "score": [1.0, 2.0]})
+    participants = pd.DataFrame(
+        {
+            "id": ["a"],
+            "arm": ["IMR"],
+            "site": "s",
+            "sex": "male",
+            "age": [30.0],
+            "diagnosis": "bipolar",
+            "sessions_attended": [3],
+        }
+    )
+    assessments = pd.DataFrame(
+        {"id": ["a", "a"], "timepoint": ["post", "post"], "instrument": ["x", "x"], "score": [1.0, 2.0]}
+    )
     with pytest.raises(AnalysisError, match="no assessments of instrument 'z'"):
         trial.outcome_frame(participants, assessments, "z")
     with pytest.raises(AnalysisError, match="more than one score"):
@@ -68,8 +91,10 @@ def test_imputation_fills_every_cell_and_keeps_observed(frame, imputation):
     assert not np.isnan(imputation.imputed).any()
     obs = ~imputation.missing
     for j, col in enumerate(imputation.targets):
-        assert np.array_equal(imputation.imputed[:, obs[:, j], j],
-                              np.broadcast_to(frame[col].to_numpy()[obs[:, j]], (100, obs[:, j].sum())))
+        assert np.array_equal(
+            imputation.imputed[:, obs[:, j], j],
+            np.broadcast_to(frame[col].to_numpy()[obs[:, j]], (100, obs[:, j].sum())),
+        )
     # pmm within arm: every imputed value is an observed value of the same arm
     for arm in ("IMR", "TAU"):
         rows = (frame["arm"] == arm).to_numpy()
@@ -128,11 +153,15 @@ def test_itt_with_no_missing_outcome_equals_single_fit(frame):
     assert (res.contrasts["b"] == 0).all()
 
 
-def test_missing_covariates_are_dropped_and_counted(frame):
+def test_missing_covariates_are_imputed_or_on_request_dropped_and_counted(frame):
     bad = frame.copy()
     bad.loc[[0, 1], "age"] = np.nan
     imp = trial.impute_outcome(bad, m=2, seed=1)
+    assert imp.n_dropped == 0 and len(imp.frame) == len(frame)
+    assert imp.covariate_missing["age"].sum() == 2 and not np.isnan(imp.covariate_values["age"]).any()
+    imp = trial.impute_outcome(bad, m=2, seed=1, missing_covariates="exclude")
     assert imp.n_dropped == 2 and len(imp.frame) == len(frame) - 2
+    assert sum(imp.excluded_by_arm.values()) == 2
 
 
 def test_joint_imputation_option(frame):
@@ -194,7 +223,7 @@ def test_subgroup_without_both_arms_raises(frame, imputation):
 
 def test_tipping_point_is_where_the_ci_crosses_zero(imputation):
     tp = trial.delta_tipping_point(imputation, deltas=[-12, -6, -3, 3], timepoint="post")
-    assert tp.significant_at_zero          # GAF-F at post: CI excludes 0 without a shift
+    assert tp.significant_at_zero  # GAF-F at post: CI excludes 0 without a shift
     grid = tp.grid.set_index("delta")
     assert grid.loc[0.0, "excludes_zero"]
     # a shift against IMR lowers the estimate about linearly
@@ -257,10 +286,18 @@ def test_recovery_simulation(request):
         res = trial.itt_mi_mmrm(f, m=20, seed=rep)
         for _, c in res.contrasts.iterrows():
             truth = TRUE_EFFECTS[c["timepoint"]]
-            rows.append({"timepoint": c["timepoint"], "error": c["estimate"] - truth,
-                         "covered": c["ci_low"] <= truth <= c["ci_high"]})
-    sim = pd.DataFrame(rows).groupby("timepoint").agg(bias=("error", "mean"), mc_se=("error", lambda e: e.std() / 10),
-                                                      coverage=("covered", "mean"))
+            rows.append(
+                {
+                    "timepoint": c["timepoint"],
+                    "error": c["estimate"] - truth,
+                    "covered": c["ci_low"] <= truth <= c["ci_high"],
+                }
+            )
+    sim = (
+        pd.DataFrame(rows)
+        .groupby("timepoint")
+        .agg(bias=("error", "mean"), mc_se=("error", lambda e: e.std() / 10), coverage=("covered", "mean"))
+    )
     print("\nITT MI-MMRM recovery over 100 synthetic trials (m = 20):\n", sim)
     for tp, r in sim.iterrows():
         assert abs(r["bias"]) < 3 * r["mc_se"], tp

@@ -2,20 +2,21 @@
 
 Numbers against R are in tests/validation/test_trial_extra_vs_r.py."""
 
-from conftest import VALIDATION_DATA
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats.trial import analyses as trial
-
-from imrstats.trial import secondary as te
-from imrstats.errors import AnalysisError
+from conftest import VALIDATION_DATA
+from imrstats.config import section_settings
+from imrstats.errors import AnalysisError, SettingsError
+from imrstats.pipeline.registry import with_section
 from imrstats.pipeline.stage_result import to_json
-from imrstats.trial.stage import run_trial_stage, trial_settings
+from imrstats.trial import analyses as trial
+from imrstats.trial import secondary as te
+from imrstats.trial.design import covariate_dummies
+from imrstats.trial.stage import run_trial_stage
 
 DATA = VALIDATION_DATA
 
@@ -30,12 +31,12 @@ def gaf():
 
 def test_normalized_residuals_whiten_each_participant(gaf):
     """z_i'z_i = r_i' Sigma^-1 r_i for every participant: the normalization is a square root of Sigma^-1."""
-    rows = te._observed_mmrm_data(gaf, trial.DEFAULT_COVARIATES, "test")
-    design, grid = te._observed_design(rows, trial.DEFAULT_COVARIATES)
+    rows = te.observed_mmrm_rows(gaf, trial.DEFAULT_COVARIATES, "test")
+    design, grid = te.observed_mmrm_design(rows, trial.DEFAULT_COVARIATES)
     fit = te.fit_mmrm_grid(design, grid)
     obs = design.present & np.isfinite(grid)
     r = grid - design.X @ fit.beta
-    z = te._normalized_residuals(design, obs, r, fit.sigma)
+    z = te.normalized_residuals(design, obs, r, fit.sigma)
     for i in np.flatnonzero(obs.all(axis=1))[:20]:
         assert z[i] @ z[i] == pytest.approx(r[i] @ np.linalg.solve(fit.sigma, r[i]), rel=1e-10)
     assert np.isnan(z[~obs]).all()
@@ -43,8 +44,8 @@ def test_normalized_residuals_whiten_each_participant(gaf):
 
 def test_cooks_refit_fast_path_equals_public_refits(gaf):
     """The sufficient-statistic deletion gives the same b_(i) as refitting the public MMRM without participant i."""
-    rows = te._observed_mmrm_data(gaf, trial.DEFAULT_COVARIATES, "test")
-    design, grid = te._observed_design(rows, trial.DEFAULT_COVARIATES)
+    rows = te.observed_mmrm_rows(gaf, trial.DEFAULT_COVARIATES, "test")
+    design, grid = te.observed_mmrm_design(rows, trial.DEFAULT_COVARIATES)
     fit = te.fit_mmrm_grid(design, grid)
     D, failed = te.cooks_distance(design, grid, fit, refit=True)
     assert failed == 0
@@ -60,14 +61,14 @@ def test_cooks_fixed_covariance_is_close_to_refits(gaf):
     fixed = te.mmrm_diagnostics(gaf, outcome="gaf_f")
     refit = te.mmrm_diagnostics(gaf, outcome="gaf_f", cooks_refit=True)
     assert np.corrcoef(fixed.cooks, refit.cooks)[0, 1] > 0.99
-    assert not np.allclose(fixed.cooks, refit.cooks, rtol=1e-6)   # they are different definitions
+    assert not np.allclose(fixed.cooks, refit.cooks, rtol=1e-6)  # they are different definitions
 
 
 def test_cc_cooks_matches_delete_one_refits(gaf):
     """R's cooks.distance formula equals the definition (b - b_(i))' X'X (b - b_(i)) / (p s^2)."""
     d = te.cc_diagnostics(gaf, timepoint="post")
     cc = gaf.loc[gaf["post"].notna() & gaf["baseline"].notna()].reset_index(drop=True)
-    Z, _ = trial._dummies(cc, trial.DEFAULT_COVARIATES)
+    Z, _ = covariate_dummies(cc, trial.DEFAULT_COVARIATES)
     X = np.column_stack([np.ones(len(cc)), (cc["arm"] == "IMR").to_numpy(float), cc["baseline"], Z])
     y = cc["post"].to_numpy(float)
     b = np.linalg.lstsq(X, y, rcond=None)[0]
@@ -83,8 +84,12 @@ def test_diagnostics_record_is_aggregate_and_json(gaf):
     rec = d.to_dict()
     json.dumps(rec)
     assert set(rec) == {"outcome", "model", "timepoint", "n", "checks", "cooks_rows_above_4_over_n", "residuals"}
-    assert [c["check"] for c in rec["checks"]] == ["cooks_distance", "shapiro_wilk", "spearman_abs_residual_fitted",
-                                                   "baseline_quadratic"]
+    assert [c["check"] for c in rec["checks"]] == [
+        "cooks_distance",
+        "shapiro_wilk",
+        "spearman_abs_residual_fitted",
+        "baseline_quadratic",
+    ]
 
 
 def test_diagnostics_errors(gaf):
@@ -143,7 +148,7 @@ def test_cace_scales_itt_by_compliance_and_notes_assumptions(gaf):
     out = te.cace_iv(gaf, outcome="gaf_f").set_index("quantity")
     cace = out.iloc[0]
     assert "exclusion restriction" in cace["notes"] and "one-sided" in cace["notes"]
-    assert abs(cace["estimate"]) > abs(out.iloc[1]["estimate"])      # ITT / compliance < 1
+    assert abs(cace["estimate"]) > abs(out.iloc[1]["estimate"])  # ITT / compliance < 1
     contaminated = gaf.copy()
     contaminated.loc[contaminated["arm"] == "TAU", "sessions_attended"] = 3
     assert "3 TAU" not in cace["notes"]
@@ -158,11 +163,18 @@ def test_cace_with_full_compliance_equals_itt(gaf):
     assert out["estimate"].iloc[2] == pytest.approx(1.0)
 
 
-# ---------------------------------------------------------------- the trial stage's issue-10 part
+# ---------------------------------------------------------------- the trial stage's secondary analyses
 
-FAST = {"outcomes": ["gaf_f", "panss_total"], "imputations": 5, "subgroups": [], "tipping_outcomes": [],
-        "subgroup_mi_outcomes": [], "subscale_itt_outcomes": ["imrs_client_recovery"],
-        "subscale_ancova_outcomes": ["panss_pos", "psp_selfcare"], "attendance_outcomes": ["gaf_f"]}
+FAST = {
+    "outcomes": ["gaf_f", "panss_total"],
+    "imputations": 5,
+    "subgroups": [],
+    "tipping_outcomes": [],
+    "subgroup_mi_outcomes": [],
+    "subscale_itt_outcomes": ["imrs_client_recovery"],
+    "subscale_ancova_outcomes": ["panss_pos", "psp_selfcare"],
+    "attendance_outcomes": ["gaf_f"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -172,19 +184,25 @@ def clean(default_clean_tables):
 
 @pytest.fixture(scope="module")
 def stage(clean):
-    return run_trial_stage(clean, FAST, seed=3)
+    return with_section(run_trial_stage(clean, FAST, seed=3))
 
 
 def test_stage_has_issue10_tables_figures_and_sections(stage):
-    for name in ("trial_diagnostics", "trial_within_group_change", "trial_subscales", "trial_subscale_complete_case",
-                 "trial_attendance", "trial_cace"):
+    for name in (
+        "trial_diagnostics",
+        "trial_within_group_change",
+        "trial_subscales",
+        "trial_subscale_complete_case",
+        "trial_attendance",
+        "trial_cace",
+    ):
         assert name in stage.tables, name
     diag = stage.tables["trial_diagnostics"]
     assert len(diag) == 2 * 3 * 4 and set(diag["model"]) == {"MMRM (observed data)", "complete-case ANCOVA"}
     sub = stage.tables["trial_subscales"]
     assert sub["outcome"].tolist() == ["panss_pos", "psp_selfcare", "imrs_client_recovery", "imrs_client_recovery"]
     assert (sub["p_holm"] >= sub["p"] - 1e-15).all() and (sub["p_holm"] >= sub["p_bh"] - 1e-15).all()
-    assert sub["p_holm"].max() <= 1 and (sub["p_holm"] > sub["p"]).any()          # a family of 4, not of 1
+    assert sub["p_holm"].max() <= 1 and (sub["p_holm"] > sub["p"]).any()  # a family of 4, not of 1
     assert "trial_diagnostics_gaf_f" in stage.figures and "trial_attendance" in stage.figures
     for h in ("Model diagnostics", "Within-group change", "Post hoc subscale analyses", "complier-average causal"):
         assert h in stage.html
@@ -200,7 +218,7 @@ def test_failed_diagnostic_check_is_flagged_and_shown(stage):
     assert flag and "spearman_abs_residual_fitted" in flag[0]
     assert "<div class='flag'>" in stage.html and "panss_total: diagnostic check(s) failed" in stage.html
     assert "trial_diagnostics_panss_total" in stage.figures
-    assert "trial_itt_contrasts" in stage.tables                         # the run went on
+    assert "trial_itt_contrasts" in stage.tables  # the run went on
 
 
 def test_no_participant_id_leaks_from_issue10_outputs(stage, clean):
@@ -218,7 +236,9 @@ def test_degenerate_inputs_are_flagged_and_the_rest_runs(clean):
     p = clean["participants"].copy()
     p["sessions_attended"] = p["sessions_attended"] * 0
     broken["participants"] = p
-    res = run_trial_stage(broken, {**FAST, "subscale_itt_outcomes": [], "attendance_outcomes": ["panss_total"]}, seed=3)
+    res = with_section(
+        run_trial_stage(broken, {**FAST, "subscale_itt_outcomes": [], "attendance_outcomes": ["panss_total"]}, seed=3)
+    )
     text = "\n".join(res.flags)
     assert "panss_pos: subscale ANCOVA not reported: no assessments of instrument 'panss_pos'" in text
     assert "gaf_f: within group change not reported" in text and "fu12" in text
@@ -230,8 +250,8 @@ def test_degenerate_inputs_are_flagged_and_the_rest_runs(clean):
 
 
 def test_issue10_settings_are_checked():
-    assert trial_settings({})["diagnostics_figures"] == "flagged"
-    with pytest.raises(AnalysisError, match="diagnostics_figures"):
-        trial_settings({"diagnostics_figures": "some"})
-    with pytest.raises(AnalysisError, match="attendance_timepoint"):
-        trial_settings({"attendance_timepoint": "baseline"})
+    assert section_settings("trial", {})["diagnostics_figures"] == "flagged"
+    with pytest.raises(SettingsError, match="trial.diagnostics_figures: must be one of all, flagged, none"):
+        section_settings("trial", {"diagnostics_figures": "some"})
+    with pytest.raises(SettingsError, match="trial.attendance_timepoint"):
+        section_settings("trial", {"attendance_timepoint": "baseline"})

@@ -1,19 +1,18 @@
 """Unit tests of imrstats.trial.lmm (random-intercept LMM): degenerate inputs, the boundary, non-convergence,
 the between-within df rule and the result's JSON form. Numbers against R: tests/validation/test_trial_lmm_vs_r.py."""
 
-from conftest import VALIDATION_DATA
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from imrstats.trial import lmm as trial_lmm
+from conftest import VALIDATION_DATA
 from imrstats.errors import AnalysisError
-from imrstats.trial.mmrm import build_mmrm_design
+from imrstats.trial import lmm as trial_lmm
 from imrstats.trial.lmm import random_intercept_lmm
+from imrstats.trial.mmrm import build_mmrm_design
 
 DATA = VALIDATION_DATA
 
@@ -61,7 +60,7 @@ def test_boundary_fit_is_flagged_and_reduces_to_ols(frame):
     assert r.random_intercept_variance < 1e-6 * r.residual_variance
     assert "boundary" in r.notes and r.contrasts["boundary"].all()
     # at tau^2 = 0 the REML fit is OLS with the same mean model: beta, sigma^2 = RSS / (N - p), its SEs
-    long, _ = trial_lmm._observed_long(f, trial_lmm.DEFAULT_COVARIATES)
+    long, _ = trial_lmm.observed_long_format(f, trial_lmm.DEFAULT_COVARIATES)
     design = build_mmrm_design(long, covariates=trial_lmm.DEFAULT_COVARIATES, times=("post", "fu12"))
     cells = np.flatnonzero(design.present.reshape(-1))
     X = design.X.reshape(-1, design.X.shape[2])[cells]
@@ -88,13 +87,13 @@ def test_non_convergence_is_flagged_not_silent(frame, monkeypatch):
 
 def test_between_within_df_follows_nlme_rule():
     groups = np.array([0, 0, 1, 1, 2, 2, 3])
-    within = np.array([1.0, 0, 1, 0, 1, 0, 1])        # varies inside a group
-    between = np.array([3.0, 3, 1, 1, 2, 2, 5])       # constant inside every group
+    within = np.array([1.0, 0, 1, 0, 1, 0, 1])  # varies inside a group
+    between = np.array([3.0, 3, 1, 1, 2, 2, 5])  # constant inside every group
     ones = np.ones(7)
     # no intercept column: residual stratum N - n - 1 + 1 = 3, group stratum n - 1 = 3
-    assert list(trial_lmm._between_within_df(np.column_stack([within, between]), groups)) == [3, 3]
+    assert list(trial_lmm.between_within_df(np.column_stack([within, between]), groups)) == [3, 3]
     # with an intercept: residual N - n - 1 = 2, group n - 1 - 1 = 2, intercept max = 2
-    assert list(trial_lmm._between_within_df(np.column_stack([ones, within, between]), groups)) == [2, 2, 2]
+    assert list(trial_lmm.between_within_df(np.column_stack([ones, within, between]), groups)) == [2, 2, 2]
 
 
 def test_level_and_ci(frame):
@@ -110,7 +109,7 @@ def test_level_and_ci(frame):
 
 def test_result_shape_and_json(frame):
     f = frame.copy()
-    f.loc[f["arm"] == "TAU", "fu12"] = np.nan          # a NaN row must become null in JSON
+    f.loc[f["arm"] == "TAU", "fu12"] = np.nan  # a NaN row must become null in JSON
     r = random_intercept_lmm(f, outcome="gaf_f")
     assert list(r.contrasts["timepoint"]) == ["post", "fu12"]
     assert r.contrasts["method"].str.contains("between-within df").all()
@@ -132,20 +131,33 @@ def test_missing_covariate_and_baseline_rows_are_excluded(frame):
     assert "1 participant(s) without arm or complete covariates" in r.notes
 
 
-LEAN = {"outcomes": ["gaf_f"], "imputations": 2, "per_protocol_outcomes": [], "subgroup_outcomes": [],
-        "subgroup_mi_outcomes": [], "tipping_outcomes": [], "diagnostics_outcomes": [], "within_group_outcomes": [],
-        "subscale_ancova_outcomes": [], "subscale_itt_outcomes": [], "attendance_outcomes": []}
+LEAN = {
+    "outcomes": ["gaf_f"],
+    "imputations": 2,
+    "per_protocol_outcomes": [],
+    "subgroup_outcomes": [],
+    "subgroup_mi_outcomes": [],
+    "tipping_outcomes": [],
+    "diagnostics_outcomes": [],
+    "within_group_outcomes": [],
+    "subscale_ancova_outcomes": [],
+    "subscale_itt_outcomes": [],
+    "attendance_outcomes": [],
+}
 
 
 def test_trial_stage_reports_the_model_and_can_turn_it_off(default_clean_tables):
-    from imrstats.trial import analyses as trial
+    from imrstats.pipeline.registry import with_section
     from imrstats.pipeline.stage_result import to_json
+    from imrstats.trial import analyses as trial
     from imrstats.trial.stage import run_trial_stage
 
-    res = run_trial_stage(default_clean_tables, LEAN, seed=5)
+    res = with_section(run_trial_stage(default_clean_tables, LEAN, seed=5))
     table = res.tables["trial_random_intercept_lmm"]
-    direct = random_intercept_lmm(trial.outcome_frame(default_clean_tables["participants"],
-                                                      default_clean_tables["assessments"], "gaf_f"), outcome="gaf_f")
+    direct = random_intercept_lmm(
+        trial.outcome_frame(default_clean_tables["participants"], default_clean_tables["assessments"], "gaf_f"),
+        outcome="gaf_f",
+    )
     assert list(table["timepoint"]) == ["post", "fu12"] and table["converged"].all()
     assert list(table["estimate"]) == list(direct.contrasts["estimate"])
     assert (table["random_intercept_variance"] == direct.random_intercept_variance).all()

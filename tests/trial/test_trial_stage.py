@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats.errors import AnalysisError
+from imrstats.errors import AnalysisError, SettingsError
+from imrstats.pipeline.registry import with_section
 from imrstats.pipeline.stage_result import to_json, write_stage
-from imrstats.trial.stage import run_trial_outcome, run_trial_stage, trial_settings
+from imrstats.trial.stage import run_trial_outcome, run_trial_stage
 
 FAST = {"outcomes": ["gaf_f", "psp", "hamd6"], "imputations": 20, "subgroup_mi_outcomes": ["gaf_f"]}
 
@@ -20,15 +21,26 @@ def clean(default_clean_tables):
 
 @pytest.fixture(scope="module")
 def stage(clean):
-    return run_trial_stage(clean, FAST, seed=5)
+    return with_section(run_trial_stage(clean, FAST, seed=5))
 
 
 def test_stage_tables_and_no_flags(stage):
     assert stage.flags == []
-    expected = {"trial_itt_contrasts", "trial_itt_adjusted_means", "trial_likelihood_mmrm", "trial_descriptives",
-                "trial_complete_case", "trial_table3", "trial_per_protocol", "trial_per_protocol_sessions",
-                "trial_subgroup_interaction_cc", "trial_subgroup_descriptives", "trial_subgroup_interaction_mi",
-                "trial_tipping_grid", "trial_tipping_points"}
+    expected = {
+        "trial_itt_contrasts",
+        "trial_itt_adjusted_means",
+        "trial_likelihood_mmrm",
+        "trial_descriptives",
+        "trial_complete_case",
+        "trial_table3",
+        "trial_per_protocol",
+        "trial_per_protocol_sessions",
+        "trial_subgroup_interaction_cc",
+        "trial_subgroup_descriptives",
+        "trial_subgroup_interaction_mi",
+        "trial_tipping_grid",
+        "trial_tipping_points",
+    }
     assert expected <= set(stage.tables)
     itt = stage.tables["trial_itt_contrasts"]
     assert len(itt) == 6 and set(itt["outcome"]) == set(FAST["outcomes"])
@@ -77,7 +89,7 @@ def test_no_participant_id_leaks(stage, clean):
 def test_missing_outcome_is_flagged_and_the_rest_runs(clean):
     broken = dict(clean)
     broken["assessments"] = clean["assessments"].loc[clean["assessments"]["instrument"] != "hamd6"]
-    res = run_trial_stage(broken, {**FAST, "tipping_outcomes": [], "subgroup_outcomes": []}, seed=5)
+    res = with_section(run_trial_stage(broken, {**FAST, "tipping_outcomes": [], "subgroup_outcomes": []}, seed=5))
     assert any(f.startswith("hamd6: not analysed") for f in res.flags)
     assert set(res.tables["trial_itt_contrasts"]["outcome"]) == {"gaf_f", "psp"}
     assert "<div class='flag'>" in res.html and "hamd6" in res.html
@@ -94,11 +106,11 @@ def test_degenerate_subgroup_is_flagged(clean):
 
 
 def test_settings_errors(clean):
-    with pytest.raises(AnalysisError, match="unknown trial setting"):
-        trial_settings({"imputation": 5})
-    with pytest.raises(AnalysisError, match="at least 2"):
-        trial_settings({"imputations": 1})
-    with pytest.raises(AnalysisError, match="not in the instrument registry"):
+    with pytest.raises(SettingsError, match="trial.imputation: unknown key"):
+        run_trial_stage(clean, {"imputation": 5})
+    with pytest.raises(SettingsError, match="trial.imputations: must be >= 2, got 1"):
+        run_trial_stage(clean, {"imputations": 1})
+    with pytest.raises(SettingsError, match="trial.outcomes: .'nope'. not in the instrument registry"):
         run_trial_stage(clean, {"outcomes": ["nope"]})
     with pytest.raises(AnalysisError, match="'participants'"):
         run_trial_stage({"assessments": clean["assessments"]}, {})

@@ -33,22 +33,46 @@ QUAD_TOL = 1e-6
 DRAWS = 4000
 
 R_EIGHT_SCHOOLS_HC5 = {  # mu ~ N(0, 5), tau ~ HalfCauchy(5)
-    "mu_mean": 4.39682069990776, "mu_sd": 3.31770447239192, "tau_mean": 3.59770570765116,
-    "p_mu_gt_0": 0.907592137745584, "p_new_gt_0": 0.828316245961532,
-    "theta_mean": [6.2118843029151, 4.94017843934868, 3.92700435940858, 4.75709829974243,
-                   3.61547695292386, 4.0426125998952, 6.29672423169871, 4.85425333438015],
-    "mu_q025": -2.16839597238201, "mu_q975": 10.8523108354019,
+    "mu_mean": 4.39682069990776,
+    "mu_sd": 3.31770447239192,
+    "tau_mean": 3.59770570765116,
+    "p_mu_gt_0": 0.907592137745584,
+    "p_new_gt_0": 0.828316245961532,
+    "theta_mean": [
+        6.2118843029151,
+        4.94017843934868,
+        3.92700435940858,
+        4.75709829974243,
+        3.61547695292386,
+        4.0426125998952,
+        6.29672423169871,
+        4.85425333438015,
+    ],
+    "mu_q025": -2.16839597238201,
+    "mu_q975": 10.8523108354019,
 }
 
 # BDA3's prior (Gelman et al. 2013, sections 5.4-5.5): p(mu, tau) flat on tau > 0. We sample it as
 # mu ~ N(0, 10000), tau ~ Uniform(0, 1000): R gives the exact posterior of both; they differ by < 3e-6
 # (flat: mu mean 7.93237502600855, tau mean 6.57548354515133), far below Monte Carlo error.
 R_EIGHT_SCHOOLS_FLAT = {  # mu ~ N(0, 1e4), tau ~ Uniform(0, 1000)
-    "mu_mean": 7.93237284632263, "mu_sd": 5.17839326792791, "tau_mean": 6.57548293547377,
-    "p_mu_gt_0": 0.944444123448901, "p_new_gt_0": 0.853100537415257,
-    "theta_mean": [11.4002590871831, 7.89455102656567, 6.13074542796002, 7.64467731551508,
-                   5.12642304480208, 6.13853501533492, 10.6669819369614, 8.45681614369681],
-    "mu_q025": -2.09022114237674, "mu_q975": 18.2181378894623,
+    "mu_mean": 7.93237284632263,
+    "mu_sd": 5.17839326792791,
+    "tau_mean": 6.57548293547377,
+    "p_mu_gt_0": 0.944444123448901,
+    "p_new_gt_0": 0.853100537415257,
+    "theta_mean": [
+        11.4002590871831,
+        7.89455102656567,
+        6.13074542796002,
+        7.64467731551508,
+        5.12642304480208,
+        6.13853501533492,
+        10.6669819369614,
+        8.45681614369681,
+    ],
+    "mu_q025": -2.09022114237674,
+    "mu_q975": 18.2181378894623,
 }
 
 # Published: the RStan "Getting Started" wiki, Example 1 "Eight Schools" (github.com/stan-dev/rstan/wiki/
@@ -56,44 +80,99 @@ R_EIGHT_SCHOOLS_FLAT = {  # mu ~ N(0, 1e4), tau ~ Uniform(0, 1000)
 # 2018-09-20). Its Stan program puts no prior on mu and only <lower=0> on tau: BDA3's flat prior.
 # (parameter: published mean, published se_mean) as printed, to two decimals.
 PUBLISHED_RSTAN_FLAT = {
-    "mu": (7.67, 0.15), "tau": (6.53, 0.20),
-    "theta[1]": (11.11, 0.19), "theta[2]": (7.77, 0.14), "theta[3]": (6.16, 0.17), "theta[4]": (7.68, 0.15),
-    "theta[5]": (5.10, 0.14), "theta[6]": (6.06, 0.15), "theta[7]": (10.65, 0.15), "theta[8]": (8.31, 0.18),
+    "mu": (7.67, 0.15),
+    "tau": (6.53, 0.20),
+    "theta[1]": (11.11, 0.19),
+    "theta[2]": (7.77, 0.14),
+    "theta[3]": (6.16, 0.17),
+    "theta[4]": (7.68, 0.15),
+    "theta[5]": (5.10, 0.14),
+    "theta[6]": (6.06, 0.15),
+    "theta[7]": (10.65, 0.15),
+    "theta[8]": (8.31, 0.18),
 }
 PUBLISHED_ROUNDING = 0.005
 
 R_SMD = {  # synthetic SMDs, mu ~ N(0, 1), MID 0.2
     "half_normal_0.5": {
-        "mu_mean": 0.243827056025241, "mu_sd": 0.0921190811161027, "tau_mean": 0.152297327659979,
-        "p_mu_gt_0": 0.993473828459632, "p_new_gt_0": 0.918366967922852,
-        "p_mu_gt_0.2": 0.695084895436556, "p_new_gt_0.2": 0.610575565149717,
-        "theta_mean": [0.257419141045833, 0.280179796974656, 0.291676954469538, 0.177770980088197,
-                       0.106906228002028, 0.265333551269473, 0.336068825954775],
-        "mu_q025": 0.0693965767059952, "mu_q975": 0.436628693063459,
+        "mu_mean": 0.243827056025241,
+        "mu_sd": 0.0921190811161027,
+        "tau_mean": 0.152297327659979,
+        "p_mu_gt_0": 0.993473828459632,
+        "p_new_gt_0": 0.918366967922852,
+        "p_mu_gt_0.2": 0.695084895436556,
+        "p_new_gt_0.2": 0.610575565149717,
+        "theta_mean": [
+            0.257419141045833,
+            0.280179796974656,
+            0.291676954469538,
+            0.177770980088197,
+            0.106906228002028,
+            0.265333551269473,
+            0.336068825954775,
+        ],
+        "mu_q025": 0.0693965767059952,
+        "mu_q975": 0.436628693063459,
     },
     "half_cauchy_0.5": {
-        "mu_mean": 0.243336874767737, "mu_sd": 0.0907904573561972, "tau_mean": 0.148103947593223,
-        "p_mu_gt_0": 0.993962421137969, "p_new_gt_0": 0.921768827884844,
-        "p_mu_gt_0.2": 0.69523078826721, "p_new_gt_0.2": 0.611616355212264,
-        "theta_mean": [0.256805041947472, 0.278769006245908, 0.289487047208919, 0.179037364486341,
-                       0.109226777192439, 0.264503676530117, 0.333663827458979],
-        "mu_q025": 0.0717241307582431, "mu_q975": 0.432919121596618,
+        "mu_mean": 0.243336874767737,
+        "mu_sd": 0.0907904573561972,
+        "tau_mean": 0.148103947593223,
+        "p_mu_gt_0": 0.993962421137969,
+        "p_new_gt_0": 0.921768827884844,
+        "p_mu_gt_0.2": 0.69523078826721,
+        "p_new_gt_0.2": 0.611616355212264,
+        "theta_mean": [
+            0.256805041947472,
+            0.278769006245908,
+            0.289487047208919,
+            0.179037364486341,
+            0.109226777192439,
+            0.264503676530117,
+            0.333663827458979,
+        ],
+        "mu_q025": 0.0717241307582431,
+        "mu_q975": 0.432919121596618,
     },
     "rhodes_mh_nonpharm": {
-        "mu_mean": 0.240069303887356, "mu_sd": 0.080613293588208, "tau_mean": 0.120115626143778,
-        "p_mu_gt_0": 0.997239942451678, "p_new_gt_0": 0.945561812596501,
-        "p_mu_gt_0.2": 0.696769897814117, "p_new_gt_0.2": 0.618398660794437,
-        "theta_mean": [0.252793769785546, 0.269200152876431, 0.274616819221861, 0.187762028451587,
-                       0.124604177181088, 0.259001074125047, 0.317558516848494],
-        "mu_q025": 0.0869932286587803, "mu_q975": 0.406172638645231,
+        "mu_mean": 0.240069303887356,
+        "mu_sd": 0.080613293588208,
+        "tau_mean": 0.120115626143778,
+        "p_mu_gt_0": 0.997239942451678,
+        "p_new_gt_0": 0.945561812596501,
+        "p_mu_gt_0.2": 0.696769897814117,
+        "p_new_gt_0.2": 0.618398660794437,
+        "theta_mean": [
+            0.252793769785546,
+            0.269200152876431,
+            0.274616819221861,
+            0.187762028451587,
+            0.124604177181088,
+            0.259001074125047,
+            0.317558516848494,
+        ],
+        "mu_q025": 0.0869932286587803,
+        "mu_q975": 0.406172638645231,
     },
     "turner_mh_nonpharm": {
-        "mu_mean": 0.246757925483774, "mu_sd": 0.0939279930523629, "tau_mean": 0.168231013545983,
-        "p_mu_gt_0": 0.993601669693791, "p_new_gt_0": 0.90777433594999,
-        "p_mu_gt_0.2": 0.701169006904061, "p_new_gt_0.2": 0.605185402656751,
-        "theta_mean": [0.262246940781484, 0.288149300187234, 0.300520671813454, 0.171461714990503,
-                       0.0908366444788725, 0.271292178578129, 0.351921295482725],
-        "mu_q025": 0.0666237757027479, "mu_q975": 0.439852533332685,
+        "mu_mean": 0.246757925483774,
+        "mu_sd": 0.0939279930523629,
+        "tau_mean": 0.168231013545983,
+        "p_mu_gt_0": 0.993601669693791,
+        "p_new_gt_0": 0.90777433594999,
+        "p_mu_gt_0.2": 0.701169006904061,
+        "p_new_gt_0.2": 0.605185402656751,
+        "theta_mean": [
+            0.262246940781484,
+            0.288149300187234,
+            0.300520671813454,
+            0.171461714990503,
+            0.0908366444788725,
+            0.271292178578129,
+            0.351921295482725,
+        ],
+        "mu_q025": 0.0666237757027479,
+        "mu_q975": 0.439852533332685,
     },
 }
 SMD_PRIORS = {
@@ -144,39 +223,59 @@ def _compare_to_exact(result, ref, thresholds):
     for c in thresholds:
         text = f"{c:g}"
         est = result.estimates.set_index("quantity")
-        _assert_close(f"P(mu > {text})", est.at[f"P(mu > {text})", "estimate"], ref[f"p_mu_gt_{text}"],
-                      est.at[f"P(mu > {text})", "se"])
-        _assert_close(f"P(mu_new > {text})", est.at[f"P(mu_new > {text})", "estimate"], ref[f"p_new_gt_{text}"],
-                      est.at[f"P(mu_new > {text})", "se"])
+        _assert_close(
+            f"P(mu > {text})",
+            est.at[f"P(mu > {text})", "estimate"],
+            ref[f"p_mu_gt_{text}"],
+            est.at[f"P(mu > {text})", "se"],
+        )
+        _assert_close(
+            f"P(mu_new > {text})",
+            est.at[f"P(mu_new > {text})", "estimate"],
+            ref[f"p_new_gt_{text}"],
+            est.at[f"P(mu_new > {text})", "se"],
+        )
     theta = _draws(result, "theta")
     for i, exact in enumerate(ref["theta_mean"]):
-        _assert_close(f"theta[{i}] mean", float(result.study_effects["theta_mean"].iloc[i]), exact,
-                      float(az.mcse(theta[:, :, i])))
+        _assert_close(
+            f"theta[{i}] mean", float(result.study_effects["theta_mean"].iloc[i]), exact, float(az.mcse(theta[:, :, i]))
+        )
     assert float(mu_new.mean()) == pytest.approx(result.estimate("mu_new"))
 
 
 def test_eight_schools_matches_exact_posterior(sampler, schools):
     """The default (marginal) parameterization; the non-centred one is checked on the same reference below."""
-    result = sampler.fit(schools.y, schools.se, schools.school, prior_mu=Normal(0, 5), prior_tau=HalfCauchy(5),
-                         seed=2024, draws=DRAWS).check_diagnostics()
+    result = sampler.fit(
+        schools.y, schools.se, schools.school, prior_mu=Normal(0, 5), prior_tau=HalfCauchy(5), seed=2024, draws=DRAWS
+    ).check_diagnostics()
     _compare_to_exact(result, R_EIGHT_SCHOOLS_HC5, thresholds=[0.0])
 
 
 def test_non_centred_parameterization_matches_the_same_exact_posterior(schools, smd):
     sampler = shared_sampler(capacity=8, parameterization="non_centred")
-    result = sampler.fit(schools.y, schools.se, schools.school, prior_mu=Normal(0, 5), prior_tau=HalfCauchy(5),
-                         seed=2024, draws=DRAWS).check_diagnostics()
+    result = sampler.fit(
+        schools.y, schools.se, schools.school, prior_mu=Normal(0, 5), prior_tau=HalfCauchy(5), seed=2024, draws=DRAWS
+    ).check_diagnostics()
     assert "non-centred" in result.method
     _compare_to_exact(result, R_EIGHT_SCHOOLS_HC5, thresholds=[0.0])
-    result = sampler.fit(smd.yi, smd.sei, smd.study, prior_mu=Normal(0, 1), prior_tau=SMD_PRIORS["half_normal_0.5"],
-                         mid=0.2, seed=7, draws=DRAWS).check_diagnostics()
+    result = sampler.fit(
+        smd.yi,
+        smd.sei,
+        smd.study,
+        prior_mu=Normal(0, 1),
+        prior_tau=SMD_PRIORS["half_normal_0.5"],
+        mid=0.2,
+        seed=7,
+        draws=DRAWS,
+    ).check_diagnostics()
     _compare_to_exact(result, R_SMD["half_normal_0.5"], thresholds=[0.0, 0.2])
 
 
 @pytest.mark.parametrize("key", list(SMD_PRIORS))
 def test_each_prior_family_matches_exact_posterior(sampler, smd, key):
-    result = sampler.fit(smd.yi, smd.sei, smd.study, prior_mu=Normal(0, 1), prior_tau=SMD_PRIORS[key],
-                         mid=0.2, seed=7, draws=DRAWS).check_diagnostics()
+    result = sampler.fit(
+        smd.yi, smd.sei, smd.study, prior_mu=Normal(0, 1), prior_tau=SMD_PRIORS[key], mid=0.2, seed=7, draws=DRAWS
+    ).check_diagnostics()
     _compare_to_exact(result, R_SMD[key], thresholds=[0.0, 0.2])
 
 
@@ -184,8 +283,9 @@ def test_wide_prior_mu_approaches_reml(sampler, smd):
     """Unequal SEs: E(mu | y) averages the GLS estimate over the tau posterior, so it differs from REML
     by a known amount (|exact - REML| = 0.0029 here, the prior's and tau uncertainty's influence);
     we must sit within that plus Monte Carlo error of REML, and within MC error of the exact value."""
-    result = sampler.fit(smd.yi, smd.sei, smd.study, prior_mu=Normal(0, 1000), prior_tau=HalfNormal(0.5),
-                         seed=11, draws=DRAWS).check_diagnostics()
+    result = sampler.fit(
+        smd.yi, smd.sei, smd.study, prior_mu=Normal(0, 1000), prior_tau=HalfNormal(0.5), seed=11, draws=DRAWS
+    ).check_diagnostics()
     mcse = float(az.mcse(_draws(result, "mu")))
     ours = result.estimate("mu")
     _assert_close("wide-prior mu vs exact", ours, R_WIDE["mu_mean"], mcse)
@@ -197,10 +297,15 @@ def test_wide_prior_equal_se_recovers_reml(sampler, smd):
     """Equal SEs: the GLS estimate is the plain mean for every tau, so E(mu | y) = REML mu up to the
     N(0, 1000) prior's 2e-9 pull; only Monte Carlo error separates us from REML."""
     se = np.full(len(smd), 0.15)
-    result = sampler.fit(smd.yi, se, smd.study, prior_mu=Normal(0, 1000), prior_tau=HalfNormal(0.5),
-                         seed=13, draws=DRAWS).check_diagnostics()
-    _assert_close("equal-SE wide-prior mu vs REML", result.estimate("mu"), R_WIDE_EQUAL_SE["reml_mu"],
-                  float(az.mcse(_draws(result, "mu"))))
+    result = sampler.fit(
+        smd.yi, se, smd.study, prior_mu=Normal(0, 1000), prior_tau=HalfNormal(0.5), seed=13, draws=DRAWS
+    ).check_diagnostics()
+    _assert_close(
+        "equal-SE wide-prior mu vs REML",
+        result.estimate("mu"),
+        R_WIDE_EQUAL_SE["reml_mu"],
+        float(az.mcse(_draws(result, "mu"))),
+    )
 
 
 def _assert_within_mc(what, ours, mcse_ours, published, mcse_published, rounding=0.0):
@@ -213,8 +318,15 @@ def _assert_within_mc(what, ours, mcse_ours, published, mcse_published, rounding
 
 @pytest.fixture(scope="module")
 def flat_fit(sampler, schools):
-    return sampler.fit(schools.y, schools.se, schools.school, prior_mu=Normal(0, 1e4), prior_tau=UniformTau(1000),
-                       seed=2024, draws=DRAWS).check_diagnostics()
+    return sampler.fit(
+        schools.y,
+        schools.se,
+        schools.school,
+        prior_mu=Normal(0, 1e4),
+        prior_tau=UniformTau(1000),
+        seed=2024,
+        draws=DRAWS,
+    ).check_diagnostics()
 
 
 def test_eight_schools_bda3_flat_prior_matches_exact_posterior(flat_fit):
@@ -227,8 +339,14 @@ def test_eight_schools_bda3_flat_prior_matches_published_rstan(flat_fit):
     ours = {"mu": _draws(flat_fit, "mu"), "tau": _draws(flat_fit, "tau")}
     ours.update({f"theta[{i + 1}]": theta[:, :, i] for i in range(theta.shape[-1])})
     for name, (published, se_published) in PUBLISHED_RSTAN_FLAT.items():
-        _assert_within_mc(f"{name} mean vs RStan Getting Started", float(ours[name].mean()), float(az.mcse(ours[name])),
-                          published, se_published, PUBLISHED_ROUNDING)
+        _assert_within_mc(
+            f"{name} mean vs RStan Getting Started",
+            float(ours[name].mean()),
+            float(az.mcse(ours[name])),
+            published,
+            se_published,
+            PUBLISHED_ROUNDING,
+        )
 
 
 def test_eight_schools_matches_published_arviz_posterior(sampler, schools):
@@ -244,8 +362,9 @@ def test_eight_schools_matches_published_arviz_posterior(sampler, schools):
     assert list(published["observed_data"]["obs"].values) == list(schools.y)
     assert list(published["constant_data"]["sigma"].values) == list(schools.se)
 
-    result = sampler.fit(schools.y, schools.se, schools.school, prior_mu=Normal(0, 5), prior_tau=HalfCauchy(5),
-                         seed=99, draws=DRAWS).check_diagnostics()
+    result = sampler.fit(
+        schools.y, schools.se, schools.school, prior_mu=Normal(0, 5), prior_tau=HalfCauchy(5), seed=99, draws=DRAWS
+    ).check_diagnostics()
     post = published["posterior"]
     theirs = {"mu": post["mu"].values, "tau": post["tau"].values}
     theirs.update({f"theta[{i + 1}]": post["theta"].values[:, :, i] for i in range(8)})
@@ -253,11 +372,20 @@ def test_eight_schools_matches_published_arviz_posterior(sampler, schools):
     ours = {"mu": _draws(result, "mu"), "tau": _draws(result, "tau")}
     ours.update({f"theta[{i + 1}]": theta[:, :, i] for i in range(8)})
     for name in theirs:
-        _assert_within_mc(f"{name} mean vs ArviZ non_centered_eight", float(ours[name].mean()), float(az.mcse(ours[name])),
-                          float(theirs[name].mean()), float(az.mcse(theirs[name])))
-    _assert_within_mc("mu sd vs ArviZ non_centered_eight", float(ours["mu"].std(ddof=1)),
-                      float(az.mcse(ours["mu"], method="sd")), float(theirs["mu"].std(ddof=1)),
-                      float(az.mcse(theirs["mu"], method="sd")))
+        _assert_within_mc(
+            f"{name} mean vs ArviZ non_centered_eight",
+            float(ours[name].mean()),
+            float(az.mcse(ours[name])),
+            float(theirs[name].mean()),
+            float(az.mcse(theirs[name])),
+        )
+    _assert_within_mc(
+        "mu sd vs ArviZ non_centered_eight",
+        float(ours["mu"].std(ddof=1)),
+        float(az.mcse(ours["mu"], method="sd")),
+        float(theirs["mu"].std(ddof=1)),
+        float(az.mcse(theirs["mu"], method="sd")),
+    )
 
 
 def test_published_eight_schools_posteriors_agree_with_the_exact_references():

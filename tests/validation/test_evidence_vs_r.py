@@ -127,16 +127,20 @@ R = {
     ("replaced_bayes_reference", "pct_observed"): 0.201578170510469,
 }
 
-META = {"outcomes": {"imrs_client": ["imrs_client"], "symptoms": ["panss_total", "bprs"]},
-        "bayes": {"sensitivity_priors": []}}
+META = {
+    "outcomes": {"imrs_client": ["imrs_client"], "symptoms": ["panss_total", "bprs"]},
+    "bayes": {"sensitivity_priors": []},
+}
 LABEL_CASE = {"imrs_client": "imrs_client", "symptoms": "symptoms"}
 ANALYSIS_CASE = {"itt": "itt", "complete_case": "cc"}
 
 
 @pytest.fixture(scope="module")
 def trial():
-    return {"trial_itt_contrasts": pd.read_csv(DATA / "evidence_trial_itt.csv"),
-            "trial_descriptives": pd.read_csv(DATA / "evidence_trial_descriptives.csv")}
+    return {
+        "trial_itt_contrasts": pd.read_csv(DATA / "evidence_trial_itt.csv"),
+        "trial_descriptives": pd.read_csv(DATA / "evidence_trial_descriptives.csv"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -148,15 +152,20 @@ def published():
 
 @pytest.fixture(scope="module")
 def stage(trial, published):
-    return run_evidence_stage(None, {"evidence": {"label": "Fake trial"}, "meta": META}, trial=trial,
-                              published=published, seed=11)
+    return run_evidence_stage(
+        None, {"evidence": {"label": "Fake trial"}, "meta": META}, trial=trial, published=published, seed=11
+    )
 
 
 @pytest.fixture(scope="module")
 def replaced(trial, published):
-    return run_evidence_stage(None, {"evidence": {"label": "Fake trial", "analyses": ["itt"],
-                                                  "replaces_study": "Jensen 2019"}, "meta": META},
-                              trial=trial, published=published, seed=12)
+    return run_evidence_stage(
+        None,
+        {"evidence": {"label": "Fake trial", "analyses": ["itt"], "replaces_study": "Jensen 2019"}, "meta": META},
+        trial=trial,
+        published=published,
+        seed=12,
+    )
 
 
 def _close(ours, ref):
@@ -165,13 +174,14 @@ def _close(ours, ref):
 
 def _mc_close(what, ours, exact, mcse):
     assert abs(ours - exact) <= 4 * mcse + QUAD_TOL, (
-        f"{what}: ours {ours:.6g} vs exact {exact:.6g}; |diff| {abs(ours - exact):.3g} > 4 MCSE {4 * mcse:.3g}")
+        f"{what}: ours {ours:.6g} vs exact {exact:.6g}; |diff| {abs(ours - exact):.3g} > 4 MCSE {4 * mcse:.3g}"
+    )
 
 
 def test_published_rows_are_the_meta_stage_rows():
     pub = pd.read_csv(DATA / "evidence_published.csv")
-    from imrstats.meta.stage import outcome_inputs
     from imrstats.data.published import load_published_outcomes
+    from imrstats.meta.stage import outcome_inputs
 
     inputs = outcome_inputs(load_published_outcomes(None), None)
     for label, rows in pub.groupby("outcome_label", sort=False):
@@ -179,8 +189,9 @@ def test_published_rows_are_the_meta_stage_rows():
         assert inputs[label]["yi"].to_numpy() == pytest.approx(rows["yi"].to_numpy(), rel=1e-12)
 
 
-@pytest.mark.parametrize("standardise_by, case", [("visit_sd", "{}_conversion"),
-                                                  ("baseline_sd", "{}_baseline_conversion")])
+@pytest.mark.parametrize(
+    "standardise_by, case", [("visit_sd", "{}_conversion"), ("baseline_sd", "{}_baseline_conversion")]
+)
 def test_conversion_matches_escalc_and_formula(trial, standardise_by, case):
     eff = trial_effects_for_meta(trial, {"evidence": {"standardise_by": standardise_by}, "meta": META})
     labels = ["imrs_client"] if standardise_by == "baseline_sd" else ["imrs_client", "symptoms"]
@@ -221,18 +232,17 @@ def test_bayesian_percentiles_match_exact_posterior(stage):
     for _, r in stage.tables["evidence_surprise"].iterrows():
         key = f"{LABEL_CASE[r['outcome_label']]}_{ANALYSIS_CASE[r['analysis']]}_bayes_reference"
         _mc_close(f"{key} pct_true", r["bayes_pct_true"], R[(key, "pct_true")], r["bayes_pct_true_mcse"])
-        _mc_close(f"{key} pct_observed", r["bayes_pct_observed"], R[(key, "pct_observed")],
-                  r["bayes_pct_observed_mcse"])
+        _mc_close(
+            f"{key} pct_observed", r["bayes_pct_observed"], R[(key, "pct_observed")], r["bayes_pct_observed_mcse"]
+        )
 
 
 def test_bayesian_pooled_means_match_exact_posterior(stage):
     pooled = stage.tables["evidence_pooled"]
     for _, r in pooled.loc[pooled["framework"].str.startswith("Bayesian")].iterrows():
         base, tag = LABEL_CASE[r["outcome_label"]], ANALYSIS_CASE[r["analysis"]]
-        _mc_close(f"{base} without", r["estimate_without"], R[(f"{base}_bayes_without", "mu_mean")],
-                  r["mcse_without"])
-        _mc_close(f"{base} {tag} with", r["estimate_with"], R[(f"{base}_{tag}_bayes_with", "mu_mean")],
-                  r["mcse_with"])
+        _mc_close(f"{base} without", r["estimate_without"], R[(f"{base}_bayes_without", "mu_mean")], r["mcse_without"])
+        _mc_close(f"{base} {tag} with", r["estimate_with"], R[(f"{base}_{tag}_bayes_with", "mu_mean")], r["mcse_with"])
 
 
 def test_replaced_study_matches_r(replaced):
@@ -246,7 +256,12 @@ def test_replaced_study_matches_r(replaced):
     assert int(s["k_reference"]) == 3
     _close(s["freq_pct_true"], R[("replaced_freq", "pct_true")])
     _close(s["freq_pct_observed"], R[("replaced_freq", "pct_observed")])
-    _mc_close("replaced pct_true", s["bayes_pct_true"], R[("replaced_bayes_reference", "pct_true")],
-              s["bayes_pct_true_mcse"])
-    _mc_close("replaced pct_observed", s["bayes_pct_observed"], R[("replaced_bayes_reference", "pct_observed")],
-              s["bayes_pct_observed_mcse"])
+    _mc_close(
+        "replaced pct_true", s["bayes_pct_true"], R[("replaced_bayes_reference", "pct_true")], s["bayes_pct_true_mcse"]
+    )
+    _mc_close(
+        "replaced pct_observed",
+        s["bayes_pct_observed"],
+        R[("replaced_bayes_reference", "pct_observed")],
+        s["bayes_pct_observed_mcse"],
+    )

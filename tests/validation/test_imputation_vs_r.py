@@ -17,7 +17,7 @@ deviation sd_R * sqrt(1/K + 1/20), where sd_R is the spread of s over R's 20 see
 Monte Carlo error of one m = 100 run). We allow 4 times that (a false alarm about 1 in 15,000
 per statistic). For the pooled estimate sd_R agrees with the textbook MC error sqrt(B/m)
 (B ~ 1.0 and 1.5 here, so 0.10 and 0.12), which the first test checks, so the tolerance is the
-task's 4 x sqrt(2B/m) rule refined for averaging over seeds.
+4 x sqrt(2B/m) rule refined for averaging over seeds.
 """
 
 from pathlib import Path
@@ -105,24 +105,38 @@ def make_trial_data(seed: int = 20190065, n: int = 198) -> pd.DataFrame:
     miss_post = rng.uniform(size=n) < logistic(-1.0 - 0.06 * (y0 - 45) + 0.3 * (arm == "TAU"))
     miss_fu = rng.uniform(size=n) < np.where(miss_post, 0.75, logistic(-1.6 - 0.05 * (y1 - 48)))
     miss_base = rng.uniform(size=n) < 0.03
-    return pd.DataFrame({
-        "arm": arm, "site": site, "sex": sex, "age": age, "diagnosis": diagnosis,
-        "y_baseline": np.round(np.where(miss_base, np.nan, y0), 1),
-        "y_post": np.round(np.where(miss_post, np.nan, y1), 1),
-        "y_fu12": np.round(np.where(miss_fu, np.nan, y2), 1),
-    })
+    return pd.DataFrame(
+        {
+            "arm": arm,
+            "site": site,
+            "sex": sex,
+            "age": age,
+            "diagnosis": diagnosis,
+            "y_baseline": np.round(np.where(miss_base, np.nan, y0), 1),
+            "y_post": np.round(np.where(miss_post, np.nan, y1), 1),
+            "y_fu12": np.round(np.where(miss_fu, np.nan, y2), 1),
+        }
+    )
 
 
 def pooled_arm_effect(data: pd.DataFrame, imputed: np.ndarray):
     """lm(y_fu12 ~ arm + y_baseline + site + sex + age + diagnosis) on each of the m completed
     data sets (batched OLS by QR), pooled by Rubin's rules; returns the arm (IMR - TAU) row."""
     m, n = imputed.shape[:2]
-    fixed = np.column_stack([
-        np.ones(n), data["arm"] == "IMR", data["site"] == "CMHC2", data["site"] == "CMHC3",
-        data["sex"] == "male", data["age"], data["diagnosis"] == "schizophrenia",
-    ]).astype(float)
-    x = np.concatenate([np.broadcast_to(fixed, (m,) + fixed.shape),
-                        imputed[:, :, [TARGETS.index("y_baseline")]]], axis=2)
+    fixed = np.column_stack(
+        [
+            np.ones(n),
+            data["arm"] == "IMR",
+            data["site"] == "CMHC2",
+            data["site"] == "CMHC3",
+            data["sex"] == "male",
+            data["age"],
+            data["diagnosis"] == "schizophrenia",
+        ]
+    ).astype(float)
+    x = np.concatenate(
+        [np.broadcast_to(fixed, (m,) + fixed.shape), imputed[:, :, [TARGETS.index("y_baseline")]]], axis=2
+    )
     y = imputed[:, :, TARGETS.index("y_fu12")]
     q, r = np.linalg.qr(x)
     r_inv = np.linalg.inv(r)
@@ -143,8 +157,9 @@ def ours_vs_r(request):
     data = pd.read_csv(DATA)
     rows = []
     for seed in range(K_SEEDS):
-        res = impute_chained(data, targets=TARGETS, predictors=PREDICTORS, method=request.param,
-                             m=100, maxit=5, seed=seed)
+        res = impute_chained(
+            data, targets=TARGETS, predictors=PREDICTORS, method=request.param, m=100, maxit=5, seed=seed
+        )
         est = pooled_arm_effect(data, res.imputed)
         rows.append([est.estimate, est.se, est.df, est.extra["riv"], est.extra["fmi"]])
     return request.param, pd.DataFrame(rows, columns=STATS), pd.DataFrame(R_RUNS[request.param], columns=STATS + ["b"])

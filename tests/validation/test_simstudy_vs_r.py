@@ -43,8 +43,11 @@ R_COUNTS = {"null": (60, 0), "effect": (78, 2), "noisy_se": (40, 0)}
 
 @pytest.fixture(scope="module")
 def performance():
-    rows = pd.read_csv(PROJECT / "tests" / "validation" / "data" / "simstudy_replicates.csv", keep_default_na=False,
-                       na_values={c: [""] for c in ("estimate", "se", "ci_low", "ci_high", "df", "p", "fmi")})
+    rows = pd.read_csv(
+        PROJECT / "tests" / "validation" / "data" / "simstudy_replicates.csv",
+        keep_default_na=False,
+        na_values={c: [""] for c in ("estimate", "se", "ci_low", "ci_high", "df", "p", "fmi")},
+    )
     return aggregate(rows, alpha=0.05)
 
 

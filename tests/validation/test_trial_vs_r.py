@@ -132,7 +132,7 @@ def ours(frame):
     rows = []
     for seed in range(K_SEEDS):
         res = trial.itt_mi_mmrm(frame, m=100, method="pmm", donors=5, maxit=5, by_arm=True, seed=seed)
-        assert res.df_complete == {"post": 190.0, "fu12": 190.0}   # the dfcom R is given
+        assert res.df_complete == {"post": 190.0, "fu12": 190.0}  # the dfcom R is given
         for _, c in res.contrasts.iterrows():
             rows.append([c["timepoint"], c["estimate"], c["se"], c["df"], c["riv"], c["fmi"]])
     return pd.DataFrame(rows, columns=["timepoint"] + STATS)

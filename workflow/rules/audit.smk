@@ -1,17 +1,14 @@
-# Audit of published numbers: src/imrstats/audit/checks.py (run_audit_stage), config section `audit`.
-
-
-def audit_inputs(wildcards=None):
-    base = Path(workflow.basedir) / "data" / "published"
-    return config["audit"]["inputs"] or [str(base / "published_outcomes.csv"), str(base / "audit_cases.csv")]
+# Audit of published numbers: src/imrstats/audit/stage.py (run_audit_stage), config section `audit`.
+# Checks the CSVs of audit.inputs, else the curated published rows and the shipped audit cases (common.smk).
 
 
 rule audit:
     input:
-        audit_inputs,
+        csv=audit_inputs,
     output:
         json=f"{RESULTS}/audit/result.json",
         html=f"{RESULTS}/audit/section.html",
+        summary=f"{RESULTS}/audit/summary.txt",
         tables=report(
             directory(f"{RESULTS}/audit/tables"),
             patterns=["{name}.csv"],
@@ -19,13 +16,11 @@ rule audit:
             category="Audit",
         ),
         figures=directory(f"{RESULTS}/audit/figures"),
-    params:
-        stage="audit",
-        data_dir=f"{RESULTS}/data",
-        out_dir=f"{RESULTS}/audit",
     log:
         f"{RESULTS}/logs/audit.log",
     benchmark:
         f"{RESULTS}/benchmarks/audit.tsv"
+    conda:
+        "../envs/imrstats.yaml"
     script:
         "../scripts/stage.py"

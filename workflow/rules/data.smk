@@ -4,12 +4,12 @@
 rule simulate:
     output:
         expand(f"{RESULTS}/input/{{table}}.csv", table=TABLES),
-    params:
-        out_dir=f"{RESULTS}/input",
     log:
         f"{RESULTS}/logs/simulate.log",
     benchmark:
         f"{RESULTS}/benchmarks/simulate.tsv"
+    conda:
+        "../envs/imrstats.yaml"
     script:
         "../scripts/simulate.py"
 
@@ -27,6 +27,8 @@ rule check:
         f"{RESULTS}/logs/check.log",
     benchmark:
         f"{RESULTS}/benchmarks/check.tsv"
+    conda:
+        "../envs/imrstats.yaml"
     script:
         "../scripts/check.py"
 
@@ -42,11 +44,11 @@ rule clean:
             caption="../report/cleaning_log.rst",
             category="Data",
         ),
-    params:
-        out_dir=f"{RESULTS}/data",
     log:
         f"{RESULTS}/logs/clean.log",
     benchmark:
         f"{RESULTS}/benchmarks/clean.tsv"
+    conda:
+        "../envs/imrstats.yaml"
     script:
         "../scripts/clean.py"

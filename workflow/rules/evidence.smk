@@ -1,14 +1,17 @@
 # The trial in the pooled evidence: src/imrstats/evidence/stage.py (run_evidence_stage), config section `evidence`.
+# Reads the trial stage's result.json and tables/ and the curated published rows, as declared; it fits its own
+# Bayesian models (the meta stage's seed path) and so needs none of the meta stage's outputs.
 
 
 rule evidence:
     input:
         trial=rules.trial.output.json,
         trial_tables=rules.trial.output.tables,
-        published=lambda wildcards: meta_inputs()["outcomes"],
+        published=meta_inputs()["outcomes"],
     output:
         json=f"{RESULTS}/evidence/result.json",
         html=f"{RESULTS}/evidence/section.html",
+        summary=f"{RESULTS}/evidence/summary.txt",
         tables=directory(f"{RESULTS}/evidence/tables"),
         figures=report(
             directory(f"{RESULTS}/evidence/figures"),
@@ -16,13 +19,11 @@ rule evidence:
             caption="../report/evidence.rst",
             category="Evidence in context",
         ),
-    params:
-        stage="evidence",
-        data_dir=f"{RESULTS}/data",
-        out_dir=f"{RESULTS}/evidence",
     log:
         f"{RESULTS}/logs/evidence.log",
     benchmark:
         f"{RESULTS}/benchmarks/evidence.tsv"
+    conda:
+        "../envs/imrstats.yaml"
     script:
         "../scripts/stage.py"

@@ -7,6 +7,7 @@ rule implementation:
     output:
         json=f"{RESULTS}/implementation/result.json",
         html=f"{RESULTS}/implementation/section.html",
+        summary=f"{RESULTS}/implementation/summary.txt",
         tables=directory(f"{RESULTS}/implementation/tables"),
         figures=report(
             directory(f"{RESULTS}/implementation/figures"),
@@ -14,13 +15,11 @@ rule implementation:
             caption="../report/implementation.rst",
             category="Implementation",
         ),
-    params:
-        stage="implementation",
-        data_dir=f"{RESULTS}/data",
-        out_dir=f"{RESULTS}/implementation",
     log:
         f"{RESULTS}/logs/implementation.log",
     benchmark:
         f"{RESULTS}/benchmarks/implementation.tsv"
+    conda:
+        "../envs/imrstats.yaml"
     script:
         "../scripts/stage.py"

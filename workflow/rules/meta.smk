@@ -1,13 +1,6 @@
 # Meta-analysis stage: src/imrstats/meta/stage.py (run_meta_stage), config section `meta`.
-# Reads the curated, cited published data (data/published/ or the paths in config), not the trial tables.
-
-
-def meta_inputs(wildcards=None):
-    base = Path(workflow.basedir) / "data" / "published"
-    return {
-        "outcomes": config["meta"]["published_outcomes"] or str(base / "published_outcomes.csv"),
-        "rates": config["meta"]["implementation_rates"] or str(base / "implementation_rates.csv"),
-    }
+# Reads the curated, cited published data (data/published/ or the paths in config; common.smk: meta_inputs),
+# not the trial tables. Writes the main posteriors as netCDF under posteriors/ (empty with Bayes off).
 
 
 rule meta:
@@ -16,6 +9,7 @@ rule meta:
     output:
         json=f"{RESULTS}/meta/result.json",
         html=f"{RESULTS}/meta/section.html",
+        summary=f"{RESULTS}/meta/summary.txt",
         tables=directory(f"{RESULTS}/meta/tables"),
         figures=report(
             directory(f"{RESULTS}/meta/figures"),
@@ -23,13 +17,12 @@ rule meta:
             caption="../report/meta.rst",
             category="Meta-analysis",
         ),
-    params:
-        stage="meta",
-        data_dir=f"{RESULTS}/data",
-        out_dir=f"{RESULTS}/meta",
+        posteriors=directory(f"{RESULTS}/meta/posteriors"),
     log:
         f"{RESULTS}/logs/meta.log",
     benchmark:
         f"{RESULTS}/benchmarks/meta.tsv"
+    conda:
+        "../envs/imrstats.yaml"
     script:
         "../scripts/stage.py"

@@ -1,14 +1,5 @@
-# Report stage: the front page and the provenance record. Each statistical stage adds its section.
-# The order of the report's sections.
-def _has_rule(name):
-    try:
-        getattr(rules, name)
-        return True
-    except Exception:  # snakemake raises WorkflowError for an unknown rule
-        return False
-
-
-STAGES_IN_REPORT = [s for s in ("trial", "services", "meta", "evidence", "implementation", "audit") if _has_rule(s)]
+# Report stage: the front page and the provenance record. Each statistical stage adds its section, in the
+# order of STAGES (common.smk, from imrstats.pipeline.registry).
 
 
 rule report_index:
@@ -16,19 +7,21 @@ rule report_index:
         tables=rules.clean.output.tables,
         cleaning_log=rules.clean.output.log,
         problems=rules.check.output.problems,
-        sections=expand(f"{RESULTS}/{{stage}}/section.html", stage=STAGES_IN_REPORT),
+        sections=expand(f"{RESULTS}/{{stage}}/section.html", stage=STAGES),
+        stage_tables=expand(f"{RESULTS}/{{stage}}/tables", stage=STAGES),
+        stage_figures=expand(f"{RESULTS}/{{stage}}/figures", stage=STAGES),
     output:
         report(
             f"{RESULTS}/report/index.html",
             caption="../report/index.rst",
             category="Report",
         ),
-    params:
-        stage_dirs=expand(f"{RESULTS}/{{stage}}", stage=STAGES_IN_REPORT),
     log:
         f"{RESULTS}/logs/report_index.log",
     benchmark:
         f"{RESULTS}/benchmarks/report_index.tsv"
+    conda:
+        "../envs/imrstats.yaml"
     script:
         "../scripts/report_index.py"
 
@@ -38,12 +31,15 @@ rule provenance:
         unpack(input_tables),
         report=f"{RESULTS}/report/index.html",
         tables=rules.clean.output.tables,
-        results=expand(f"{RESULTS}/{{stage}}/result.json", stage=STAGES_IN_REPORT),
+        results=expand(f"{RESULTS}/{{stage}}/result.json", stage=STAGES),
     output:
         f"{RESULTS}/provenance.json",
-    params:
-        started_file=f"{RESULTS}/logs/run_started.txt",
     log:
         f"{RESULTS}/logs/provenance.log",
+    conda:
+        "../envs/imrstats.yaml"
+    params:
+        # written when the run starts (onstart, common.smk); a file, not a param value, so it triggers no rerun
+        started_file=f"{RESULTS}/logs/run_started.txt",
     script:
         "../scripts/provenance.py"

@@ -7,6 +7,7 @@ rule services:
     output:
         json=f"{RESULTS}/services/result.json",
         html=f"{RESULTS}/services/section.html",
+        summary=f"{RESULTS}/services/summary.txt",
         tables=directory(f"{RESULTS}/services/tables"),
         figures=report(
             directory(f"{RESULTS}/services/figures"),
@@ -14,13 +15,11 @@ rule services:
             caption="../report/services.rst",
             category="Service use",
         ),
-    params:
-        stage="services",
-        data_dir=f"{RESULTS}/data",
-        out_dir=f"{RESULTS}/services",
     log:
         f"{RESULTS}/logs/services.log",
     benchmark:
         f"{RESULTS}/benchmarks/services.tsv"
+    conda:
+        "../envs/imrstats.yaml"
     script:
         "../scripts/stage.py"

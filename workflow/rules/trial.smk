@@ -9,6 +9,7 @@ rule trial:
     output:
         json=f"{RESULTS}/trial/result.json",
         html=f"{RESULTS}/trial/section.html",
+        summary=f"{RESULTS}/trial/summary.txt",
         tables=directory(f"{RESULTS}/trial/tables"),
         figures=report(
             directory(f"{RESULTS}/trial/figures"),
@@ -16,13 +17,11 @@ rule trial:
             caption="../report/trial.rst",
             category="Trial",
         ),
-    params:
-        stage="trial",
-        data_dir=f"{RESULTS}/data",
-        out_dir=f"{RESULTS}/trial",
     log:
         f"{RESULTS}/logs/trial.log",
     benchmark:
         f"{RESULTS}/benchmarks/trial.tsv"
+    conda:
+        "../envs/imrstats.yaml"
     script:
         "../scripts/stage.py"

@@ -1,7 +1,10 @@
-# Thin adapter: snakemake -> imrstats.data.stage.run_clean
-from imrstats.data.stage import run_clean
+# Thin adapter: snakemake -> imrstats.data.stage.run_clean, into the folder of the declared outputs
+from pathlib import Path
+
+from imrstats.core.io import TABLES
 from imrstats.core.logs import log_to
+from imrstats.data.stage import run_clean
 
 with log_to(snakemake.log[0]):
-    paths = [snakemake.input[t] for t in ("participants", "assessments", "service_use", "programme") if t in snakemake.input.keys()]
-    run_clean(paths, snakemake.params.out_dir, snakemake.config)
+    paths = [snakemake.input[t] for t in TABLES if t in snakemake.input.keys()]
+    run_clean(paths, Path(snakemake.output.log).parent, snakemake.config)

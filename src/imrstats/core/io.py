@@ -10,7 +10,9 @@ every row as in its header.
 from __future__ import annotations
 
 import csv
+import errno
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from io import StringIO
@@ -30,7 +32,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.exists():
-        raise InputError(f"{path}: file not found")
+        raise InputError(f"{path}: {why_not_found(path)}")
+    if path.is_dir():
+        raise InputError(f"{path}: a folder where a table file is expected")
     try:
         if suffix == ".csv":
             frame = _read_csv(path)
@@ -65,11 +69,20 @@ def _read_csv(path: Path) -> pd.DataFrame:
     # the delimiter is whichever of , ; tab the header uses most (ties go to the comma)
     sep = max((",", ";", "\t"), key=lambda d: (first.count(d), d == ","))
     _check_field_counts(path, text, sep)
-    frame = pd.read_csv(StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""],
-                        skipinitialspace=True, index_col=False)
+    frame = pd.read_csv(
+        StringIO(text),
+        sep=sep,
+        dtype=str,
+        keep_default_na=False,
+        na_values=[""],
+        skipinitialspace=True,
+        index_col=False,
+    )
     duplicated = [c for c in frame.columns if "." in c and c.rsplit(".", 1)[0] in frame.columns]
     if duplicated:
-        raise InputError(f"{path}: duplicated column names in the header: {', '.join(c.rsplit('.', 1)[0] for c in duplicated)}")
+        raise InputError(
+            f"{path}: duplicated column names in the header: {', '.join(c.rsplit('.', 1)[0] for c in duplicated)}"
+        )
     return frame
 
 
@@ -80,17 +93,48 @@ def _check_field_counts(path: Path, text: str, sep: str) -> None:
     header = next(reader)
     for row in reader:
         if row and len(row) != len(header):
-            raise InputError(f"{path}, line {reader.line_num}: {len(row)} fields where the header has "
-                             f"{len(header)} (delimiter {sep!r}); rule: every row has one value per column. "
-                             f"Quote values that contain the delimiter, or fix the row")
+            raise InputError(
+                f"{path}, line {reader.line_num}: {len(row)} fields where the header has "
+                f"{len(header)} (delimiter {sep!r}); rule: every row has one value per column. "
+                f"Quote values that contain the delimiter, or fix the row"
+            )
 
 
 def _read_spss(path: Path) -> pd.DataFrame:
+    """An SPSS file with value labels applied (arm 1 -> "IMR") and user-missing values kept as written.
+
+    The user-missing codes the file declares are recorded in ``attrs['declared_missing']`` ({column:
+    [(low, high), ...]}); `check` and `clean` read a declared code as missing (and `clean` logs each), except
+    on a long `score` column, where a code that lies inside an instrument's valid range is kept as a score
+    unless the config confirms it for that instrument (a 9 declared "not answered" for IMRS items must not
+    erase a GAF-F of 9). A labelled value that is declared user-missing keeps its number, not its label."""
     import pyreadstat
 
-    # value labels become their text (e.g. arm 1 -> "IMR"); user-missing codes become missing
-    frame, _ = pyreadstat.read_sav(str(path), apply_value_formats=True, formats_as_category=False)
+    frame, meta = pyreadstat.read_sav(str(path), apply_value_formats=False, user_missing=True)
+    declared = {
+        str(col): [(float(r["lo"]), float(r["hi"])) for r in ranges]
+        for col, ranges in (meta.missing_ranges or {}).items()
+        if col in frame.columns and ranges
+    }
+    for col, labels in (meta.variable_value_labels or {}).items():
+        if col not in frame.columns or not labels:
+            continue
+        values = frame[col]
+        numeric = pd.to_numeric(values, errors="coerce")
+        user_missing = declared_missing_mask(numeric, declared.get(col, []))
+        labelled = values.isin(list(labels)) & ~user_missing
+        if labelled.any():
+            frame[col] = values.astype(object).where(~labelled, values.map(labels))
+    frame.attrs["declared_missing"] = declared
     return frame
+
+
+def declared_missing_mask(numeric: pd.Series, ranges: list[tuple[float, float]]) -> pd.Series:
+    """Cells whose number lies in one of the declared user-missing ranges (a single code is low == high)."""
+    mask = pd.Series(False, index=numeric.index)
+    for low, high in ranges:
+        mask |= (numeric >= low) & (numeric <= high)
+    return mask.fillna(False).astype(bool)
 
 
 def _read_stata(path: Path) -> pd.DataFrame:
@@ -103,26 +147,79 @@ def _read_stata(path: Path) -> pd.DataFrame:
 def find_table_file(directory: str | Path, table: str) -> Path | None:
     """The file holding `table` in `directory` (participants.csv, participants.sav, ...), if any."""
     directory = Path(directory)
+    for ext in FORMATS:
+        candidate = directory / f"{table}{ext}"
+        if candidate.is_symlink() and not candidate.exists():
+            raise InputError(f"{candidate}: {why_not_found(candidate)}")
     found = [directory / f"{table}{ext}" for ext in FORMATS if (directory / f"{table}{ext}").exists()]
     if len(found) > 1:
-        raise InputError(f"{directory}: several files for table '{table}': {', '.join(p.name for p in found)}; keep one")
+        raise InputError(
+            f"{directory}: several files for table '{table}': {', '.join(p.name for p in found)}; keep one"
+        )
     return found[0] if found else None
 
 
 def read_tables(directory: str | Path, tables: tuple[str, ...] = TABLES) -> dict[str, pd.DataFrame]:
     """Every canonical table present in `directory` (a missing table is simply absent from the dict)."""
     directory = Path(directory)
+    if not directory.exists():
+        raise InputError(f"{directory}: {why_not_found(directory)}")
     if not directory.is_dir():
-        raise InputError(f"{directory}: not a directory")
+        raise InputError(f"{directory}: a file where a folder of input tables is expected")
     out = {}
     for table in tables:
         path = find_table_file(directory, table)
         if path is not None:
             out[table] = read_table(path)
+            out[table].attrs["folder"] = str(directory)  # read as a folder: check expects participants in it
     if not out:
-        raise InputError(f"{directory}: no input tables found (expected files named {', '.join(tables)} "
-                         f"with one of {', '.join(FORMATS)})")
+        raise InputError(
+            f"{directory}: no input tables found (expected files named {', '.join(tables)} "
+            f"with one of {', '.join(FORMATS)})"
+        )
     return out
+
+
+def why_not_found(path: str | Path) -> str:
+    """Why `path` cannot be opened, in a few words: missing, a symbolic link loop, a dangling link."""
+    path = Path(path)
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop (the link points back to itself); replace it by the file"
+        if path.is_symlink():
+            return f"a symbolic link to {os.readlink(path)!r}, which does not exist"
+        if exc.errno == errno.EACCES:
+            return "permission denied"
+        return "no such file or folder"
+    return "exists"
+
+
+# cells a spreadsheet would run as a formula (OWASP, CSV injection): = + - @ tab CR, and their full-width forms
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+PLAIN_NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells cannot run as a spreadsheet formula: a cell that begins (after any spaces)
+    with = + - @ tab or CR gets a leading single quote (OWASP CSV-injection guidance), except a plain
+    negative number (-99, -1.5e3), which a spreadsheet reads as a number. Numeric columns are left as they are."""
+    out = frame.copy()
+    for col in out.columns:
+        if pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col]):
+            continue
+        out[col] = out[col].map(_formula_safe_cell)
+    return out
+
+
+def _formula_safe_cell(value):
+    if not isinstance(value, str):
+        return value
+    head = value.lstrip(" ")
+    if head.startswith(FORMULA_START) and not PLAIN_NEGATIVE_NUMBER.fullmatch(value.strip()):
+        return "'" + value
+    return value
 
 
 @contextmanager
@@ -136,7 +233,7 @@ def atomic_path(path: str | Path):
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())      # mkstemp makes 0600; results are ordinary files
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -181,16 +278,20 @@ def read_excel_table(path: str | Path, sheet: str | int | None = None) -> pd.Dat
     try:
         import openpyxl  # noqa: F401
     except ImportError:
-        raise InputError(f"{path}: reading Excel needs the openpyxl package, which is not installed; "
-                         "install it or save the sheet as CSV (UTF-8)") from None
+        raise InputError(
+            f"{path}: reading Excel needs the openpyxl package, which is not installed; "
+            "install it or save the sheet as CSV (UTF-8)"
+        ) from None
     try:
         with pd.ExcelFile(path, engine="openpyxl") as book:
             sheets = book.sheet_names
             if sheet is None:
                 sheet = sheets[0] if len(sheets) == 1 else path.stem if path.stem in sheets else None
             if sheet is None:
-                raise InputError(f"{path}: several sheets ({', '.join(sheets)}) and none is named '{path.stem}'; "
-                                 "name the sheet after the table or keep one sheet")
+                raise InputError(
+                    f"{path}: several sheets ({', '.join(sheets)}) and none is named '{path.stem}'; "
+                    "name the sheet after the table or keep one sheet"
+                )
             frame = pd.read_excel(book, sheet_name=sheet, keep_default_na=False, na_values=[""])
     except InputError:
         raise
@@ -198,7 +299,9 @@ def read_excel_table(path: str | Path, sheet: str | int | None = None) -> pd.Dat
         raise InputError(f"{path}: cannot be read as Excel: {exc}") from None
     unnamed = [c for c in frame.columns if str(c).startswith("Unnamed:")]
     if unnamed:
-        raise InputError(f"{path}: sheet '{sheet}' has {len(unnamed)} column(s) without a header; "
-                         "the first row must name every column")
+        raise InputError(
+            f"{path}: sheet '{sheet}' has {len(unnamed)} column(s) without a header; "
+            "the first row must name every column"
+        )
     frame.attrs.update(source=str(path), format=path.suffix.lower()[1:], sheet=str(sheet))
     return frame

@@ -12,8 +12,11 @@ from pathlib import Path
 def log_to(path: str | Path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle, contextlib.redirect_stdout(handle), \
-            contextlib.redirect_stderr(handle):
+    with (
+        open(path, "w", encoding="utf-8") as handle,
+        contextlib.redirect_stdout(handle),
+        contextlib.redirect_stderr(handle),
+    ):
         try:
             yield handle
         except SystemExit as exc:

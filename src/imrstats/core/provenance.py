@@ -18,8 +18,21 @@ from pathlib import Path
 from imrstats.core.io import write_text
 from imrstats.core.paths import PROJECT_DIR
 
-PACKAGES = ("imrstats", "numpy", "scipy", "pandas", "statsmodels", "pymc", "pytensor", "arviz", "nutpie",
-            "snakemake", "pyarrow", "pyreadstat", "matplotlib")
+PACKAGES = (
+    "imrstats",
+    "numpy",
+    "scipy",
+    "pandas",
+    "statsmodels",
+    "pymc",
+    "pytensor",
+    "arviz",
+    "nutpie",
+    "snakemake",
+    "pyarrow",
+    "pyreadstat",
+    "matplotlib",
+)
 RANDOM_STEPS = ("simulate.participants", "simulate.assessments", "simulate.services", "simulate.programme")
 
 
@@ -44,8 +57,9 @@ def package_versions() -> dict[str, str]:
 def git_state(directory: Path = PROJECT_DIR) -> dict:
     def run(*args):
         try:
-            return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=directory, capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
 
@@ -55,14 +69,15 @@ def git_state(directory: Path = PROJECT_DIR) -> dict:
 
 
 def seeds_used(config: dict) -> dict[str, int]:
-    from imrstats.data.simulate import derive_seed
+    from imrstats.core.seeds import derive_seed
 
     master = int(config["seed"])
     return {"master": master, **{step: derive_seed(master, step) for step in RANDOM_STEPS}}
 
 
-def build_provenance(config: dict, inputs: list[str | Path], outputs: list[str | Path], started: str | None,
-                     finished: str | None = None) -> dict:
+def build_provenance(
+    config: dict, inputs: list[str | Path], outputs: list[str | Path], started: str | None, finished: str | None = None
+) -> dict:
     return {
         "tool": "imrstats",
         "started": started,

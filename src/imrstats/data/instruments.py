@@ -12,13 +12,13 @@ from pathlib import Path
 
 import yaml
 
-from imrstats.errors import InputError
 from imrstats.core.paths import INSTRUMENTS_FILE
+from imrstats.errors import InputError
 
 
 @dataclass(frozen=True)
 class Item:
-    key: str          # e.g. "imrs_client_item07"
+    key: str  # e.g. "imrs_client_item07"
     min: float
     max: float
 
@@ -35,11 +35,11 @@ class Instrument:
     rater: str
     source: str
     items: tuple[Item, ...] = ()
-    subscales: tuple[str, ...] = ()           # keys of subscale instruments
+    subscales: tuple[str, ...] = ()  # keys of subscale instruments
     subscale_of: str | None = None
     prorate_max_missing: int = 0
     notes: str = ""
-    item_keys_in_parent: tuple[str, ...] = field(default=())   # for a subscale: the parent's item keys it sums
+    item_keys_in_parent: tuple[str, ...] = field(default=())  # for a subscale: the parent's item keys it sums
 
     def in_range(self, value: float) -> bool:
         return self.min <= value <= self.max
@@ -87,11 +87,17 @@ def _load(path: str) -> dict[str, Instrument]:
             if unknown:
                 raise InputError(f"{path}: subscale '{sub_key}' of '{key}' names unknown items {unknown}")
             registry[sub_key] = Instrument(
-                key=sub_key, name=sub["name"], short=sub.get("short", sub["name"]),
-                min=float(sub["min"]), max=float(sub["max"]),
-                higher_is_better=bool(spec["higher_is_better"]), integer=bool(spec["integer"]),
-                rater=spec["rater"], source=f"subscale of {key}; {spec.get('subscale_source', spec['source'])}",
-                subscale_of=key, item_keys_in_parent=members,
+                key=sub_key,
+                name=sub["name"],
+                short=sub.get("short", sub["name"]),
+                min=float(sub["min"]),
+                max=float(sub["max"]),
+                higher_is_better=bool(spec["higher_is_better"]),
+                integer=bool(spec["integer"]),
+                rater=spec["rater"],
+                source=f"subscale of {key}; {spec.get('subscale_source', spec['source'])}",
+                subscale_of=key,
+                item_keys_in_parent=members,
                 prorate_max_missing=min(int(spec.get("prorate_max_missing", 0)), max(len(members) // 5, 0)),
             )
             sub_keys.append(sub_key)
@@ -103,10 +109,19 @@ def _load(path: str) -> dict[str, Instrument]:
                     f"{path}: instrument '{key}' range {spec['min']}-{spec['max']} disagrees with its items' sum {lo:g}-{hi:g}"
                 )
         registry[key] = Instrument(
-            key=key, name=spec["name"], short=spec["short"], min=float(spec["min"]), max=float(spec["max"]),
-            higher_is_better=bool(spec["higher_is_better"]), integer=bool(spec["integer"]), rater=spec["rater"],
-            source=spec["source"], items=items, subscales=tuple(sub_keys),
-            subscale_of=spec.get("subscale_of"), prorate_max_missing=int(spec.get("prorate_max_missing", 0)),
+            key=key,
+            name=spec["name"],
+            short=spec["short"],
+            min=float(spec["min"]),
+            max=float(spec["max"]),
+            higher_is_better=bool(spec["higher_is_better"]),
+            integer=bool(spec["integer"]),
+            rater=spec["rater"],
+            source=spec["source"],
+            items=items,
+            subscales=tuple(sub_keys),
+            subscale_of=spec.get("subscale_of"),
+            prorate_max_missing=int(spec.get("prorate_max_missing", 0)),
             notes=spec.get("subscale_source", ""),
         )
     return registry
@@ -131,7 +146,17 @@ def get_instrument(key: str, registry: dict[str, Instrument] | None = None) -> I
         raise InputError(f"unknown instrument '{key}'; known: {', '.join(sorted(registry))}") from None
 
 
-# The eleven outcomes of seed 003's Table 3, in its order: the trial stage's default outcome list.
+# The eleven outcomes of Jensen et al. 2019, Table 3, in its order: the trial stage's default outcome list.
 TRIAL_OUTCOMES = (
-    "gaf_f", "gaf_s", "psp", "panss_total", "hamd6", "ymrs", "mhrm", "hope", "csq8", "imrs_client", "imrs_clinician",
+    "gaf_f",
+    "gaf_s",
+    "psp",
+    "panss_total",
+    "hamd6",
+    "ymrs",
+    "mhrm",
+    "hope",
+    "csq8",
+    "imrs_client",
+    "imrs_clinician",
 )

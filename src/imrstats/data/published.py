@@ -3,8 +3,8 @@
 Three tables ship with imrstats (data/published/README.md documents every column and code):
 
 - ``published_outcomes.csv``: one row per study x outcome x timepoint x analysis, with arm-level
-  n / mean / SD (or SE), or a reported effect, and for every row the source, a verbatim quote holding
-  each of its numbers, the conversion it needs and the assumption that conversion makes;
+  n / mean / SD (or SE), or a reported effect, and for every row the paper it reports (``source_key``, a key
+  of docs/sources.md), the citation, a verbatim quote holding each of its numbers, the conversion it needs and the assumption that conversion makes;
 - ``implementation_rates.csv``: McGuire et al. (2014) Table 1 N and Table 3 dropout, sessions attended,
   completion and fidelity, one row per study x measure, each with its verbatim table line; every dropout and
   completion row names its denominator (the number of people offered IMR), how it was found
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from imrstats.errors import InputError
 from imrstats.core.paths import DATA_DIR
+from imrstats.errors import InputError
 
 PUBLISHED_DIR = DATA_DIR / "published"
 
@@ -41,15 +41,55 @@ TIMEPOINTS = ("post", "fu12", "longest_fu", "overall", "year_after_post", "uncle
 RATERS = ("client", "clinician", "assessor", "register")
 ANALYSES = ("itt", "complete_case", "not_stated")
 
-OUTCOME_TEXT = ["study", "country", "design", "comparator", "outcome", "instrument", "rater", "timepoint",
-                "timepoint_text", "analysis", "effect_type", "use", "conversion", "assumption", "extracted_from",
-                "source", "quote", "note"]
+OUTCOME_TEXT = [
+    "study",
+    "country",
+    "design",
+    "comparator",
+    "outcome",
+    "instrument",
+    "rater",
+    "timepoint",
+    "timepoint_text",
+    "analysis",
+    "effect_type",
+    "use",
+    "conversion",
+    "assumption",
+    "source_key",
+    "source",
+    "quote",
+    "note",
+]
 OUTCOME_INT = ["year", "n_imr", "n_tau", "n_total", "sign_favouring_imr"]
-OUTCOME_FLOAT = ["mean_imr", "sd_imr", "se_imr", "mean_tau", "sd_tau", "se_tau", "effect", "se", "ci_low",
-                 "ci_high", "p"]
+OUTCOME_FLOAT = [
+    "mean_imr",
+    "sd_imr",
+    "se_imr",
+    "mean_tau",
+    "sd_tau",
+    "se_tau",
+    "effect",
+    "se",
+    "ci_low",
+    "ci_high",
+    "p",
+]
 
-IMPLEMENTATION_TEXT = ["study", "design", "table", "measure", "unit", "denominator_basis", "use", "assumption",
-                       "source", "quote", "denominator_quote", "note"]
+IMPLEMENTATION_TEXT = [
+    "study",
+    "design",
+    "table",
+    "measure",
+    "unit",
+    "denominator_basis",
+    "use",
+    "assumption",
+    "source",
+    "quote",
+    "denominator_quote",
+    "note",
+]
 IMPLEMENTATION_INT = ["year", "denominator"]
 IMPLEMENTATION_FLOAT = ["value", "value_sd", "value_low", "value_high"]
 IMPLEMENTATION_MEASURES = ("n_enrolled", "n_imr", "dropout_pct", "sessions_attended_pct", "completion_pct", "fidelity")
@@ -61,7 +101,7 @@ DENOMINATOR_BASES = {
     "single_group": "single-group pre-post study: all enrolled were offered IMR (Table 1 N)",
     "assumed_equal_allocation": "IMR group N not printed: assumed from the total by equal allocation",
     "assumed_from_percentages": "IMR group N not printed: assumed from the whole-person fractions the printed "
-                                "percentages allow",
+    "percentages allow",
     "all_arms": "rate over IMR and control combined (not an IMR rate)",
     "not_reported": "no N in Table 1",
 }
@@ -74,19 +114,41 @@ def load_published_outcomes(path: str | Path | None = None) -> pd.DataFrame:
     """Read ``published_outcomes.csv``: typed columns, checked codes, a source and quote on every row."""
     path = Path(path) if path is not None else PUBLISHED_DIR / "published_outcomes.csv"
     df = _read_typed(path, OUTCOME_TEXT, OUTCOME_INT, OUTCOME_FLOAT)
-    _require_text(df, path, ["study", "instrument", "rater", "timepoint", "analysis", "effect_type", "use",
-                             "conversion", "source", "quote"])
-    _require_codes(df, path, {"use": USES, "conversion": CONVERSIONS, "timepoint": TIMEPOINTS, "rater": RATERS,
-                              "analysis": ANALYSES})
+    _require_text(
+        df,
+        path,
+        [
+            "study",
+            "instrument",
+            "rater",
+            "timepoint",
+            "analysis",
+            "effect_type",
+            "use",
+            "conversion",
+            "source_key",
+            "source",
+            "quote",
+        ],
+    )
+    _require_codes(
+        df,
+        path,
+        {"use": USES, "conversion": CONVERSIONS, "timepoint": TIMEPOINTS, "rater": RATERS, "analysis": ANALYSES},
+    )
     _require_codes(df, path, {"sign_favouring_imr": (1, -1)})
     _require_positive(df, path, ["n_imr", "n_tau", "n_total", "sd_imr", "sd_tau", "se_imr", "se_tau", "se"])
     for i, row in df.iterrows():
         if row["conversion"] != "none" and row["use"] != "context" and pd.isna(row["sign_favouring_imr"]):
-            raise InputError(f"{path}: row {i + 2} ({row['study']}, {row['instrument']}): sign_favouring_imr is "
-                             "empty; every row meant for pooling must say which sign favours IMR")
+            raise InputError(
+                f"{path}: row {i + 2} ({row['study']}, {row['instrument']}): sign_favouring_imr is "
+                "empty; every row meant for pooling must say which sign favours IMR"
+            )
         if row["assumption"] == "" and row["conversion"] not in ("none", "smd_from_arms"):
-            raise InputError(f"{path}: row {i + 2} ({row['study']}): conversion '{row['conversion']}' always "
-                             "makes an assumption; state it in the 'assumption' column")
+            raise InputError(
+                f"{path}: row {i + 2} ({row['study']}): conversion '{row['conversion']}' always "
+                "makes an assumption; state it in the 'assumption' column"
+            )
     return df
 
 
@@ -98,8 +160,10 @@ def load_implementation_rates(path: str | Path | None = None) -> pd.DataFrame:
     _require_codes(df, path, {"use": USES, "measure": IMPLEMENTATION_MEASURES})
     for i, row in df.iterrows():
         if row[IMPLEMENTATION_FLOAT].isna().all():
-            raise InputError(f"{path}: row {i + 2} ({row['study']}, {row['measure']}) holds no number; "
-                             "leave not-reported cells out of the table")
+            raise InputError(
+                f"{path}: row {i + 2} ({row['study']}, {row['measure']}) holds no number; "
+                "leave not-reported cells out of the table"
+            )
         _check_denominator(row, f"{path}: row {i + 2} ({row['study']}, {row['measure']})")
     return df
 
@@ -110,8 +174,9 @@ def _check_denominator(row: pd.Series, where: str) -> None:
     basis, n = row["denominator_basis"].strip(), row["denominator"]
     if row["measure"] not in RATE_MEASURES:
         if basis or pd.notna(n) or row["denominator_quote"].strip():
-            raise InputError(f"{where}: only {list(RATE_MEASURES)} rows take a denominator; leave the "
-                             "denominator columns empty")
+            raise InputError(
+                f"{where}: only {list(RATE_MEASURES)} rows take a denominator; leave the denominator columns empty"
+            )
         return
     if basis not in DENOMINATOR_BASES:
         raise InputError(f"{where}: denominator_basis '{basis}' is not one of {list(DENOMINATOR_BASES)}")
@@ -150,14 +215,20 @@ def prior_by_key(priors: pd.DataFrame, key: str) -> dict:
     if hit.empty:
         raise InputError(f"unknown heterogeneity prior '{key}'; known keys: {', '.join(priors['key'])}")
     row = hit.iloc[0]
-    return {name: (float(row[name]) if name in PRIOR_FLOAT else str(row[name]))
-            for name in ["key", "distribution", "location", "scale", "outcome_type", "comparison_type", "source",
-                         "note"]}
+    return {
+        name: (float(row[name]) if name in PRIOR_FLOAT else str(row[name]))
+        for name in ["key", "distribution", "location", "scale", "outcome_type", "comparison_type", "source", "note"]
+    }
 
 
-def select_for_pooling(outcomes: pd.DataFrame, *, instrument: str | None = None, timepoint: str | None = None,
-                       uses: tuple[str, ...] = ("pool", "pool with care"),
-                       drop_assumptions: bool = False) -> pd.DataFrame:
+def select_for_pooling(
+    outcomes: pd.DataFrame,
+    *,
+    instrument: str | None = None,
+    timepoint: str | None = None,
+    uses: tuple[str, ...] = ("pool", "pool with care"),
+    drop_assumptions: bool = False,
+) -> pd.DataFrame:
     """The rows a meta-analysis of one outcome takes; ``drop_assumptions=True`` is the sensitivity analysis
     that keeps only rows whose conversion needed no assumption (empty ``assumption``)."""
     unknown = set(uses) - set(USES)
@@ -186,8 +257,9 @@ def _read_typed(path: Path, text: list[str], ints: list[str], floats: list[str])
             values = pd.to_numeric(raw[col].str.strip().replace("", None), errors="coerce")
             bad = raw[col].str.strip().ne("") & values.isna()
             if bad.any():
-                raise InputError(f"{path}: column '{col}' rows {_rows(bad)} are not numbers: "
-                                 f"{raw.loc[bad, col].tolist()[:3]}")
+                raise InputError(
+                    f"{path}: column '{col}' rows {_rows(bad)} are not numbers: {raw.loc[bad, col].tolist()[:3]}"
+                )
             if col in ints:
                 fractional = values.notna() & (values % 1 != 0)
                 if fractional.any():
@@ -205,16 +277,20 @@ def _require_text(df: pd.DataFrame, path: Path, columns: list[str]) -> None:
     for col in columns:
         empty = df[col].str.strip() == ""
         if empty.any():
-            raise InputError(f"{path}: column '{col}' is empty in rows {_rows(empty)}; every row needs it "
-                             "(a number without a source and quote does not belong in data/published/)")
+            raise InputError(
+                f"{path}: column '{col}' is empty in rows {_rows(empty)}; every row needs it "
+                "(a number without a source and quote does not belong in data/published/)"
+            )
 
 
 def _require_codes(df: pd.DataFrame, path: Path, allowed: dict[str, tuple]) -> None:
     for col, codes in allowed.items():
         bad = df[col].notna() & ~df[col].isin(codes)
         if bad.any():
-            raise InputError(f"{path}: column '{col}' rows {_rows(bad)} hold {df.loc[bad, col].unique().tolist()}; "
-                             f"allowed: {list(codes)}")
+            raise InputError(
+                f"{path}: column '{col}' rows {_rows(bad)} hold {df.loc[bad, col].unique().tolist()}; "
+                f"allowed: {list(codes)}"
+            )
 
 
 def _require_positive(df: pd.DataFrame, path: Path, columns: list[str]) -> None:

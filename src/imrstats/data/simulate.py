@@ -1,22 +1,21 @@
 """Synthetic default data: a trial like the Danish IMR RCT, its service use, and a Ferrara-like registry.
 
 The generator is calibrated to published tables so that the pipeline's default run looks like real data:
-- the trial's marginal distributions follow Jensen et al. 2019 (seed 003): Table 2 (sites, sex, age,
+- the trial's marginal distributions follow Jensen et al. 2019: Table 2 (sites, sex, age,
   diagnosis), Table 3 (complete-case n / mean / SD per arm at post-intervention and one-year follow-up,
   read from data/published/published_outcomes.csv), Table 4 (PANSS subscales and PSP domains), and the
   Discussion's attendance figures (13% attended no session, mean 16.4, SD 13.3);
-- the programme registry follows the Ferrara study (seed 000): 126 completers, 69 / 52 / 5 in CMHC / SerD /
+- the programme registry follows the Ferrara implementation study (2023): 126 completers, 69 / 52 / 5 in CMHC / SerD /
   EDP, 61.1% men, age 40.14 (SD 12.92), sessions 21.4 (SD 12.6, 1-70), duration 9.6 months (SD 7.5, 2-38),
   module shares (m01 70.6%, m06 39.7%, m09 and m10 6.3%, m11 43.7%), IMRS user 55.1 (7.47), provider 54.18 (8.45).
 
 The true IMR - TAU effects come from config (`simulate.trial.true_effects`): the arm means are the
 published pooled complete-case mean -/+ half the true effect, so later stages can show they recover it.
-Assumptions the seeds do not settle are listed in config/README.md ("Synthetic data").
+Assumptions the source papers (docs/sources.md) do not settle are listed in config/README.md ("Synthetic data").
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -24,12 +23,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from imrstats.data.instruments import TRIAL_OUTCOMES, Instrument, load_registry
 from imrstats.core.paths import DATA_DIR
+from imrstats.core.seeds import derive_seed
+from imrstats.data.instruments import TRIAL_OUTCOMES, Instrument, load_registry
 
 TIMEPOINTS = ("baseline", "post", "fu12")
 
-# Seed 003, Table 4 ("post-hoc subgroup analysis"): IMR and TAU means / SDs at one-year follow-up of the
+# Jensen et al. 2019, Table 4 ("post-hoc subgroup analysis"): IMR and TAU means / SDs at one-year follow-up of the
 # PSP domains and PANSS subscales (complete case). Used as calibration targets at every timepoint.
 TABLE4_SUBSCALES = {
     # key: (mean_imr, sd_imr, mean_tau, sd_tau)
@@ -44,15 +44,9 @@ TABLE4_SUBSCALES = {
 # Instruments delivered item by item in the synthetic data, so that `clean` scores totals and subscales.
 ITEM_LEVEL = ("panss_total", "imrs_client", "imrs_clinician")
 # How much better (in SD units, in the instrument's good direction) bipolar participants score than
-# participants with schizophrenia: seed 003's Table 4 shows GAF-F 58 vs 48 and PANSS 46 vs 62.
+# participants with schizophrenia: Jensen et al. 2019, Table 4 shows GAF-F 58 vs 48 and PANSS 46 vs 62.
 BIPOLAR_SHIFT_SD = 0.7
-ITEM_SHARED_VARIANCE = 0.3   # share of an item's variance that is the instrument's common factor
-
-
-def derive_seed(master: int, name: str) -> int:
-    """A stable seed for one named random step, independent of the order steps run in."""
-    digest = hashlib.sha256(f"{master}:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") % (2**32)
+ITEM_SHARED_VARIANCE = 0.3  # share of an item's variance that is the instrument's common factor
 
 
 @dataclass(frozen=True)
@@ -61,11 +55,11 @@ class Target:
 
     mean: float
     sd: float
-    observed_share: float   # share of participants with an observed value (complete-case n / N)
+    observed_share: float  # share of participants with an observed value (complete-case n / N)
 
 
 def calibration_targets(published: pd.DataFrame | None = None) -> dict[tuple[str, str], Target]:
-    """Targets per (instrument, timepoint) from seed 003 Tables 3 and 4.
+    """Targets per (instrument, timepoint) from Jensen et al. 2019, Tables 3 and 4.
 
     Table 3 gives no outcome baselines; the baseline target is the post-intervention one (an assumption,
     stated in config/README.md).
@@ -108,7 +102,7 @@ def simulate_participants(cfg: dict, rng: np.random.Generator) -> pd.DataFrame:
     site = np.concatenate([[name] * int(count) for name, count in sites.items()])
     n = len(site)
     arm = np.empty(n, dtype=object)
-    surplus = 0   # odd-sized sites take turns giving their extra participant to IMR and TAU
+    surplus = 0  # odd-sized sites take turns giving their extra participant to IMR and TAU
     for name in sites:
         idx = np.flatnonzero(site == name)
         labels = ["IMR", "TAU"] * (len(idx) // 2)
@@ -118,17 +112,31 @@ def simulate_participants(cfg: dict, rng: np.random.Generator) -> pd.DataFrame:
         arm[idx] = rng.permutation(np.array(labels))
     lo, hi = cfg["age_range"]
     age = stats.truncnorm.rvs(
-        (lo - cfg["age_mean"]) / cfg["age_sd"], (hi - cfg["age_mean"]) / cfg["age_sd"],
-        loc=cfg["age_mean"], scale=cfg["age_sd"], size=n, random_state=rng,
+        (lo - cfg["age_mean"]) / cfg["age_sd"],
+        (hi - cfg["age_mean"]) / cfg["age_sd"],
+        loc=cfg["age_mean"],
+        scale=cfg["age_sd"],
+        size=n,
+        random_state=rng,
     )
     sex = np.where(rng.random(n) < cfg["p_female"], "female", "male")
     diagnosis = np.where(rng.random(n) < cfg["p_bipolar"], "bipolar", "schizophrenia")
     sessions = np.where(arm == "IMR", simulate_attendance(cfg["attendance"], n, rng), 0)
-    order = rng.permutation(n)   # ids carry no information about site or arm
-    frame = pd.DataFrame({
-        "arm": arm, "site": site, "sex": sex, "age": np.round(age).astype(int),
-        "diagnosis": diagnosis, "sessions_attended": sessions.astype(int),
-    }).iloc[order].reset_index(drop=True)
+    order = rng.permutation(n)  # ids carry no information about site or arm
+    frame = (
+        pd.DataFrame(
+            {
+                "arm": arm,
+                "site": site,
+                "sex": sex,
+                "age": np.round(age).astype(int),
+                "diagnosis": diagnosis,
+                "sessions_attended": sessions.astype(int),
+            }
+        )
+        .iloc[order]
+        .reset_index(drop=True)
+    )
     frame.insert(0, "id", [f"P{i + 1:04d}" for i in range(n)])
     return frame
 
@@ -137,11 +145,11 @@ def simulate_attendance(cfg: dict, n: int, rng: np.random.Generator) -> np.ndarr
     """Sessions attended: a point mass at 0 (share p_none) and a beta-binomial on 1..max among attenders,
     with its two parameters solved so the overall mean and SD match the published ones."""
     p0, mean, sd, top = cfg["p_none"], cfg["mean"], cfg["sd"], cfg["max_sessions"]
-    m1 = mean / (1 - p0)                                # mean among attenders
-    v1 = (sd**2 + mean**2) / (1 - p0) - m1**2           # variance among attenders
-    size = top - 1                                      # attenders: 1 + BetaBinomial(size)
+    m1 = mean / (1 - p0)  # mean among attenders
+    v1 = (sd**2 + mean**2) / (1 - p0) - m1**2  # variance among attenders
+    size = top - 1  # attenders: 1 + BetaBinomial(size)
     p = (m1 - 1) / size
-    inflation = v1 / (size * p * (1 - p))               # (a + b + size) / (a + b + 1)
+    inflation = v1 / (size * p * (1 - p))  # (a + b + size) / (a + b + 1)
     s = (size - inflation) / (inflation - 1) if inflation > 1 else 1e6
     a, b = p * s, (1 - p) * s
     draws = 1 + stats.betabinom.rvs(size, a, b, size=n, random_state=rng)
@@ -181,8 +189,9 @@ def _item_centre(target_item_mean: float, scale: float, lo: float, hi: float) ->
     return brentq(lambda c: expected(c) - target, lo - 5 * scale - 5, hi + 5 * scale + 5)
 
 
-def simulate_assessments(participants: pd.DataFrame, cfg: dict, rng: np.random.Generator,
-                         targets: dict | None = None) -> pd.DataFrame:
+def simulate_assessments(
+    participants: pd.DataFrame, cfg: dict, rng: np.random.Generator, targets: dict | None = None
+) -> pd.DataFrame:
     """Long assessments: totals for most instruments, item scores for PANSS and both IMRS versions."""
     registry = load_registry()
     targets = targets or calibration_targets()
@@ -203,12 +212,14 @@ def simulate_assessments(participants: pd.DataFrame, cfg: dict, rng: np.random.G
         for t, tp in enumerate(TIMEPOINTS):
             target = targets[(key, tp)]
             effect = float(effects.get(key, {}).get(tp, 0.0)) if tp != "baseline" else 0.0
-            standard = (sign * (BIPOLAR_SHIFT_SD * bipolar_c + 0.1 * age_z * -1)
-                        + np.sqrt(max(1 - shift_var, 0.2)) * z[:, t, j])
+            standard = (
+                sign * (BIPOLAR_SHIFT_SD * bipolar_c + 0.1 * age_z * -1) + np.sqrt(max(1 - shift_var, 0.2)) * z[:, t, j]
+            )
             mean = target.mean + effect * (is_imr - 0.5)
             if key in ITEM_LEVEL:
-                rows.extend(_item_rows(participants["id"], inst, tp, mean, target.sd, standard,
-                                       missing[:, t, j], rng, key))
+                rows.extend(
+                    _item_rows(participants["id"], inst, tp, mean, target.sd, standard, missing[:, t, j], rng, key)
+                )
                 continue
             score = np.clip(np.round(mean + target.sd * standard), inst.min, inst.max)
             score = np.where(missing[:, t, j], np.nan, score)
@@ -223,8 +234,17 @@ def _timepoint_order(col: pd.Series) -> pd.Series:
     return col
 
 
-def _item_rows(ids, inst: Instrument, tp: str, mean: np.ndarray, sd: float, standard: np.ndarray,
-               missing: np.ndarray, rng, key: str) -> list[pd.DataFrame]:
+def _item_rows(
+    ids,
+    inst: Instrument,
+    tp: str,
+    mean: np.ndarray,
+    sd: float,
+    standard: np.ndarray,
+    missing: np.ndarray,
+    rng,
+    key: str,
+) -> list[pd.DataFrame]:
     """Item scores whose sum has (about) the target mean and SD; 2% item non-response to exercise prorating."""
     a = ITEM_SHARED_VARIANCE
     shares = _item_shares(inst)
@@ -238,8 +258,11 @@ def _item_rows(ids, inst: Instrument, tp: str, mean: np.ndarray, sd: float, stan
         latent = np.sqrt(a) * standard + np.sqrt(1 - a) * rng.standard_normal(n)
         score = np.clip(np.round(centre + offset + scale * latent), item.min, item.max)
         item_missing = missing | (rng.random(n) < 0.02)
-        frames.append(pd.DataFrame({"id": ids, "timepoint": tp, "instrument": item.key,
-                                    "score": np.where(item_missing, np.nan, score)}))
+        frames.append(
+            pd.DataFrame(
+                {"id": ids, "timepoint": tp, "instrument": item.key, "score": np.where(item_missing, np.nan, score)}
+            )
+        )
     return frames
 
 
@@ -273,7 +296,9 @@ def _item_shares(inst: Instrument) -> np.ndarray:
     k = len(inst.items)
     if inst.key != "panss_total":
         return np.full(k, 1.0 / k)
-    sub_means = {s: (TABLE4_SUBSCALES[s][0] + TABLE4_SUBSCALES[s][2]) / 2 for s in ("panss_pos", "panss_neg", "panss_gen")}
+    sub_means = {
+        s: (TABLE4_SUBSCALES[s][0] + TABLE4_SUBSCALES[s][2]) / 2 for s in ("panss_pos", "panss_neg", "panss_gen")
+    }
     total = sum(sub_means.values())
     shares = []
     for item in inst.items:
@@ -286,7 +311,7 @@ def _item_shares(inst: Instrument) -> np.ndarray:
 def _missingness(participants, z, keys, cfg, targets, rng) -> np.ndarray:
     """Missing at random given baseline: a participant misses a whole visit with a probability that rises
     with worse baseline functioning and younger age (visit_missing on average); on top, each instrument is
-    missing so that its observed share matches the complete-case n of seed 003's Table 3."""
+    missing so that its observed share matches the complete-case n of Jensen et al. 2019, Table 3."""
     n, _, k = z.shape
     # baseline 'doing well' (the common factor's baseline value, read off the first instrument, GAF-F)
     doing_well = z[:, 0, 0]
@@ -304,7 +329,7 @@ def _missingness(participants, z, keys, cfg, targets, rng) -> np.ndarray:
         visit_missing = latent > cut
         for j, key in enumerate(keys):
             observed_share = targets[(key, tp)].observed_share
-            q = 1 - min(observed_share / (1 - p_visit), 1.0)   # extra instrument-level missingness
+            q = 1 - min(observed_share / (1 - p_visit), 1.0)  # extra instrument-level missingness
             logit = np.log(q / (1 - q)) - 0.5 * doing_well if q > 0 else np.full(n, -np.inf)
             missing[:, t, j] = visit_missing | (rng.random(n) < 1 / (1 + np.exp(-logit)))
     return missing
@@ -321,8 +346,8 @@ def simulate_service_use(participants: pd.DataFrame, cfg: dict, rng: np.random.G
     person-level frailty shared by the two periods and the four outcomes; bed days are a sum of stays."""
     n = len(participants)
     days = cfg["follow_up_days"]
-    frailty = rng.gamma(1.2, 1 / 1.2, size=n)                  # mean 1, shared across outcomes and periods
-    never = rng.random(n) < 0.45                                # never admitted in either year
+    frailty = rng.gamma(1.2, 1 / 1.2, size=n)  # mean 1, shared across outcomes and periods
+    never = rng.random(n) < 0.45  # never admitted in either year
     ratios = cfg["true_rate_ratios"]
     is_imr = participants["arm"].to_numpy() == "IMR"
     out = []
@@ -343,39 +368,88 @@ def simulate_service_use(participants: pd.DataFrame, cfg: dict, rng: np.random.G
         er = rng.poisson(rng.gamma(0.6, rate(0.9, "er_visits") / 0.6))
         er = np.where(rng.random(n) < 0.3, 0, er)
         outpatient = rng.poisson(rng.gamma(2.0, rate(22.0, "outpatient_contacts") / 2.0))
-        out.append(pd.DataFrame({
-            "id": participants["id"], "period": period, "exposure_days": exposure,
-            "admissions": adm.astype(int), "bed_days": bed_days.astype(int),
-            "er_visits": er.astype(int), "outpatient_contacts": outpatient.astype(int),
-        }))
-    return pd.concat(out, ignore_index=True).sort_values(["id", "period"], ascending=[True, False]).reset_index(drop=True)
+        out.append(
+            pd.DataFrame(
+                {
+                    "id": participants["id"],
+                    "period": period,
+                    "exposure_days": exposure,
+                    "admissions": adm.astype(int),
+                    "bed_days": bed_days.astype(int),
+                    "er_visits": er.astype(int),
+                    "outpatient_contacts": outpatient.astype(int),
+                }
+            )
+        )
+    return (
+        pd.concat(out, ignore_index=True).sort_values(["id", "period"], ascending=[True, False]).reset_index(drop=True)
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Programme registry (Ferrara-like)
 
-# Seed 000: share of participants receiving each module, by service type. Stated in the text: m01 70.6%
+# Ferrara implementation study: share of participants receiving each module, by service type. Stated in the text: m01 70.6%
 # overall, m06 100% at SerD and two CMHC users, m09 and m10 6.3%, m11 43.7%, EDP only m03 and m08; "none of
 # the services administered all modules". The remaining shares are assumptions (see config/README.md).
 MODULE_SHARES = {
-    "CMHC": {"m01": 0.80, "m02": 0.65, "m03": 0.60, "m04": 0.45, "m05": 0.50, "m06": 0.03, "m07": 0.50,
-             "m08": 0.55, "m09": 0.11, "m10": 0.11, "m11": 0.45},
-    "SerD": {"m01": 0.65, "m02": 0.50, "m03": 0.45, "m04": 0.35, "m05": 0.30, "m06": 0.96, "m07": 0.70,
-             "m08": 0.50, "m09": 0.0, "m10": 0.0, "m11": 0.50},
-    "EDP": {"m01": 0.0, "m02": 0.0, "m03": 1.0, "m04": 0.0, "m05": 0.0, "m06": 0.0, "m07": 0.0,
-            "m08": 1.0, "m09": 0.0, "m10": 0.0, "m11": 0.0},
+    "CMHC": {
+        "m01": 0.80,
+        "m02": 0.65,
+        "m03": 0.60,
+        "m04": 0.45,
+        "m05": 0.50,
+        "m06": 0.03,
+        "m07": 0.50,
+        "m08": 0.55,
+        "m09": 0.11,
+        "m10": 0.11,
+        "m11": 0.45,
+    },
+    "SerD": {
+        "m01": 0.65,
+        "m02": 0.50,
+        "m03": 0.45,
+        "m04": 0.35,
+        "m05": 0.30,
+        "m06": 0.96,
+        "m07": 0.70,
+        "m08": 0.50,
+        "m09": 0.0,
+        "m10": 0.0,
+        "m11": 0.50,
+    },
+    "EDP": {
+        "m01": 0.0,
+        "m02": 0.0,
+        "m03": 1.0,
+        "m04": 0.0,
+        "m05": 0.0,
+        "m06": 0.0,
+        "m07": 0.0,
+        "m08": 1.0,
+        "m09": 0.0,
+        "m10": 0.0,
+        "m11": 0.0,
+    },
 }
-SERVICES = {"CMHC": ["CMHC Ferrara", "CMHC Cento", "CMHC Copparo", "CMHC Codigoro", "CMHC Portomaggiore"],
-            "SerD": ["SerD Ferrara", "SerD Cento", "SerD Codigoro", "SerD Portomaggiore"],
-            "EDP": ["EDP Ferrara"]}
-DIAGNOSES = {"CMHC": (["schizophrenia", "bipolar", "depression", "delusional", "substance_use"],
-                      [0.40, 0.25, 0.25, 0.085, 0.015]),
-             "SerD": (["substance_use"], [1.0]),
-             "EDP": (["eating_disorder"], [1.0])}
+SERVICES = {
+    "CMHC": ["CMHC Ferrara", "CMHC Cento", "CMHC Copparo", "CMHC Codigoro", "CMHC Portomaggiore"],
+    "SerD": ["SerD Ferrara", "SerD Cento", "SerD Codigoro", "SerD Portomaggiore"],
+    "EDP": ["EDP Ferrara"],
+}
+DIAGNOSES = {
+    "CMHC": (
+        ["schizophrenia", "bipolar", "depression", "delusional", "substance_use"],
+        [0.40, 0.25, 0.25, 0.085, 0.015],
+    ),
+    "SerD": (["substance_use"], [1.0]),
+    "EDP": (["eating_disorder"], [1.0]),
+}
 
 
 def simulate_programme(cfg: dict, rng: np.random.Generator) -> pd.DataFrame:
-    """One row per completed IMR course, calibrated to seed 000's reported figures."""
+    """One row per completed IMR course, calibrated to the Ferrara implementation study's reported figures."""
     types = np.concatenate([[t] * c for t, c in cfg["service_types"].items()])
     n = len(types)
     p_male = {"CMHC": 0.52, "SerD": 0.80, "EDP": 0.10}
@@ -396,16 +470,22 @@ def simulate_programme(cfg: dict, rng: np.random.Generator) -> pd.DataFrame:
         modules = {m: bool(rng.random() < p) for m, p in MODULE_SHARES[st].items()}
         if not any(modules.values()):
             modules["m01" if st != "EDP" else "m03"] = True
-        rows.append({
-            "id": f"R{i + 1:04d}", "service_type": st, "service": service,
-            "format": "group" if rng.random() < 0.8 else "individual",
-            "start_date": pd.Timestamp(start).date().isoformat(), "stop_date": pd.Timestamp(stop).date().isoformat(),
-            "sessions": sessions, **modules,
-            "sex": "male" if rng.random() < p_male[st] else "female",
-            "birth_year": int(pd.Timestamp(start).year - round(age)),
-            "first_contact_date": pd.Timestamp(first_contact).date().isoformat(),
-            "diagnosis": rng.choice(names, p=probs),
-        })
+        rows.append(
+            {
+                "id": f"R{i + 1:04d}",
+                "service_type": st,
+                "service": service,
+                "format": "group" if rng.random() < 0.8 else "individual",
+                "start_date": pd.Timestamp(start).date().isoformat(),
+                "stop_date": pd.Timestamp(stop).date().isoformat(),
+                "sessions": sessions,
+                **modules,
+                "sex": "male" if rng.random() < p_male[st] else "female",
+                "birth_year": int(pd.Timestamp(start).year - round(age)),
+                "first_contact_date": pd.Timestamp(first_contact).date().isoformat(),
+                "diagnosis": rng.choice(names, p=probs),
+            }
+        )
     frame = pd.DataFrame(rows)
     user, provider = _imrs_pairs(n, cfg, rng)
     frame.insert(frame.columns.get_loc("sex"), "imrs_user", user)
@@ -417,7 +497,7 @@ def simulate_programme(cfg: dict, rng: np.random.Generator) -> pd.DataFrame:
 
 
 def _imrs_pairs(n: int, cfg: dict, rng) -> tuple[np.ndarray, np.ndarray]:
-    """IMRS totals after the course (seed 000, Table 3: user 55.1 (7.47), provider 54.18 (8.45)), observed
+    """IMRS totals after the course (Ferrara implementation study, Table 3: user 55.1 (7.47), provider 54.18 (8.45)), observed
     for a share of participants (only 15 pairs were reported)."""
     rho = cfg["imrs_correlation"]
     z1 = rng.standard_normal(n)
@@ -435,11 +515,19 @@ def simulate_all(config: dict) -> dict[str, pd.DataFrame]:
     """All four canonical input tables from the `simulate` section and the master seed."""
     master = int(config["seed"])
     sim = config["simulate"]
-    participants = simulate_participants(sim["trial"], np.random.default_rng(derive_seed(master, "simulate.participants")))
-    assessments = simulate_assessments(participants, sim["trial"],
-                                       np.random.default_rng(derive_seed(master, "simulate.assessments")))
-    service_use = simulate_service_use(participants, sim["services"],
-                                       np.random.default_rng(derive_seed(master, "simulate.services")))
+    participants = simulate_participants(
+        sim["trial"], np.random.default_rng(derive_seed(master, "simulate.participants"))
+    )
+    assessments = simulate_assessments(
+        participants, sim["trial"], np.random.default_rng(derive_seed(master, "simulate.assessments"))
+    )
+    service_use = simulate_service_use(
+        participants, sim["services"], np.random.default_rng(derive_seed(master, "simulate.services"))
+    )
     programme = simulate_programme(sim["programme"], np.random.default_rng(derive_seed(master, "simulate.programme")))
-    return {"participants": participants, "assessments": assessments, "service_use": service_use,
-            "programme": programme}
+    return {
+        "participants": participants,
+        "assessments": assessments,
+        "service_use": service_use,
+        "programme": programme,
+    }

@@ -1,4 +1,4 @@
-"""Your trial in the pooled evidence (issue 11, item 2).
+"""Your trial in the pooled evidence: the trial as the newest study of the meta-analysis.
 
 The trial stage's results (ITT MI-MMRM contrasts; complete-case arm summaries) are put on the scale of the
 meta-analysis of published IMR trials and added to it as the newest study:
@@ -26,7 +26,7 @@ meta-analysis of published IMR trials and added to it as the newest study:
   the user's trial *is* that study.
 * **How surprising is this trial** (``predictive_percentiles_*``): where the trial's g falls in the
   predictive distribution of a new trial from the published studies alone (without the replaced study).
-  ``pct_true``: the share of the posterior draws of mu_new = mu + tau z below g (the brief's definition;
+  ``pct_true``: the share of the posterior draws of mu_new = mu + tau z below g (the definition used throughout;
   frequentist analogue: the t(k-1) prediction distribution mu_hat + t sqrt(se^2 + tau^2) under Knapp-Hartung,
   else normal, as ``MetaResult.predict``). mu_new is a new trial's *true* effect; the trial's estimate also
   carries its own sampling error, so ``pct_observed`` uses the predictive distribution of an observed
@@ -37,8 +37,6 @@ meta-analysis of published IMR trials and added to it as the newest study:
 
 from __future__ import annotations
 
-import copy
-import html as _html
 import json
 import math
 from pathlib import Path
@@ -47,11 +45,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from imrstats.meta import effect_sizes as es
+from imrstats.config import section_settings, stage_seed
 from imrstats.errors import AnalysisError, InputError
+from imrstats.meta import effect_sizes as es
 from imrstats.meta.random_effects import MetaResult, rma
 from imrstats.pipeline.stage_result import StageResult
-from imrstats.report.html import figure_html, table_html
+from imrstats.report.format import format_number as fmt  # the report's one number formatter
+from imrstats.results import to_records
 
 FAVOURS = "positive favours IMR"
 ANALYSES = ("itt", "complete_case")
@@ -59,56 +59,21 @@ ANALYSIS_NAMES = {"itt": "ITT (MI-MMRM)", "complete_case": "complete case"}
 TRIAL_TIMEPOINTS = ("post", "fu12")
 SD_SOURCES = ("visit_sd", "baseline_sd")
 
-DEFAULT_SETTINGS: dict = {
-    "enabled": True,
-    "label": "Your trial",
-    "year": None,                    # null: one year after the newest published study (always added last)
-    "analyses": list(ANALYSES),      # trial analyses converted and added, each separately
-    "timepoints": ["fu12"],          # trial visits added; fu12 first, as meta.timepoints prefers
-    "standardise_by": "visit_sd",    # visit_sd | baseline_sd: the SD the mean difference is divided by
-    "replaces_study": None,          # published study dropped from "with your trial" (the trial IS that study)
-}
-
-
 # ---------------------------------------------------------------------------------------------
 # Settings
 
 
 def evidence_settings(settings: dict | None) -> tuple[dict, dict]:
-    """(evidence, meta) settings with defaults. ``settings`` is ``{"evidence": ..., "meta": ...}`` (what
-    the rule passes) or the evidence section alone (meta defaults). Unknown keys or bad values raise
-    ``InputError``."""
-    from imrstats.meta.bayes_stage import bayes_settings
-    from imrstats.meta.stage import meta_settings
-
+    """The (evidence, meta) sections, each overlaid on its defaults and checked by
+    `imrstats.config.section_settings` (defaults in workflow/schemas/config.schema.yaml; a bad key raises
+    `SettingsError` naming it). ``settings`` is ``{"evidence": ..., "meta": ...}`` (what the rule passes)
+    or the evidence section alone (meta defaults)."""
     raw = dict(settings or {})
     if set(raw) <= {"evidence", "meta"} and raw:
-        ev_raw, meta_raw = dict(raw.get("evidence") or {}), dict(raw.get("meta") or {})
+        ev_raw, meta_raw = raw.get("evidence"), raw.get("meta")
     else:
-        ev_raw, meta_raw = raw, {}
-    bayes_raw = meta_raw.pop("bayes", None)
-    unknown = set(ev_raw) - set(DEFAULT_SETTINGS)
-    if unknown:
-        raise InputError(f"evidence: unknown settings {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
-    ev = copy.deepcopy(DEFAULT_SETTINGS)
-    ev.update({k: v for k, v in ev_raw.items() if v is not None or k in ("year", "replaces_study")})
-    if not isinstance(ev["enabled"], bool):
-        raise InputError(f"evidence.enabled must be true or false, got {ev['enabled']!r}")
-    if not isinstance(ev["label"], str) or not ev["label"].strip():
-        raise InputError("evidence.label must be a non-empty name for your trial, e.g. 'Our IMR trial 2025'")
-    if ev["year"] is not None and (isinstance(ev["year"], bool) or not isinstance(ev["year"], int)):
-        raise InputError(f"evidence.year must be an integer year or null, got {ev['year']!r}")
-    for key, allowed in (("analyses", ANALYSES), ("timepoints", TRIAL_TIMEPOINTS)):
-        value = ev[key]
-        if isinstance(value, str) or not value or set(value) - set(allowed):
-            raise InputError(f"evidence.{key} must be a non-empty list from {list(allowed)}, got {value!r}")
-    if ev["standardise_by"] not in SD_SOURCES:
-        raise InputError(f"evidence.standardise_by must be one of {SD_SOURCES}, got {ev['standardise_by']!r}")
-    if ev["replaces_study"] is not None and not isinstance(ev["replaces_study"], str):
-        raise InputError("evidence.replaces_study must be a published study's name (e.g. 'Jensen 2019') or null")
-    meta = meta_settings(meta_raw)
-    meta["bayes"] = bayes_settings(bayes_raw)
-    return ev, meta
+        ev_raw, meta_raw = raw, None
+    return section_settings("evidence", ev_raw), section_settings("meta", meta_raw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,8 +85,9 @@ def read_trial_results(trial_dir: str | Path) -> dict[str, pd.DataFrame]:
     ``tables/trial_descriptives.csv``) from its output directory; a missing table is simply absent."""
     trial_dir = Path(trial_dir)
     if not (trial_dir / "result.json").exists() and not (trial_dir / "tables").is_dir():
-        raise InputError(f"no trial stage results in {trial_dir}: run the trial stage first (imrstats trial / "
-                         "snakemake trial)")
+        raise InputError(
+            f"no trial stage results in {trial_dir}: run the trial stage first (imrstats trial / snakemake trial)"
+        )
     out = {}
     for name in ("trial_itt_contrasts", "trial_descriptives"):
         path = trial_dir / "tables" / f"{name}.csv"
@@ -143,12 +109,20 @@ def _trial_frames(trial) -> tuple[pd.DataFrame, pd.DataFrame]:
         itt = trial.get("trial_itt_contrasts", pd.DataFrame())
         desc = trial.get("trial_descriptives", pd.DataFrame())
     elif "outcomes" in trial:
-        itt = pd.DataFrame([row for o in trial["outcomes"].values() if isinstance(o, dict) and "itt" in o
-                            for row in o["itt"].get("contrasts", [])])
+        itt = pd.DataFrame(
+            [
+                row
+                for o in trial["outcomes"].values()
+                if isinstance(o, dict) and "itt" in o
+                for row in o["itt"].get("contrasts", [])
+            ]
+        )
         desc = pd.DataFrame(trial.get("descriptives", []))
     else:
-        raise InputError("the trial results hold neither trial_itt_contrasts / trial_descriptives tables nor a "
-                         "record with 'outcomes': is this the trial stage's output?")
+        raise InputError(
+            "the trial results hold neither trial_itt_contrasts / trial_descriptives tables nor a "
+            "record with 'outcomes': is this the trial stage's output?"
+        )
     itt = itt if len(itt) else pd.DataFrame(columns=["outcome", "timepoint", "estimate", "se", "df"])
     desc = desc if len(desc) else pd.DataFrame(columns=["outcome", "timepoint", "arm", "n", "mean", "sd"])
     return itt, desc
@@ -158,8 +132,9 @@ def _trial_frames(trial) -> tuple[pd.DataFrame, pd.DataFrame]:
 # Conversion
 
 
-def smd_from_mean_difference(md: float, md_se: float, sd: float, sd_df: float, sd_n: float, *,
-                             higher_is_better: bool = True) -> dict:
+def smd_from_mean_difference(
+    md: float, md_se: float, sd: float, sd_df: float, sd_n: float, *, higher_is_better: bool = True
+) -> dict:
     """Hedges' g and its variance from a (possibly adjusted) mean difference IMR - TAU and the SD it is
     divided by: g = J(m) sign md / sd, v = (md_se / sd)^2 + g^2 / (2 sd_n), with m = ``sd_df`` the SD's df
     and ``sd_n`` = n1 + n2 of the SD's sample. Reduces to metafor's escalc SMD (vtype "LS") when md_se is
@@ -203,8 +178,7 @@ def _one_row(analysis, key, tp, itt, desc, ev, hib) -> dict:
         if base.empty:
             raise AnalysisError(f"no baseline descriptives for {key}")
         sd, sd_df, b1, b2 = _pooled_sd(base)
-        sd_n, source = b1 + b2, (f"pooled within-arm SD of the observed baseline (n = {b1} + {b2}; "
-                                 "pre-randomisation)")
+        sd_n, source = b1 + b2, (f"pooled within-arm SD of the observed baseline (n = {b1} + {b2}; pre-randomisation)")
     else:
         sd, sd_df, sd_n = sd_visit, df_visit, n1 + n2
         source = f"pooled within-arm SD of the observed outcome at {tp} (n = {n1} + {n2}; as escalc SMD)"
@@ -214,8 +188,10 @@ def _one_row(analysis, key, tp, itt, desc, ev, hib) -> dict:
             raise AnalysisError(f"no ITT contrast for {key} at {tp} (did the trial stage analyse it?)")
         md, md_se, md_df = (float(row.iloc[0][c]) for c in ("estimate", "se", "df"))
         se_for_smd = md_se
-        conversion = ("g = J(m) sign MD / s, v = (SE_MD / s)^2 + g^2 / (2 n_s); MD, SE_MD: Rubin-pooled "
-                      "MI-MMRM contrast (adjusted for baseline and covariates)")
+        conversion = (
+            "g = J(m) sign MD / s, v = (SE_MD / s)^2 + g^2 / (2 n_s); MD, SE_MD: Rubin-pooled "
+            "MI-MMRM contrast (adjusted for baseline and covariates)"
+        )
     else:
         by = at.set_index("arm")
         m1, m2 = float(by.at["IMR", "mean"]), float(by.at["TAU", "mean"])
@@ -223,11 +199,23 @@ def _one_row(analysis, key, tp, itt, desc, ev, hib) -> dict:
         md_se = math.sqrt(float(by.at["IMR", "sd"]) ** 2 / n1 + float(by.at["TAU", "sd"]) ** 2 / n2)
         md_df = float(n1 + n2 - 2)
         se_for_smd = sd_visit * math.sqrt(1 / n1 + 1 / n2)
-        conversion = ("g = J(m) sign (mean_IMR - mean_TAU) / s, v = s_p^2 (1/n1 + 1/n2) / s^2 + g^2 / (2 n_s) "
-                      "(escalc SMD when s = s_p); MD SE unpooled (escalc MD)")
+        conversion = (
+            "g = J(m) sign (mean_IMR - mean_TAU) / s, v = s_p^2 (1/n1 + 1/n2) / s^2 + g^2 / (2 n_s) "
+            "(escalc SMD when s = s_p); MD SE unpooled (escalc MD)"
+        )
     conv = smd_from_mean_difference(md, se_for_smd, sd, sd_df, sd_n, higher_is_better=hib)
-    return {"md": md, "md_se": md_se, "md_df": md_df, "n_imr": n1, "n_tau": n2, "sd_divided_by": sd,
-            "sd_source": source, "sd_df": sd_df, "conversion": conversion, **conv}
+    return {
+        "md": md,
+        "md_se": md_se,
+        "md_df": md_df,
+        "n_imr": n1,
+        "n_tau": n2,
+        "sd_divided_by": sd,
+        "sd_source": source,
+        "sd_df": sd_df,
+        "conversion": conversion,
+        **conv,
+    }
 
 
 def trial_effects_for_meta(trial_record_or_tables, settings: dict | None = None) -> pd.DataFrame:
@@ -256,9 +244,16 @@ def _trial_effects(trial, ev: dict, meta: dict) -> pd.DataFrame:
         hib = registry[key].higher_is_better if key in registry else True
         for analysis in ev["analyses"]:
             for tp in ev["timepoints"]:
-                base = {"outcome_label": label, "instrument": key, "analysis": analysis, "timepoint": tp,
-                        "study": ev["label"], "measure": "SMD", "direction": f"{FAVOURS} (g); md = IMR - TAU, "
-                        f"{registry[key].direction_text if key in registry else 'higher is better'}"}
+                base = {
+                    "outcome_label": label,
+                    "instrument": key,
+                    "analysis": analysis,
+                    "timepoint": tp,
+                    "study": ev["label"],
+                    "measure": "SMD",
+                    "direction": f"{FAVOURS} (g); md = IMR - TAU, "
+                    f"{registry[key].direction_text if key in registry else 'higher is better'}",
+                }
                 try:
                     row = {**base, **_one_row(analysis, key, tp, itt, desc, ev, hib), "problem": ""}
                 except (AnalysisError, KeyError, ValueError) as error:
@@ -269,9 +264,30 @@ def _trial_effects(trial, ev: dict, meta: dict) -> pd.DataFrame:
         return out
     out["sei"] = np.sqrt(out["vi"])
     out["ci_low"], out["ci_high"] = out["yi"] - z * out["sei"], out["yi"] + z * out["sei"]
-    first = ["outcome_label", "instrument", "analysis", "timepoint", "study", "measure", "yi", "vi", "sei",
-             "ci_low", "ci_high", "md", "md_se", "md_df", "sd_divided_by", "sd_source", "hedges_j", "n_imr",
-             "n_tau", "conversion", "direction", "problem"]
+    first = [
+        "outcome_label",
+        "instrument",
+        "analysis",
+        "timepoint",
+        "study",
+        "measure",
+        "yi",
+        "vi",
+        "sei",
+        "ci_low",
+        "ci_high",
+        "md",
+        "md_se",
+        "md_df",
+        "sd_divided_by",
+        "sd_source",
+        "hedges_j",
+        "n_imr",
+        "n_tau",
+        "conversion",
+        "direction",
+        "problem",
+    ]
     return out[[c for c in first if c in out.columns] + [c for c in out.columns if c not in first]]
 
 
@@ -279,45 +295,91 @@ def _trial_effects(trial, ev: dict, meta: dict) -> pd.DataFrame:
 # Pooling without and with the trial
 
 
-def with_trial(published: pd.DataFrame, trial_row: dict | pd.Series, *, year: int,
-               replaces_study: str | None = None) -> pd.DataFrame:
+def with_trial(
+    published: pd.DataFrame, trial_row: dict | pd.Series, *, year: int, replaces_study: str | None = None
+) -> pd.DataFrame:
     """The published rows (minus ``replaces_study``) with the trial appended last (the newest study)."""
     kept = published.loc[published["study"] != replaces_study] if replaces_study else published
-    row = {"study": trial_row["study"], "year": year, "yi": float(trial_row["yi"]), "vi": float(trial_row["vi"]),
-           "sei": float(trial_row["sei"]), "measure": "SMD", "is_trial": True}
+    row = {
+        "study": trial_row["study"],
+        "year": year,
+        "yi": float(trial_row["yi"]),
+        "vi": float(trial_row["vi"]),
+        "sei": float(trial_row["sei"]),
+        "measure": "SMD",
+        "is_trial": True,
+    }
     out = pd.concat([kept.assign(is_trial=False), pd.DataFrame([row])], ignore_index=True)
     return out[["study", "year", "yi", "vi", "sei", "measure", "is_trial"]]
 
 
 def _labels(data: pd.DataFrame) -> list[str]:
-    return [f"{s} ({int(y)})" if not str(s).endswith(str(int(y))) else str(s)
-            for s, y in zip(data["study"], data["year"])]
+    return [
+        f"{s} ({int(y)})" if not str(s).endswith(str(int(y))) else str(s) for s, y in zip(data["study"], data["year"])
+    ]
 
 
 def fit_frequentist(data: pd.DataFrame, meta: dict) -> MetaResult:
     """The meta stage's main model on ``data`` (one row per study: yi, vi)."""
     knha = bool(meta["knha"]) and meta["method"] not in ("EE", "FE") and len(data) > 1
-    return rma(data["yi"].to_numpy(float), data["vi"].to_numpy(float), method=meta["method"], knha=knha,
-               level=meta["level"], slab=_labels(data))
+    return rma(
+        data["yi"].to_numpy(float),
+        data["vi"].to_numpy(float),
+        method=meta["method"],
+        knha=knha,
+        level=meta["level"],
+        slab=_labels(data),
+    )
 
 
 def _freq_summary(fit: MetaResult | None) -> dict:
     if fit is None:
-        return {"k": 0, "estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "tau": math.nan,
-                "p": math.nan, "prob_gt_0": math.nan, "mcse": math.nan}
+        return {
+            "k": 0,
+            "estimate": math.nan,
+            "ci_low": math.nan,
+            "ci_high": math.nan,
+            "tau": math.nan,
+            "p": math.nan,
+            "prob_gt_0": math.nan,
+            "mcse": math.nan,
+        }
     tau = math.sqrt(fit.tau2) if fit.k > 1 and not math.isnan(fit.tau2) else math.nan
-    return {"k": fit.k, "estimate": fit.estimate, "ci_low": fit.ci_low, "ci_high": fit.ci_high, "tau": tau,
-            "p": fit.p, "prob_gt_0": math.nan, "mcse": math.nan}
+    return {
+        "k": fit.k,
+        "estimate": fit.estimate,
+        "ci_low": fit.ci_low,
+        "ci_high": fit.ci_high,
+        "tau": tau,
+        "p": fit.p,
+        "prob_gt_0": math.nan,
+        "mcse": math.nan,
+    }
 
 
 def _bayes_summary(gated) -> dict:
     if gated is None or not gated.passed:
-        return {"k": 0 if gated is None else gated.result.k, "estimate": math.nan, "ci_low": math.nan,
-                "ci_high": math.nan, "tau": math.nan, "p": math.nan, "prob_gt_0": math.nan, "mcse": math.nan}
+        return {
+            "k": 0 if gated is None else gated.result.k,
+            "estimate": math.nan,
+            "ci_low": math.nan,
+            "ci_high": math.nan,
+            "tau": math.nan,
+            "p": math.nan,
+            "prob_gt_0": math.nan,
+            "mcse": math.nan,
+        }
     est = gated.result.estimates.set_index("quantity")
-    return {"k": gated.result.k, "estimate": float(est.at["mu", "estimate"]), "ci_low": float(est.at["mu", "ci_low"]),
-            "ci_high": float(est.at["mu", "ci_high"]), "tau": float(est.at["tau", "median"]), "p": math.nan,
-            "prob_gt_0": float(est.at["P(mu > 0)", "estimate"]), "mcse": float(est.at["mu", "mcse_mean"])}
+    return {
+        "k": gated.result.k,
+        "estimate": float(est.at["mu", "estimate"]),
+        "ci_low": float(est.at["mu", "ci_low"]),
+        "ci_high": float(est.at["mu", "ci_high"]),
+        "tau": float(est.at["tau", "median"]),
+        "p": math.nan,
+        "prob_gt_0": float(est.at["P(mu > 0)", "estimate"]),
+        "mcse": float(est.at["mu", "mcse_mean"]),
+    }
 
 
 def side_by_side_row(ids: dict, framework: str, without: dict, with_: dict, method: str) -> dict:
@@ -345,9 +407,12 @@ def predictive_percentiles_frequentist(fit: MetaResult, y: float, v: float) -> d
     dist = stats.t(fit.df) if fit.knha else stats.norm()
     scale_true, scale_obs = math.sqrt(fit.se**2 + tau2), math.sqrt(fit.se**2 + tau2 + v)
     pct_obs = float(dist.cdf((y - fit.estimate) / scale_obs))
-    return {"pct_true": float(dist.cdf((y - fit.estimate) / scale_true)), "pct_observed": pct_obs,
-            "p_two_sided": 2 * min(pct_obs, 1 - pct_obs),
-            "distribution": f"t({fit.df:g})" if fit.knha else "normal"}
+    return {
+        "pct_true": float(dist.cdf((y - fit.estimate) / scale_true)),
+        "pct_observed": pct_obs,
+        "p_two_sided": 2 * min(pct_obs, 1 - pct_obs),
+        "distribution": f"t({fit.df:g})" if fit.knha else "normal",
+    }
 
 
 def _draws(result, name: str) -> np.ndarray:
@@ -366,70 +431,13 @@ def predictive_percentiles_bayes(result, y: float, v: float) -> dict:
     cdf = stats.norm.cdf((y - mu) / np.sqrt(tau**2 + v))
     mcse = [0.0 if np.ptp(x) == 0 else float(az.mcse(x, method="mean")) for x in (below, cdf)]
     pct_obs = float(cdf.mean())
-    return {"pct_true": float(below.mean()), "pct_true_mcse": mcse[0], "pct_observed": pct_obs,
-            "pct_observed_mcse": mcse[1], "p_two_sided": 2 * min(pct_obs, 1 - pct_obs)}
-
-
-# ---------------------------------------------------------------------------------------------
-# Figures (matplotlib Figure objects, no pyplot state)
-
-
-def _new_figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
-    return fig, fig.subplots()
-
-
-_COLOURS = {"itt": "tab:red", "complete_case": "tab:orange"}
-
-
-def cumulative_with_trial_figure(steps: pd.DataFrame, endings: dict[str, pd.Series], *, title: str):
-    """The pooled effect and CI as published studies are added by year (black), ending in the trial:
-    one final row per trial analysis (coloured)."""
-    n = len(steps) + len(endings)
-    fig, ax = _new_figure(7.5, 1.4 + 0.42 * n)
-    labels = []
-    for i, (_, r) in enumerate(steps.iterrows()):
-        ax.plot([r["ci_low"], r["ci_high"]], [n - i, n - i], color="black", lw=1)
-        ax.plot(r["estimate"], n - i, "o", color="tab:blue")
-        labels.append(f"+ {r['added']} (k = {int(r['k'])})")
-    for j, (analysis, r) in enumerate(endings.items()):
-        row = n - len(steps) - j
-        ax.plot([r["ci_low"], r["ci_high"]], [row, row], color=_COLOURS.get(analysis, "tab:red"), lw=1.5)
-        ax.plot(r["estimate"], row, "D", color=_COLOURS.get(analysis, "tab:red"))
-        labels.append(f"+ {r['added']}, {ANALYSIS_NAMES[analysis]} (k = {int(r['k'])})")
-    ax.set_yticks([n - i for i in range(n)], labels, fontsize=8)
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_xlabel(f"pooled Hedges' g ({FAVOURS}), 95% CI")
-    ax.set_title(title, fontsize=10)
-    return fig
-
-
-def predictive_figure(mu_new: np.ndarray, trial_rows: pd.DataFrame, *, title: str):
-    """Histogram of the published-only posterior predictive draws of a new trial's effect, with the
-    trial's g (and its 95% CI) per analysis."""
-    fig, ax = _new_figure(7.0, 3.8)
-    flat = mu_new.ravel()
-    lo, hi = np.quantile(flat, [0.002, 0.998])
-    lo = min(lo, float(trial_rows["ci_low"].min()))
-    hi = max(hi, float(trial_rows["ci_high"].max()))
-    heights, _, _ = ax.hist(flat, bins=80, range=(lo, hi), density=True, color="tab:blue", alpha=0.4,
-                            label="predictive: new trial's true effect (published studies only)")
-    top = heights.max()
-    for i, (_, r) in enumerate(trial_rows.iterrows()):
-        colour = _COLOURS.get(r["analysis"], "tab:red")
-        ax.axvline(r["yi"], color=colour, lw=1.5,
-                   label=f"{ANALYSIS_NAMES[r['analysis']]}: g = {r['yi']:.2f}, percentile {100 * r['pct_true']:.0f}")
-        y = top * (1.05 + 0.07 * i)
-        ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=colour, lw=1)
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_ylim(0, top * (1.2 + 0.07 * len(trial_rows)))
-    ax.set_xlabel(f"Hedges' g ({FAVOURS})")
-    ax.set_ylabel("density")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=1, frameon=False)
-    ax.set_title(title, fontsize=10)
-    return fig
+    return {
+        "pct_true": float(below.mean()),
+        "pct_true_mcse": mcse[0],
+        "pct_observed": pct_obs,
+        "pct_observed_mcse": mcse[1],
+        "p_two_sided": 2 * min(pct_obs, 1 - pct_obs),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,76 +456,116 @@ class _Bayes:
 
     def __init__(self, meta: dict, seed: int, k_max: int, flags: list[str]):
         from imrstats.meta.bayes import SHIPPED_TAU_PRIORS, shared_sampler
-        from imrstats.meta.bayes_stage import _normal_prior
+        from imrstats.meta.bayes_stage import normal_prior_from_spec
 
         self.b = meta["bayes"]
-        self.prior_mu = _normal_prior(self.b["prior_mu"], "meta.bayes.prior_mu")
+        self.prior_mu = normal_prior_from_spec(self.b["prior_mu"], "meta.bayes.prior_mu")
         self.prior_key = self.b["tau_prior"]
         self.prior_tau = SHIPPED_TAU_PRIORS[self.prior_key].prior
         self.mid = None if meta.get("mid") is None else float(meta["mid"])
         self.seed, self.flags, self.diagnostics = seed, flags, []
-        self.sampler = shared_sampler(capacity=max(8, 8 * math.ceil(k_max / 8)),
-                                      target_accept=float(self.b["target_accept"]),
-                                      parameterization=self.b["parameterization"])
+        self.sampler = shared_sampler(
+            capacity=max(8, 8 * math.ceil(k_max / 8)),
+            target_accept=float(self.b["target_accept"]),
+            parameterization=self.b["parameterization"],
+        )
 
     def fit(self, data: pd.DataFrame, seed: int, context: str, **ids):
-        from imrstats.meta.bayes_stage import _diagnostic_row, gated_fit
+        from imrstats.meta.bayes_stage import diagnostic_row, gated_fit
 
         if not self.b["enabled"] or len(data) < self.b["min_studies"]:
             return None
-        fit = gated_fit(self.sampler, data["yi"].to_numpy(float), data["sei"].to_numpy(float), _labels(data),
-                        prior_mu=self.prior_mu, prior_tau=self.prior_tau, mid=self.mid, seed=seed,
-                        draws=self.b["draws"], tune=self.b["tune"], chains=self.b["chains"],
-                        context=f"evidence, {context}", on_failure="flag")
+        fit = gated_fit(
+            self.sampler,
+            data["yi"].to_numpy(float),
+            data["sei"].to_numpy(float),
+            _labels(data),
+            prior_mu=self.prior_mu,
+            prior_tau=self.prior_tau,
+            mid=self.mid,
+            seed=seed,
+            draws=self.b["draws"],
+            tune=self.b["tune"],
+            chains=self.b["chains"],
+            context=f"evidence, {context}",
+            on_failure="flag",
+        )
         if not fit.passed:
             self.flags.append(fit.failure)
-        self.diagnostics.append(_diagnostic_row(fit, **ids))
+        self.diagnostics.append(diagnostic_row(fit, **ids))
         return fit
 
     @property
     def method(self) -> str:
-        return (f"Bayesian normal-normal random effects, NUTS via nutpie ({self.b['chains']} x {self.b['draws']} "
-                f"draws); mu ~ {self.prior_mu.label()}, tau prior {self.prior_key}; posterior mean and 95% "
-                "equal-tailed interval of mu, posterior median of tau")
+        return (
+            f"Bayesian normal-normal random effects, NUTS via nutpie ({self.b['chains']} x {self.b['draws']} "
+            f"draws); mu ~ {self.prior_mu.label()}, tau prior {self.prior_key}; posterior mean and 95% "
+            "equal-tailed interval of mu, posterior median of tau"
+        )
 
 
 def _disabled() -> StageResult:
-    return StageResult("evidence", record={"enabled": False},
-                       summary="Your trial in the pooled evidence: off (evidence.enabled = false)",
-                       html="<h2>Your trial in the pooled evidence</h2><p>Not run: evidence.enabled is false.</p>")
+    return StageResult(
+        "evidence",
+        record={"enabled": False},
+        summary="Your trial in the pooled evidence: off (evidence.enabled = false)",
+    )
 
 
 def _replacement_text(ev: dict, dropped: dict[str, bool]) -> str:
     rep = ev["replaces_study"]
     if rep is None:
-        return ("evidence.replaces_study is null: the trial is treated as a new study and every published study "
-                "stays in the 'with your trial' analysis.")
+        return (
+            "evidence.replaces_study is null: the trial is treated as a new study and every published study "
+            "stays in the 'with your trial' analysis."
+        )
     hit = [label for label, done in dropped.items() if done]
     if not hit:
-        return (f"evidence.replaces_study = '{rep}', but no pooled published row has that study name, so nothing "
-                "was dropped.")
-    return (f"evidence.replaces_study = '{rep}': your trial is that study, so its published row was dropped from "
-            f"the 'with your trial' analysis and from the reference for the surprise check ({', '.join(hit)}); "
-            "the 'without' column still pools it as published.")
+        return (
+            f"evidence.replaces_study = '{rep}', but no pooled published row has that study name, so nothing "
+            "was dropped."
+        )
+    return (
+        f"evidence.replaces_study = '{rep}': your trial is that study, so its published row was dropped from "
+        f"the 'with your trial' analysis and from the reference for the surprise check ({', '.join(hit)}); "
+        "the 'without' column still pools it as published."
+    )
 
 
 def _outcome_part(label, published, rows, ev, meta, year, bayes, seed, figures, out, notes):
     """Every analysis of one outcome label: appends to the ``out`` lists of rows; returns nothing."""
-    from imrstats.meta.bayes_stage import _label_code, _seed
+    from imrstats.core.seeds import label_code, spawn_seed
+    from imrstats.evidence.figures import cumulative_with_trial_figure, predictive_figure
 
     rep = ev["replaces_study"]
     reference = published.loc[published["study"] != rep] if rep else published
     freq_without = fit_frequentist(published, meta)
-    bayes_without = bayes.fit(published, _seed(_seed(seed, _label_code(label)), 0, 0),
-                              f"{label}, published studies only", outcome_label=label, analysis="without",
-                              timepoint="", k_role="published")
+    bayes_without = bayes.fit(
+        published,
+        spawn_seed(spawn_seed(seed, label_code(label)), 0, 0),
+        f"{label}, published studies only",
+        outcome_label=label,
+        analysis="without",
+        timepoint="",
+        k_role="published",
+    )
     if bayes_without is None and bayes.b["enabled"]:
         notes.append(f"{label}: k = {len(published)} published < meta.bayes.min_studies; no Bayesian 'without'")
     same_reference = len(reference) == len(published)
     freq_ref = freq_without if same_reference else (fit_frequentist(reference, meta) if len(reference) else None)
-    bayes_ref = bayes_without if same_reference else bayes.fit(
-        reference, _seed(seed, _label_code(f"evidence reference {label}")), f"{label}, reference without {rep}",
-        outcome_label=label, analysis="reference", timepoint="", k_role="published minus replaced")
+    bayes_ref = (
+        bayes_without
+        if same_reference
+        else bayes.fit(
+            reference,
+            spawn_seed(seed, label_code(f"evidence reference {label}")),
+            f"{label}, reference without {rep}",
+            outcome_label=label,
+            analysis="reference",
+            timepoint="",
+            k_role="published minus replaced",
+        )
+    )
     freq_method = freq_without.method_label
     for tp in ev["timepoints"]:
         endings, shown = {}, []
@@ -526,18 +574,43 @@ def _outcome_part(label, published, rows, ev, meta, year, bayes, seed, figures, 
             if hit.empty or hit.iloc[0]["problem"]:
                 continue
             trow = hit.iloc[0]
-            ids = {"outcome_label": label, "instrument": trow["instrument"], "analysis": analysis, "timepoint": tp,
-                   "trial_g": float(trow["yi"]), "trial_se": float(trow["sei"])}
+            ids = {
+                "outcome_label": label,
+                "instrument": trow["instrument"],
+                "analysis": analysis,
+                "timepoint": tp,
+                "trial_g": float(trow["yi"]),
+                "trial_se": float(trow["sei"]),
+            }
             data = with_trial(published, trow, year=year, replaces_study=rep)
             f_with = fit_frequentist(data, meta)
-            b_with = bayes.fit(data, _seed(seed, _label_code(f"evidence {label} {analysis} {tp}")),
-                               f"{label}, with your trial ({analysis}, {tp})", outcome_label=label,
-                               analysis=f"with ({analysis})", timepoint=tp, k_role="with trial")
-            out["pooled"].append(side_by_side_row(ids, f"{meta['method']}" + (" + Knapp-Hartung" if meta["knha"]
-                                                                             else ""),
-                                                  _freq_summary(freq_without), _freq_summary(f_with), freq_method))
-            out["pooled"].append(side_by_side_row(ids, f"Bayesian ({bayes.prior_key})", _bayes_summary(bayes_without),
-                                                  _bayes_summary(b_with), bayes.method))
+            b_with = bayes.fit(
+                data,
+                spawn_seed(seed, label_code(f"evidence {label} {analysis} {tp}")),
+                f"{label}, with your trial ({analysis}, {tp})",
+                outcome_label=label,
+                analysis=f"with ({analysis})",
+                timepoint=tp,
+                k_role="with trial",
+            )
+            out["pooled"].append(
+                side_by_side_row(
+                    ids,
+                    f"{meta['method']}" + (" + Knapp-Hartung" if meta["knha"] else ""),
+                    _freq_summary(freq_without),
+                    _freq_summary(f_with),
+                    freq_method,
+                )
+            )
+            out["pooled"].append(
+                side_by_side_row(
+                    ids,
+                    f"Bayesian ({bayes.prior_key})",
+                    _bayes_summary(bayes_without),
+                    _bayes_summary(b_with),
+                    bayes.method,
+                )
+            )
             out["pooled"][-1]["studies_with"] = out["pooled"][-2]["studies_with"] = "; ".join(_labels(data))
             cum = f_with.cumulative(order=np.arange(len(data)))
             out["cumulative"].append(cum.assign(outcome_label=label, analysis=analysis, timepoint=tp))
@@ -548,12 +621,19 @@ def _outcome_part(label, published, rows, ev, meta, year, bayes, seed, figures, 
         if endings:
             name = f"evidence_cumulative_{_slug(label)}_{tp}"
             figures[name] = cumulative_with_trial_figure(
-                steps, endings, title=f"{label} ({tp}): cumulative {meta['method']}"
-                + (" + Knapp-Hartung" if meta["knha"] else "") + f", ending in {ev['label']}")
+                steps,
+                endings,
+                title=f"{label} ({tp}): cumulative {meta['method']}"
+                + (" + Knapp-Hartung" if meta["knha"] else "")
+                + f", ending in {ev['label']}",
+            )
         if shown and bayes_ref is not None and bayes_ref.passed:
             name = f"evidence_predictive_{_slug(label)}_{tp}"
-            figures[name] = predictive_figure(_draws(bayes_ref.result, "mu_new"), pd.DataFrame(shown),
-                                              title=f"{label} ({tp}): how surprising is {ev['label']}?")
+            figures[name] = predictive_figure(
+                _draws(bayes_ref.result, "mu_new"),
+                pd.DataFrame(shown),
+                title=f"{label} ({tp}): how surprising is {ev['label']}?",
+            )
 
 
 def _surprise_row(ids, trow, reference, freq_ref, bayes_ref, notes) -> dict:
@@ -564,36 +644,48 @@ def _surprise_row(ids, trow, reference, freq_ref, bayes_ref, notes) -> dict:
     except AnalysisError:
         f = None
     if f is None:
-        notes.append(f"{ids['outcome_label']}: {len(reference)} reference stud{'y' if len(reference) == 1 else 'ies'}"
-                     " (published, minus a replaced study): no surprise check (tau^2 needs at least 2)")
+        notes.append(
+            f"{ids['outcome_label']}: {len(reference)} reference stud{'y' if len(reference) == 1 else 'ies'}"
+            " (published, minus a replaced study): no surprise check (tau^2 needs at least 2)"
+        )
         f = {"pct_true": math.nan, "pct_observed": math.nan, "p_two_sided": math.nan, "distribution": ""}
     row.update({f"freq_{k}": val for k, val in f.items()})
     if bayes_ref is not None and bayes_ref.passed:
         row.update({f"bayes_{k}": val for k, val in predictive_percentiles_bayes(bayes_ref.result, y, v).items()})
     else:
-        row.update({f"bayes_{k}": math.nan for k in ("pct_true", "pct_true_mcse", "pct_observed",
-                                                     "pct_observed_mcse", "p_two_sided")})
+        row.update(
+            {
+                f"bayes_{k}": math.nan
+                for k in ("pct_true", "pct_true_mcse", "pct_observed", "pct_observed_mcse", "p_two_sided")
+            }
+        )
     return row
 
 
-def run_evidence_stage(tables: dict[str, pd.DataFrame] | None, settings: dict | None, *, seed: int | None = None,
-                       trial_dir: str | Path = "results/trial", trial=None,
-                       published: pd.DataFrame | None = None) -> StageResult:
+def run_evidence_stage(
+    tables: dict[str, pd.DataFrame] | None,
+    settings: dict | None,
+    *,
+    seed: int | None = None,
+    trial_dir: str | Path = "results/trial",
+    trial=None,
+    published: pd.DataFrame | None = None,
+) -> StageResult:
     """The trial added to the published evidence (module docstring). ``settings``: ``{"evidence": ...,
     "meta": ...}`` (or the evidence section alone). The trial's results come from ``trial`` (the trial
     stage's StageResult, tables or record) or else ``trial_dir``; the published rows from ``published`` or
     ``meta.published_outcomes``. ``tables`` (the cleaned data) is not used: only aggregates enter.
-    ``seed`` seeds the Bayesian fits (the published-only fit uses the meta stage's seed path; it reproduces
+    ``seed`` (default: the config's `stage_seed("meta")`, what the pipeline passes) seeds the Bayesian
+    fits (the published-only fit uses the meta stage's seed path; it reproduces
     the meta report's draws only with the same seed and the same compiled capacity, otherwise it agrees
     within Monte Carlo error)."""
-    from imrstats.meta.bayes_stage import DEFAULT_SEED
-    from imrstats.meta.stage import outcome_inputs
     from imrstats.data.published import load_published_outcomes
+    from imrstats.meta.stage import outcome_inputs
 
     ev, meta = evidence_settings(settings)
     if not ev["enabled"]:
         return _disabled()
-    seed = DEFAULT_SEED if seed is None else int(seed)
+    seed = stage_seed("meta") if seed is None else int(seed)
     trial = read_trial_results(trial_dir) if trial is None else trial
     effects = _trial_effects(trial, ev, meta)
     outcomes = load_published_outcomes(meta["published_outcomes"]) if published is None else published
@@ -601,16 +693,35 @@ def run_evidence_stage(tables: dict[str, pd.DataFrame] | None, settings: dict | 
     inputs = outcome_inputs(outcomes, meta_plain)
     years = [int(y) for d in inputs.values() for y in d["year"]]
     year = ev["year"] if ev["year"] is not None else (max(years) + 1 if years else 0)
-    flags: list[str] = [f"{r['outcome_label']} ({ANALYSIS_NAMES[r['analysis']]}, {r['timepoint']}): not converted: "
-                        f"{r['problem']}" for _, r in effects.iterrows() if r.get("problem")] if len(effects) else []
+    flags: list[str] = (
+        [
+            f"{r['outcome_label']} ({ANALYSIS_NAMES[r['analysis']]}, {r['timepoint']}): not converted: {r['problem']}"
+            for _, r in effects.iterrows()
+            if r.get("problem")
+        ]
+        if len(effects)
+        else []
+    )
     notes: list[str] = []
-    covered = [label for label in meta["outcomes"] if len(effects) and label in set(effects["outcome_label"])
-               and len(inputs.get(label, [])) and (inputs[label]["measure"] == "SMD").all()]
+    covered = [
+        label
+        for label in meta["outcomes"]
+        if len(effects)
+        and label in set(effects["outcome_label"])
+        and len(inputs.get(label, []))
+        and (inputs[label]["measure"] == "SMD").all()
+    ]
     for label in meta["outcomes"]:
         if label not in covered:
-            notes.append(f"{label}: not compared ("
-                         + ("the trial has no result for its instruments" if not len(effects) or label not in
-                            set(effects["outcome_label"]) else "no published SMD rows pooled") + ")")
+            notes.append(
+                f"{label}: not compared ("
+                + (
+                    "the trial has no result for its instruments"
+                    if not len(effects) or label not in set(effects["outcome_label"])
+                    else "no published SMD rows pooled"
+                )
+                + ")"
+            )
     if not covered:
         flags.append("no outcome is covered by both the trial stage and the published data: nothing to compare")
     k_max = max([len(inputs[label]) + 1 for label in covered] + [1])
@@ -623,28 +734,46 @@ def run_evidence_stage(tables: dict[str, pd.DataFrame] | None, settings: dict | 
     for label in covered:
         dropped[label] = bool(ev["replaces_study"]) and ev["replaces_study"] in set(inputs[label]["study"])
         try:
-            _outcome_part(label, inputs[label], effects.loc[effects["outcome_label"] == label], ev, meta, year,
-                          bayes, seed, figures, out, notes)
+            _outcome_part(
+                label,
+                inputs[label],
+                effects.loc[effects["outcome_label"] == label],
+                ev,
+                meta,
+                year,
+                bayes,
+                seed,
+                figures,
+                out,
+                notes,
+            )
         except (AnalysisError, InputError) as error:
             flags.append(f"{label}: not compared: {error}")
     if ev["replaces_study"] and not any(dropped.values()):
-        flags.append(f"evidence.replaces_study = '{ev['replaces_study']}' matches no pooled published study; "
-                     "nothing was dropped (check the spelling against the meta stage's study names)")
+        flags.append(
+            f"evidence.replaces_study = '{ev['replaces_study']}' matches no pooled published study; "
+            "nothing was dropped (check the spelling against the meta stage's study names)"
+        )
     notes = list(dict.fromkeys(notes))
     result_tables = _tables(effects, out, bayes)
-    record = {"settings": {**ev, "meta": meta_plain}, "year_used": year, "seed": seed, "direction": FAVOURS,
-              "replacement": _replacement_text(ev, dropped), "covered": covered, "notes": notes,
-              **{name.removeprefix("evidence_"): _records(frame) for name, frame in result_tables.items()}}
-    return StageResult("evidence", result_tables, figures, record,
-                       _summary(ev, meta, year, result_tables, notes, flags, dropped, bayes),
-                       _stage_html(ev, meta, year, result_tables, figures, notes, flags, dropped, bayes), flags)
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    if frame is None or frame.empty:
-        return []
-    return [{k: (None if (not isinstance(v, str) and pd.isna(v)) else v) for k, v in row.items()}
-            for row in frame.astype(object).to_dict(orient="records")]
+    record = {
+        "settings": {**ev, "meta": meta_plain},
+        "year_used": year,
+        "seed": seed,
+        "direction": FAVOURS,
+        "replacement": _replacement_text(ev, dropped),
+        "covered": covered,
+        "notes": notes,
+        **{name.removeprefix("evidence_"): to_records(frame) for name, frame in result_tables.items()},
+    }
+    return StageResult(
+        "evidence",
+        result_tables,
+        figures,
+        record,
+        _summary(ev, meta, year, result_tables, notes, flags, dropped, bayes),
+        flags=flags,
+    )
 
 
 def _tables(effects, out, bayes) -> dict[str, pd.DataFrame]:
@@ -652,131 +781,52 @@ def _tables(effects, out, bayes) -> dict[str, pd.DataFrame]:
     if len(cum):
         front = ["outcome_label", "analysis", "timepoint", "added", "k", "estimate", "ci_low", "ci_high", "p", "tau2"]
         cum = cum[front + [c for c in cum.columns if c not in front]]
-    tables = {"evidence_trial_effects": effects, "evidence_pooled": pd.DataFrame(out["pooled"]),
-              "evidence_surprise": pd.DataFrame(out["surprise"]), "evidence_cumulative": cum,
-              "evidence_diagnostics": pd.DataFrame(bayes.diagnostics)}
+    tables = {
+        "evidence_trial_effects": effects,
+        "evidence_pooled": pd.DataFrame(out["pooled"]),
+        "evidence_surprise": pd.DataFrame(out["surprise"]),
+        "evidence_cumulative": cum,
+        "evidence_diagnostics": pd.DataFrame(bayes.diagnostics),
+    }
     return {k: v for k, v in tables.items() if len(v)}
 
 
 # ---------------------------------------------------------------------------------------------
-# Report text
-
-
-def _fmt(x, digits: int = 2) -> str:
-    return "NA" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+# Summary text
 
 
 def _summary(ev, meta, year, tables, notes, flags, dropped, bayes) -> str:
-    lines = [f"Your trial in the pooled evidence: '{ev['label']}' ({year}) added as the newest study; Hedges' g "
-             f"({FAVOURS}), SD = {ev['standardise_by'].replace('_', ' ')}; {meta['method']}"
-             f"{' + Knapp-Hartung' if meta['knha'] else ''} and Bayesian (tau prior {bayes.prior_key}).",
-             _replacement_text(ev, dropped), ""]
+    lines = [
+        f"Your trial in the pooled evidence: '{ev['label']}' ({year}) added as the newest study; Hedges' g "
+        f"({FAVOURS}), SD = {ev['standardise_by'].replace('_', ' ')}; {meta['method']}"
+        f"{' + Knapp-Hartung' if meta['knha'] else ''} and Bayesian (tau prior {bayes.prior_key}).",
+        _replacement_text(ev, dropped),
+        "",
+    ]
     pooled, surprise = tables.get("evidence_pooled"), tables.get("evidence_surprise")
     if pooled is not None:
         lines.append(f"{'outcome':<15}{'analysis':<15}{'visit':<6}{'framework':<40}{'without':>22}{'with':>24}")
         for _, r in pooled.iterrows():
-            w = f"{_fmt(r['estimate_without'])} [{_fmt(r['ci_low_without'])}, {_fmt(r['ci_high_without'])}]"
-            x = f"{_fmt(r['estimate_with'])} [{_fmt(r['ci_low_with'])}, {_fmt(r['ci_high_with'])}]"
-            lines.append(f"{r['outcome_label']:<15}{r['analysis']:<15}{r['timepoint']:<6}{r['framework'][:39]:<40}"
-                         f"{w:>22}{x:>24}  (k {int(r['k_without'])} -> {int(r['k_with'])})")
+            w = f"{fmt(r['estimate_without'])} [{fmt(r['ci_low_without'])}, {fmt(r['ci_high_without'])}]"
+            x = f"{fmt(r['estimate_with'])} [{fmt(r['ci_low_with'])}, {fmt(r['ci_high_with'])}]"
+            lines.append(
+                f"{r['outcome_label']:<15}{r['analysis']:<15}{r['timepoint']:<6}{r['framework'][:39]:<40}"
+                f"{w:>22}{x:>24}  (k {int(r['k_without'])} -> {int(r['k_with'])})"
+            )
     if surprise is not None:
-        lines += ["", "How surprising is the trial (percentile of its g in the published-only predictive "
-                  "distribution; 'obs' includes the trial's own sampling error):"]
+        lines += [
+            "",
+            "How surprising is the trial (percentile of its g in the published-only predictive "
+            "distribution; 'obs' includes the trial's own sampling error):",
+        ]
         for _, r in surprise.iterrows():
-            lines.append(f"  {r['outcome_label']} {r['analysis']} {r['timepoint']}: g = {_fmt(r['trial_g'])}; "
-                         f"Bayes percentile {_fmt(100 * r['bayes_pct_true'], 0)} (obs "
-                         f"{_fmt(100 * r['bayes_pct_observed'], 0)}, two-sided p {_fmt(r['bayes_p_two_sided'], 3)}); "
-                         f"frequentist {_fmt(100 * r['freq_pct_true'], 0)} (obs {_fmt(100 * r['freq_pct_observed'], 0)}"
-                         f", {r['freq_distribution'] or 'n/a'})")
+            lines.append(
+                f"  {r['outcome_label']} {r['analysis']} {r['timepoint']}: g = {fmt(r['trial_g'])}; "
+                f"Bayes percentile {fmt(100 * r['bayes_pct_true'], 0)} (obs "
+                f"{fmt(100 * r['bayes_pct_observed'], 0)}, two-sided p {fmt(r['bayes_p_two_sided'], 3)}); "
+                f"frequentist {fmt(100 * r['freq_pct_true'], 0)} (obs {fmt(100 * r['freq_pct_observed'], 0)}"
+                f", {r['freq_distribution'] or 'n/a'})"
+            )
     lines += [f"  note: {n}" for n in notes]
     lines += [f"WARNING: {f}" for f in flags]
     return "\n".join(lines)
-
-
-def _p(text: str) -> str:
-    return f"<p>{_html.escape(text)}</p>"
-
-
-_SHOW_POOLED = ["outcome_label", "instrument", "analysis", "timepoint", "framework", "k_without", "estimate_without",
-                "ci_low_without", "ci_high_without", "tau_without", "k_with", "estimate_with", "ci_low_with",
-                "ci_high_with", "tau_with", "prob_gt_0_with", "shift"]
-_SHOW_EFFECTS = ["outcome_label", "instrument", "analysis", "timepoint", "yi", "sei", "ci_low", "ci_high", "md",
-                 "md_se", "sd_divided_by", "hedges_j", "n_imr", "n_tau", "sd_source", "problem"]
-_SHOW_SURPRISE = ["outcome_label", "analysis", "timepoint", "trial_g", "trial_se", "k_reference", "bayes_pct_true",
-                  "bayes_pct_observed", "bayes_p_two_sided", "freq_pct_true", "freq_pct_observed",
-                  "freq_p_two_sided", "freq_distribution", "reference_studies"]
-
-
-def _cols(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    return frame[[c for c in columns if c in frame.columns]]
-
-
-def _stage_html(ev, meta, year, tables, figures, notes, flags, dropped, bayes) -> str:
-    test = "Knapp-Hartung t(k − 1)" if meta["knha"] else "Wald z"
-    sd_text = ("the pooled within-arm SD of the observed outcome at that visit: the SD every published "
-               "arm-summary SMD divides by, so the trial lands on its peers' scale" if ev["standardise_by"] ==
-               "visit_sd" else "the pooled within-arm SD of the observed baseline (pre-randomisation)")
-    parts = ["<h2>Your trial in the pooled evidence</h2>",
-             "".join(f"<div class='flag'>{_html.escape(f)}</div>" for f in flags),
-             _p(f"The trial ('{ev['label']}', year {year}) is converted to the meta-analysis scale and added to the "
-                "published studies as the newest study, once per trial analysis (ITT and complete case, each "
-                "separately). Conversion: Hedges' g = J(m) × sign × MD / s with Hedges' exact correction J for the "
-                "SD's degrees of freedom m = n1 + n2 − 2, and variance v = (SE_MD / s)² + g² / (2 (n1 + n2)), "
-                "metafor's large-sample SMD variance with 1/n1 + 1/n2 replaced by (SE_MD / s)². ITT: MD and SE_MD "
-                "are the Rubin-pooled MI-MMRM contrast (adjusted for baseline and covariates); complete case: the "
-                f"observed arm means (the same conversion the published arm summaries get). s is {sd_text}. The raw "
-                "mean difference (IMR − TAU on the instrument's own scale) is shown beside g; it is comparable only "
-                f"with studies that used the same instrument. Signs: {FAVOURS}."),
-             _p(_replacement_text(ev, dropped)),
-             _p(f"Pooling: the meta stage's main model (random effects, tau² by {meta['method']}, {test}) and the "
-                f"Bayesian normal-normal model with its main prior ({bayes.prior_key}, mu ~ {bayes.prior_mu.label()}; "
-                "every fit passes the R-hat / ESS / divergence gate), on the same published rows the meta stage "
-                "pools (one per study by the meta timepoint preference), without and with the trial."),
-             _p("How surprising is this trial: the predictive distribution of a new trial from the published "
-                "studies alone (minus a replaced study). 'pct_true' is the share of posterior draws of a new "
-                "trial's true effect (mu_new) below the trial's g (frequentist: the prediction distribution "
-                "mu + t(k − 1) × sqrt(se² + tau²) under Knapp-Hartung, else normal). A trial's estimate also carries "
-                "its own sampling error, so 'pct_observed' uses a new trial's estimate, N(mu, tau² + v_trial), "
-                "averaged over the posterior (frequentist: sqrt(se² + tau² + v_trial)); it is the calibrated one, "
-                "and its two-sided p = 2 min(pct, 1 − pct) says how unusual the trial is. With two to four "
-                "published studies the predictive distribution is wide and driven by the tau prior.")]
-    if "evidence_trial_effects" in tables:
-        parts.append(table_html(_cols(tables["evidence_trial_effects"], _SHOW_EFFECTS),
-                                caption=f"The trial on the meta-analysis scale (g: Hedges' g, {FAVOURS}; md: IMR − TAU "
-                                        "on the instrument's scale; 95% normal CI of g)",
-                                method="g = J(m) sign MD / s, v = (SE_MD / s)^2 + g^2 / (2 n_s); per row: "
-                                       "tables/evidence_trial_effects.csv column 'conversion'"))
-    if "evidence_pooled" in tables:
-        parts.append(table_html(_cols(tables["evidence_pooled"], _SHOW_POOLED),
-                                caption=f"Pooled effect without and with the trial, side by side ({FAVOURS})",
-                                method=f"frequentist rows: {meta['method']}, {test}, 95% CI, tau = sqrt(tau²); "
-                                       f"Bayesian rows: {bayes.method}; prob_gt_0: posterior P(mu > 0)"))
-    if "evidence_surprise" in tables:
-        parts.append(table_html(_cols(tables["evidence_surprise"], _SHOW_SURPRISE),
-                                caption="How surprising is the trial: its percentile in the published-only predictive "
-                                        "distribution",
-                                method="Bayesian: share of mu_new draws below g (pct_true); E_post Phi((g − mu) / "
-                                       "sqrt(tau² + v)) (pct_observed); frequentist: column freq_distribution"))
-    for name in sorted(figures):
-        kind, rest = ("cumulative", name.removeprefix("evidence_cumulative_")) if "cumulative" in name else \
-            ("predictive", name.removeprefix("evidence_predictive_"))
-        caption = (f"{rest}: cumulative meta-analysis by year ({meta['method']}, {test}), ending in the trial "
-                   "(one final row per trial analysis)" if kind == "cumulative" else
-                   f"{rest}: posterior predictive distribution of a new trial's effect from the published studies "
-                   "alone, with the trial's g and 95% CI per analysis")
-        parts.append(figure_html(name, caption))
-    if "evidence_cumulative" in tables:
-        parts.append(table_html(_cols(tables["evidence_cumulative"], ["outcome_label", "analysis", "timepoint",
-                                                                      "added", "k", "estimate", "ci_low", "ci_high",
-                                                                      "p", "tau2"]),
-                                caption="Cumulative meta-analysis ending in the trial", method="per row: "
-                                f"{meta['method']}, {test}"))
-    if "evidence_diagnostics" in tables:
-        parts.append(table_html(_cols(tables["evidence_diagnostics"], [
-            "outcome_label", "analysis", "timepoint", "k", "attempts", "max_rhat", "min_ess_bulk", "divergences",
-            "passed"]), caption="Bayesian fits: sampler diagnostics",
-            method="rank-normalised split R-hat and bulk ESS (Vehtari et al. 2021); gate R-hat ≤ 1.01, ESS ≥ 400, "
-                   "no divergences"))
-    if notes:
-        parts.append(_p("Notes: " + "; ".join(notes) + "."))
-    return "\n".join(p for p in parts if p)

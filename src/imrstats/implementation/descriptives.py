@@ -1,4 +1,4 @@
-"""Descriptive analysis of an IMR programme registry (the Ferrara implementation study, seed 000).
+"""Descriptive analysis of an IMR programme registry (the Ferrara implementation study, 2023; docs/sources.md).
 
 Works on the canonical `programme` table (one row per participant's IMR course) and gives:
 Table 1 (demographics and clinical characteristics overall and by service type, with group tests),
@@ -20,12 +20,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from imrstats.implementation import hypothesis_tests as ht
 from imrstats.errors import AnalysisError
-from imrstats.results import Estimate, _jsonable, to_frame
+from imrstats.implementation import hypothesis_tests as ht
+from imrstats.report.figures import new_figure
+from imrstats.results import Estimate, ResultMixin, summary_block, to_frame
 
 MODULES = tuple(f"m{i:02d}" for i in range(1, 12))
-MODULE_NAMES = {  # seed 000, "Intervention": the eleven modules of the IMR manual (Gingerich et al. 2011)
+MODULE_NAMES = {  # Ferrara implementation study, "Intervention": the eleven modules of the IMR manual (Gingerich et al. 2011)
     "m01": "Recovery Strategies",
     "m02": "Basic Facts About Mental Illness",
     "m03": "The Stress-Vulnerability Model",
@@ -44,8 +45,19 @@ OVERALL = "Overall"
 IMRS_ITEMS = 15
 DAYS_PER_YEAR = 365.25
 REQUIRED_COLUMNS = (
-    "service_type", "service", "format", "start_date", "stop_date", "sessions", *MODULES,
-    "imrs_user", "imrs_provider", "sex", "birth_year", "first_contact_date", "diagnosis",
+    "service_type",
+    "service",
+    "format",
+    "start_date",
+    "stop_date",
+    "sessions",
+    *MODULES,
+    "imrs_user",
+    "imrs_provider",
+    "sex",
+    "birth_year",
+    "first_contact_date",
+    "diagnosis",
 )
 CATEGORICAL_DEMOGRAPHICS = ("sex", "diagnosis")
 CONTINUOUS_DEMOGRAPHICS = ("age_at_start", "age_at_first_contact", "illness_duration_years")
@@ -140,11 +152,20 @@ def summarise_categorical(frame: pd.DataFrame, variable: str, by: str = GROUP_CO
         for level in levels:
             n = int(counts.get(level, 0))
             pct = 100 * n / denominator if denominator else math.nan
-            rows.append({"variable": variable, "level": level, "group": group, "n": n,
-                         "denominator": denominator, "pct": pct})
+            rows.append(
+                {"variable": variable, "level": level, "group": group, "n": n, "denominator": denominator, "pct": pct}
+            )
         if values.isna().any():
-            rows.append({"variable": variable, "level": "(missing)", "group": group,
-                         "n": int(values.isna().sum()), "denominator": len(values), "pct": math.nan})
+            rows.append(
+                {
+                    "variable": variable,
+                    "level": "(missing)",
+                    "group": group,
+                    "n": int(values.isna().sum()),
+                    "denominator": len(values),
+                    "pct": math.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -155,8 +176,15 @@ def summarise_continuous(frame: pd.DataFrame, variable: str, by: str = GROUP_COL
         v = pd.to_numeric(sub[variable], errors="coerce").dropna()
         row = {"variable": variable, "group": group, "n": int(v.size), "missing": int(len(sub) - v.size)}
         if v.size:
-            row.update(mean=v.mean(), sd=v.std(ddof=1) if v.size > 1 else math.nan, median=v.median(),
-                       q1=v.quantile(0.25), q3=v.quantile(0.75), min=v.min(), max=v.max())
+            row.update(
+                mean=v.mean(),
+                sd=v.std(ddof=1) if v.size > 1 else math.nan,
+                median=v.median(),
+                q1=v.quantile(0.25),
+                q3=v.quantile(0.75),
+                min=v.min(),
+                max=v.max(),
+            )
         rows.append(row)
     cols = ["variable", "group", "n", "missing", "mean", "sd", "median", "q1", "q3", "min", "max"]
     return pd.DataFrame(rows).reindex(columns=cols)
@@ -169,12 +197,18 @@ def _labelled(est: Estimate, variable: str, by: str, alpha: float) -> Estimate:
 
 def _failed_test(variable: str, by: str, test: str, error: Exception) -> Estimate:
     """A test that cannot be run is reported as a row saying why, never silently dropped."""
-    return Estimate(quantity="not tested", estimate=math.nan, method="", notes=str(error),
-                    extra={"test": test, "variable": variable, "by": by, "significant": None})
+    return Estimate(
+        quantity="not tested",
+        estimate=math.nan,
+        method="",
+        notes=str(error),
+        extra={"test": test, "variable": variable, "by": by, "significant": None},
+    )
 
 
-def compare_categorical(frame: pd.DataFrame, variable: str, by: str = GROUP_COLUMN, *,
-                        alpha: float = 0.05, seed=None) -> Estimate:
+def compare_categorical(
+    frame: pd.DataFrame, variable: str, by: str = GROUP_COLUMN, *, alpha: float = 0.05, seed=None
+) -> Estimate:
     """Test of independence of `variable` and `by`: chi-square, or Fisher when any expected count < 5."""
     sub = frame[[variable, by]].dropna()
     table = pd.crosstab(sub[variable].astype(str), sub[by])
@@ -184,21 +218,28 @@ def compare_categorical(frame: pd.DataFrame, variable: str, by: str = GROUP_COLU
         return _failed_test(variable, by, "chi-square / Fisher", error)
 
 
-def compare_continuous(frame: pd.DataFrame, variable: str, by: str = GROUP_COLUMN, *,
-                       alpha: float = 0.05) -> list[Estimate]:
+def compare_continuous(
+    frame: pd.DataFrame, variable: str, by: str = GROUP_COLUMN, *, alpha: float = 0.05
+) -> list[Estimate]:
     """Two groups: Welch t and Mann-Whitney U; more than two: one-way ANOVA and Kruskal-Wallis.
 
     Groups with no non-missing value are left out (and so do not count as a group).
     """
-    groups = [pd.to_numeric(frame.loc[frame[by] == g, variable], errors="coerce").dropna().to_numpy()
-              for g in present_groups(frame, by)]
+    groups = [
+        pd.to_numeric(frame.loc[frame[by] == g, variable], errors="coerce").dropna().to_numpy()
+        for g in present_groups(frame, by)
+    ]
     groups = [g for g in groups if g.size]
     if len(groups) == 2:
-        tests = (("Welch t", lambda: ht.welch_t_test(*groups)),
-                 ("Mann-Whitney U", lambda: ht.mann_whitney_u_test(*groups)))
+        tests = (
+            ("Welch t", lambda: ht.welch_t_test(*groups)),
+            ("Mann-Whitney U", lambda: ht.mann_whitney_u_test(*groups)),
+        )
     else:
-        tests = (("one-way ANOVA", lambda: ht.one_way_anova(groups)),
-                 ("Kruskal-Wallis", lambda: ht.kruskal_wallis_test(groups)))
+        tests = (
+            ("one-way ANOVA", lambda: ht.one_way_anova(groups)),
+            ("Kruskal-Wallis", lambda: ht.kruskal_wallis_test(groups)),
+        )
     rows = []
     for name, run in tests:
         try:
@@ -214,15 +255,25 @@ def module_share_table(frame: pd.DataFrame, by: str = GROUP_COLUMN) -> pd.DataFr
     for group, sub in _with_overall(frame, by):
         for module in MODULES:
             n = int(sub[module].sum())
-            rows.append({"module": module, "module_name": MODULE_NAMES[module], "group": group, "n": n,
-                         "denominator": len(sub), "pct": 100 * n / len(sub) if len(sub) else math.nan})
+            rows.append(
+                {
+                    "module": module,
+                    "module_name": MODULE_NAMES[module],
+                    "group": group,
+                    "n": n,
+                    "denominator": len(sub),
+                    "pct": 100 * n / len(sub) if len(sub) else math.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def service_count_table(frame: pd.DataFrame, by: str = GROUP_COLUMN) -> pd.DataFrame:
     """Participants and distinct delivering services (units) per service type and overall."""
-    rows = [{"group": g, "n": len(sub), "services": int(sub["service"].nunique()),
-             "pct": 100 * len(sub) / len(frame)} for g, sub in _with_overall(frame, by)]
+    rows = [
+        {"group": g, "n": len(sub), "services": int(sub["service"].nunique()), "pct": 100 * len(sub) / len(frame)}
+        for g, sub in _with_overall(frame, by)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -248,9 +299,11 @@ def imrs_agreement(frame: pd.DataFrame, *, alpha: float = 0.05) -> list[Estimate
     x, y = frame["imrs_user"].to_numpy(float), frame["imrs_provider"].to_numpy(float)
     label = "imrs_user vs imrs_provider"
     rows = []
-    for name, run in (("Pearson correlation", lambda: [ht.pearson_correlation(x, y)]),
-                      ("Spearman correlation", lambda: [ht.spearman_correlation(x, y)]),
-                      ("Bland-Altman", lambda: ht.bland_altman(x, y))):
+    for name, run in (
+        ("Pearson correlation", lambda: [ht.pearson_correlation(x, y)]),
+        ("Spearman correlation", lambda: [ht.spearman_correlation(x, y)]),
+        ("Bland-Altman", lambda: ht.bland_altman(x, y)),
+    ):
         try:
             rows.extend(_labelled(e, label, "paired", alpha) for e in run())
         except AnalysisError as error:
@@ -258,8 +311,9 @@ def imrs_agreement(frame: pd.DataFrame, *, alpha: float = 0.05) -> list[Estimate
     return rows
 
 
-def flag_small_cells(table: pd.DataFrame, threshold: int = 5, suppress: bool = False, *,
-                     count_column: str = "n") -> pd.DataFrame:
+def flag_small_cells(
+    table: pd.DataFrame, threshold: int = 5, suppress: bool = False, *, count_column: str = "n"
+) -> pd.DataFrame:
     """Mark rows whose count is between 1 and `threshold` - 1; optionally blank their numbers.
 
     A count of 1-4 (for the default threshold) in a table broken down by service can point to a
@@ -284,7 +338,7 @@ def flag_small_cells(table: pd.DataFrame, threshold: int = 5, suppress: bool = F
 
 
 @dataclass(frozen=True)
-class ImplementationResult:
+class ImplementationResult(ResultMixin):
     """Tables of the implementation analysis plus the settings that made them.
 
     `tables` holds aggregates only (safe for the report). `plot_data` holds anonymous row-level
@@ -300,17 +354,34 @@ class ImplementationResult:
     notes: tuple[str, ...] = ()
     plot_data: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False, compare=False)
 
-    def to_dict(self) -> dict:
-        """JSON-serialisable: tables as lists of records (NaN -> None), settings and notes."""
-        return {
-            "n_participants": self.n_participants,
-            "alpha": self.alpha,
-            "small_cell_threshold": self.small_cell_threshold,
-            "suppress_small_cells": self.suppress_small_cells,
-            "notes": list(self.notes),
-            "tables": {name: [{k: _jsonable(v) for k, v in row.items()} for row in table.to_dict("records")]
-                       for name, table in self.tables.items()},
-        }
+    _json_skip = ("plot_data",)  # to_dict(): tables as lists of records (NaN -> None), settings and notes
+
+    def to_frame(self) -> pd.DataFrame:
+        """The tables made of Estimate rows (the group comparisons and the user-provider agreement), stacked,
+        each row naming its table."""
+        frames = [
+            frame if "table" in frame.columns else frame.assign(table=name)
+            for name, frame in self.tables.items()
+            if {"quantity", "estimate"} <= set(frame.columns)
+        ]
+        if not frames:
+            return to_frame([])
+        out = pd.concat(frames, ignore_index=True)
+        return out[["table", *[c for c in out.columns if c != "table"]]]
+
+    def summary(self) -> str:
+        """n, the settings and the tests."""
+        return summary_block(
+            "Implementation analysis (programme registry)",
+            [
+                ("participants", self.n_participants),
+                ("alpha", self.alpha),
+                ("small-cell threshold", self.small_cell_threshold),
+                ("small cells suppressed", self.suppress_small_cells),
+            ],
+            self.to_frame(),
+            self.notes,
+        )
 
 
 def _flag_agreement(agreement: pd.DataFrame, threshold: int, suppress: bool) -> pd.DataFrame:
@@ -332,14 +403,20 @@ def _tests_frame(estimates: list[Estimate], table: str) -> pd.DataFrame:
     return frame
 
 
-def analyse_programme(programme: pd.DataFrame, *, alpha: float = 0.05, small_cell_threshold: int = 5,
-                      suppress_small_cells: bool = False, seed=None) -> ImplementationResult:
+def analyse_programme(
+    programme: pd.DataFrame,
+    *,
+    alpha: float = 0.05,
+    small_cell_threshold: int = 5,
+    suppress_small_cells: bool = False,
+    seed=None,
+) -> ImplementationResult:
     """Tables 1-3 of the Ferrara implementation study for a programme registry.
 
     Groups are service types (CMHC, SerD, EDP). Categorical variables get chi-square or, when an
     expected count is under 5, Fisher's exact test; continuous ones Welch t and Mann-Whitney U
     for two groups, one-way ANOVA and Kruskal-Wallis for more (two-sided, level `alpha`; the
-    seed's "0.5" is a slip for 0.05). `seed` is used only if an r x c Fisher test is too large
+    Ferrara study's "0.5" is a slip for 0.05). `seed` is used only if an r x c Fisher test is too large
     to enumerate exactly (a Monte Carlo p, stated in its method); without it that raises.
     """
     if not 0 < alpha < 1:
@@ -362,11 +439,18 @@ def analyse_programme(programme: pd.DataFrame, *, alpha: float = 0.05, small_cel
         "delivery_continuous": flag(cont(CONTINUOUS_DELIVERY)),
         "module_share": flag(module_share_table(frame)),
         "imrs_summary": flag(imrs_summary_table(frame)),
-        "imrs_agreement": _flag_agreement(to_frame(imrs_agreement(frame, alpha=alpha)), small_cell_threshold,
-                                          suppress_small_cells),
-        "tests": pd.concat([_tests_frame(demo_tests, "demographics"), _tests_frame(delivery_tests, "delivery"),
-                            _tests_frame(module_tests, "module_share"), _tests_frame(imrs_tests, "imrs")],
-                           ignore_index=True),
+        "imrs_agreement": _flag_agreement(
+            to_frame(imrs_agreement(frame, alpha=alpha)), small_cell_threshold, suppress_small_cells
+        ),
+        "tests": pd.concat(
+            [
+                _tests_frame(demo_tests, "demographics"),
+                _tests_frame(delivery_tests, "delivery"),
+                _tests_frame(module_tests, "module_share"),
+                _tests_frame(imrs_tests, "imrs"),
+            ],
+            ignore_index=True,
+        ),
     }
     notes = (
         f"Two-sided tests at alpha = {alpha:g}.",
@@ -381,16 +465,6 @@ def analyse_programme(programme: pd.DataFrame, *, alpha: float = 0.05, small_cel
         "imrs_pairs": frame[["imrs_user", "imrs_provider"]].dropna().reset_index(drop=True),
     }
     return ImplementationResult(tables, len(frame), alpha, small_cell_threshold, suppress_small_cells, notes, plot_data)
-
-
-def _figure(width: float, height: float):
-    """A Figure on the Agg canvas (no GUI, no global pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def module_stack(modules: pd.DataFrame) -> np.ndarray:
@@ -416,13 +490,20 @@ def plot_modules_per_participant(modules: pd.DataFrame):
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    fig = _figure(max(6.0, 0.06 * len(modules) + 2), 4.5)
-    ax = fig.add_subplot()
+    fig, ax = new_figure(max(6.0, 0.06 * len(modules) + 2), 4.5, layout="constrained")
     colours = matplotlib.colormaps["tab20"].colors[: len(MODULES)]
     cmap = ListedColormap(colours).with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
     n = len(modules)
-    ax.imshow(module_stack(modules), cmap=cmap, vmin=-0.5, vmax=len(MODULES) - 0.5, origin="lower",
-              aspect="auto", interpolation="nearest", extent=(-0.5, n - 0.5, 0, len(MODULES)))
+    ax.imshow(
+        module_stack(modules),
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=len(MODULES) - 0.5,
+        origin="lower",
+        aspect="auto",
+        interpolation="nearest",
+        extent=(-0.5, n - 0.5, 0, len(MODULES)),
+    )
     if n <= 400:  # thin white gaps so that single bars stay visible
         ax.vlines(np.arange(n - 1) + 0.5, 0, len(MODULES), colors="white", linewidth=0.4)
     handles = [Patch(color=colours[k], label=f"M{k + 1} {MODULE_NAMES[m]}") for k, m in enumerate(MODULES)]
@@ -431,7 +512,9 @@ def plot_modules_per_participant(modules: pd.DataFrame):
     for edge in edges:
         ax.axvline(edge - 0.5, color="black", linewidth=0.8)
     starts, ends = [0, *edges], [*edges, len(groups)]
-    ax.set_xticks([(a + b - 1) / 2 for a, b in zip(starts, ends)], [f"{groups[a]} (n = {b - a})" for a, b in zip(starts, ends)])
+    ax.set_xticks(
+        [(a + b - 1) / 2 for a, b in zip(starts, ends)], [f"{groups[a]} (n = {b - a})" for a, b in zip(starts, ends)]
+    )
     ax.set_xlim(-0.5, len(groups) - 0.5)
     ax.set_ylim(0, len(MODULES))
     ax.set_ylabel("modules received")
@@ -444,14 +527,20 @@ def plot_module_heatmap(module_share: pd.DataFrame):
     """Module x service heat map of the % of participants receiving each module (suppressed cells blank)."""
     wide = module_share.pivot(index="module", columns="group", values="pct")
     wide = wide[[c for c in [*SERVICE_TYPES, OVERALL] if c in wide.columns]].reindex(list(MODULES))
-    fig = _figure(5.5, 5.0)
-    ax = fig.add_subplot()
+    fig, ax = new_figure(5.5, 5.0, layout="constrained")
     image = ax.imshow(wide.to_numpy(float), cmap="viridis", vmin=0, vmax=100, aspect="auto")
     ax.set_xticks(range(wide.shape[1]), wide.columns)
     ax.set_yticks(range(len(MODULES)), [f"M{k + 1} {MODULE_NAMES[m]}"[:34] for k, m in enumerate(MODULES)], fontsize=7)
     for (i, j), value in np.ndenumerate(wide.to_numpy(float)):
-        ax.text(j, i, "-" if np.isnan(value) else f"{value:.0f}", ha="center", va="center", fontsize=7,
-                color="white" if not np.isnan(value) and value < 60 else "black")
+        ax.text(
+            j,
+            i,
+            "-" if np.isnan(value) else f"{value:.0f}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if not np.isnan(value) and value < 60 else "black",
+        )
     fig.colorbar(image, ax=ax, label="% of participants")
     ax.set_title("Share of participants receiving each module")
     return fig
@@ -459,18 +548,26 @@ def plot_module_heatmap(module_share: pd.DataFrame):
 
 def plot_bland_altman(pairs: pd.DataFrame, agreement: pd.DataFrame):
     """Bland-Altman plot of IMRS totals (user - provider vs their mean) with bias, limits and their CIs."""
-    fig = _figure(5.5, 4.5)
-    ax = fig.add_subplot()
+    fig, ax = new_figure(5.5, 4.5, layout="constrained")
     user, provider = pairs["imrs_user"].to_numpy(float), pairs["imrs_provider"].to_numpy(float)
     ax.scatter((user + provider) / 2, user - provider, s=14, alpha=0.7, color="tab:blue")
     rows = agreement[agreement["test"] == "Bland-Altman"].set_index("quantity")
-    for quantity, style in (("bias (x - y)", "-"), ("lower limit of agreement", "--"), ("upper limit of agreement", "--")):
+    for quantity, style in (
+        ("bias (x - y)", "-"),
+        ("lower limit of agreement", "--"),
+        ("upper limit of agreement", "--"),
+    ):
         if quantity in rows.index:
             row = rows.loc[quantity]
             ax.axhline(row["estimate"], color="black", linestyle=style, linewidth=1)
             ax.axhspan(row["ci_low"], row["ci_high"], color="grey", alpha=0.2, linewidth=0)
-            ax.annotate(f"{row['estimate']:.1f}", xy=(1.0, row["estimate"]), xycoords=("axes fraction", "data"),
-                        fontsize=7, va="center")
+            ax.annotate(
+                f"{row['estimate']:.1f}",
+                xy=(1.0, row["estimate"]),
+                xycoords=("axes fraction", "data"),
+                fontsize=7,
+                va="center",
+            )
     ax.set_xlabel("mean of user and provider IMRS total")
     ax.set_ylabel("user - provider IMRS total")
     ax.set_title("IMRS user vs provider: bias and 95% limits (shaded: CIs)", fontsize=10)

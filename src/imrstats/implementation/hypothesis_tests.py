@@ -261,18 +261,13 @@ def welch_t_test(x, y, *, conf_level: float = 0.95) -> Estimate:
         raise AnalysisError("Both groups are constant; the t statistic is undefined.")
     df = (vx + vy) ** 2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1))
     diff = float(x.mean() - y.mean())
-    t = diff / se
-    q = stats.t.ppf(0.5 + conf_level / 2, df)
-    return Estimate(
-        quantity="mean difference (x - y)",
-        estimate=diff,
-        se=se,
-        ci_low=diff - q * se,
-        ci_high=diff + q * se,
-        df=float(df),
-        statistic=float(t),
-        p=float(2 * stats.t.sf(abs(t), df)),
-        method="Welch two-sample t-test; Welch-Satterthwaite df",
+    return Estimate.from_t(
+        "mean difference (x - y)",
+        diff,
+        se,
+        df,
+        conf_level,
+        "Welch two-sample t-test; Welch-Satterthwaite df",
         extra={"test": "Welch t"},
     )
 
@@ -445,8 +440,20 @@ def spearman_upper_tail_as89(n: int, s: float, lower_tail: bool = False) -> floa
     b = 1 / n
     x = (6 * (s - 1) * b / (n * n - 1) - 1) * math.sqrt(n - 1)
     y = x * x
-    u = x * b * (c[0] + b * (c[1] + c[2] * b) + y * (-c[3] + b * (c[4] + c[5] * b)
-        - y * b * (c[6] + c[7] * b - y * (c[8] - c[9] * b + y * b * (c[10] - c[11] * y)))))
+    u = (
+        x
+        * b
+        * (
+            c[0]
+            + b * (c[1] + c[2] * b)
+            + y
+            * (
+                -c[3]
+                + b * (c[4] + c[5] * b)
+                - y * b * (c[6] + c[7] * b - y * (c[8] - c[9] * b + y * b * (c[10] - c[11] * y)))
+            )
+        )
+    )
     y = u / math.exp(y / 2)
     tail = stats.norm.cdf(x) if lower_tail else stats.norm.sf(x)
     return float(min(1.0, max(0.0, (-y if lower_tail else y) + tail)))
@@ -508,10 +515,30 @@ def bland_altman(x, y, *, conf_level: float = 0.95, loa_z: float = 1.95996398454
     se_bias = sd / math.sqrt(n)
     se_loa = sd * math.sqrt(1 / n + loa_z**2 / (2 * (n - 1)))
     method = f"Bland-Altman; t({n - 1}) CIs; LoA SE of Bland & Altman 1999"
-    rows = [Estimate("bias (x - y)", bias, se_bias, bias - q * se_bias, bias + q * se_bias, float(n - 1),
-                     method=method, extra={"test": "Bland-Altman", "n": n, "sd_difference": sd})]
+    rows = [
+        Estimate(
+            "bias (x - y)",
+            bias,
+            se_bias,
+            bias - q * se_bias,
+            bias + q * se_bias,
+            float(n - 1),
+            method=method,
+            extra={"test": "Bland-Altman", "n": n, "sd_difference": sd},
+        )
+    ]
     for label, sign in (("lower limit of agreement", -1), ("upper limit of agreement", 1)):
         limit = bias + sign * loa_z * sd
-        rows.append(Estimate(label, limit, se_loa, limit - q * se_loa, limit + q * se_loa, float(n - 1),
-                             method=method, extra={"test": "Bland-Altman", "n": n, "sd_difference": sd}))
+        rows.append(
+            Estimate(
+                label,
+                limit,
+                se_loa,
+                limit - q * se_loa,
+                limit + q * se_loa,
+                float(n - 1),
+                method=method,
+                extra={"test": "Bland-Altman", "n": n, "sd_difference": sd},
+            )
+        )
     return rows

@@ -3,7 +3,8 @@
 Wraps `imrstats.implementation.descriptives.analyse_programme` (validated against R) for the pipeline: it turns
 the tidy result tables into the paper's Tables 1-3 (Overall and per service type, each row with its
 test and p-value), draws Fig. 1 (modules per participant; module x service heat map) and the
-Bland-Altman plot, and writes an HTML section and a terminal summary. Settings (config section
+Bland-Altman plot, and writes a terminal summary (the report section is rendered from the result by
+`imrstats.implementation.section`). Settings (config section
 `implementation`): `alpha` (0.05; the source's "0.5" is a slip), `small_cell_threshold` (5) and
 `suppress_small_cells` (false). With suppression on, counts of 1 to threshold - 1 are blanked in every
 table and the row-level figures (one bar or one point per participant) are left out, because with
@@ -14,29 +15,26 @@ Registries exported from Excel are read by `imrstats.core.io.read_excel_table` (
 
 from __future__ import annotations
 
-import html
 import math
 
 import pandas as pd
 
-from imrstats.errors import AnalysisError
+from imrstats.config import section_settings, stage_seed
 from imrstats.core.io import EXCEL_SUFFIXES, read_excel_table  # noqa: F401  (re-exported for the registry CLI)
+from imrstats.errors import AnalysisError
 from imrstats.implementation.descriptives import (
     MODULE_NAMES,
     MODULES,
     OVERALL,
     ImplementationResult,
     analyse_programme,
-    plot_bland_altman,
-    plot_module_heatmap,
-    plot_modules_per_participant,
 )
+from imrstats.implementation.figures import implementation_stage_figures
 from imrstats.pipeline.stage_result import StageResult
-from imrstats.report.html import figure_html, flags_html, table_html
+from imrstats.report.format import format_p
 
-DEFAULT_SETTINGS = {"alpha": 0.05, "small_cell_threshold": 5, "suppress_small_cells": False}
-SOURCE_SLIP_ALPHA = 0.5      # seed 000, "Statistical Analysis": "significance level set to 0.5"
-LARGE_ALPHA = 0.1            # above this an alpha is flagged as a likely slip
+SOURCE_SLIP_ALPHA = 0.5  # Ferrara implementation study, "Statistical Analysis": "significance level set to 0.5"
+LARGE_ALPHA = 0.1  # above this an alpha is flagged as a likely slip
 LABELS = {
     "sex": "Sex",
     "diagnosis": "Diagnosis",
@@ -52,38 +50,9 @@ LABELS = {
 }
 PARAMETRIC_TESTS = ("one-way ANOVA", "Welch t")
 RANK_TESTS = ("Kruskal-Wallis", "Mann-Whitney U")
-ROW_LEVEL_FIGURES = ("modules_per_participant", "bland_altman")
-TESTS_METHOD = ("two-sided tests at alpha = {alpha:g}: chi-square (Yates for 2x2) or Fisher's exact test when an "
-                "expected count is < 5 for categorical rows; one-way ANOVA (mean rows) and Kruskal-Wallis "
-                "(median rows) across three service types, Welch t and Mann-Whitney U across two")
-
-
-def implementation_settings(settings: dict | None) -> dict:
-    """The stage settings with defaults filled in; unknown keys or bad values raise AnalysisError."""
-    settings = dict(settings or {})
-    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
-    if unknown:
-        raise AnalysisError(f"Unknown implementation setting(s) {unknown}; known: {sorted(DEFAULT_SETTINGS)}.")
-    out = {**DEFAULT_SETTINGS, **settings}
-    alpha = out["alpha"]
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-        raise AnalysisError(f"implementation.alpha must be a number strictly between 0 and 1, got {alpha!r}.")
-    threshold = out["small_cell_threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
-        raise AnalysisError(f"implementation.small_cell_threshold must be a positive integer, got {threshold!r}.")
-    if not isinstance(out["suppress_small_cells"], bool):
-        raise AnalysisError("implementation.suppress_small_cells must be true or false, "
-                            f"got {out['suppress_small_cells']!r}.")
-    out["alpha"] = float(alpha)
-    return out
 
 
 # ---------------------------------------------------------------- display tables (paper style)
-
-def _format_p(p) -> str:
-    if p is None or pd.isna(p):
-        return ""
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _label(variable: str) -> str:
@@ -93,7 +62,7 @@ def _label(variable: str) -> str:
     return LABELS.get(variable, variable)
 
 
-def _count_text(value, threshold: int) -> str:
+def count_text(value, threshold: int) -> str:
     """A count for running text; a suppressed (missing) count reads '< threshold'."""
     return f"< {threshold}" if pd.isna(value) else f"{int(value)}"
 
@@ -135,7 +104,7 @@ def _test_cells(tests: pd.DataFrame, variable: str, names: tuple[str, ...] | Non
     if row["quantity"] == "not tested":
         return {"test": f"not run: {row['notes']}", "p": ""}
     star = " *" if _is_significant(row["significant"]) else ""
-    return {"test": str(row["test"]), "p": _format_p(row["p"]) + star}
+    return {"test": str(row["test"]), "p": format_p(row["p"]) + star}
 
 
 def _groups(result: ImplementationResult) -> list[str]:
@@ -155,17 +124,21 @@ def _categorical_rows(table: pd.DataFrame, tests: pd.DataFrame, groups: list[str
     return rows
 
 
-def _continuous_rows(table: pd.DataFrame, tests: pd.DataFrame, groups: list[str], threshold: int,
-                     label=None) -> list[dict]:
+def _continuous_rows(
+    table: pd.DataFrame, tests: pd.DataFrame, groups: list[str], threshold: int, label=None
+) -> list[dict]:
     rows = []
     for variable in table["variable"].unique():
         cells = table[table["variable"] == variable].set_index("group")
         name = label(variable) if label else LABELS.get(variable, variable)
-        for statistic, shown, names in (("mean", "mean (SD)", PARAMETRIC_TESTS),
-                                        ("median", "median [Q1, Q3]", RANK_TESTS)):
+        for statistic, shown, names in (
+            ("mean", "mean (SD)", PARAMETRIC_TESTS),
+            ("median", "median [Q1, Q3]", RANK_TESTS),
+        ):
             row = {"characteristic": name, "statistic": shown}
-            row.update({g: _summary_cell(cells.loc[g], statistic, threshold) if g in cells.index else ""
-                        for g in groups})
+            row.update(
+                {g: _summary_cell(cells.loc[g], statistic, threshold) if g in cells.index else "" for g in groups}
+            )
             row.update(_test_cells(tests, variable, names))
             rows.append(row)
     return rows
@@ -217,29 +190,19 @@ def table3_imrs(result: ImplementationResult) -> pd.DataFrame:
     rows = []
     for scale, shown in (("item mean", "item mean (1-5)"), ("total", "total (15-75)")):
         part = summary[summary["scale"] == scale]
-        block = _continuous_rows(part, tests if scale == "total" else tests.iloc[0:0], groups, k,
-                                 label=lambda v, s=shown: f"{LABELS[v]} {s}")
+        block = _continuous_rows(
+            part, tests if scale == "total" else tests.iloc[0:0], groups, k, label=lambda v, s=shown: f"{LABELS[v]} {s}"
+        )
         rows += block
     return pd.DataFrame(rows, columns=["characteristic", "statistic", *groups, "test", "p"])
 
 
-def agreement_display(result: ImplementationResult) -> pd.DataFrame:
-    """The user-provider agreement rows for the report (estimate, 95% CI, p, n, method)."""
-    a = result.tables["imrs_agreement"]
-    cols = [c for c in ("quantity", "estimate", "ci_low", "ci_high", "p", "n", "method", "notes") if c in a.columns]
-    shown = a[cols].copy()
-    if "p" in shown.columns:
-        shown["p"] = shown["p"].map(_format_p)
-    if "n" in shown.columns:
-        shown["n"] = pd.to_numeric(shown["n"]).round().astype("Int64")
-    return shown.rename(columns={"ci_low": "95% CI low", "ci_high": "95% CI high"})
+# ---------------------------------------------------------------- flags and summary
 
 
-# ---------------------------------------------------------------- flags, figures, report text
-
-def small_cell_count(result: ImplementationResult) -> int:
+def small_cell_count(tables: dict[str, pd.DataFrame]) -> int:
     """Table rows flagged as small cells (counts of 1 to threshold - 1), over every result table."""
-    return int(sum(t["small_cell"].sum() for t in result.tables.values() if "small_cell" in t.columns))
+    return int(sum(t["small_cell"].sum() for t in tables.values() if "small_cell" in t.columns))
 
 
 def implementation_flags(result: ImplementationResult) -> list[str]:
@@ -250,135 +213,38 @@ def implementation_flags(result: ImplementationResult) -> list[str]:
         for _, row in table[table["quantity"] == "not tested"].iterrows():
             by = "service type" if row["by"] == "service_type" else str(row["by"])
             flags.append(f"{row['test']} of {_label(row['variable'])} by {by} was not run: {row['notes']}")
-    n_small = small_cell_count(result)
+    n_small = small_cell_count(result.tables)
     if n_small and not result.suppress_small_cells:
-        flags.append(f"{n_small} table cell(s) count 1-{result.small_cell_threshold - 1} participants and are shown "
-                     "unsuppressed; set implementation.suppress_small_cells: true before sharing a report built "
-                     "from a real registry.")
+        flags.append(
+            f"{n_small} table cell(s) count 1-{result.small_cell_threshold - 1} participants and are shown "
+            "unsuppressed; set implementation.suppress_small_cells: true before sharing a report built "
+            "from a real registry."
+        )
     if result.alpha > LARGE_ALPHA:
-        flags.append(f"The significance level is {result.alpha:g}; the source study's '0.5' is a slip for 0.05. "
-                     "Check implementation.alpha.")
+        flags.append(
+            f"The significance level is {result.alpha:g}; the source study's '0.5' is a slip for 0.05. "
+            "Check implementation.alpha."
+        )
     return flags
-
-
-def implementation_stage_figures(result: ImplementationResult) -> tuple[dict, dict[str, str], list[str]]:
-    """(figures, omitted figure -> reason, flags). Row-level figures are left out when cells are suppressed."""
-    figures, omitted, flags = {}, {}, []
-    agreement = result.tables["imrs_agreement"]
-    bias = agreement[agreement["quantity"] == "bias (x - y)"]
-    makers = {
-        "modules_per_participant": lambda: plot_modules_per_participant(result.plot_data["modules"]),
-        "module_heatmap": lambda: plot_module_heatmap(result.tables["module_share"]),
-        "bland_altman": lambda: plot_bland_altman(result.plot_data["imrs_pairs"], agreement),
-    }
-    for name, make in makers.items():
-        if name in ROW_LEVEL_FIGURES and result.suppress_small_cells:
-            omitted[name] = ("left out because small-cell suppression is on: it draws one mark per participant, "
-                             "and in a small service a single mark can identify a person")
-        elif name == "bland_altman" and bias.empty:
-            omitted[name] = "not drawn: the Bland-Altman analysis could not be run (see the warnings above)"
-        else:
-            try:
-                figures[name] = make()
-            except (AnalysisError, ValueError, KeyError) as error:
-                omitted[name] = f"could not be drawn: {error}"
-                flags.append(f"Figure {name} could not be drawn: {error}")
-    return figures, omitted, flags
-
-
-def _paragraph(text: str) -> str:
-    return f"<p>{html.escape(text)}</p>"
-
-
-def _figure_or_reason(name: str, caption: str, figures: dict, omitted: dict[str, str]) -> str:
-    if name in figures:
-        return figure_html(name, caption)
-    return f"<p class='note'>{html.escape(caption.split(':')[0])}: {html.escape(omitted.get(name, 'not drawn'))}.</p>"
-
-
-def _intro_html(result: ImplementationResult) -> list[str]:
-    units = _count_text(result.tables["services"].set_index("group").loc[OVERALL, "services"],
-                        result.small_cell_threshold)
-    return [
-        "<h2>Implementation: the IMR programme registry</h2>",
-        _paragraph(f"Descriptive analysis of {result.n_participants} completed IMR courses delivered by {units} "
-                   "services, after the Ferrara department-wide implementation study (counts from the cleaned "
-                   "programme table; one row per participant's course). Groups are service types: community mental "
-                   "health centres (CMHC), addiction services (SerD) and the eating-disorder programme (EDP)."),
-        _paragraph(f"Significance level: two-sided tests at alpha = {result.alpha:g} (config implementation.alpha). "
-                   f"The source study's methods state a level of \"{SOURCE_SLIP_ALPHA:g}\"; that is a slip for the "
-                   "conventional 0.05, which is what this pipeline uses. p-values marked * are below alpha; they are "
-                   "descriptive (no correction for the number of tests)."),
-    ]
-
-
-def _small_cells_html(result: ImplementationResult) -> str:
-    k, n_small = result.small_cell_threshold, small_cell_count(result)
-    if result.suppress_small_cells:
-        action = (f"{n_small} cell(s) with counts of 1-{k - 1} are suppressed (shown as '< {k}'), together with "
-                  "every number computed from them. Only primary suppression is done: a suppressed count can "
-                  "sometimes be recovered from the Overall column minus the other groups.")
-    else:
-        action = (f"{n_small} cell(s) with counts of 1-{k - 1} are flagged (small_cell = true in the CSV tables) "
-                  "but shown, because implementation.suppress_small_cells is off.")
-    return "<h3>Small cells</h3>" + _paragraph(
-        f"A count below {k} in a table broken down by service can point to a person. {action} Minimum and "
-        "maximum values in the CSV tables are single participants' values.")
 
 
 def display_tables(result: ImplementationResult) -> dict[str, pd.DataFrame]:
     """Tables 1-3 in the paper's layout (text cells), keyed by their CSV names."""
-    return {"table1_demographics": table1_demographics(result), "table2_delivery": table2_delivery(result),
-            "table3_imrs": table3_imrs(result)}
-
-
-def implementation_section_html(result: ImplementationResult, figures: dict, omitted: dict[str, str],
-                                flags: list[str], display: dict[str, pd.DataFrame] | None = None) -> str:
-    """The report section: intro, warnings, Tables 1-3, Fig. 1, the heat map and the Bland-Altman plot."""
-    method = TESTS_METHOD.format(alpha=result.alpha)
-    display = display or display_tables(result)
-    parts = [*_intro_html(result), flags_html(flags)]
-    parts += ["<h3>Table 1. Demographic and clinical characteristics</h3>",
-              table_html(display["table1_demographics"], caption="Overall and by service type; age at start = year of "
-                         "start - birth year; illness duration = start date - first contact date (years of "
-                         "365.25 days).", method=f"counts and percentages of non-missing values; mean (SD), median "
-                         f"[Q1, Q3] (R type-7 quartiles); {method}")]
-    parts += ["<h3>Table 2. Services, delivery and modules</h3>",
-              table_html(display["table2_delivery"], caption="Programme duration = stop date - start date (months of "
-                         "365.25/12 days); modules received = number of the 11 IMR modules delivered.",
-                         method=f"counts and percentages of participants; mean (SD), median [Q1, Q3]; {method}")]
-    parts += ["<h3>Figure 1. Modules received</h3>",
-              _figure_or_reason("modules_per_participant", "Fig. 1a: IMR modules received per participant (one "
-                                "bar each), grouped by service type", figures, omitted),
-              _figure_or_reason("module_heatmap", "Fig. 1b: share (%) of participants receiving each module, by "
-                                "service type (suppressed cells shown as '-')", figures, omitted)]
-    parts += ["<h3>Table 3. IMR Scale (IMRS) at the end of the programme, users and providers</h3>",
-              table_html(display["table3_imrs"], caption="IMRS totals (15 items, 15-75) and item means (total / 15, "
-                         "1-5); participants with a score only.", method=f"mean (SD), median [Q1, Q3]; {method} "
-                         "(totals only)"),
-              _paragraph("Agreement between users and providers: Pearson and Spearman correlations (both are given "
-                         "because the source reports 'Pearson's rank') measure association, not agreement; the "
-                         "Bland-Altman bias and 95% limits of agreement say how far apart the two ratings of one "
-                         "participant typically are."),
-              table_html(agreement_display(result), caption="IMRS user vs provider totals (complete pairs).",
-                         method="Pearson r with Fisher-z 95% CI and t(n-2) test; Spearman rho with its CI and "
-                         "test as in each row's method; Bland-Altman bias (t CI) and limits bias +/- 1.96 SD with "
-                         "the approximate CIs of Bland & Altman 1999"),
-              _figure_or_reason("bland_altman", "Fig. 2: Bland-Altman plot of IMRS user vs provider totals",
-                                figures, omitted)]
-    parts.append(_small_cells_html(result))
-    return "\n".join(p for p in parts if p) + "\n"
+    return {
+        "table1_demographics": table1_demographics(result),
+        "table2_delivery": table2_delivery(result),
+        "table3_imrs": table3_imrs(result),
+    }
 
 
 def _summary_test_lines(result: ImplementationResult) -> list[str]:
     tests = result.tables["tests"]
     lines = []
     for _, row in tests.iterrows():
-        shown = _format_p(row["p"])
+        shown = format_p(row["p"])
         p = "not run" if row["quantity"] == "not tested" else f"p {shown}" if shown[:1] == "<" else f"p = {shown}"
         mark = " *" if _is_significant(row["significant"]) else ""
-        lines.append(f"  {row['table']:<13} {_label(row['variable'])[:44]:<44} "
-                     f"{row['test']:<15} {p}{mark}")
+        lines.append(f"  {row['table']:<13} {_label(row['variable'])[:44]:<44} {row['test']:<15} {p}{mark}")
     return lines
 
 
@@ -386,53 +252,79 @@ def implementation_summary(result: ImplementationResult, flags: list[str]) -> st
     """A terminal summary: sizes, the tests by service type, delivery, IMRS agreement, small cells, warnings."""
     services = result.tables["services"]
     k = result.small_cell_threshold
-    by_group = ", ".join(f"{r.group} {_count_text(r.n, k)}" for r in services.itertuples() if r.group != OVERALL)
+    by_group = ", ".join(f"{r.group} {count_text(r.n, k)}" for r in services.itertuples() if r.group != OVERALL)
     overall = result.tables["delivery_continuous"].set_index(["variable", "group"])
-    delivery = "; ".join(f"{LABELS[v].lower()} {overall.loc[(v, OVERALL), 'mean']:.1f} "
-                         f"(SD {overall.loc[(v, OVERALL), 'sd']:.1f})" for v in ("sessions", "duration_months",
-                                                                                "modules_received"))
-    lines = [f"Implementation registry: {result.n_participants} participants ({by_group}); "
-             f"{_count_text(services.set_index('group').loc[OVERALL, 'services'], k)} services.",
-             f"Two-sided tests at alpha = {result.alpha:g} (the source's '0.5' is a slip for 0.05); * p < alpha.",
-             f"Delivery (overall mean): {delivery}.",
-             "Tests by service type:", *_summary_test_lines(result), "IMRS user vs provider:"]
+    delivery = "; ".join(
+        f"{LABELS[v].lower()} {overall.loc[(v, OVERALL), 'mean']:.1f} (SD {overall.loc[(v, OVERALL), 'sd']:.1f})"
+        for v in ("sessions", "duration_months", "modules_received")
+    )
+    lines = [
+        f"Implementation registry: {result.n_participants} participants ({by_group}); "
+        f"{count_text(services.set_index('group').loc[OVERALL, 'services'], k)} services.",
+        f"Two-sided tests at alpha = {result.alpha:g} (the source's '0.5' is a slip for 0.05); * p < alpha.",
+        f"Delivery (overall mean): {delivery}.",
+        "Tests by service type:",
+        *_summary_test_lines(result),
+        "IMRS user vs provider:",
+    ]
     for _, row in result.tables["imrs_agreement"].iterrows():
         if row["quantity"] == "not tested":
             lines.append(f"  {row['test']}: not run ({row['notes']})")
         elif bool(row.get("suppressed", False)):
             lines.append(f"  {row['quantity']}: suppressed (fewer than {result.small_cell_threshold} pairs)")
         else:
-            shown = _format_p(row["p"])
+            shown = format_p(row["p"])
             p = "" if not shown else f", p {shown}" if shown[:1] == "<" else f", p = {shown}"
-            lines.append(f"  {row['quantity']:<26} {row['estimate']:8.3f}  95% CI [{row['ci_low']:.3f}, "
-                         f"{row['ci_high']:.3f}]  n = {int(row['n'])}{p}")
+            lines.append(
+                f"  {row['quantity']:<26} {row['estimate']:8.3f}  95% CI [{row['ci_low']:.3f}, "
+                f"{row['ci_high']:.3f}]  n = {int(row['n'])}{p}"
+            )
     action = "suppressed" if result.suppress_small_cells else "flagged, shown"
-    lines.append(f"Small cells (1-{result.small_cell_threshold - 1}): {small_cell_count(result)} {action}.")
+    lines.append(f"Small cells (1-{result.small_cell_threshold - 1}): {small_cell_count(result.tables)} {action}.")
     lines += [f"WARNING: {f}" for f in flags]
     return "\n".join(lines) + "\n"
 
 
-def run_implementation_stage(tables: dict[str, pd.DataFrame], settings: dict | None = None, *,
-                             seed: int | None = None) -> StageResult:
+def run_implementation_stage(
+    tables: dict[str, pd.DataFrame], settings: dict | None = None, *, seed: int | None = None
+) -> StageResult:
     """The implementation stage on cleaned canonical tables (needs `programme`).
 
-    `settings` is the config section `implementation` (see `DEFAULT_SETTINGS`); `seed` is used only for a
-    Monte Carlo Fisher p-value when an r x c table is too large to enumerate exactly. A programme table
-    that cannot be analysed at all raises AnalysisError; a test or figure that cannot be made becomes a
+    `settings` is the config section `implementation` (only the keys that differ from the defaults in
+    workflow/schemas/config.schema.yaml); `seed` (default: the config's `stage_seed("implementation")`, what
+    the pipeline passes) is used only for a Monte Carlo Fisher p-value when an r x c table is too large to
+    enumerate exactly. A programme table that cannot be analysed at all raises AnalysisError; a test or figure that cannot be made becomes a
     flag and the rest of the stage still runs.
     """
-    options = implementation_settings(settings)
+    options = section_settings("implementation", settings)
+    seed = stage_seed("implementation") if seed is None else int(seed)
     if "programme" not in tables:
-        raise AnalysisError("The implementation stage needs the 'programme' table (one row per IMR course); "
-                            f"the cleaned data hold only {sorted(tables)}.")
-    result = analyse_programme(tables["programme"], alpha=options["alpha"],
-                               small_cell_threshold=options["small_cell_threshold"],
-                               suppress_small_cells=options["suppress_small_cells"], seed=seed)
+        raise AnalysisError(
+            "The implementation stage needs the 'programme' table (one row per IMR course); "
+            f"the cleaned data hold only {sorted(tables)}."
+        )
+    result = analyse_programme(
+        tables["programme"],
+        alpha=options["alpha"],
+        small_cell_threshold=options["small_cell_threshold"],
+        suppress_small_cells=options["suppress_small_cells"],
+        seed=seed,
+    )
     figures, omitted, figure_flags = implementation_stage_figures(result)
     flags = implementation_flags(result) + figure_flags
     display = display_tables(result)
-    record = {**result.to_dict(), "settings": options, "seed": seed, "figures": sorted(figures),
-              "omitted_figures": omitted}
-    return StageResult(stage="implementation", tables={**result.tables, **display}, figures=figures,
-                       record=record, summary=implementation_summary(result, flags),
-                       html=implementation_section_html(result, figures, omitted, flags, display), flags=flags)
+    record = {
+        **result.to_dict(),
+        "settings": options,
+        "seed": seed,
+        "figures": sorted(figures),
+        "omitted_figures": omitted,
+    }
+    return StageResult(
+        stage="implementation",
+        tables={**result.tables, **display},
+        figures=figures,
+        record=record,
+        summary=implementation_summary(result, flags),
+        flags=flags,
+    )

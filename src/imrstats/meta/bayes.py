@@ -43,8 +43,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from imrstats.core.seeds import spawn_generator, spawn_seed
 from imrstats.errors import AnalysisError, InputError
-from imrstats.results import Estimate, to_frame
+from imrstats.results import Estimate, ResultMixin, summary_block, to_frame, to_jsonable
 
 RHAT_MAX = 1.01
 ESS_BULK_MIN = 400.0
@@ -219,8 +220,7 @@ SHIPPED_TAU_PRIORS: dict[str, NamedPrior] = {
         NamedPrior(
             "rhodes_mental_health_nonpharm_if_-2.85",
             LogTTau2(-2.85, 1.93, 5.0),
-            _RHODES + _VIA_BAYESMETA + ": mental health outcome, non-pharmacological (any), "
-            "location replaced by -2.85",
+            _RHODES + _VIA_BAYESMETA + ": mental health outcome, non-pharmacological (any), location replaced by -2.85",
             "sensitivity only: the location the table's pattern implies, not a published value",
         ),
         NamedPrior(
@@ -295,7 +295,6 @@ def read_heterogeneity_priors(path: str | os.PathLike) -> dict[str, NamedPrior]:
     return out
 
 
-
 # ---------------------------------------------------------------------------------------------
 # The compiled model: one PyTensor graph, data and hyperparameters as containers.
 # ---------------------------------------------------------------------------------------------
@@ -314,8 +313,16 @@ def _prior_data(prior_mu: Normal, prior_tau: TauPrior) -> dict[str, float]:
             f"got {type(prior_tau).__name__}"
         )
     values = dict(
-        mu_loc=prior_mu.loc, mu_scale=prior_mu.scale, tau_family=float(prior_tau.code),
-        hn_scale=1.0, hc_scale=1.0, ln_mean=0.0, ln_sd=1.0, lt_loc=0.0, lt_scale=1.0, lt_nu=5.0,
+        mu_loc=prior_mu.loc,
+        mu_scale=prior_mu.scale,
+        tau_family=float(prior_tau.code),
+        hn_scale=1.0,
+        hc_scale=1.0,
+        ln_mean=0.0,
+        ln_sd=1.0,
+        lt_loc=0.0,
+        lt_scale=1.0,
+        lt_nu=5.0,
         u_upper=1.0,
     )
     if isinstance(prior_tau, HalfNormal):
@@ -363,20 +370,25 @@ def build_model(capacity: int, parameterization: str = "marginal"):
         log_tau2 = 2.0 * log_tau
         # log p(log_tau) = log p_tau(tau) + log_tau  (half-normal, half-Cauchy), or
         # log p(log_tau) = log p_t(log tau^2) + log 2 (priors stated on log tau^2).
-        half_normal = (_LOG_2 - 0.5 * math.log(2 * math.pi) - pt.log(d["hn_scale"])
-                       - 0.5 * (tau / d["hn_scale"]) ** 2 + log_tau)
-        half_cauchy = (math.log(2 / math.pi) - pt.log(d["hc_scale"])
-                       - pt.log1p((tau / d["hc_scale"]) ** 2) + log_tau)
+        half_normal = (
+            _LOG_2 - 0.5 * math.log(2 * math.pi) - pt.log(d["hn_scale"]) - 0.5 * (tau / d["hn_scale"]) ** 2 + log_tau
+        )
+        half_cauchy = math.log(2 / math.pi) - pt.log(d["hc_scale"]) - pt.log1p((tau / d["hc_scale"]) ** 2) + log_tau
         lognormal = pm.logp(pm.Normal.dist(d["ln_mean"], d["ln_sd"]), log_tau2) + _LOG_2
         log_t = pm.logp(pm.StudentT.dist(nu=d["lt_nu"], mu=d["lt_loc"], sigma=d["lt_scale"]), log_tau2) + _LOG_2
         uniform = pt.switch(pt.lt(tau, d["u_upper"]), log_tau - pt.log(d["u_upper"]), -np.inf)
         family = d["tau_family"]
         pm.Potential(
             "tau_prior",
-            pt.switch(pt.eq(family, 0), half_normal,
-                      pt.switch(pt.eq(family, 1), half_cauchy,
-                                pt.switch(pt.eq(family, 2), lognormal,
-                                          pt.switch(pt.eq(family, 3), log_t, uniform)))),
+            pt.switch(
+                pt.eq(family, 0),
+                half_normal,
+                pt.switch(
+                    pt.eq(family, 1),
+                    half_cauchy,
+                    pt.switch(pt.eq(family, 2), lognormal, pt.switch(pt.eq(family, 3), log_t, uniform)),
+                ),
+            ),
         )
         if parameterization == "marginal":
             marginal_sd = pt.sqrt(se**2 + tau**2)
@@ -390,8 +402,9 @@ def build_model(capacity: int, parameterization: str = "marginal"):
     return model
 
 
-def draw_study_effects(mu: np.ndarray, tau: np.ndarray, y: np.ndarray, se: np.ndarray,
-                       rng: np.random.Generator) -> np.ndarray:
+def draw_study_effects(
+    mu: np.ndarray, tau: np.ndarray, y: np.ndarray, se: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Draw theta_i | mu, tau, y for every posterior draw (arrays of shape (chain, draw)) and study:
     Normal(B mu + (1 - B) y_i, sqrt((1 - B) se_i^2)), B = se_i^2 / (se_i^2 + tau^2) (BDA3 eq. 5.17).
     Written with B, not with precisions, so tau -> 0 gives theta = mu without dividing by tau.
@@ -405,7 +418,7 @@ def draw_study_effects(mu: np.ndarray, tau: np.ndarray, y: np.ndarray, se: np.nd
 
 
 @dataclass(frozen=True)
-class Diagnostics:
+class Diagnostics(ResultMixin):
     """Sampler diagnostics over mu, tau, every study's theta and the predictive effect."""
 
     max_rhat: float
@@ -434,14 +447,12 @@ class Diagnostics:
     def ok(self) -> bool:
         return not self.problems()
 
-    def to_dict(self) -> dict:
-        out = {k: _plain(v) for k, v in self.__dict__.items()}
-        out.update(ok=self.ok, problems=self.problems())
-        return out
+    def _json_extra(self) -> dict:
+        return {"ok": self.ok, "problems": self.problems()}
 
 
 @dataclass(frozen=True)
-class BayesResult:
+class BayesResult(ResultMixin):
     """Posterior of one Bayesian meta-analysis.
 
     estimates: rows for mu, tau, mu_new (predictive effect in a new trial) and the posterior
@@ -476,29 +487,31 @@ class BayesResult:
             raise KeyError(f"no quantity {quantity!r}; have {list(self.estimates['quantity'])}")
         return float(row["estimate"].iloc[0])
 
-    def to_dict(self) -> dict:
-        return {
-            "method": self.method,
-            "prior_mu": self.prior_mu,
-            "prior_tau": self.prior_tau,
-            "k": self.k,
-            "seed": self.seed,
-            "estimates": _records(self.estimates),
-            "study_effects": _records(self.study_effects),
-            "diagnostics": self.diagnostics.to_dict(),
-        }
+    _json_skip = ("posterior",)
 
+    def to_frame(self) -> pd.DataFrame:
+        """The posterior rows (mu, tau, mu_new and the probabilities) as tidy Estimate rows."""
+        return self.estimates.copy()
 
-def _plain(value):
-    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    def summary(self) -> str:
+        """The model, priors, k, the sampler and its gate, and the posterior rows."""
+        d = self.diagnostics
+        gate = "passed" if d.ok else "FAILED: " + "; ".join(d.problems())
+        return summary_block(
+            f"Bayesian random-effects meta-analysis (k = {self.k})",
+            [
+                ("priors", f"mu ~ {self.prior_mu}; {self.prior_tau}"),
+                ("seed", self.seed),
+                (
+                    "sampler",
+                    f"{d.chains} chains x {d.draws} draws after {d.tune} tuning; max R-hat "
+                    f"{d.max_rhat:.4f} ({d.max_rhat_parameter}), min bulk ESS {d.min_ess_bulk:.0f} "
+                    f"({d.min_ess_parameter}), {d.divergences} divergences; gate {gate}",
+                ),
+            ],
+            self.estimates,
+            [f"Method: {self.method}"],
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,8 +529,13 @@ class BayesMeta:
     SMD meta-analyses (k = 2-7), which the zero-divergence gate rejects; 0.99 gave none and costs ~2x steps.
     """
 
-    def __init__(self, capacity: int = 16, target_accept: float = 0.99, cores: int | None = None,
-                 parameterization: str = "marginal"):
+    def __init__(
+        self,
+        capacity: int = 16,
+        target_accept: float = 0.99,
+        cores: int | None = None,
+        parameterization: str = "marginal",
+    ):
         if int(capacity) < 1:
             raise InputError(f"capacity must be >= 1 study slot, got {capacity}")
         if not 0.5 <= target_accept < 1:
@@ -537,8 +555,13 @@ class BayesMeta:
 
         start = time.perf_counter()
         self._compiled = nutpie.compile_pymc_model(build_model(self.capacity, self.parameterization))
-        self.compile_log.append({"capacity": self.capacity, "parameterization": self.parameterization,
-                                 "seconds": time.perf_counter() - start})
+        self.compile_log.append(
+            {
+                "capacity": self.capacity,
+                "parameterization": self.parameterization,
+                "seconds": time.perf_counter() - start,
+            }
+        )
         return self
 
     def _compiled_for(self, k: int):
@@ -594,8 +617,15 @@ class BayesMeta:
         cores = self.cores or min(chains, os.cpu_count() or 1)
         start = time.perf_counter()
         trace = nutpie.sample(
-            model, draws=draws, tune=tune, chains=chains, cores=cores, seed=int(seed),
-            progress_bar=False, save_warmup=False, target_accept=self.target_accept,
+            model,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            seed=int(seed),
+            progress_bar=False,
+            save_warmup=False,
+            target_accept=self.target_accept,
         )
         seconds = time.perf_counter() - start
         mu = np.asarray(trace.posterior["mu"].values, dtype=float)
@@ -605,10 +635,10 @@ class BayesMeta:
         # theta_new = mu + tau * z_new, z_new ~ N(0, 1): drawn after sampling with generators seeded
         # from `seed`, so they are reproducible.
         if self.parameterization == "marginal":
-            theta = draw_study_effects(mu, tau, y, se, np.random.default_rng(np.random.SeedSequence([int(seed), 2])))
+            theta = draw_study_effects(mu, tau, y, se, spawn_generator(seed, 2))
         else:
             theta = np.asarray(trace.posterior["theta"].values, dtype=float)[:, :, :k]
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
+        rng = spawn_generator(seed, 1)
         mu_new = mu + tau * rng.standard_normal(mu.shape)
         draws_by_name = {"mu": mu, "tau": tau, "mu_new": mu_new}
         draws_by_name.update({f"theta[{lab}]": theta[:, :, i] for i, lab in enumerate(labels)})
@@ -623,12 +653,19 @@ class BayesMeta:
         )
         estimates = _posterior_estimates(draws_by_name, rhat, ess, mid, ci, method)
         study_effects = _study_effects(estimates, labels, y, se)
-        posterior = _posterior_tree(mu, tau, theta, mu_new, trace, labels, y, se, prior_mu, prior_tau, seed,
-                                    self.parameterization)
+        posterior = _posterior_tree(
+            mu, tau, theta, mu_new, trace, labels, y, se, prior_mu, prior_tau, seed, self.parameterization
+        )
         return BayesResult(
-            estimates=estimates, study_effects=study_effects, diagnostics=diagnostics,
-            prior_mu=prior_mu.label(), prior_tau=prior_tau.label(), k=k, seed=int(seed),
-            method=method, posterior=posterior,
+            estimates=estimates,
+            study_effects=study_effects,
+            diagnostics=diagnostics,
+            prior_mu=prior_mu.label(),
+            prior_tau=prior_tau.label(),
+            k=k,
+            seed=int(seed),
+            method=method,
+            posterior=posterior,
         )
 
 
@@ -700,10 +737,16 @@ def _diagnose(rhat, ess, divergences, chains, draws, tune, target_accept, second
     worst_rhat = max(rhat, key=lambda n: math.inf if math.isnan(rhat[n]) else rhat[n])
     worst_ess = min(ess, key=lambda n: -math.inf if math.isnan(ess[n]) else ess[n])
     return Diagnostics(
-        max_rhat=rhat[worst_rhat], max_rhat_parameter=worst_rhat,
-        min_ess_bulk=ess[worst_ess], min_ess_parameter=worst_ess,
-        divergences=divergences, chains=chains, draws=draws, tune=tune,
-        target_accept=target_accept, sampling_seconds=seconds,
+        max_rhat=rhat[worst_rhat],
+        max_rhat_parameter=worst_rhat,
+        min_ess_bulk=ess[worst_ess],
+        min_ess_parameter=worst_ess,
+        divergences=divergences,
+        chains=chains,
+        draws=draws,
+        tune=tune,
+        target_accept=target_accept,
+        sampling_seconds=seconds,
     )
 
 
@@ -721,34 +764,52 @@ def _posterior_estimates(draws_by_name, rhat, ess, mid, ci, method) -> pd.DataFr
     rows = []
     for name, x in draws_by_name.items():
         flat = x.ravel()
-        rows.append(Estimate(
-            quantity=name, estimate=float(flat.mean()), se=float(flat.std(ddof=1)),
-            ci_low=float(np.quantile(flat, lo)), ci_high=float(np.quantile(flat, hi)),
-            method=method,
-            notes="predictive effect of a new trial" if name == "mu_new" else "",
-            extra={"median": float(np.median(flat)), "mcse_mean": _mcse_mean(x),
-                   "ess_bulk": ess[name], "r_hat": rhat[name]},
-        ))
+        rows.append(
+            Estimate(
+                quantity=name,
+                estimate=float(flat.mean()),
+                se=float(flat.std(ddof=1)),
+                ci_low=float(np.quantile(flat, lo)),
+                ci_high=float(np.quantile(flat, hi)),
+                method=method,
+                notes="predictive effect of a new trial" if name == "mu_new" else "",
+                extra={
+                    "median": float(np.median(flat)),
+                    "mcse_mean": _mcse_mean(x),
+                    "ess_bulk": ess[name],
+                    "r_hat": rhat[name],
+                },
+            )
+        )
     thresholds = [("0", 0.0)] + ([] if mid is None else [(f"{float(mid):g}", float(mid))])
     for target in ("mu", "mu_new"):
         for text, value in thresholds:
             indicator = (draws_by_name[target] > value).astype(float)
-            rows.append(Estimate(
-                quantity=f"P({target} > {text})", estimate=float(indicator.mean()),
-                se=_mcse_mean(indicator),
-                method=method.split("; posterior mean")[0] + "; share of posterior draws (se = MCSE)",
-                notes="threshold is the minimal important difference" if value != 0.0 else "",
-            ))
+            rows.append(
+                Estimate(
+                    quantity=f"P({target} > {text})",
+                    estimate=float(indicator.mean()),
+                    se=_mcse_mean(indicator),
+                    method=method.split("; posterior mean")[0] + "; share of posterior draws (se = MCSE)",
+                    notes="threshold is the minimal important difference" if value != 0.0 else "",
+                )
+            )
     return to_frame(rows)
 
 
 def _study_effects(estimates: pd.DataFrame, labels, y, se) -> pd.DataFrame:
     rows = estimates.set_index("quantity").loc[[f"theta[{lab}]" for lab in labels]]
-    return pd.DataFrame({
-        "study": labels, "yi": y, "sei": se,
-        "theta_mean": rows["estimate"].to_numpy(), "theta_sd": rows["se"].to_numpy(),
-        "theta_low": rows["ci_low"].to_numpy(), "theta_high": rows["ci_high"].to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "study": labels,
+            "yi": y,
+            "sei": se,
+            "theta_mean": rows["estimate"].to_numpy(),
+            "theta_sd": rows["se"].to_numpy(),
+            "theta_low": rows["ci_low"].to_numpy(),
+            "theta_high": rows["ci_high"].to_numpy(),
+        }
+    )
 
 
 def _posterior_tree(mu, tau, theta, mu_new, trace, labels, y, se, prior_mu, prior_tau, seed, parameterization):
@@ -767,21 +828,22 @@ def _posterior_tree(mu, tau, theta, mu_new, trace, labels, y, se, prior_mu, prio
         },
         dims={"theta": ["study"], "y": ["study"], "se": ["study"]},
         coords={"study": np.asarray(labels, dtype=str)},
-        attrs={"posterior": {
-            "model": f"normal-normal random-effects meta-analysis ({_PARAMETERIZATION_TEXT[parameterization]})", "sampler": "nutpie",
-            "prior_mu": prior_mu.label(), "prior_tau": prior_tau.label(), "seed": int(seed),
-            "interval": "equal-tailed"}},
+        attrs={
+            "posterior": {
+                "model": f"normal-normal random-effects meta-analysis ({_PARAMETERIZATION_TEXT[parameterization]})",
+                "sampler": "nutpie",
+                "prior_mu": prior_mu.label(),
+                "prior_tau": prior_tau.label(),
+                "seed": int(seed),
+                "interval": "equal-tailed",
+            }
+        },
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # Many fits of one compiled model: prior sensitivity and cumulative analysis.
 # ---------------------------------------------------------------------------------------------
-
-
-def child_seed(seed: int, index: int) -> int:
-    """A reproducible, independent seed for the index-th fit derived from one config seed."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0])
 
 
 def summary_row(result: BayesResult) -> dict:
@@ -798,8 +860,13 @@ def summary_row(result: BayesResult) -> dict:
         if quantity.startswith("P("):
             row[quantity] = float(est.at[quantity, "estimate"])
     d = result.diagnostics
-    row.update(max_rhat=d.max_rhat, min_ess_bulk=d.min_ess_bulk, divergences=d.divergences,
-               diagnostics_ok=d.ok, diagnostic_problems="; ".join(d.problems()))
+    row.update(
+        max_rhat=d.max_rhat,
+        min_ess_bulk=d.min_ess_bulk,
+        divergences=d.divergences,
+        diagnostics_ok=d.ok,
+        diagnostic_problems="; ".join(d.problems()),
+    )
     return row
 
 
@@ -819,7 +886,7 @@ def prior_sensitivity(
 
     Returns one row per prior: key, prior label, citation, mu/tau/mu_new mean and interval,
     posterior probabilities and the diagnostics gate (`diagnostics_ok`, `diagnostic_problems`).
-    Seeds: `child_seed(seed, i)` for the i-th prior.
+    Seeds: `spawn_seed(seed, i)` for the i-th prior.
     """
     if priors is None:
         priors = {key: SHIPPED_TAU_PRIORS[key] for key in DEFAULT_SENSITIVITY_KEYS}
@@ -829,10 +896,19 @@ def prior_sensitivity(
     for i, (key, named) in enumerate(priors.items()):
         prior = named.prior if isinstance(named, NamedPrior) else named
         citation = named.citation if isinstance(named, NamedPrior) else ""
-        result = sampler.fit(yi, sei, labels, prior_mu=prior_mu, prior_tau=prior, mid=mid,
-                             seed=child_seed(seed, i), **fit_kwargs)
-        rows.append({"prior": key, "prior_tau": prior.label(), "prior_mu": prior_mu.label(),
-                     "citation": citation, "k": result.k, **summary_row(result)})
+        result = sampler.fit(
+            yi, sei, labels, prior_mu=prior_mu, prior_tau=prior, mid=mid, seed=spawn_seed(seed, i), **fit_kwargs
+        )
+        rows.append(
+            {
+                "prior": key,
+                "prior_tau": prior.label(),
+                "prior_mu": prior_mu.label(),
+                "citation": citation,
+                "k": result.k,
+                **summary_row(result),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -868,12 +944,26 @@ def cumulative_bayes(
         included = order[years[order] <= year]
         if included.size < min_studies:
             continue
-        result = sampler.fit(y[included], se[included], [labels[i] for i in included],
-                             prior_mu=prior_mu, prior_tau=prior_tau, mid=mid,
-                             seed=child_seed(seed, step), **fit_kwargs)
+        result = sampler.fit(
+            y[included],
+            se[included],
+            [labels[i] for i in included],
+            prior_mu=prior_mu,
+            prior_tau=prior_tau,
+            mid=mid,
+            seed=spawn_seed(seed, step),
+            **fit_kwargs,
+        )
         added = [labels[i] for i in included if years[i] == year]
-        rows.append({"year": _plain(year), "k": int(included.size), "added": "; ".join(added),
-                     "prior_tau": prior_tau.label(), **summary_row(result)})
+        rows.append(
+            {
+                "year": to_jsonable(year),
+                "k": int(included.size),
+                "added": "; ".join(added),
+                "prior_tau": prior_tau.label(),
+                **summary_row(result),
+            }
+        )
     if not rows:
         raise AnalysisError(f"no year has at least min_studies = {min_studies} studies; lower min_studies")
     return pd.DataFrame(rows)
@@ -884,10 +974,15 @@ def check_table_diagnostics(table: pd.DataFrame, what: str = "Bayesian table") -
     failed (R-hat, bulk ESS or divergences), else return the table."""
     bad = table.loc[~table["diagnostics_ok"].astype(bool)]
     if not bad.empty:
-        id_col = next(c for c in ("prior", "year", "outcome") if c in table.columns) if any(
-            c in table.columns for c in ("prior", "year", "outcome")) else None
-        lines = [f"{id_col}={row[id_col]}: {row['diagnostic_problems']}" if id_col else row["diagnostic_problems"]
-                 for _, row in bad.iterrows()]
+        id_col = (
+            next(c for c in ("prior", "year", "outcome") if c in table.columns)
+            if any(c in table.columns for c in ("prior", "year", "outcome"))
+            else None
+        )
+        lines = [
+            f"{id_col}={row[id_col]}: {row['diagnostic_problems']}" if id_col else row["diagnostic_problems"]
+            for _, row in bad.iterrows()
+        ]
         raise AnalysisError(f"{what}: {len(bad)} fit(s) failed the sampler gate: " + " | ".join(lines))
     return table
 

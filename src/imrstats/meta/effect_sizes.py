@@ -55,9 +55,7 @@ def _direction_sign(higher_is_better) -> np.ndarray:
     """+1 where higher is better, -1 where lower is better (so that positive favours IMR)."""
     hib = np.asarray(higher_is_better)
     if hib.dtype != bool:
-        raise AnalysisError(
-            f"higher_is_better must be True/False (per instrument), got {higher_is_better!r}."
-        )
+        raise AnalysisError(f"higher_is_better must be True/False (per instrument), got {higher_is_better!r}.")
     return np.where(hib, 1.0, -1.0)
 
 
@@ -190,7 +188,7 @@ def plo(events, n, *, add: float = 0.5, to: str = "only0") -> EffectSize:
     return EffectSize(_out(yi), _out(vi))
 
 
-_COLUMNS = {
+MEASURE_COLUMNS = {  # the columns each measure of `escalc` reads
     "SMD": ["mean_imr", "sd_imr", "n_imr", "mean_tau", "sd_tau", "n_tau"],
     "MD": ["mean_imr", "sd_imr", "n_imr", "mean_tau", "sd_tau", "n_tau"],
     "RR": ["events_imr", "n_imr", "events_tau", "n_tau"],
@@ -211,6 +209,50 @@ def _row_directions(df: pd.DataFrame, higher_is_better) -> np.ndarray:
     return hib
 
 
+def _row_labels(df: pd.DataFrame) -> list[str]:
+    """How an error names each row: its study label, else its position counted from 1."""
+    if "study" in df.columns:
+        return [f"study {s!r}" for s in df["study"].astype(str)]
+    return [f"row {i + 1}" for i in range(len(df))]
+
+
+def _one_measure(measure: str, args: list, hib, *, correct: bool, add: float, to: str) -> EffectSize:
+    if measure == "PLO":
+        return plo(*args, add=add, to=to)
+    if measure == "SMD":
+        return smd(*args, higher_is_better=hib, correct=correct)
+    if measure == "MD":
+        return md(*args, higher_is_better=hib)
+    if measure == "RR":
+        return log_rr(*args, higher_is_better=hib, add=add, to=to)
+    return log_or(*args, higher_is_better=hib, add=add, to=to)
+
+
+def _by_rows(measure: str, args: list, hib, labels: list[str], **options) -> EffectSize:
+    """The effect sizes of every row; an error names the rows (by study label) that cause it, and an effect or
+    variance that overflows (values too large to compute with) is an error naming its rows, not a warning."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            es = _one_measure(measure, args, hib, **options)
+        except AnalysisError as error:
+            bad = []
+            for i in range(len(labels)):
+                try:
+                    _one_measure(measure, [a[i : i + 1] for a in args], None if hib is None else hib[i : i + 1], **options)
+                except AnalysisError:
+                    bad.append(labels[i])
+            raise AnalysisError(f"{error}{' (' + ', '.join(bad) + ')' if bad else ''}") from None
+    yi, vi = np.atleast_1d(es.yi), np.atleast_1d(es.vi)
+    bad = ~(np.isfinite(yi) & np.isfinite(vi))
+    if np.any(bad):
+        names = ", ".join(labels[i] for i in np.flatnonzero(bad))
+        raise AnalysisError(
+            f"the effect size or its variance is not a finite number for {names}: the values are too large to "
+            "compute with; check the table."
+        )
+    return es
+
+
 def escalc(
     df: pd.DataFrame,
     measure: str,
@@ -227,28 +269,28 @@ def escalc(
     per row, or the name of a bool column (from the instrument registry). Returns a copy of ``df``.
     """
     measure = measure.upper()
-    if measure not in _COLUMNS:
-        raise InputError(f"Unknown measure {measure!r}; use one of {sorted(_COLUMNS)}.")
-    missing = [c for c in _COLUMNS[measure] if c not in df.columns]
+    if measure not in MEASURE_COLUMNS:
+        raise InputError(f"Unknown measure {measure!r}; use one of {sorted(MEASURE_COLUMNS)}.")
+    missing = [c for c in MEASURE_COLUMNS[measure] if c not in df.columns]
     if missing:
         raise InputError(f"escalc(measure={measure!r}) needs columns {missing} that the table lacks.")
     if len(df) == 0:
         raise InputError("The table has no rows.")
-    args = [df[c].to_numpy(dtype=float) for c in _COLUMNS[measure]]
+    labels = _row_labels(df)
+    args = []
+    for c in MEASURE_COLUMNS[measure]:
+        values = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
+        unread = np.isnan(values) & df[c].notna().to_numpy()
+        if np.any(unread):
+            first = int(np.flatnonzero(unread)[0])
+            raise InputError(f"column {c}: '{df[c].iloc[first]}' ({labels[first]}) is not a number.")
+        args.append(values)
     out = df.copy()
+    hib = None if measure == "PLO" else _row_directions(df, higher_is_better)
+    es = _by_rows(measure, args, hib, labels, correct=correct, add=add, to=to)
     if measure == "PLO":
-        es = plo(*args, add=add, to=to)
         out["direction"] = "logit proportion (single arm, not a comparison)"
     else:
-        hib = _row_directions(df, higher_is_better)
-        if measure == "SMD":
-            es = smd(*args, higher_is_better=hib, correct=correct)
-        elif measure == "MD":
-            es = md(*args, higher_is_better=hib)
-        elif measure == "RR":
-            es = log_rr(*args, higher_is_better=hib, add=add, to=to)
-        else:
-            es = log_or(*args, higher_is_better=hib, add=add, to=to)
         out["direction"] = np.where(
             hib,
             f"{FAVOURS_IMR} (higher is better; IMR minus TAU)",
@@ -294,8 +336,13 @@ def smd_from_d_total_n(d: float, n_total: float, *, higher_is_better: bool = Tru
     """Cohen's d (IMR minus TAU) reported with only the total N: arms assumed equal, n1 = n2 = N / 2
     (Borenstein et al. 2009, ch. 4, eqs. 4.18-4.20 with that split). The assumption is returned."""
     n_total = float(_values("n_total", n_total))
-    return _g_from_d(d, n_total / 2, n_total / 2, higher_is_better,
-                     f"total N = {n_total:g} split equally between arms (n = {n_total / 2:g} each)")
+    return _g_from_d(
+        d,
+        n_total / 2,
+        n_total / 2,
+        higher_is_better,
+        f"total N = {n_total:g} split equally between arms (n = {n_total / 2:g} each)",
+    )
 
 
 def smd_from_t(t: float, n1: float, n2: float, *, higher_is_better: bool = True) -> Conversion:
@@ -312,7 +359,9 @@ def smd_from_f(f: float, n1: float, n2: float, *, sign: int, higher_is_better: b
     if f < 0:
         raise AnalysisError(f"An F statistic cannot be negative (got {f}).")
     res = smd_from_t(_signed(sign) * math.sqrt(f), n1, n2, higher_is_better=higher_is_better)
-    return res._replace(assumption="F(1, n1 + n2 - 2) from a two-group ANOVA without covariates; direction from the paper")
+    return res._replace(
+        assumption="F(1, n1 + n2 - 2) from a two-group ANOVA without covariates; direction from the paper"
+    )
 
 
 def smd_from_p(p: float, n1: float, n2: float, *, sign: int, higher_is_better: bool = True) -> Conversion:
@@ -338,8 +387,9 @@ def smd_from_eta_squared(eta2: float, n1: float, n2: float, *, sign: int, higher
     return res._replace(assumption="eta squared of a two-group one-way ANOVA (not partial); direction from the paper")
 
 
-def log_or_from_ci(odds_ratio: float, ci_low: float, ci_high: float, *, level: float = 0.95,
-                   higher_is_better: bool = True) -> Conversion:
+def log_or_from_ci(
+    odds_ratio: float, ci_low: float, ci_high: float, *, level: float = 0.95, higher_is_better: bool = True
+) -> Conversion:
     """Log odds ratio (IMR over TAU) and its variance from a reported OR and its Wald CI:
     se = (ln ub - ln lb) / (2 z_{1 - alpha/2}) (Borenstein et al. 2009, ch. 5). Assumes a symmetric Wald
     CI on the log scale."""
@@ -360,8 +410,11 @@ def smd_from_log_or(log_odds_ratio: float, vi: float) -> Conversion:
     lor, v = float(_values("log OR", log_odds_ratio)), float(_values("variance", vi))
     if v <= 0:
         raise AnalysisError(f"The variance of the log OR must be > 0; got {v}.")
-    return Conversion(lor * math.sqrt(3) / math.pi, v * 3 / math.pi**2,
-                      "logistic latent outcome with equal variances (Chinn 2000); no small-sample correction")
+    return Conversion(
+        lor * math.sqrt(3) / math.pi,
+        v * 3 / math.pi**2,
+        "logistic latent outcome with equal variances (Chinn 2000); no small-sample correction",
+    )
 
 
 def log_or_from_smd(d: float, vi: float) -> Conversion:
@@ -370,5 +423,6 @@ def log_or_from_smd(d: float, vi: float) -> Conversion:
     d, v = float(_values("d", d)), float(_values("variance", vi))
     if v <= 0:
         raise AnalysisError(f"The variance of d must be > 0; got {v}.")
-    return Conversion(d * math.pi / math.sqrt(3), v * math.pi**2 / 3,
-                      "logistic latent outcome with equal variances (Chinn 2000)")
+    return Conversion(
+        d * math.pi / math.sqrt(3), v * math.pi**2 / 3, "logistic latent outcome with equal variances (Chinn 2000)"
+    )

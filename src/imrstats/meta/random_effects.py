@@ -20,7 +20,7 @@ Departures from metafor, on purpose: missing values and non-positive sampling va
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from imrstats.errors import AnalysisError
-from imrstats.results import Estimate, _jsonable, to_frame
+from imrstats.results import Estimate, ResultMixin, to_frame, to_jsonable
 
 METHODS = ("REML", "ML", "DL", "PM", "EE", "FE")
 _EQUAL = ("EE", "FE")
@@ -48,8 +48,13 @@ _METHOD_NAMES = {
 
 
 def brent_zeroin(
-    f: Callable[[float], float], lower: float, upper: float, f_lower: float, f_upper: float,
-    tol: float, maxiter: int,
+    f: Callable[[float], float],
+    lower: float,
+    upper: float,
+    f_lower: float,
+    f_upper: float,
+    tol: float,
+    maxiter: int,
 ) -> tuple[float, bool]:
     """Root of ``f`` in [lower, upper] by Brent's (1973, ch. 4) zeroin: bisection safeguarding secant and
     inverse quadratic interpolation. This is the algorithm behind R's ``uniroot`` (same steps, same
@@ -287,8 +292,26 @@ def _fit(y: np.ndarray, vi: np.ndarray, X: np.ndarray, method: str, knha: bool, 
         pval = 2 * stats.norm.sf(np.abs(statistic))
         crit = stats.norm.isf(alpha / 2)
     q, q_p, i2, h2, vt = _heterogeneity(y, vi, X, t.tau2, method)
-    return _Fit(beta, se, statistic, pval, beta - crit * se, beta + crit * se, df, t.tau2, t.se,
-                q, k - p, q_p, i2, h2, vt, s2w, t.iterations, tuple(notes))
+    return _Fit(
+        beta,
+        se,
+        statistic,
+        pval,
+        beta - crit * se,
+        beta + crit * se,
+        df,
+        t.tau2,
+        t.se,
+        q,
+        k - p,
+        q_p,
+        i2,
+        h2,
+        vt,
+        s2w,
+        t.iterations,
+        tuple(notes),
+    )
 
 
 def _heterogeneity(y, vi, X, tau2: float, method: str) -> tuple[float, float, float, float, float]:
@@ -311,7 +334,21 @@ def _heterogeneity(y, vi, X, tau2: float, method: str) -> tuple[float, float, fl
     return q, q_p, i2, h2, vt
 
 
-def _check_inputs(yi, vi, method: str, level: float) -> tuple[np.ndarray, np.ndarray, str]:
+# Effects and variances beyond these magnitudes cannot be weighted in double precision (w = 1 / vi, w^2 and
+# w * yi^2 overflow or underflow to 0); no real effect size or sampling variance comes near them.
+MAX_ABS_YI, VI_RANGE = 1e50, (1e-50, 1e50)
+
+
+def _named(labels: Sequence[str] | None, mask: np.ndarray) -> str:
+    """The studies where ``mask`` holds, by label (``Study i`` counted from 1 when no labels are given)."""
+    idx = np.flatnonzero(mask)
+    names = [labels[i] if labels is not None else f"Study {i + 1}" for i in idx]
+    return ", ".join(repr(str(n)) for n in names)
+
+
+def _check_inputs(
+    yi, vi, method: str, level: float, labels: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
     method = str(method).upper()
     if method not in METHODS:
         raise AnalysisError(f"Unknown method {method!r}; use one of {METHODS}.")
@@ -323,13 +360,20 @@ def _check_inputs(yi, vi, method: str, level: float) -> tuple[np.ndarray, np.nda
         raise AnalysisError(f"yi and vi differ in length ({y.size} vs {v.size}).")
     if y.size == 0:
         raise AnalysisError("No studies to pool (k = 0).")
+    if labels is not None and len(labels) != y.size:
+        labels = None  # rma names the mismatch itself
     if not (np.all(np.isfinite(y)) and np.all(np.isfinite(v))):
-        bad = np.flatnonzero(~(np.isfinite(y) & np.isfinite(v))).tolist()
-        raise AnalysisError(f"yi / vi missing or infinite in studies at positions {bad}; fix or drop them first.")
+        bad = ~(np.isfinite(y) & np.isfinite(v))
+        raise AnalysisError(f"yi / vi missing or infinite in studies {_named(labels, bad)}; fix or drop them first.")
     if np.any(v <= 0):
-        bad = np.flatnonzero(v <= 0).tolist()
         raise AnalysisError(
-            f"Sampling variances must be > 0; studies at positions {bad} have vi <= 0 (check SDs and ns)."
+            f"Sampling variances must be > 0; studies {_named(labels, v <= 0)} have vi <= 0 (check SDs and ns)."
+        )
+    huge = (np.abs(y) > MAX_ABS_YI) | (v < VI_RANGE[0]) | (v > VI_RANGE[1])
+    if np.any(huge):
+        raise AnalysisError(
+            f"studies {_named(labels, huge)}: yi / vi outside what can be pooled in double precision "
+            f"(|yi| <= {MAX_ABS_YI:g}, {VI_RANGE[0]:g} <= vi <= {VI_RANGE[1]:g}); check the effect and its variance."
         )
     return y, v, method
 
@@ -339,7 +383,7 @@ def _check_inputs(yi, vi, method: str, level: float) -> tuple[np.ndarray, np.nda
 
 
 @dataclass(frozen=True)
-class MetaResult:
+class MetaResult(ResultMixin):
     """A fitted intercept-only meta-analysis: the pooled effect, heterogeneity and what made them.
 
     ``i2`` is in percent (as metafor prints it). ``df`` is k - 1 under Knapp-Hartung and NaN for a
@@ -404,32 +448,76 @@ class MetaResult:
         notes = "; ".join(self.notes)
         re = self.method not in _EQUAL and self.k > 1
         rows = [
-            Estimate("pooled effect", self.estimate, self.se, self.ci_low, self.ci_high, self.df,
-                     self.statistic, self.p, self.method_label, notes, {"k": self.k}),
-            Estimate("tau^2", self.tau2 if re else math.nan, self.se_tau2 if re else math.nan,
-                     method=f"{self.method} estimator" if re else "not estimated", notes=notes, extra={"k": self.k}),
-            Estimate("tau", math.sqrt(self.tau2) if re else math.nan,
-                     method=f"{self.method} estimator" if re else "not estimated", notes=notes, extra={"k": self.k}),
-            Estimate("I^2 (%)", self.i2, method="100 tau^2 / (tau^2 + typical within-study variance)"
-                     if re else "100 (Q - df) / Q", notes=notes, extra={"k": self.k}),
-            Estimate("H^2", self.h2, method="tau^2 / typical within-study variance + 1" if re else "Q / df",
-                     notes=notes, extra={"k": self.k}),
-            Estimate("Q (heterogeneity)", self.q, df=float(self.q_df) if self.k > 1 else math.nan,
-                     statistic=self.q, p=self.q_p, method="Cochran's Q, chi-square(k - 1)", notes=notes,
-                     extra={"k": self.k}),
+            Estimate(
+                "pooled effect",
+                self.estimate,
+                self.se,
+                self.ci_low,
+                self.ci_high,
+                self.df,
+                self.statistic,
+                self.p,
+                self.method_label,
+                notes,
+                {"k": self.k},
+            ),
+            Estimate(
+                "tau^2",
+                self.tau2 if re else math.nan,
+                self.se_tau2 if re else math.nan,
+                method=f"{self.method} estimator" if re else "not estimated",
+                notes=notes,
+                extra={"k": self.k},
+            ),
+            Estimate(
+                "tau",
+                math.sqrt(self.tau2) if re else math.nan,
+                method=f"{self.method} estimator" if re else "not estimated",
+                notes=notes,
+                extra={"k": self.k},
+            ),
+            Estimate(
+                "I^2 (%)",
+                self.i2,
+                method="100 tau^2 / (tau^2 + typical within-study variance)" if re else "100 (Q - df) / Q",
+                notes=notes,
+                extra={"k": self.k},
+            ),
+            Estimate(
+                "H^2",
+                self.h2,
+                method="tau^2 / typical within-study variance + 1" if re else "Q / df",
+                notes=notes,
+                extra={"k": self.k},
+            ),
+            Estimate(
+                "Q (heterogeneity)",
+                self.q,
+                df=float(self.q_df) if self.k > 1 else math.nan,
+                statistic=self.q,
+                p=self.q_p,
+                method="Cochran's Q, chi-square(k - 1)",
+                notes=notes,
+                extra={"k": self.k},
+            ),
         ]
         return rows
 
     def to_frame(self) -> pd.DataFrame:
         return to_frame(self.estimates())
 
-    def to_dict(self) -> dict:
-        out = {key: _jsonable(value) for key, value in asdict(self).items()
-               if not isinstance(value, tuple)}
-        out.update(yi=list(self.yi), vi=list(self.vi), slab=list(self.slab), notes=list(self.notes),
-                   model=self.model_name, method_label=self.method_label,
-                   estimates=[e.to_dict() for e in self.estimates()])
-        return out
+    _json_skip = ("yi", "vi", "slab", "notes")  # moved after the scalars by _json_extra
+
+    def _json_extra(self) -> dict:
+        return dict(
+            yi=self.yi,
+            vi=self.vi,
+            slab=self.slab,
+            notes=self.notes,
+            model=self.model_name,
+            method_label=self.method_label,
+            estimates=self.estimates(),
+        )
 
     # -- follow-ups ----------------------------------------------------------------------------
     def predict(self) -> Estimate:
@@ -439,9 +527,17 @@ class MetaResult:
         crit = self._critical_value()
         half = crit * math.sqrt(self.se**2 + (0.0 if math.isnan(self.tau2) else self.tau2))
         return Estimate(
-            "pooled effect (prediction interval)", self.estimate, self.se, self.ci_low, self.ci_high, self.df,
-            self.statistic, self.p, self.method_label + "; PI = estimate +/- crit sqrt(se^2 + tau^2)",
-            "; ".join(self.notes), {"pi_low": self.estimate - half, "pi_high": self.estimate + half},
+            "pooled effect (prediction interval)",
+            self.estimate,
+            self.se,
+            self.ci_low,
+            self.ci_high,
+            self.df,
+            self.statistic,
+            self.p,
+            self.method_label + "; PI = estimate +/- crit sqrt(se^2 + tau^2)",
+            "; ".join(self.notes),
+            {"pi_low": self.estimate - half, "pi_high": self.estimate + half},
         )
 
     def confint(self) -> pd.DataFrame:
@@ -470,8 +566,13 @@ class MetaResult:
         rows = []
         for i in range(self.k):
             keep = sequence[: i + 1]
-            rows.append(self._refit_row(keep, f"cumulative pooled effect up to {self.slab[sequence[i]]}",
-                                        {"added": self.slab[sequence[i]], "order": _jsonable(keys[sequence[i]])}))
+            rows.append(
+                self._refit_row(
+                    keep,
+                    f"cumulative pooled effect up to {self.slab[sequence[i]]}",
+                    {"added": self.slab[sequence[i]], "order": to_jsonable(keys[sequence[i]])},
+                )
+            )
         return to_frame(rows)
 
     def regtest(self) -> pd.DataFrame:
@@ -489,12 +590,36 @@ class MetaResult:
         caveat = f"k = {self.k}: Egger's test has low power with fewer than 10 studies; interpret with caution"
         notes = "; ".join(([caveat] if self.k < 10 else []) + list(fit.notes))
         label = f"Egger regression (predictor: SE), {self.method_label}"
-        return to_frame([
-            Estimate("funnel asymmetry (slope on SE)", fit.beta[1], fit.se[1], fit.ci_low[1], fit.ci_high[1],
-                     fit.df, fit.statistic[1], fit.p[1], label, notes, {"k": self.k}),
-            Estimate("limit estimate (SE -> 0)", fit.beta[0], fit.se[0], fit.ci_low[0], fit.ci_high[0],
-                     fit.df, fit.statistic[0], fit.p[0], label, notes, {"k": self.k}),
-        ])
+        return to_frame(
+            [
+                Estimate(
+                    "funnel asymmetry (slope on SE)",
+                    fit.beta[1],
+                    fit.se[1],
+                    fit.ci_low[1],
+                    fit.ci_high[1],
+                    fit.df,
+                    fit.statistic[1],
+                    fit.p[1],
+                    label,
+                    notes,
+                    {"k": self.k},
+                ),
+                Estimate(
+                    "limit estimate (SE -> 0)",
+                    fit.beta[0],
+                    fit.se[0],
+                    fit.ci_low[0],
+                    fit.ci_high[0],
+                    fit.df,
+                    fit.statistic[0],
+                    fit.p[0],
+                    label,
+                    notes,
+                    {"k": self.k},
+                ),
+            ]
+        )
 
     def summary(self) -> str:
         """A metafor-like printout naming the model, the tau^2 estimator, k, heterogeneity and the test."""
@@ -513,13 +638,34 @@ class MetaResult:
         try:
             sub = rma(y, v, method=self.method, knha=self.knha, level=self.level, slab=slab)
         except AnalysisError as error:
-            return Estimate(quantity, math.nan, method=self.method_label, notes=f"fit failed: {error}",
-                            extra={**extra, "k": int(y.size), "q": math.nan, "q_p": math.nan,
-                                   "tau2": math.nan, "i2": math.nan, "h2": math.nan})
-        return Estimate(quantity, sub.estimate, sub.se, sub.ci_low, sub.ci_high, sub.df, sub.statistic, sub.p,
-                        sub.method_label, "; ".join(sub.notes),
-                        {**extra, "k": sub.k, "q": sub.q, "q_p": sub.q_p, "tau2": sub.tau2, "i2": sub.i2,
-                         "h2": sub.h2})
+            return Estimate(
+                quantity,
+                math.nan,
+                method=self.method_label,
+                notes=f"fit failed: {error}",
+                extra={
+                    **extra,
+                    "k": int(y.size),
+                    "q": math.nan,
+                    "q_p": math.nan,
+                    "tau2": math.nan,
+                    "i2": math.nan,
+                    "h2": math.nan,
+                },
+            )
+        return Estimate(
+            quantity,
+            sub.estimate,
+            sub.se,
+            sub.ci_low,
+            sub.ci_high,
+            sub.df,
+            sub.statistic,
+            sub.p,
+            sub.method_label,
+            "; ".join(sub.notes),
+            {**extra, "k": sub.k, "q": sub.q, "q_p": sub.q_p, "tau2": sub.tau2, "i2": sub.i2, "h2": sub.h2},
+        )
 
 
 def rma(
@@ -538,9 +684,10 @@ def rma(
     Knapp-Hartung variance factor and t(k-1) tests and intervals. ``slab`` labels the studies.
     k = 1 gives that study's own estimate with a note; heterogeneity is NaN.
     """
-    y, v, method = _check_inputs(yi, vi, method, level)
+    given = tuple(str(s) for s in slab) if slab is not None else None
+    y, v, method = _check_inputs(yi, vi, method, level, given)
     k = y.size
-    labels = tuple(str(s) for s in slab) if slab is not None else tuple(f"Study {i + 1}" for i in range(k))
+    labels = given if given is not None else tuple(f"Study {i + 1}" for i in range(k))
     if len(labels) != k:
         raise AnalysisError(f"slab has {len(labels)} labels for {k} studies.")
     if k == 1:
@@ -548,11 +695,31 @@ def rma(
     fit = _fit(y, v, np.ones((k, 1)), method, knha, level)
     re = method not in _EQUAL
     return MetaResult(
-        yi=tuple(y.tolist()), vi=tuple(v.tolist()), slab=labels, method=method, knha=knha, level=level, k=k,
-        estimate=float(fit.beta[0]), se=float(fit.se[0]), statistic=float(fit.statistic[0]), p=float(fit.p[0]),
-        ci_low=float(fit.ci_low[0]), ci_high=float(fit.ci_high[0]), df=fit.df,
-        tau2=fit.tau2 if re else 0.0, se_tau2=fit.se_tau2, i2=fit.i2, h2=fit.h2, q=fit.q, q_df=fit.q_df,
-        q_p=fit.q_p, vt=fit.vt, s2w=fit.s2w, iterations=fit.iterations, notes=fit.notes,
+        yi=tuple(y.tolist()),
+        vi=tuple(v.tolist()),
+        slab=labels,
+        method=method,
+        knha=knha,
+        level=level,
+        k=k,
+        estimate=float(fit.beta[0]),
+        se=float(fit.se[0]),
+        statistic=float(fit.statistic[0]),
+        p=float(fit.p[0]),
+        ci_low=float(fit.ci_low[0]),
+        ci_high=float(fit.ci_high[0]),
+        df=fit.df,
+        tau2=fit.tau2 if re else 0.0,
+        se_tau2=fit.se_tau2,
+        i2=fit.i2,
+        h2=fit.h2,
+        q=fit.q,
+        q_df=fit.q_df,
+        q_p=fit.q_p,
+        vt=fit.vt,
+        s2w=fit.s2w,
+        iterations=fit.iterations,
+        notes=fit.notes,
     )
 
 
@@ -564,11 +731,31 @@ def _single_study(y, v, method, knha, level, labels) -> MetaResult:
     if knha:
         notes.append("Knapp-Hartung needs k >= 2: Wald z used instead (as metafor does)")
     return MetaResult(
-        yi=(float(y[0]),), vi=(float(v[0]),), slab=labels, method=method, knha=knha, level=level, k=1,
-        estimate=float(y[0]), se=se, statistic=z, p=float(2 * stats.norm.sf(abs(z))),
-        ci_low=float(y[0] - crit * se), ci_high=float(y[0] + crit * se), df=math.nan,
-        tau2=math.nan, se_tau2=math.nan, i2=math.nan, h2=math.nan, q=math.nan, q_df=0, q_p=math.nan,
-        vt=math.nan, s2w=1.0, iterations=0, notes=tuple(notes),
+        yi=(float(y[0]),),
+        vi=(float(v[0]),),
+        slab=labels,
+        method=method,
+        knha=knha,
+        level=level,
+        k=1,
+        estimate=float(y[0]),
+        se=se,
+        statistic=z,
+        p=float(2 * stats.norm.sf(abs(z))),
+        ci_low=float(y[0] - crit * se),
+        ci_high=float(y[0] + crit * se),
+        df=math.nan,
+        tau2=math.nan,
+        se_tau2=math.nan,
+        i2=math.nan,
+        h2=math.nan,
+        q=math.nan,
+        q_df=0,
+        q_p=math.nan,
+        vt=math.nan,
+        s2w=1.0,
+        iterations=0,
+        notes=tuple(notes),
     )
 
 
@@ -592,16 +779,19 @@ def _q_profile(res: MetaResult) -> pd.DataFrame:
     notes: list[str] = []
 
     def root(objective: float) -> float:
-        value, converged = brent_zeroin(lambda t: _generalised_q(t, y, v, X) - objective, lo, hi,
-                                        q_lo - objective, q_hi - objective, _TOL, 1000)
+        value, converged = brent_zeroin(
+            lambda t: _generalised_q(t, y, v, X) - objective, lo, hi, q_lo - objective, q_hi - objective, _TOL, 1000
+        )
         if not converged:
             raise AnalysisError("Q-profile root search did not converge.")
         return value
 
     if q_lo < crit_lower:
         tau2_lb = tau2_ub = lo
-        notes.append("Q-profile CI is the null set: Q(0) is below the lower critical value, so both bounds "
-                     "are reported as 0 (metafor prints them as '<0')")
+        notes.append(
+            "Q-profile CI is the null set: Q(0) is below the lower critical value, so both bounds "
+            "are reported as 0 (metafor prints them as '<0')"
+        )
     else:
         if q_hi > crit_lower:
             tau2_ub = hi
@@ -618,14 +808,28 @@ def _q_profile(res: MetaResult) -> pd.DataFrame:
     vt = res.vt
     method = f"Q-profile (Viechtbauer 2007), chi-square({df}) quantiles"
     note = "; ".join(notes)
-    return to_frame([
-        Estimate("tau^2", res.tau2, ci_low=tau2_lb, ci_high=tau2_ub, method=method, notes=note),
-        Estimate("tau", math.sqrt(res.tau2), ci_low=math.sqrt(tau2_lb), ci_high=math.sqrt(tau2_ub),
-                 method=method, notes=note),
-        Estimate("I^2 (%)", res.i2, ci_low=100 * tau2_lb / (vt + tau2_lb), ci_high=100 * tau2_ub / (vt + tau2_ub),
-                 method=method, notes=note),
-        Estimate("H^2", res.h2, ci_low=tau2_lb / vt + 1, ci_high=tau2_ub / vt + 1, method=method, notes=note),
-    ])
+    return to_frame(
+        [
+            Estimate("tau^2", res.tau2, ci_low=tau2_lb, ci_high=tau2_ub, method=method, notes=note),
+            Estimate(
+                "tau",
+                math.sqrt(res.tau2),
+                ci_low=math.sqrt(tau2_lb),
+                ci_high=math.sqrt(tau2_ub),
+                method=method,
+                notes=note,
+            ),
+            Estimate(
+                "I^2 (%)",
+                res.i2,
+                ci_low=100 * tau2_lb / (vt + tau2_lb),
+                ci_high=100 * tau2_ub / (vt + tau2_ub),
+                method=method,
+                notes=note,
+            ),
+            Estimate("H^2", res.h2, ci_low=tau2_lb / vt + 1, ci_high=tau2_ub / vt + 1, method=method, notes=note),
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -639,8 +843,11 @@ def _p_text(p: float) -> str:
 
 
 def _summary_text(res: MetaResult) -> str:
-    lines = [f"{res.model_name} (k = {res.k}" + (
-        f"; tau^2 estimator: {res.method})" if res.method not in _EQUAL and res.k > 1 else ")"), ""]
+    lines = [
+        f"{res.model_name} (k = {res.k}"
+        + (f"; tau^2 estimator: {res.method})" if res.method not in _EQUAL and res.k > 1 else ")"),
+        "",
+    ]
     if res.k > 1:
         if res.method not in _EQUAL:
             lines += [
@@ -658,8 +865,7 @@ def _summary_text(res: MetaResult) -> str:
     stat = "tval" if res.knha and res.k > 1 else "zval"
     pct = f"{100 * res.level:g}%"
     lines += [
-        f"Model Results ({res.test_name}" + (f", df = {res.df:g}" if not math.isnan(res.df) else "")
-        + f"; {pct} CI):",
+        f"Model Results ({res.test_name}" + (f", df = {res.df:g}" if not math.isnan(res.df) else "") + f"; {pct} CI):",
         "",
         f"{'estimate':>10} {'se':>8} {stat:>8} {'pval':>8} {'ci.lb':>8} {'ci.ub':>8}",
         f"{res.estimate:>10.4f} {res.se:>8.4f} {res.statistic:>8.4f} {_p_text(res.p).replace('= ', ''):>8} "

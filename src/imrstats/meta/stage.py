@@ -22,141 +22,59 @@ The Bayesian pooling plugs in through ``run_meta_stage(..., bayes=callable)`` (s
 
 from __future__ import annotations
 
-import copy
-import html as _html
 import math
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
-from imrstats.meta import effect_sizes as es
+from imrstats.config import section_settings
+from imrstats.data.published import (
+    DENOMINATOR_BASES,
+    IMPLEMENTATION_MEASURES,
+    load_implementation_rates,
+    load_published_outcomes,
+)
 from imrstats.errors import AnalysisError, InputError
+from imrstats.meta import effect_sizes as es
 from imrstats.meta.random_effects import MetaResult, rma
-from imrstats.data.published import DENOMINATOR_BASES, IMPLEMENTATION_MEASURES, TIMEPOINTS, USES, \
-    load_implementation_rates, load_published_outcomes
-from imrstats.results import Estimate, to_frame
+from imrstats.meta.tables import stack_frames, with_leading_columns
 from imrstats.pipeline.stage_result import StageResult
-from imrstats.report.html import figure_html, table_html
+from imrstats.report.format import format_number as fmt  # the report's one number formatter
+from imrstats.results import Estimate, to_frame, to_records
 
 FAVOURS = "positive favours IMR"
 ESTIMATORS = ("REML", "DL", "PM", "ML", "EE")
 ANALYSES = ("itt", "not_stated", "complete_case")
 
-DEFAULT_SETTINGS: dict = {
-    "published_outcomes": None,          # path; None = data/published/published_outcomes.csv
-    "implementation_rates": None,        # path; None = data/published/implementation_rates.csv
-    # outcome label -> instrument keys, in order of preference when a study reports several
-    "outcomes": {
-        "imrs_client": ["imrs_client"],
-        "imrs_clinician": ["imrs_clinician"],
-        "hope": ["hope"],
-        "functioning": ["gaf_f", "sofas"],
-        "symptoms": ["panss_total", "bprs"],
-        "hospitalisation": ["hospitalisation"],
-    },
-    # one row per study: the first timepoint of this list the study reports (longest follow-up first,
-    # as McGuire et al. 2014 tabulate); timepoints not listed are not pooled
-    "timepoints": ["fu12", "longest_fu", "overall", "year_after_post", "unclear", "post"],
-    # sensitivity analysis: the same with end of treatment first ([] = skip)
-    "sensitivity_timepoints": ["post", "unclear", "overall", "longest_fu", "year_after_post", "fu12"],
-    "analyses": list(ANALYSES),          # preference among a study's rows at the same timepoint
-    "uses": ["pool", "pool with care"],  # curated `use` levels in the main analysis
-    "method": "REML",                    # main tau^2 estimator (heterogeneity, PI, leave-one-out, ...)
-    "knha": True,                        # Knapp-Hartung t(k - 1) tests and intervals
-    "level": 0.95,
-    "mid": 0.2,                          # smallest important SMD (for the report and the Bayesian pooling)
-    "implementation": {
-        "measures": ["dropout_pct", "completion_pct"],
-        "uses": ["pool with care"],
-    },
-}
+# The stage's settings: the config's `meta` section (with its `bayes` sub-section), defaults in
+# workflow/schemas/config.schema.yaml (imrstats.config.section_settings).
 
-# Summary numbers as McGuire et al. (2014) state them (seed 001, whitespace collapsed), for the comparison.
-REVIEW_SOURCE = "McGuire et al. 2014, Psychiatric Services (seed 001_a4b335bb3a7ff4c2.txt)"
+# Summary numbers as McGuire et al. (2014) state them (Results, whitespace collapsed), for the comparison.
+REVIEW_SOURCE = "McGuire et al. 2014, Psychiatric Services 65(2):171-179"
 REVIEW_QUOTES = {
-    "dropout_pct": ("Results, Implementation Outcomes: 'The median dropout rate across nine studies reporting "
-                    "(2, 6, 8, 14-17, 25, 41) was 24% and dropout rates were rather consistently within the "
-                    "20%-30% range (2, 6, 15, 17, 18, 41).' Summary: 'both median dropout (about 24%) and "
-                    "completion rates (63%) leave much room for improvement.'", 24.0),
-    "completion_pct": ("Results, Implementation Outcomes: 'seven studies (2, 14-16, 18, 26, 41) reported "
-                       "completion rates, with a median rate of 63%. Unlike dropout rate, completion rates "
-                       "varied substantially between studies (range = 15%-86%).'", 63.0),
+    "dropout_pct": (
+        "Results, Implementation Outcomes: 'The median dropout rate across nine studies reporting "
+        "(2, 6, 8, 14-17, 25, 41) was 24% and dropout rates were rather consistently within the "
+        "20%-30% range (2, 6, 15, 17, 18, 41).' Summary: 'both median dropout (about 24%) and "
+        "completion rates (63%) leave much room for improvement.'",
+        24.0,
+    ),
+    "completion_pct": (
+        "Results, Implementation Outcomes: 'seven studies (2, 14-16, 18, 26, 41) reported "
+        "completion rates, with a median rate of 63%. Unlike dropout rate, completion rates "
+        "varied substantially between studies (range = 15%-86%).'",
+        63.0,
+    ),
 }
 MEASURE_NAMES = {"dropout_pct": "dropout", "completion_pct": "completion (graduation)"}
-
-# A study's effect is "instrument: what the number is"; outside the registry the names come from here.
-_OTHER_INSTRUMENTS = {
-    "hospitalisation": "any hospitalisation (register)",
-    "hospital_days_change": "change in hospital days (register)",
-    "bprs": "BPRS", "qls_abbreviated": "QLS (abbreviated)",
-    "psychosis_rating_scale": "psychosis rating (Färdig)", "sofas": "SOFAS",
-}
 
 BayesHook = Callable[[dict, dict, "int | None"], StageResult]
 """``bayes(pooling_inputs, settings, seed) -> StageResult``: ``pooling_inputs`` maps each outcome label
 to the included effects (one row per study: study, year, yi, vi, sei, measure, ...), exactly what the
 frequentist analysis pooled; its tables and figures are added with a ``bayes_`` prefix, its record under
-``record["bayes"]``, its HTML after the frequentist section, its flags to the stage's flags."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Settings
-
-
-def meta_settings(settings: dict | None) -> dict:
-    """The stage settings with defaults filled in; unknown keys or values raise ``InputError``."""
-    merged = copy.deepcopy(DEFAULT_SETTINGS)
-    settings = dict(settings or {})
-    settings.pop("bayes", None)       # the Bayesian hook's own section (meta_bayes.bayes_settings checks it)
-    unknown = set(settings) - set(merged)
-    if unknown:
-        raise InputError(f"meta: unknown settings {sorted(unknown)}; known: {sorted(merged)}")
-    impl = dict(settings.pop("implementation", None) or {})
-    unknown = set(impl) - set(merged["implementation"])
-    if unknown:
-        raise InputError(f"meta.implementation: unknown settings {sorted(unknown)}; known: measures, uses")
-    merged.update({k: v for k, v in settings.items() if v is not None or k in ("published_outcomes",
-                                                                              "implementation_rates")})
-    merged["implementation"].update(impl)
-    _check_settings(merged)
-    return merged
-
-
-def _check_settings(s: dict) -> None:
-    if not isinstance(s["outcomes"], dict) or not s["outcomes"]:
-        raise InputError("meta.outcomes must map an outcome label to a list of instrument keys")
-    for label, keys in s["outcomes"].items():
-        if isinstance(keys, str) or not keys:
-            raise InputError(f"meta.outcomes.{label} must be a non-empty list of instrument keys")
-    for key in ("timepoints", "sensitivity_timepoints"):
-        bad = set(s[key]) - set(TIMEPOINTS)
-        if bad:
-            raise InputError(f"meta.{key}: unknown timepoints {sorted(bad)}; choose from {TIMEPOINTS}")
-    if not s["timepoints"]:
-        raise InputError("meta.timepoints must list at least one timepoint")
-    for key, allowed in (("analyses", ANALYSES), ("uses", USES)):
-        bad = set(s[key]) - set(allowed)
-        if bad or not s[key]:
-            raise InputError(f"meta.{key}: {sorted(bad) or 'empty'}; choose from {allowed}")
-    if str(s["method"]).upper() not in ESTIMATORS + ("FE",):
-        raise InputError(f"meta.method must be one of {ESTIMATORS}; got {s['method']!r}")
-    s["method"] = "EE" if str(s["method"]).upper() == "FE" else str(s["method"]).upper()
-    if not isinstance(s["knha"], bool):
-        raise InputError("meta.knha must be true or false")
-    if not 0 < float(s["level"]) < 1:
-        raise InputError(f"meta.level is a coverage in (0, 1), e.g. 0.95; got {s['level']!r}")
-    if not float(s["mid"]) >= 0:
-        raise InputError(f"meta.mid is an SMD >= 0; got {s['mid']!r}")
-    impl = s["implementation"]
-    bad = set(impl["measures"]) - {"dropout_pct", "completion_pct"}
-    if bad:
-        raise InputError(f"meta.implementation.measures: {sorted(bad)}; choose dropout_pct, completion_pct")
-    bad = set(impl["uses"]) - set(USES)
-    if bad:
-        raise InputError(f"meta.implementation.uses: {sorted(bad)}; choose from {USES}")
+``record["bayes"]``, its flags to the stage's flags (the section renders it after the frequentist part)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,8 +96,15 @@ def _convert_row(row: pd.Series) -> tuple[float, float, str, str]:
         return float(value)
 
     if conversion == "smd_from_arms":
-        out = es.smd(num("mean_imr"), num("sd_imr"), num("n_imr"), num("mean_tau"), num("sd_tau"), num("n_tau"),
-                     higher_is_better=hib)
+        out = es.smd(
+            num("mean_imr"),
+            num("sd_imr"),
+            num("n_imr"),
+            num("mean_tau"),
+            num("sd_tau"),
+            num("n_tau"),
+            higher_is_better=hib,
+        )
         return float(out.yi), float(out.vi), "SMD", ""
     if conversion == "md_from_arm_means_se":
         yi = (1.0 if hib else -1.0) * (num("mean_imr") - num("mean_tau"))
@@ -225,22 +150,37 @@ def effect_table(outcomes: pd.DataFrame, *, skip_invalid: bool = False, level: f
             yi, vi, measure, conv_assumption = _convert_row(row)
         except (AnalysisError, InputError, ValueError) as error:
             if not skip_invalid:
-                raise AnalysisError(f"{row['study']} ({row['instrument']}, {row.get('timepoint', '')}), line "
-                                    f"{int(index) + 2}: {error}") from error
+                raise AnalysisError(
+                    f"{row['study']} ({row['instrument']}, {row.get('timepoint', '')}), line {int(index) + 2}: {error}"
+                ) from error
             yi, vi, measure, conv_assumption, problem = math.nan, math.nan, "", "", str(error)
         curated = str(row["assumption"]).strip()
         sei = math.sqrt(vi) if vi > 0 else math.nan
-        rows.append({
-            "row": int(index) + 2, "study": row["study"], "year": row["year"], "outcome": row.get("outcome", ""),
-            "instrument": row["instrument"], "rater": row.get("rater", ""), "timepoint": row.get("timepoint", ""),
-            "analysis": row.get("analysis", ""), "use": row.get("use", ""), "measure": measure,
-            "yi": yi, "vi": vi, "sei": sei, "ci_low": yi - z * sei, "ci_high": yi + z * sei,
-            "conversion": row["conversion"],
-            "assumption": "; ".join(a for a in (curated, conv_assumption) if a),
-            "needs_assumption": curated != "",
-            "direction": _direction_text(row, measure),
-            "source": row["source"], "problem": problem,
-        })
+        rows.append(
+            {
+                "row": int(index) + 2,
+                "study": row["study"],
+                "year": row["year"],
+                "outcome": row.get("outcome", ""),
+                "instrument": row["instrument"],
+                "rater": row.get("rater", ""),
+                "timepoint": row.get("timepoint", ""),
+                "analysis": row.get("analysis", ""),
+                "use": row.get("use", ""),
+                "measure": measure,
+                "yi": yi,
+                "vi": vi,
+                "sei": sei,
+                "ci_low": yi - z * sei,
+                "ci_high": yi + z * sei,
+                "conversion": row["conversion"],
+                "assumption": "; ".join(a for a in (curated, conv_assumption) if a),
+                "needs_assumption": curated != "",
+                "direction": _direction_text(row, measure),
+                "source": row["source"],
+                "problem": problem,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -255,8 +195,9 @@ def _direction_text(row: pd.Series, measure: str) -> str:
 # Which rows one outcome pools
 
 
-def select_outcome_rows(effects: pd.DataFrame, instruments: list[str], *, uses, timepoints, analyses,
-                        drop_assumptions: bool = False) -> pd.DataFrame:
+def select_outcome_rows(
+    effects: pd.DataFrame, instruments: list[str], *, uses, timepoints, analyses, drop_assumptions: bool = False
+) -> pd.DataFrame:
     """All candidate rows of one outcome (instrument in ``instruments``, use not ``context``) with
     ``included`` and ``reason``: one row per study, the first by timepoint, then instrument, then analysis
     preference; rows outside ``uses`` / ``timepoints``, failed conversions, rows needing assumptions (when
@@ -278,12 +219,14 @@ def select_outcome_rows(effects: pd.DataFrame, instruments: list[str], *, uses, 
     if len(measures):
         pooled = "SMD" if (measures == "SMD").any() else sorted(measures.unique())[0]
         exclude(cand["measure"] != pooled, "measure '" + cand["measure"] + f"' cannot be pooled with {pooled}")
-    rank = pd.DataFrame({
-        "t": cand["timepoint"].map({t: i for i, t in enumerate(timepoints)}),
-        "i": cand["instrument"].map({t: i for i, t in enumerate(instruments)}),
-        "a": cand["analysis"].map({t: i for i, t in enumerate(analyses)}).fillna(len(analyses)),
-        "r": cand["row"],
-    })
+    rank = pd.DataFrame(
+        {
+            "t": cand["timepoint"].map({t: i for i, t in enumerate(timepoints)}),
+            "i": cand["instrument"].map({t: i for i, t in enumerate(instruments)}),
+            "a": cand["analysis"].map({t: i for i, t in enumerate(analyses)}).fillna(len(analyses)),
+            "r": cand["row"],
+        }
+    )
     order = rank.sort_values(["t", "i", "a", "r"]).index
     seen: set = set()
     for idx in order:
@@ -305,11 +248,14 @@ def _included(selection: pd.DataFrame) -> pd.DataFrame:
 def outcome_inputs(outcomes: pd.DataFrame, settings: dict | None = None) -> dict[str, pd.DataFrame]:
     """Per outcome label, the effects the main analysis pools (one row per study, in publication order):
     the input the Bayesian pooling takes, so both analyses pool the same numbers."""
-    s = meta_settings(settings)
+    s = section_settings("meta", settings)
     effects = effect_table(outcomes, skip_invalid=True, level=s["level"])
-    return {label: _included(select_outcome_rows(effects, list(keys), uses=s["uses"], timepoints=s["timepoints"],
-                                                 analyses=s["analyses"]))
-            for label, keys in s["outcomes"].items()}
+    return {
+        label: _included(
+            select_outcome_rows(effects, list(keys), uses=s["uses"], timepoints=s["timepoints"], analyses=s["analyses"])
+        )
+        for label, keys in s["outcomes"].items()
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,20 +267,43 @@ def _labels(data: pd.DataFrame) -> list[str]:
 
 
 def _fit(data: pd.DataFrame, method: str, knha: bool, level: float) -> MetaResult:
-    return rma(data["yi"].to_numpy(float), data["vi"].to_numpy(float), method=method,
-               knha=knha and method not in ("EE", "FE"), level=level, slab=_labels(data))
+    return rma(
+        data["yi"].to_numpy(float),
+        data["vi"].to_numpy(float),
+        method=method,
+        knha=knha and method not in ("EE", "FE"),
+        level=level,
+        slab=_labels(data),
+    )
 
 
 def _pooled_row(fit: MetaResult, quantity: str) -> Estimate:
     pred = fit.predict()
     re = fit.method not in ("EE", "FE") and fit.k > 1
     method = fit.method_label + ("; PI = estimate +/- crit sqrt(se^2 + tau^2)" if re else "")
-    return Estimate(quantity, fit.estimate, fit.se, fit.ci_low, fit.ci_high, fit.df, fit.statistic, fit.p, method,
-                    "; ".join(fit.notes),
-                    {"k": fit.k, "estimator": fit.method if fit.k > 1 else "none",
-                     "tau2": fit.tau2 if re else math.nan, "i2": fit.i2, "h2": fit.h2, "q": fit.q, "q_p": fit.q_p,
-                     "pi_low": pred.extra["pi_low"] if re else math.nan,
-                     "pi_high": pred.extra["pi_high"] if re else math.nan})
+    return Estimate(
+        quantity,
+        fit.estimate,
+        fit.se,
+        fit.ci_low,
+        fit.ci_high,
+        fit.df,
+        fit.statistic,
+        fit.p,
+        method,
+        "; ".join(fit.notes),
+        {
+            "k": fit.k,
+            "estimator": fit.method if fit.k > 1 else "none",
+            "tau2": fit.tau2 if re else math.nan,
+            "i2": fit.i2,
+            "h2": fit.h2,
+            "q": fit.q,
+            "q_p": fit.q_p,
+            "pi_low": pred.extra["pi_low"] if re else math.nan,
+            "pi_high": pred.extra["pi_high"] if re else math.nan,
+        },
+    )
 
 
 def _failed_row(quantity: str, method: str, error: Exception, k: int) -> Estimate:
@@ -372,17 +341,27 @@ def pool_outcome(data: pd.DataFrame, *, method: str = "REML", knha: bool = True,
     if fit is None:
         flags.append(f"the main estimator {method} failed; heterogeneity, leave-one-out and Egger are not shown")
         return out
-    het = [Estimate("Q (heterogeneity)", fit.q, df=float(fit.q_df), statistic=fit.q, p=fit.q_p,
-                    method="Cochran's Q, chi-square(k - 1)")]
+    het = [
+        Estimate(
+            "Q (heterogeneity)",
+            fit.q,
+            df=float(fit.q_df),
+            statistic=fit.q,
+            p=fit.q_p,
+            method="Cochran's Q, chi-square(k - 1)",
+        )
+    ]
     het_frame = to_frame(het)
     if fit.method not in ("EE", "FE"):
         het_frame = pd.concat([het_frame, fit.confint()], ignore_index=True)
     out["heterogeneity"] = het_frame
     if fit.knha and fit.s2w < 1 and fit.method not in ("EE", "FE"):
-        flags.append(f"Knapp-Hartung variance factor {fit.s2w:.3f} < 1: the studies agree more closely than their "
-                     "variances imply, so the Knapp-Hartung interval is narrower than the Wald interval and "
-                     "overstates precision with so few studies (Jackson et al. 2017, Stat Med 36:3923); read the "
-                     "pooled CI and p with caution")
+        flags.append(
+            f"Knapp-Hartung variance factor {fit.s2w:.3f} < 1: the studies agree more closely than their "
+            "variances imply, so the Knapp-Hartung interval is narrower than the Wald interval and "
+            "overstates precision with so few studies (Jackson et al. 2017, Stat Med 36:3923); read the "
+            "pooled CI and p with caution"
+        )
     out["leave_one_out"] = fit.leave1out()
     out["cumulative"] = fit.cumulative(order=data["year"].astype(float).to_numpy())
     if k >= 3:
@@ -391,8 +370,16 @@ def pool_outcome(data: pd.DataFrame, *, method: str = "REML", knha: bool = True,
             egger["low_power"] = k < 10
             out["egger"] = egger
         except AnalysisError as error:
-            out["egger"] = to_frame([Estimate("funnel asymmetry (slope on SE)", math.nan,
-                                              method="Egger regression", notes=f"not computed: {error}")])
+            out["egger"] = to_frame(
+                [
+                    Estimate(
+                        "funnel asymmetry (slope on SE)",
+                        math.nan,
+                        method="Egger regression",
+                        notes=f"not computed: {error}",
+                    )
+                ]
+            )
     return out
 
 
@@ -405,11 +392,13 @@ DENOMINATOR_RULE = (
     "where Table 1 prints it (Salyers 2011: 144 of 498), the whole sample of a single-group pre-post study, and "
     "for a controlled study that prints only its total an assumed IMR group N, stated per row (equal allocation, "
     "or the group size the printed percentages allow); the control arm never counts. A rate the review gives "
-    "for IMR and control combined (Hasson-Ohayon 2007, Table 3 footnote 1) is not an IMR rate and is not pooled")
+    "for IMR and control combined (Hasson-Ohayon 2007, Table 3 footnote 1) is not an IMR rate and is not pooled"
+)
 
 
-def implementation_effects(rates: pd.DataFrame, *, measures=("dropout_pct", "completion_pct"),
-                           uses=("pool with care",)) -> pd.DataFrame:
+def implementation_effects(
+    rates: pd.DataFrame, *, measures=("dropout_pct", "completion_pct"), uses=("pool with care",)
+) -> pd.DataFrame:
     """Table 3 percentages -> events / N -> logit proportions (metafor ``measure="PLO"``), one row per
     study x measure.
 
@@ -424,8 +413,10 @@ def implementation_effects(rates: pd.DataFrame, *, measures=("dropout_pct", "com
         raise InputError(f"unknown implementation measures {sorted(bad)}")
     missing = {"denominator", "denominator_basis"} - set(rates.columns)
     if missing:
-        raise InputError(f"implementation rates lack the columns {sorted(missing)}; every dropout and completion "
-                         "row needs its denominator (see data/published/README.md)")
+        raise InputError(
+            f"implementation rates lack the columns {sorted(missing)}; every dropout and completion "
+            "row needs its denominator (see data/published/README.md)"
+        )
     rows = []
     for _, r in rates.loc[rates["measure"].isin(measures)].iterrows():
         n = float(r["denominator"]) if pd.notna(r["denominator"]) else math.nan
@@ -443,22 +434,38 @@ def implementation_effects(rates: pd.DataFrame, *, measures=("dropout_pct", "com
             plo = es.plo(events, n)
             yi, vi = float(plo.yi), float(plo.vi)
         recon = 100 * events / n if reason == "" else math.nan
-        rows.append({"study": r["study"], "year": r["year"], "design": r["design"], "measure": r["measure"],
-                     "percent": float(r["value"]), "n": n,
-                     "denominator": DENOMINATOR_BASES.get(basis, basis), "denominator_basis": basis,
-                     "denominator_assumed": basis.startswith("assumed_"), "events": events,
-                     "reconstructed_pct": recon,
-                     "consistent": bool(reason == "" and math.floor(recon + 0.5) == float(r["value"])),
-                     "yi": yi, "vi": vi, "included": reason == "", "reason": reason,
-                     "assumption": "; ".join(a for a in (str(r["assumption"]).strip(),
-                                                         "events = round(percent x N / 100)" if reason == "" else "")
-                                             if a),
-                     "source": r["source"]})
+        rows.append(
+            {
+                "study": r["study"],
+                "year": r["year"],
+                "design": r["design"],
+                "measure": r["measure"],
+                "percent": float(r["value"]),
+                "n": n,
+                "denominator": DENOMINATOR_BASES.get(basis, basis),
+                "denominator_basis": basis,
+                "denominator_assumed": basis.startswith("assumed_"),
+                "events": events,
+                "reconstructed_pct": recon,
+                "consistent": bool(reason == "" and math.floor(recon + 0.5) == float(r["value"])),
+                "yi": yi,
+                "vi": vi,
+                "included": reason == "",
+                "reason": reason,
+                "assumption": "; ".join(
+                    a
+                    for a in (str(r["assumption"]).strip(), "events = round(percent x N / 100)" if reason == "" else "")
+                    if a
+                ),
+                "source": r["source"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def pool_implementation(effects: pd.DataFrame, rates: pd.DataFrame, *, method: str = "REML", knha: bool = True,
-                        level: float = 0.95) -> pd.DataFrame:
+def pool_implementation(
+    effects: pd.DataFrame, rates: pd.DataFrame, *, method: str = "REML", knha: bool = True, level: float = 0.95
+) -> pd.DataFrame:
     """Random-effects pooled proportion per measure on the logit scale, back-transformed (inverse logit) to
     percent, beside the median of the pooled studies' percentages, the median of every Table 3 cell
     (including ``context`` rows) and the review's own stated median."""
@@ -467,144 +474,95 @@ def pool_implementation(effects: pd.DataFrame, rates: pd.DataFrame, *, method: s
         data = effects.loc[(effects["measure"] == measure) & effects["included"]].sort_values(["year", "study"])
         all_cells = rates.loc[rates["measure"] == measure, "value"].dropna()
         quote, review_median = REVIEW_QUOTES.get(measure, ("", math.nan))
-        extra = {"measure": measure,
-                 "median_pooled_studies_pct": float(data["percent"].median()) if len(data) else math.nan,
-                 "median_all_table3_pct": float(all_cells.median()), "n_table3_cells": int(all_cells.size),
-                 "review_median_pct": review_median, "review_quote": quote, "review_source": REVIEW_SOURCE,
-                 "denominator_rule": DENOMINATOR_RULE}
-        rows.append(_pooled_proportion(data, f"pooled {MEASURE_NAMES.get(measure, measure)} (%)", extra,
-                                       method=method, knha=knha, level=level))
+        extra = {
+            "measure": measure,
+            "median_pooled_studies_pct": float(data["percent"].median()) if len(data) else math.nan,
+            "median_all_table3_pct": float(all_cells.median()),
+            "n_table3_cells": int(all_cells.size),
+            "review_median_pct": review_median,
+            "review_quote": quote,
+            "review_source": REVIEW_SOURCE,
+            "denominator_rule": DENOMINATOR_RULE,
+        }
+        rows.append(
+            _pooled_proportion(
+                data, f"pooled {MEASURE_NAMES.get(measure, measure)} (%)", extra, method=method, knha=knha, level=level
+            )
+        )
     return to_frame(rows)
 
 
-def implementation_sensitivity(effects: pd.DataFrame, *, method: str = "REML", knha: bool = True,
-                               level: float = 0.95) -> pd.DataFrame:
+def implementation_sensitivity(
+    effects: pd.DataFrame, *, method: str = "REML", knha: bool = True, level: float = 0.95
+) -> pd.DataFrame:
     """The pooled proportions again without the studies whose IMR group N is assumed (``denominator_assumed``:
     a controlled study that prints only its total), beside the main analysis: how much the result rests on
     denominators the review does not print. One row per measure x analysis (``analysis``, ``k``,
     ``studies`` in ``extra``)."""
-    variants = (("main: denominator = people offered IMR (printed or assumed)", lambda d: d),
-                ("only printed denominators (studies with an assumed IMR N left out)",
-                 lambda d: d.loc[~d["denominator_assumed"].astype(bool)]))
+    variants = (
+        ("main: denominator = people offered IMR (printed or assumed)", lambda d: d),
+        (
+            "only printed denominators (studies with an assumed IMR N left out)",
+            lambda d: d.loc[~d["denominator_assumed"].astype(bool)],
+        ),
+    )
     rows = []
     for measure in effects["measure"].unique():
         data = effects.loc[(effects["measure"] == measure) & effects["included"]].sort_values(["year", "study"])
         for analysis, pick in variants:
             part = pick(data)
             extra = {"measure": measure, "analysis": analysis, "studies": ", ".join(part["study"])}
-            rows.append(_pooled_proportion(part, f"pooled {MEASURE_NAMES.get(measure, measure)} (%)", extra,
-                                           method=method, knha=knha, level=level))
+            rows.append(
+                _pooled_proportion(
+                    part,
+                    f"pooled {MEASURE_NAMES.get(measure, measure)} (%)",
+                    extra,
+                    method=method,
+                    knha=knha,
+                    level=level,
+                )
+            )
     return to_frame(rows)
 
 
-def _pooled_proportion(data: pd.DataFrame, quantity: str, extra: dict, *, method: str, knha: bool,
-                       level: float) -> Estimate:
+def _pooled_proportion(
+    data: pd.DataFrame, quantity: str, extra: dict, *, method: str, knha: bool, level: float
+) -> Estimate:
     """One random-effects fit of logit proportions (rows with yi, vi, study), back-transformed to percent."""
     if len(data) == 0:
         return Estimate(quantity, math.nan, method="no study", notes="no study to pool", extra={**extra, "k": 0})
     try:
         fit = rma(data["yi"], data["vi"], method=method, knha=knha, level=level, slab=list(data["study"]))
     except AnalysisError as error:
-        return Estimate(quantity, math.nan, method=method, notes=f"fit failed: {error}",
-                        extra={**extra, "k": len(data)})
+        return Estimate(
+            quantity, math.nan, method=method, notes=f"fit failed: {error}", extra={**extra, "k": len(data)}
+        )
     pred = fit.predict()
     re = fit.k > 1 and fit.method not in ("EE", "FE")
     return Estimate(
-        quantity, 100 * expit(fit.estimate), math.nan, 100 * expit(fit.ci_low), 100 * expit(fit.ci_high),
-        fit.df, fit.statistic, fit.p,
+        quantity,
+        100 * expit(fit.estimate),
+        math.nan,
+        100 * expit(fit.ci_low),
+        100 * expit(fit.ci_high),
+        fit.df,
+        fit.statistic,
+        fit.p,
         f"logit proportion (metafor PLO), {fit.method_label}; back-transformed by inverse logit",
         "; ".join(fit.notes),
-        {**extra, "k": fit.k, "logit_estimate": fit.estimate, "logit_se": fit.se,
-         "pi_low": 100 * expit(pred.extra["pi_low"]) if re else math.nan,
-         "pi_high": 100 * expit(pred.extra["pi_high"]) if re else math.nan,
-         "tau2": fit.tau2 if re else math.nan, "i2": fit.i2, "q": fit.q, "q_p": fit.q_p})
-
-
-# ---------------------------------------------------------------------------------------------
-# Figures (matplotlib, Agg)
-
-
-def _new_figure(width: float, height: float):
-    """A figure outside pyplot's global registry (nothing to close, no state shared between stages)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
-    return fig, fig.subplots()
-
-
-def forest_figure(data: pd.DataFrame, fit: MetaResult, *, title: str, xlabel: str,
-                  transform: Callable | None = None):
-    """Studies (normal CIs, squares sized by the model's weights), the pooled diamond and the prediction
-    interval (dashed) of ``fit``; ``transform`` maps the logit scale to percent for proportions."""
-    t = transform or (lambda x: x)
-    k = len(data)
-    z = float(stats.norm.isf((1 - fit.level) / 2))
-    y, v = data["yi"].to_numpy(float), data["vi"].to_numpy(float)
-    tau2 = 0.0 if math.isnan(fit.tau2) else fit.tau2
-    w = 1 / (v + tau2)
-    weight = 100 * w / w.sum()
-    fig, ax = _new_figure(8.0, 1.6 + 0.42 * (k + 2))
-    labels = _labels(data)
-    for i in range(k):
-        row = k - i + 1
-        lo, hi = t(y[i] - z * math.sqrt(v[i])), t(y[i] + z * math.sqrt(v[i]))
-        ax.plot([lo, hi], [row, row], color="black", lw=1)
-        ax.plot(t(y[i]), row, "s", color="tab:blue", markersize=4 + 8 * math.sqrt(weight[i] / 100))
-        ax.text(1.02, row, f"{weight[i]:4.1f}%   {t(y[i]):.2f} [{lo:.2f}, {hi:.2f}]",
-                transform=ax.get_yaxis_transform(), va="center", fontsize=8)
-    if fit.k > 1:
-        est, lo, hi = t(fit.estimate), t(fit.ci_low), t(fit.ci_high)
-        ax.fill([lo, est, hi, est], [0.5, 0.75, 0.5, 0.25], color="tab:red")
-        ax.text(1.02, 0.5, f"100%   {est:.2f} [{lo:.2f}, {hi:.2f}]", transform=ax.get_yaxis_transform(),
-                va="center", fontsize=8, weight="bold")
-        if fit.method not in ("EE", "FE"):
-            pred = fit.predict()
-            ax.plot([t(pred.extra["pi_low"]), t(pred.extra["pi_high"])], [0.5, 0.5], ls="--", color="tab:red", lw=1)
-        labels = labels + [f"Pooled ({fit.method}{', Knapp-Hartung' if fit.knha else ''})"]
-    ax.set_yticks([k - i + 1 for i in range(k)] + ([0.5] if fit.k > 1 else []))
-    ax.set_yticklabels(labels, fontsize=8)
-    if transform is None:
-        ax.axvline(0, color="grey", lw=0.8)
-    ax.set_ylim(-0.2, k + 1.8)
-    ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=10)
-    fig.subplots_adjust(right=0.68)
-    return fig
-
-
-def funnel_figure(data: pd.DataFrame, fit: MetaResult, *, title: str, xlabel: str):
-    """Effect against its standard error (inverted axis) with the pseudo 95% region around the pooled effect."""
-    se = np.sqrt(data["vi"].to_numpy(float))
-    fig, ax = _new_figure(5.5, 4.2)
-    top = 1.1 * se.max()
-    grid = np.linspace(0, top, 50)
-    z = float(stats.norm.isf((1 - fit.level) / 2))
-    ax.fill_betweenx(grid, fit.estimate - z * grid, fit.estimate + z * grid, color="0.92")
-    ax.axvline(fit.estimate, color="tab:red", lw=1)
-    ax.scatter(data["yi"], se, color="tab:blue", zorder=3)
-    for label, x, s in zip(_labels(data), data["yi"], se):
-        ax.annotate(label, (x, s), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_ylim(top, 0)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("standard error")
-    ax.set_title(title, fontsize=10)
-    return fig
-
-
-def cumulative_figure(cumulative: pd.DataFrame, *, title: str, xlabel: str):
-    """The pooled effect and its CI as studies are added by publication year."""
-    n = len(cumulative)
-    fig, ax = _new_figure(7.0, 1.4 + 0.42 * n)
-    for i, (_, r) in enumerate(cumulative.iterrows()):
-        row = n - i
-        ax.plot([r["ci_low"], r["ci_high"]], [row, row], color="black", lw=1)
-        ax.plot(r["estimate"], row, "o", color="tab:blue")
-    ax.set_yticks([n - i for i in range(n)])
-    ax.set_yticklabels([f"+ {a} (k = {int(k)})" for a, k in zip(cumulative["added"], cumulative["k"])], fontsize=8)
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=10)
-    return fig
+        {
+            **extra,
+            "k": fit.k,
+            "logit_estimate": fit.estimate,
+            "logit_se": fit.se,
+            "pi_low": 100 * expit(pred.extra["pi_low"]) if re else math.nan,
+            "pi_high": 100 * expit(pred.extra["pi_high"]) if re else math.nan,
+            "tau2": fit.tau2 if re else math.nan,
+            "i2": fit.i2,
+            "q": fit.q,
+            "q_p": fit.q_p,
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -615,11 +573,14 @@ def sensitivity_analyses(effects: pd.DataFrame, instruments: list[str], s: dict)
     """The main pooled effect beside: rows needing no assumption only; the alternative timepoint
     preference (``sensitivity_timepoints``); rows curated as ``sensitivity`` added to ``uses``."""
     base = {"uses": s["uses"], "timepoints": s["timepoints"], "analyses": s["analyses"]}
-    variants = [("main analysis", base),
-                ("only rows needing no assumption", {**base, "drop_assumptions": True})]
+    variants = [("main analysis", base), ("only rows needing no assumption", {**base, "drop_assumptions": True})]
     if s["sensitivity_timepoints"]:
-        variants.append(("timepoint preference: " + ", ".join(s["sensitivity_timepoints"]),
-                         {**base, "timepoints": s["sensitivity_timepoints"]}))
+        variants.append(
+            (
+                "timepoint preference: " + ", ".join(s["sensitivity_timepoints"]),
+                {**base, "timepoints": s["sensitivity_timepoints"]},
+            )
+        )
     if "sensitivity" not in s["uses"]:
         variants.append(("rows curated as use = 'sensitivity' added", {**base, "uses": [*s["uses"], "sensitivity"]}))
     rows = []
@@ -634,10 +595,20 @@ def sensitivity_analyses(effects: pd.DataFrame, instruments: list[str], s: dict)
         except AnalysisError as error:
             rows.append(_failed_row("pooled effect", s["method"], error, len(data)))
             continue
-        row = _pooled_row(fit, f"pooled {data['measure'].iloc[0]}" if fit.k > 1 else
-                          f"{data['measure'].iloc[0]} of the only study (no pooling)")
-        rows.append(Estimate(**{**row.__dict__, "extra": {**extra, **{key: row.extra[key] for key in
-                                                                      ("tau2", "i2", "pi_low", "pi_high")}}}))
+        row = _pooled_row(
+            fit,
+            f"pooled {data['measure'].iloc[0]}"
+            if fit.k > 1
+            else f"{data['measure'].iloc[0]} of the only study (no pooling)",
+        )
+        rows.append(
+            Estimate(
+                **{
+                    **row.__dict__,
+                    "extra": {**extra, **{key: row.extra[key] for key in ("tau2", "i2", "pi_low", "pi_high")}},
+                }
+            )
+        )
     return to_frame(rows)
 
 
@@ -645,62 +616,67 @@ def sensitivity_analyses(effects: pd.DataFrame, instruments: list[str], s: dict)
 # The stage
 
 
-def _front(frame: pd.DataFrame, **columns) -> pd.DataFrame:
-    out = frame.copy()
-    for i, (name, value) in enumerate(columns.items()):
-        if name in out.columns:
-            out = out.drop(columns=name)
-        out.insert(i, name, value)
-    return out
+EFFECT_COLUMNS = [
+    "outcome_label",
+    "study",
+    "year",
+    "instrument",
+    "rater",
+    "timepoint",
+    "analysis",
+    "use",
+    "measure",
+    "yi",
+    "vi",
+    "sei",
+    "ci_low",
+    "ci_high",
+    "included",
+    "reason",
+    "conversion",
+    "assumption",
+    "needs_assumption",
+    "direction",
+    "row",
+    "source",
+]
 
 
-def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f for f in frames if f is not None and len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def _axis_label(measure: str) -> str:
-    return {"SMD": "Hedges' g", "log OR": "log odds ratio", "MD": "mean difference"}.get(measure, measure) + \
-        f" ({FAVOURS})"
-
-
-def _instrument_name(key: str) -> str:
-    from imrstats.data.instruments import load_registry
-
-    try:
-        registry = load_registry()
-    except (InputError, OSError):
-        registry = {}
-    return registry[key].short if key in registry else _OTHER_INSTRUMENTS.get(key, key)
-
-
-EFFECT_COLUMNS = ["outcome_label", "study", "year", "instrument", "rater", "timepoint", "analysis", "use", "measure",
-                  "yi", "vi", "sei", "ci_low", "ci_high", "included", "reason", "conversion", "assumption",
-                  "needs_assumption", "direction", "row", "source"]
-
-
-def run_meta_stage(tables: dict[str, pd.DataFrame] | None, settings: dict | None, *, seed: int | None = None,
-                   bayes: BayesHook | None = None) -> StageResult:
+def run_meta_stage(
+    tables: dict[str, pd.DataFrame] | None,
+    settings: dict | None,
+    *,
+    seed: int | None = None,
+    bayes: BayesHook | None = None,
+) -> StageResult:
     """The meta-analysis stage on the curated published data (``tables`` is not used: the stage reads
     ``data/published/`` or the paths in ``settings``). ``bayes`` is the Bayesian pooling's hook
-    (``BayesHook``); without it only the frequentist analysis runs. ``seed`` is passed to the hook."""
-    s = meta_settings(settings)
+    (``BayesHook``); without it only the frequentist analysis runs. ``seed`` is passed to the hook.
+    The report section is rendered from the result by ``imrstats.meta.section``."""
+    from imrstats.meta.figures import implementation_figures, outcome_figures
+
+    s = section_settings("meta", settings)
     outcomes = load_published_outcomes(s["published_outcomes"])
     effects = effect_table(outcomes, skip_invalid=True, level=s["level"])
     flags: list[str] = []
     for _, r in effects.loc[(effects["problem"] != "") & (effects["use"] != "context")].iterrows():
-        flags.append(f"{r['study']} {r['instrument']} ({r['timepoint']}, line {r['row']}): conversion failed, "
-                     f"row left out: {r['problem']}")
-    parts: dict[str, list] = {key: [] for key in ("effects", "estimators", "heterogeneity", "leave_one_out", "egger",
-                                                  "cumulative", "sensitivity")}
+        flags.append(
+            f"{r['study']} {r['instrument']} ({r['timepoint']}, line {r['row']}): conversion failed, "
+            f"row left out: {r['problem']}"
+        )
+    parts: dict[str, list] = {
+        key: []
+        for key in ("effects", "estimators", "heterogeneity", "leave_one_out", "egger", "cumulative", "sensitivity")
+    }
     figures: dict = {}
     record: dict = {"settings": s, "direction": FAVOURS, "outcomes": {}}
-    sections, summary = [], []
+    summary = []
     pooling_inputs: dict[str, pd.DataFrame] = {}
     for label, keys in s["outcomes"].items():
-        selection = select_outcome_rows(effects, list(keys), uses=s["uses"], timepoints=s["timepoints"],
-                                        analyses=s["analyses"])
-        parts["effects"].append(_front(selection, outcome_label=label))
+        selection = select_outcome_rows(
+            effects, list(keys), uses=s["uses"], timepoints=s["timepoints"], analyses=s["analyses"]
+        )
+        parts["effects"].append(with_leading_columns(selection, outcome_label=label))
         data = _included(selection)
         pooling_inputs[label] = data
         try:
@@ -708,67 +684,60 @@ def run_meta_stage(tables: dict[str, pd.DataFrame] | None, settings: dict | None
         except AnalysisError as error:
             flags.append(f"{label}: {error}")
             record["outcomes"][label] = {"k": 0, "note": str(error)}
-            sections.append(f"<h3>{_html.escape(label)}</h3><div class='flag'>{_html.escape(str(error))}</div>")
             summary.append(f"  {label}: not pooled ({error})")
             continue
         flags += [f"{label}: {f}" for f in pooled["flags"]]
         for key in ("estimators", "heterogeneity", "leave_one_out", "egger", "cumulative"):
             if key in pooled:
-                parts[key].append(_front(pooled[key], outcome_label=label, direction=FAVOURS))
+                parts[key].append(with_leading_columns(pooled[key], outcome_label=label, direction=FAVOURS))
         sensitivity = sensitivity_analyses(effects, list(keys), s) if pooled["k"] >= 1 else None
-        parts["sensitivity"].append(_front(sensitivity, outcome_label=label, direction=FAVOURS))
-        figures.update(_outcome_figures(label, data, pooled))
+        parts["sensitivity"].append(with_leading_columns(sensitivity, outcome_label=label, direction=FAVOURS))
+        figures.update(outcome_figures(label, data, pooled))
         record["outcomes"][label] = _outcome_record(label, data, pooled, sensitivity)
-        sections.append(_outcome_html(label, keys, selection, pooled, sensitivity, s))
         summary.append(_outcome_summary(label, pooled, sensitivity))
-    impl_tables, impl_html, impl_summary = _implementation_part(s, figures, flags, record)
-    result_tables = {f"meta_{k}": (_stack(v)[[c for c in EFFECT_COLUMNS if c in _stack(v).columns]]
-                                   if k == "effects" else _stack(v)) for k, v in parts.items()}
+    impl_tables, impl_summary = _implementation_part(s, flags, record)
+    if impl_tables:
+        figures.update(
+            implementation_figures(
+                impl_tables["meta_implementation_rates"], impl_tables["meta_implementation_pooled"], s
+            )
+        )
+    result_tables = {
+        f"meta_{k}": (
+            stack_frames(v)[[c for c in EFFECT_COLUMNS if c in stack_frames(v).columns]]
+            if k == "effects"
+            else stack_frames(v)
+        )
+        for k, v in parts.items()
+    }
     result_tables.update(impl_tables)
-    html = _stage_html(s, flags, sections, impl_html)
     text = _summary_text(s, summary, impl_summary)
-    result = StageResult("meta", result_tables, figures, record, text, html, flags)
+    result = StageResult("meta", result_tables, figures, record, text, flags=flags)
     if bayes is not None:
         _merge_bayes(result, bayes(pooling_inputs, s, seed))
     return result
 
 
 def _merge_bayes(result: StageResult, part: StageResult) -> None:
-    """Add the Bayesian pooling's output to the stage: ``bayes_`` tables and figures, its record, HTML,
-    summary and flags."""
+    """Add the Bayesian pooling's output to the stage: ``bayes_`` tables and figures, its record, summary and
+    flags (prefixed "Bayesian pooling: ", so the section shows them with its part)."""
     result.tables.update({(n if n.startswith("bayes_") else f"bayes_{n}"): t for n, t in part.tables.items()})
     result.figures.update({(n if n.startswith("bayes_") else f"bayes_{n}"): f for n, f in part.figures.items()})
     result.record["bayes"] = part.record
-    result.html += "\n" + part.html
     result.summary = result.summary.rstrip() + "\n\n" + part.summary
     result.flags.extend(f"Bayesian pooling: {f}" for f in part.flags)
 
 
-def _outcome_figures(label: str, data: pd.DataFrame, pooled: dict) -> dict:
-    fit = pooled.get("fit")
-    if fit is None:
-        return {}
-    xlabel = _axis_label(pooled["measure"])
-    figures = {f"meta_forest_{label}": forest_figure(data, fit, title=f"{label}: {fit.method_label}", xlabel=xlabel)}
-    if pooled["k"] >= 3:
-        figures[f"meta_funnel_{label}"] = funnel_figure(data, fit, title=f"{label}: funnel plot", xlabel=xlabel)
-    if "cumulative" in pooled:
-        figures[f"meta_cumulative_{label}"] = cumulative_figure(
-            pooled["cumulative"], title=f"{label}: cumulative by publication year ({fit.method_label})", xlabel=xlabel)
-    return figures
-
-
-def _records(frame: pd.DataFrame | None) -> list[dict]:
-    if frame is None or frame.empty:
-        return []
-    return [{k: (None if (not isinstance(v, str) and pd.isna(v)) else v) for k, v in row.items()}
-            for row in frame.astype(object).to_dict(orient="records")]
-
-
 def _outcome_record(label, data, pooled, sensitivity) -> dict:
-    return {"k": pooled["k"], "measure": pooled["measure"], "studies": _labels(data),
-            "estimators": _records(pooled["estimators"]), "heterogeneity": _records(pooled.get("heterogeneity")),
-            "egger": _records(pooled.get("egger")), "sensitivity": _records(sensitivity)}
+    return {
+        "k": pooled["k"],
+        "measure": pooled["measure"],
+        "studies": _labels(data),
+        "estimators": to_records(pooled["estimators"]),
+        "heterogeneity": to_records(pooled.get("heterogeneity")),
+        "egger": to_records(pooled.get("egger")),
+        "sensitivity": to_records(sensitivity),
+    }
 
 
 def _main_row(pooled: dict, method: str) -> pd.Series:
@@ -777,121 +746,39 @@ def _main_row(pooled: dict, method: str) -> pd.Series:
     return (hit if len(hit) else est).iloc[0]
 
 
-def _fmt(x: float, digits: int = 2) -> str:
-    return "NA" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
 def _outcome_summary(label: str, pooled: dict, sensitivity: pd.DataFrame | None) -> str:
     r = _main_row(pooled, pooled["fit"].method if pooled.get("fit") else "")
     if pooled["k"] == 1:
-        return (f"  {label}: k = 1, {pooled['measure']} {_fmt(r['estimate'])} [{_fmt(r['ci_low'])}, "
-                f"{_fmt(r['ci_high'])}] (single study, not pooled)")
-    line = (f"  {label}: k = {pooled['k']}, pooled {pooled['measure']} {_fmt(r['estimate'])} "
-            f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}], p = {_fmt(r['p'], 3)}, PI [{_fmt(r['pi_low'])}, "
-            f"{_fmt(r['pi_high'])}], I^2 = {_fmt(r['i2'], 0)}%")
+        return (
+            f"  {label}: k = 1, {pooled['measure']} {fmt(r['estimate'])} [{fmt(r['ci_low'])}, "
+            f"{fmt(r['ci_high'])}] (single study, not pooled)"
+        )
+    line = (
+        f"  {label}: k = {pooled['k']}, pooled {pooled['measure']} {fmt(r['estimate'])} "
+        f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}], p = {fmt(r['p'], 3)}, PI [{fmt(r['pi_low'])}, "
+        f"{fmt(r['pi_high'])}], I^2 = {fmt(r['i2'], 0)}%"
+    )
     if sensitivity is not None and len(sensitivity) > 1:
         alt = sensitivity.iloc[1]
-        line += (f"; only rows without assumptions: k = {int(alt['k'])}"
-                 + (f", {_fmt(alt['estimate'])}" if alt["k"] > 0 else ""))
+        line += f"; only rows without assumptions: k = {int(alt['k'])}" + (
+            f", {fmt(alt['estimate'])}" if alt["k"] > 0 else ""
+        )
     return line
 
 
 def _summary_text(s: dict, lines: list[str], impl: list[str]) -> str:
     test = "Knapp-Hartung t(k-1)" if s["knha"] else "Wald z"
-    head = [f"Meta-analysis of published IMR trials ({FAVOURS}); main model: random effects, tau^2 by "
-            f"{s['method']}, {test}, {100 * s['level']:g}% CI; one row per study by timepoint preference "
-            f"{', '.join(s['timepoints'])}; uses: {', '.join(s['uses'])}.", ""]
+    head = [
+        f"Meta-analysis of published IMR trials ({FAVOURS}); main model: random effects, tau^2 by "
+        f"{s['method']}, {test}, {100 * s['level']:g}% CI; one row per study by timepoint preference "
+        f"{', '.join(s['timepoints'])}; uses: {', '.join(s['uses'])}.",
+        "",
+    ]
     return "\n".join(head + lines + ["", "Implementation (McGuire et al. 2014, Table 3; logit scale):"] + impl)
 
 
-def _stage_html(s: dict, flags: list[str], sections: list[str], impl_html: str) -> str:
-    test = "Knapp-Hartung t(k − 1) tests and intervals" if s["knha"] else "Wald z tests and intervals"
-    intro = (
-        "<h2>Meta-analysis of published IMR trials</h2>"
-        f"<p>Effects come from the curated, cited table <code>data/published/published_outcomes.csv</code>. "
-        f"Every effect is signed so that a <b>positive value favours IMR</b> (IMR minus control; reversed for "
-        f"scales where lower is better). Arm summaries give Hedges' g; reported Cohen's d with a total N, "
-        f"p-values with arm sizes, odds ratios with a CI and eta squared are converted, and each converted row "
-        f"states its assumption. Each study contributes one row per outcome: the first timepoint of "
-        f"{_html.escape(', '.join(s['timepoints']))}, then the first instrument listed for the outcome, then "
-        f"the analysis order {_html.escape(', '.join(s['analyses']))}; included curated uses: "
-        f"{_html.escape(', '.join(s['uses']))}.</p>"
-        f"<p>The main model is random effects with tau² by {s['method']} and {test}: with two to four studies "
-        "the Wald interval is too narrow, and Knapp-Hartung keeps its coverage (IntHout et al. 2014). All "
-        "estimators are shown side by side; heterogeneity has Q-profile confidence intervals (Viechtbauer "
-        "2007); the prediction interval is the range for a new study's true effect. Egger's test is shown "
-        "for k ≥ 3 but has little power below k = 10 (Sterne et al. 2011). With so few studies, the pooled "
-        f"numbers are descriptive. The smallest important standardized effect (meta.mid = {s['mid']:g}, Cohen's "
-        "'small', not an anchor-based MID of any IMR scale) is passed to the Bayesian pooling.</p>")
-    flag_html = "".join(f"<div class='flag'>{_html.escape(f)}</div>" for f in flags)
-    return "\n".join([intro, flag_html, *sections, impl_html])
-
-
-_SHOW_EFFECTS = ["study", "year", "instrument", "timepoint", "analysis", "use", "measure", "yi", "ci_low", "ci_high",
-                 "conversion", "assumption", "reason"]
-_SHOW_EST = ["quantity", "estimator", "k", "estimate", "se", "ci_low", "ci_high", "p", "pi_low", "pi_high", "tau2",
-             "i2", "method", "notes"]
-
-
-def _cols(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    return frame[[c for c in columns if c in frame.columns]]
-
-
-def _outcome_html(label, keys, selection, pooled, sensitivity, s) -> str:
-    names = ", ".join(f"{_instrument_name(k)} ({k})" for k in keys)
-    parts = [f"<h3>{_html.escape(label)}</h3>", f"<p>Instruments: {_html.escape(names)}. "
-             f"k = {pooled['k']} {'study' if pooled['k'] == 1 else 'studies'}; effect measure "
-             f"{_html.escape(_axis_label(pooled['measure']))}.</p>"]
-    parts.append(table_html(_cols(selection, _SHOW_EFFECTS), caption=f"{label}: candidate rows; 'reason' says why "
-                            f"a row was not pooled ({FAVOURS}; 95% normal CIs)",
-                            method="effect sizes by imrstats.meta.effect_sizes (metafor escalc definitions); "
-                                   "conversions per row"))
-    for f in pooled["flags"]:
-        parts.append(f"<div class='flag'>{_html.escape(f)}</div>")
-    if pooled["k"] == 1:
-        parts.append("<p><b>Only one study reports this outcome: its effect is shown as it stands; nothing is "
-                     "pooled and heterogeneity cannot be estimated.</b></p>")
-    parts.append(table_html(_cols(pooled["estimators"], _SHOW_EST), caption=f"{label}: pooled effect by estimator "
-                            f"({FAVOURS}); PI = prediction interval", method="per row (column 'method')"))
-    fit = pooled.get("fit")
-    if fit is not None:
-        parts.append(figure_html(f"meta_forest_{label}", f"{label}: forest plot (squares sized by weight; "
-                                 f"diamond: pooled effect and CI; dashed: prediction interval); {fit.method_label}"))
-    if "heterogeneity" in pooled:
-        parts.append(table_html(_cols(pooled["heterogeneity"], ["quantity", "estimate", "ci_low", "ci_high", "df", "p",
-                                                                "method", "notes"]),
-                                caption=f"{label}: heterogeneity", method=f"Q: Cochran; tau², I², H² by "
-                                f"{fit.method} with Q-profile CIs"))
-        if "tau^2" in set(pooled["heterogeneity"]["quantity"]) and fit.k < 5:
-            parts.append(f"<p>With k = {fit.k} the heterogeneity estimates are very imprecise (see the width of "
-                         "the Q-profile interval).</p>")
-    if "leave_one_out" in pooled:
-        parts.append(table_html(_cols(pooled["leave_one_out"], ["omitted", "k", "estimate", "ci_low", "ci_high", "p",
-                                                                "tau2", "i2", "method"]),
-                                caption=f"{label}: leave-one-out ({FAVOURS})", method=fit.method_label))
-    if "egger" in pooled:
-        parts.append(table_html(_cols(pooled["egger"], ["quantity", "estimate", "se", "ci_low", "ci_high", "p",
-                                                        "low_power", "method", "notes"]),
-                                caption=f"{label}: Egger's regression test (low power with k < 10: a null result "
-                                        "says little)", method="Egger regression on the SE, same model"))
-        parts.append(figure_html(f"meta_funnel_{label}", f"{label}: funnel plot around the pooled effect "
-                                 f"({fit.method_label})"))
-    if "cumulative" in pooled:
-        parts.append(table_html(_cols(pooled["cumulative"], ["added", "order", "k", "estimate", "ci_low", "ci_high",
-                                                             "p", "tau2", "method"]),
-                                caption=f"{label}: cumulative meta-analysis by publication year ({FAVOURS})",
-                                method=fit.method_label))
-        parts.append(figure_html(f"meta_cumulative_{label}", f"{label}: cumulative pooled effect by year"))
-    if sensitivity is not None:
-        parts.append(table_html(_cols(sensitivity, ["analysis", "k", "estimate", "ci_low", "ci_high", "p", "pi_low",
-                                                    "pi_high", "studies", "method", "notes"]),
-                                caption=f"{label}: sensitivity analyses ({FAVOURS})",
-                                method="per row (column 'method')"))
-    return "\n".join(parts)
-
-
-def _implementation_part(s: dict, figures: dict, flags: list[str], record: dict):
-    """Pooled dropout and completion (logit scale) beside the review's medians; tables, HTML, summary lines."""
+def _implementation_part(s: dict, flags: list[str], record: dict):
+    """Pooled dropout and completion (logit scale) beside the review's medians; tables and summary lines."""
     impl = s["implementation"]
     try:
         rates = load_implementation_rates(s["implementation_rates"])
@@ -901,65 +788,42 @@ def _implementation_part(s: dict, figures: dict, flags: list[str], record: dict)
     except (AnalysisError, InputError) as error:
         flags.append(f"implementation outcomes not pooled: {error}")
         record["implementation"] = {"error": str(error)}
-        return {}, f"<h3>Implementation outcomes</h3><div class='flag'>{_html.escape(str(error))}</div>", \
-            [f"  not pooled: {error}"]
+        return {}, [f"  not pooled: {error}"]
     for _, r in pooled.loc[pooled["estimate"].isna()].iterrows():
         flags.append(f"implementation {r['quantity']}: {r['notes']}")
     for _, r in effects.loc[effects["included"] & ~effects["consistent"]].iterrows():
-        flags.append(f"implementation {r['study']} {r['measure']}: {r['percent']:g}% is not a whole-person fraction "
-                     f"of the denominator {r['n']:g}; pooled as {r['events']:g}/{r['n']:g} = "
-                     f"{r['reconstructed_pct']:.1f}%")
-    html_parts = [
-        "<h3>Implementation outcomes: dropout and completion</h3>",
-        "<p>Percentages from McGuire et al. (2014) Table 3, turned into events out of the study's denominator "
-        "and pooled as logit proportions with random effects; the pooled value and its intervals are "
-        "back-transformed to percent. <b>Denominator rule:</b> " + _html.escape(DENOMINATOR_RULE) + ". Dividing "
-        "a controlled study's IMR rate by everyone enrolled would count the control arm and overstate the "
-        "study's precision. Each row's basis and assumption are listed; the sensitivity table pools again "
-        "without the studies whose IMR N is assumed. Rows the curation marks 'context' are listed but not "
-        "pooled. The review itself reports medians, quoted beside the pooled values; a random-effects mean "
-        "weights studies by precision and is not a median.</p>",
-        table_html(_cols(effects, ["measure", "study", "year", "design", "percent", "n", "denominator", "events",
-                                   "reconstructed_pct", "yi", "included", "reason", "assumption"]),
-                   caption="Implementation rates used (n = denominator: people offered IMR; yi = logit proportion)",
-                   method="metafor PLO: log(x / (n - x)), variance 1/x + 1/(n - x)")]
-    show = pooled[[c for c in ["quantity", "k", "estimate", "ci_low", "ci_high", "pi_low", "pi_high", "i2",
-                               "median_pooled_studies_pct", "median_all_table3_pct", "n_table3_cells",
-                               "review_median_pct", "method"] if c in pooled.columns]]
-    html_parts.append(table_html(show, caption="Pooled proportions (%) and the review's medians",
-                                 method="per row (column 'method'); medians: plain medians of the percentages"))
-    html_parts.append(table_html(_cols(sensitivity, ["quantity", "analysis", "k", "estimate", "ci_low", "ci_high",
-                                                     "pi_low", "pi_high", "studies", "method", "notes"]),
-                                 caption="Pooled proportions (%): sensitivity to assumed denominators",
-                                 method="per row (column 'method')"))
-    for _, r in pooled.iterrows():
-        html_parts.append(f"<p class='quote'>{_html.escape(str(r.get('review_quote', '')))} "
-                          f"({_html.escape(REVIEW_SOURCE)})</p>")
+        flags.append(
+            f"implementation {r['study']} {r['measure']}: {r['percent']:g}% is not a whole-person fraction "
+            f"of the denominator {r['n']:g}; pooled as {r['events']:g}/{r['n']:g} = "
+            f"{r['reconstructed_pct']:.1f}%"
+        )
     summary = [f"  Denominator rule: {DENOMINATOR_RULE}."]
     for _, r in pooled.iterrows():
-        summary.append(f"  {r['quantity']}: k = {int(r['k'])}, {_fmt(r['estimate'], 1)} [{_fmt(r['ci_low'], 1)}, "
-                       f"{_fmt(r['ci_high'], 1)}], PI [{_fmt(r.get('pi_low', math.nan), 1)}, "
-                       f"{_fmt(r.get('pi_high', math.nan), 1)}]; review median {_fmt(r['review_median_pct'], 0)}% "
-                       f"(median of the {int(r['n_table3_cells'])} Table 3 cells: "
-                       f"{_fmt(r['median_all_table3_pct'], 0)}%)")
-        alt = sensitivity.loc[(sensitivity["measure"] == r["measure"])
-                              & sensitivity["analysis"].str.startswith("only printed")]
+        summary.append(
+            f"  {r['quantity']}: k = {int(r['k'])}, {fmt(r['estimate'], 1)} [{fmt(r['ci_low'], 1)}, "
+            f"{fmt(r['ci_high'], 1)}], PI [{fmt(r.get('pi_low', math.nan), 1)}, "
+            f"{fmt(r.get('pi_high', math.nan), 1)}]; review median {fmt(r['review_median_pct'], 0)}% "
+            f"(median of the {int(r['n_table3_cells'])} Table 3 cells: "
+            f"{fmt(r['median_all_table3_pct'], 0)}%)"
+        )
+        alt = sensitivity.loc[
+            (sensitivity["measure"] == r["measure"]) & sensitivity["analysis"].str.startswith("only printed")
+        ]
         if len(alt):
             a = alt.iloc[0]
-            summary.append(f"    only printed denominators: k = {int(a['k'])}, {_fmt(a['estimate'], 1)} "
-                           f"[{_fmt(a['ci_low'], 1)}, {_fmt(a['ci_high'], 1)}]")
-        data = effects.loc[(effects["measure"] == r["measure"]) & effects["included"]].sort_values(["year", "study"])
-        if len(data) >= 2 and not math.isnan(r["estimate"]):
-            fit = rma(data["yi"], data["vi"], method=s["method"], knha=s["knha"], level=s["level"],
-                      slab=list(data["study"]))
-            name = f"meta_forest_{r['measure']}"
-            figures[name] = forest_figure(data, fit, title=f"{r['quantity']}: {fit.method_label}",
-                                          xlabel="percent (back-transformed from the logit scale)",
-                                          transform=lambda x: 100 * expit(x))
-            html_parts.append(figure_html(name, f"{r['quantity']}: forest plot, logit scale back-transformed"))
-    record["implementation"] = {"denominator_rule": DENOMINATOR_RULE, "pooled": _records(pooled),
-                                "sensitivity": _records(sensitivity),
-                                "rates": _records(effects.drop(columns=["source"]))}
-    tables = {"meta_implementation_pooled": pooled, "meta_implementation_sensitivity": sensitivity,
-              "meta_implementation_rates": effects}
-    return tables, "\n".join(html_parts), summary
+            summary.append(
+                f"    only printed denominators: k = {int(a['k'])}, {fmt(a['estimate'], 1)} "
+                f"[{fmt(a['ci_low'], 1)}, {fmt(a['ci_high'], 1)}]"
+            )
+    record["implementation"] = {
+        "denominator_rule": DENOMINATOR_RULE,
+        "pooled": to_records(pooled),
+        "sensitivity": to_records(sensitivity),
+        "rates": to_records(effects.drop(columns=["source"])),
+    }
+    tables = {
+        "meta_implementation_pooled": pooled,
+        "meta_implementation_sensitivity": sensitivity,
+        "meta_implementation_rates": effects,
+    }
+    return tables, summary

@@ -3,14 +3,41 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from imrstats.config import stage_seed
 from imrstats.data.clean import clean_tables
 from imrstats.data.stage import read_clean, read_inputs
-from imrstats.data.simulate import derive_seed
 from imrstats.pipeline.stage_result import StageResult
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One statistical stage of the pipeline: its name (the rule, the config section, the results folder
+    and the sub-package), its title in the report and what it does."""
+
+    name: str
+    title: str
+    what: str
+
+
+# The statistical stages, in the order of the report: the one list of stages. The workflow reads it
+# (workflow/rules/common.smk: STAGES; the Snakefile includes workflow/rules/<name>.smk for each, the report
+# rule collects their sections) and so does the report's front page (its pending list).
+PIPELINE = (
+    Stage(
+        "trial", "Trial", "ITT MMRM with multiple imputation, complete case, per protocol, subgroups, MNAR sensitivity"
+    ),
+    Stage("services", "Service use", "Poisson, negative binomial, zero-inflated and hurdle models"),
+    Stage("meta", "Meta-analysis", "effect sizes, frequentist random effects, Bayesian pooling"),
+    Stage("evidence", "Evidence in context", "the trial's result within the published evidence"),
+    Stage("implementation", "Implementation", "programme registry descriptives"),
+    Stage("audit", "Audit", "consistency checks of published numbers (GRIM, GRIMMER, recomputed tests)"),
+)
+STAGE_NAMES = tuple(stage.name for stage in PIPELINE)
 
 # stage name -> (module, function); each function is run_<stage>_stage(tables, settings, *, seed)
 STAGES = {
@@ -18,37 +45,101 @@ STAGES = {
     "services": ("imrstats.services.stage", "run_services_stage"),
     "implementation": ("imrstats.implementation.stage", "run_implementation_stage"),
     "meta": ("imrstats.meta.bayes_stage", "run_meta_stage_with_bayes"),
-    "audit": ("imrstats.audit.checks", "run_audit_stage"),
+    "audit": ("imrstats.audit.stage", "run_audit_stage"),
 }
+
+# stage name -> (module, function) rendering its report section from the StageResult alone; the one place a
+# stage's HTML is made (a stage function computes tables, figures, record, summary and flags, never HTML)
+SECTIONS = {
+    "trial": ("imrstats.trial.section", "render_trial_section"),
+    "services": ("imrstats.services.section", "render_services_section"),
+    "implementation": ("imrstats.implementation.section", "render_implementation_section"),
+    "audit": ("imrstats.audit.section", "render_audit_section"),
+    "meta": ("imrstats.meta.section", "render_meta_section"),
+    "meta_bayes": ("imrstats.meta.bayes_section", "render_bayes_section"),  # bayes_pooling's own result
+    "evidence": ("imrstats.evidence.section", "render_evidence_section"),
+}
+
+
+def render_section(result: StageResult) -> str:
+    """The report section of a stage's result (its `html` unchanged for a stage without a section renderer)."""
+    if result.stage not in SECTIONS:
+        return result.html
+    module, function = SECTIONS[result.stage]
+    return getattr(importlib.import_module(module), function)(result)
+
+
+def with_section(result: StageResult) -> StageResult:
+    """Fill `result.html` with the stage's rendered report section; returns the same result."""
+    result.html = render_section(result)
+    return result
 
 
 def run_stage(name: str, tables: dict[str, pd.DataFrame], config: dict) -> StageResult:
     if name == "evidence":
-        return run_evidence(config)
+        return with_section(run_evidence(config))
     module, function = STAGES[name]
     fn = getattr(importlib.import_module(module), function)
-    return fn(tables, config.get(name, {}), seed=derive_seed(int(config["seed"]), f"stage.{name}"))
+    return with_section(fn(tables, config.get(name, {}), seed=stage_seed(name, config)))
 
 
-def run_evidence(config: dict) -> StageResult:
-    """The trial joins the published evidence: needs the trial stage's results and the meta settings. The
+def run_evidence(
+    config: dict, trial_dir: str | Path | None = None, published: pd.DataFrame | None = None
+) -> StageResult:
+    """The trial joins the published evidence: needs the trial stage's results (``trial_dir``: the trial
+    stage's folder, its result.json and tables/; default ``<results_dir>/trial``) and the meta settings
+    (``published``: the curated published rows, default those of ``meta.published_outcomes``). The
     published-only Bayesian fits use the meta stage's seed path, so they reproduce the meta report's draws."""
     from imrstats.evidence.stage import run_evidence_stage
 
-    return run_evidence_stage({}, {"evidence": config["evidence"], "meta": config["meta"]},
-                              seed=derive_seed(int(config["seed"]), "stage.meta"),
-                              trial_dir=Path(config["results_dir"]) / "trial")
+    trial_dir = Path(config["results_dir"]) / "trial" if trial_dir is None else trial_dir
+    return run_evidence_stage(
+        {},
+        {"evidence": config["evidence"], "meta": config["meta"]},
+        seed=stage_seed("meta", config),
+        trial_dir=trial_dir,
+        published=published,
+    )
 
 
 def run_stage_on_clean_dir(name: str, data_dir: str | Path, config: dict) -> StageResult:
     return run_stage(name, read_clean(data_dir), config)
 
 
+def run_stage_on_files(name: str, inputs: dict[str, str | list[str]], config: dict) -> StageResult:
+    """For the workflow: run a stage on exactly the files its rule declares. ``inputs`` are the rule's named
+    inputs: ``tables`` (the cleaned tables; the folder holding them is read), ``trial`` (the trial stage's
+    result.json; its folder holds tables/ too), ``published`` (the curated published rows the evidence stage
+    compares with), ``outcomes`` and ``rates`` (the meta stage's published data), ``csv`` (the audit's
+    CSVs). A stage that declares no cleaned tables gets none."""
+    if name == "evidence":
+        from imrstats.data.published import load_published_outcomes
+
+        return with_section(
+            run_evidence(
+                config, trial_dir=Path(inputs["trial"]).parent, published=load_published_outcomes(inputs["published"])
+            )
+        )
+    files = {
+        "meta": {"published_outcomes": "outcomes", "implementation_rates": "rates"},
+        "audit": {"inputs": "csv"},
+    }.get(name, {})
+    section = {**config.get(name, {}), **{key: inputs[arg] for key, arg in files.items()}}
+    tables = inputs.get("tables")
+    tables = [tables] if isinstance(tables, str) else tables
+    clean = read_clean(Path(tables[0]).parent) if tables else {}
+    return run_stage(name, clean, {**config, name: section})
+
+
 def clean_inputs(paths: list[str | Path], config: dict) -> dict[str, pd.DataFrame]:
     """A user's raw tables, checked and cleaned in memory (nothing is written)."""
-    return clean_tables(read_inputs(paths), missing_codes=config["clean"]["missing_codes"],
-                        prorate=config["clean"]["prorate"],
-                        allow_identifier_columns=config["privacy"]["allow_identifier_columns"]).tables
+    return clean_tables(
+        read_inputs(paths),
+        missing_codes=config["clean"]["missing_codes"],
+        prorate=config["clean"]["prorate"],
+        allow_identifier_columns=config["privacy"]["allow_identifier_columns"],
+        missing_codes_by_instrument=config["clean"].get("missing_codes_by_instrument"),
+    ).tables
 
 
 def run_stage_on_inputs(name: str, paths: list[str | Path], config: dict) -> StageResult:

@@ -10,58 +10,41 @@ Tables and JSON hold aggregates only (estimates, counts, means): never a partici
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from imrstats.core.io import atomic_path, write_csv, write_text
+from imrstats.results import identifiers_first, to_json
+
+__all__ = ["StageResult", "to_json", "write_stage"]
 
 
 @dataclass
 class StageResult:
-    stage: str                                           # "services", "implementation", ...
+    stage: str  # "services", "implementation", ...
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    figures: dict = field(default_factory=dict)          # name -> matplotlib Figure
-    record: dict = field(default_factory=dict)           # JSON-serialisable results (for --json)
-    summary: str = ""                                    # human summary (CLI stdout)
-    html: str = ""                                       # report section; figures referenced as figures/<name>.png
-    flags: list[str] = field(default_factory=list)       # failed checks / non-convergence, shown in the report
-
-
-def _clean_json(value):
-    if isinstance(value, dict):
-        return {str(k): _clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean_json(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        try:
-            value = value.item()
-        except (ValueError, AttributeError):
-            pass
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def to_json(record: dict) -> str:
-    return json.dumps(_clean_json(record), indent=2, sort_keys=True, default=str) + "\n"
+    figures: dict = field(default_factory=dict)  # name -> matplotlib Figure
+    record: dict = field(default_factory=dict)  # JSON-serialisable results (for --json)
+    summary: str = ""  # human summary (CLI stdout)
+    html: str = ""  # report section; figures referenced as figures/<name>.png
+    flags: list[str] = field(default_factory=list)  # failed checks / non-convergence, shown in the report
 
 
 def write_stage(result: StageResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write tables (CSV), figures (PNG, deterministic metadata), result.json, summary.txt and section.html."""
+    """Write tables (CSV; tables of Estimate rows with their identifier columns first, `identifiers_first`),
+    figures (PNG, deterministic metadata), result.json, summary.txt and section.html."""
     import matplotlib
 
     matplotlib.use("Agg")
     out_dir = Path(out_dir)
-    (out_dir / "tables").mkdir(parents=True, exist_ok=True)     # always present: rules declare these folders
+    (out_dir / "tables").mkdir(parents=True, exist_ok=True)  # always present: rules declare these folders
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for name, frame in result.tables.items():
         written[f"table:{name}"] = out_dir / "tables" / f"{name}.csv"
-        write_csv(frame, written[f"table:{name}"])
+        write_csv(identifiers_first(frame), written[f"table:{name}"])  # columns reordered, values as they are
     for name, fig in result.figures.items():
         path = out_dir / "figures" / f"{name}.png"
         with atomic_path(path) as tmp:

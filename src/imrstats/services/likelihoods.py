@@ -27,9 +27,14 @@ def poisson_logpmf(y, mu):
 
 def nb2_logpmf(y, mu, theta):
     """log P(Y = y) for NB2 with mean mu and size theta (R's dnbinom(y, size = theta, mu = mu))."""
-    return (special.gammaln(y + theta) - special.gammaln(theta) - special.gammaln(y + 1)
-            + theta * (np.log(theta) - np.log(theta + mu)) + special.xlogy(y, mu)
-            - special.xlogy(y, theta + mu))
+    return (
+        special.gammaln(y + theta)
+        - special.gammaln(theta)
+        - special.gammaln(y + 1)
+        + theta * (np.log(theta) - np.log(theta + mu))
+        + special.xlogy(y, mu)
+        - special.xlogy(y, theta + mu)
+    )
 
 
 def nb2_log_p0(mu, theta):
@@ -39,8 +44,14 @@ def nb2_log_p0(mu, theta):
 
 def _nb2_dtheta(y, mu, theta):
     """d log f(y) / d theta for NB2 (the score used by MASS::theta.ml)."""
-    return (special.digamma(y + theta) - special.digamma(theta) + np.log(theta) + 1
-            - np.log(theta + mu) - (y + theta) / (theta + mu))
+    return (
+        special.digamma(y + theta)
+        - special.digamma(theta)
+        + np.log(theta)
+        + 1
+        - np.log(theta + mu)
+        - (y + theta) / (theta + mu)
+    )
 
 
 def _dlogp0(mu, theta):
@@ -51,6 +62,7 @@ def _dlogp0(mu, theta):
 
 
 # --- NB2 -------------------------------------------------------------------------------------
+
 
 def nb2_loglik(params, X, y, offset):
     """Total NB2 log-likelihood; params = (beta, log theta)."""
@@ -70,16 +82,26 @@ def nb2_score(params, X, y, offset):
 
 def nb2_theta_information(y, mu, theta):
     """Observed information for theta with mu fixed, as MASS::theta.ml computes SE(theta)."""
-    return float(np.sum(-special.polygamma(1, y + theta) + special.polygamma(1, theta)
-                        - 1 / theta + 2 / (mu + theta) - (y + theta) / (mu + theta) ** 2))
+    return float(
+        np.sum(
+            -special.polygamma(1, y + theta)
+            + special.polygamma(1, theta)
+            - 1 / theta
+            + 2 / (mu + theta)
+            - (y + theta) / (mu + theta) ** 2
+        )
+    )
 
 
 # --- zero-inflated NB2 -----------------------------------------------------------------------
 
-def _zinb_parts(params, X, Z, offset):
+
+def zinb_parameters(params, X, Z, offset):
+    """(mu, pi, theta) of a ZINB fit: count mean exp(X b + offset), structural-zero probability
+    expit(Z g) and dispersion exp(log theta), from the stacked parameters (b, g, log theta)."""
     kx, kz = X.shape[1], Z.shape[1]
     mu = np.exp(X @ params[:kx] + offset)
-    pi = special.expit(Z @ params[kx:kx + kz])
+    pi = special.expit(Z @ params[kx : kx + kz])
     return mu, pi, np.exp(params[kx + kz])
 
 
@@ -91,13 +113,13 @@ def zinb_logpmf(y, mu, pi, theta):
 
 def zinb_loglik(params, X, Z, y, offset):
     """Total ZINB log-likelihood; params = (beta, gamma, log theta), logit link for pi."""
-    mu, pi, theta = _zinb_parts(params, X, Z, offset)
+    mu, pi, theta = zinb_parameters(params, X, Z, offset)
     return float(np.sum(zinb_logpmf(y, mu, pi, theta)))
 
 
 def zinb_score(params, X, Z, y, offset):
     """Gradient of `zinb_loglik`."""
-    mu, pi, theta = _zinb_parts(params, X, Z, offset)
+    mu, pi, theta = zinb_parameters(params, X, Z, offset)
     zero = y == 0
     log_f0 = nb2_log_p0(mu, theta)
     # share of P(Y=0) that comes from the NB2 zero, and from the structural zero
@@ -110,6 +132,7 @@ def zinb_score(params, X, Z, y, offset):
 
 
 # --- zero-truncated NB2 (the count part of the hurdle model) ---------------------------------
+
 
 def truncnb2_logpmf(y, mu, theta):
     """log P(Y = y | Y > 0) for NB2, y >= 1."""
@@ -137,6 +160,7 @@ def truncnb2_score(params, X, y, offset):
 
 # --- maximisation ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class MaxResult:
     """The maximiser's answer: the estimate, log-likelihood, Hessian and whether to trust it."""
@@ -161,8 +185,14 @@ def numerical_hessian(score: Callable, params: np.ndarray) -> np.ndarray:
     return (hess + hess.T) / 2
 
 
-def maximize(loglik: Callable, score: Callable, start: np.ndarray, hessian: Callable | None = None,
-             max_newton: int = 100, tol: float = 1e-10) -> MaxResult:
+def maximize(
+    loglik: Callable,
+    score: Callable,
+    start: np.ndarray,
+    hessian: Callable | None = None,
+    max_newton: int = 100,
+    tol: float = 1e-10,
+) -> MaxResult:
     """Maximise a smooth log-likelihood: BFGS from `start`, then Newton steps to a tight optimum.
 
     BFGS gets into the basin robustly; Newton with step halving then drives the Newton decrement
@@ -171,8 +201,9 @@ def maximize(loglik: Callable, score: Callable, start: np.ndarray, hessian: Call
     """
     hessian = hessian or (lambda p: numerical_hessian(score, p))
     with np.errstate(all="ignore"):
-        bfgs = optimize.minimize(lambda p: -loglik(p), start, jac=lambda p: -score(p),
-                                 method="BFGS", options={"gtol": 1e-6, "maxiter": 2000})
+        bfgs = optimize.minimize(
+            lambda p: -loglik(p), start, jac=lambda p: -score(p), method="BFGS", options={"gtol": 1e-6, "maxiter": 2000}
+        )
         params = bfgs.x if np.isfinite(bfgs.fun) else np.asarray(start, float)
         params, message = _newton(loglik, score, hessian, params, max_newton, tol)
         hess = hessian(params)

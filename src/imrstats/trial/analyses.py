@@ -1,10 +1,10 @@
 """Trial analyses of one outcome: ITT MMRM with multiple imputation, complete case, per protocol,
-subgroup interactions, MNAR delta / tipping point, multiplicity (seed 003, "Statistical analysis").
+subgroup interactions, MNAR delta / tipping point, multiplicity (Jensen et al. 2019, "Statistical analysis").
 
 Data: one row per randomised participant (`outcome_frame`): arm, covariates, sessions attended and the
 outcome at baseline, post-intervention (``post``) and 12-month follow-up (``fu12``).
 
-Choices where the seed is vague ("the automatic procedure in SPSS ... 100 imputation estimates"):
+Choices where the paper is vague ("the automatic procedure in SPSS ... 100 imputation estimates"):
 
 * **Imputation model.** Chained equations (`imputation.impute_chained`; proper draws of the regression
   parameters), predictive mean matching (5 donors) by default because it keeps imputations inside the
@@ -33,9 +33,9 @@ Choices where the seed is vague ("the automatic procedure in SPSS ... 100 imputa
   completed-data fits is within a fraction of a df of it (their mean is recorded next to it as a
   check). n - p_k is fixed, known before fitting and reproducible in R (pool with ``dfcom``).
 * **Complete case**: ANCOVA (OLS) of the outcome at each visit on arm, baseline and covariates, among
-  participants with both values, and descriptive n / mean / SD per arm and visit (seed Table 3).
-* **Per protocol** (seed Table 4): within the IMR arm, one-way ANOVA of the observed outcome between
-  0-threshold and > threshold sessions (the seed's "0-10 vs > 10"), and a linear regression on the
+  participants with both values, and descriptive n / mean / SD per arm and visit (Jensen et al. 2019, Table 3).
+* **Per protocol** (Jensen et al. 2019, Table 4): within the IMR arm, one-way ANOVA of the observed outcome between
+  0-threshold and > threshold sessions (the paper's "0-10 vs > 10"), and a linear regression on the
   number of sessions (attendance as a continuous variable).
 * **Subgroups**: arm x subgroup interaction per visit in the MI-MMRM (visit-specific interaction columns),
   pooled by Rubin; plus on complete cases the ANCOVA interaction F test (R: ``anova(lm(...))``).
@@ -58,46 +58,61 @@ import pandas as pd
 from scipy import stats
 
 from imrstats.errors import AnalysisError
+from imrstats.results import Estimate, ResultMixin, confint_t, summary_block, to_frame
+from imrstats.trial.design import (
+    ALL_TIMEPOINTS,
+    ARMS,
+    DEFAULT_COVARIATES,
+    TIMEPOINTS,
+    analysable_rows,
+    covariate_dummies,
+    long_format,
+)
 from imrstats.trial.mice import impute_chained
-from imrstats.trial.mmrm import (MMRMResult, build_mmrm_design, fit_mmrm_chains, fit_mmrm_many, reference_grid,
-                           satterthwaite_df)
-from imrstats.results import Estimate, to_frame
+from imrstats.trial.mmrm import (
+    MMRMResult,
+    build_mmrm_design,
+    fit_mmrm_chains,
+    fit_mmrm_many,
+    reference_grid,
+    satterthwaite_df,
+)
+from imrstats.trial.ols import fit_ols
 from imrstats.trial.rubin import pool_rubin
-
-TIMEPOINTS = ("post", "fu12")
-ALL_TIMEPOINTS = ("baseline",) + TIMEPOINTS
-DEFAULT_COVARIATES = ("site", "sex", "age", "diagnosis")
-ARMS = ("IMR", "TAU")
-
 
 # --------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------
 
 
-def outcome_frame(participants: pd.DataFrame, assessments: pd.DataFrame, outcome: str, *,
-                  auxiliary: Sequence[str] = ()) -> pd.DataFrame:
+def outcome_frame(
+    participants: pd.DataFrame, assessments: pd.DataFrame, outcome: str, *, auxiliary: Sequence[str] = ()
+) -> pd.DataFrame:
     """One row per participant: id, arm, site, sex, age, diagnosis, sessions_attended and the outcome at
     baseline, post and fu12 (NaN = missing); ``auxiliary`` instruments' baselines as ``aux_<key>``."""
     need_p = ["id", "arm", "site", "sex", "age", "diagnosis", "sessions_attended"]
     absent = [c for c in need_p if c not in participants.columns]
     absent += [c for c in ("id", "timepoint", "instrument", "score") if c not in assessments.columns]
     if absent:
-        raise AnalysisError(f"trial tables lack column(s) {absent}: pass the cleaned participants and "
-                            "assessments tables (imrstats clean)")
+        raise AnalysisError(
+            f"trial tables lack column(s) {absent}: pass the cleaned participants and "
+            "assessments tables (imrstats clean)"
+        )
     known = set(assessments["instrument"].astype(str))
     for key in (outcome, *auxiliary):
         if key not in known:
             raise AnalysisError(f"no assessments of instrument {key!r}; instruments present: {sorted(known)[:30]}")
-    base = pd.DataFrame({
-        "id": participants["id"].astype(str).to_numpy(),
-        "arm": participants["arm"].astype(object).where(participants["arm"].notna(), None).to_numpy(),
-        "site": participants["site"].astype(object).to_numpy(),
-        "sex": participants["sex"].astype(object).to_numpy(),
-        "age": pd.to_numeric(participants["age"]).astype(float).to_numpy(),
-        "diagnosis": participants["diagnosis"].astype(object).to_numpy(),
-        "sessions_attended": pd.to_numeric(participants["sessions_attended"]).astype(float).to_numpy(),
-    })
+    base = pd.DataFrame(
+        {
+            "id": participants["id"].astype(str).to_numpy(),
+            "arm": participants["arm"].astype(object).where(participants["arm"].notna(), None).to_numpy(),
+            "site": participants["site"].astype(object).to_numpy(),
+            "sex": participants["sex"].astype(object).to_numpy(),
+            "age": pd.to_numeric(participants["age"]).astype(float).to_numpy(),
+            "diagnosis": participants["diagnosis"].astype(object).to_numpy(),
+            "sessions_attended": pd.to_numeric(participants["sessions_attended"]).astype(float).to_numpy(),
+        }
+    )
     for col in ("arm", "site", "sex", "diagnosis"):
         base[col] = [None if pd.isna(v) else str(v) for v in base[col]]
     if base["id"].duplicated().any():
@@ -111,29 +126,17 @@ def outcome_frame(participants: pd.DataFrame, assessments: pd.DataFrame, outcome
 
 def _wide_scores(assessments: pd.DataFrame, instrument: str, timepoints) -> pd.DataFrame:
     rows = assessments.loc[assessments["instrument"].astype(str) == instrument]
-    rows = pd.DataFrame({"id": rows["id"].astype(str).to_numpy(), "timepoint": rows["timepoint"].astype(str).to_numpy(),
-                         "score": pd.to_numeric(rows["score"]).astype(float).to_numpy()})
+    rows = pd.DataFrame(
+        {
+            "id": rows["id"].astype(str).to_numpy(),
+            "timepoint": rows["timepoint"].astype(str).to_numpy(),
+            "score": pd.to_numeric(rows["score"]).astype(float).to_numpy(),
+        }
+    )
     if rows.duplicated(["id", "timepoint"]).any():
         raise AnalysisError(f"{instrument!r}: more than one score per participant and timepoint; aggregate first")
     wide = rows.pivot(index="id", columns="timepoint", values="score")
     return wide.reindex(columns=list(timepoints)).astype(float)
-
-
-def _analysable(frame: pd.DataFrame, covariates: Sequence[str]) -> tuple[pd.DataFrame, int]:
-    """Rows with a valid arm and complete covariates (the ITT population we can model), and the count dropped."""
-    needed = ["id", "arm", *covariates, *ALL_TIMEPOINTS]
-    absent = [c for c in needed if c not in frame.columns]
-    if absent:
-        raise AnalysisError(f"trial frame lacks column(s) {absent}; build it with outcome_frame()")
-    bad_arm = frame["arm"].notna() & ~frame["arm"].isin(ARMS)
-    if bad_arm.any():
-        raise AnalysisError(f"arm holds {sorted(set(frame.loc[bad_arm, 'arm']))}; the trial compares IMR and TAU")
-    ok = frame["arm"].notna() & frame[list(covariates)].notna().all(axis=1)
-    rows = frame.loc[ok].reset_index(drop=True)
-    for arm in ARMS:
-        if not (rows["arm"] == arm).any():
-            raise AnalysisError(f"no {arm} participant with complete covariates: the trial contrast is not estimable")
-    return rows, int((~ok).sum())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -158,6 +161,14 @@ class OutcomeImputation:
     seed: int | None
     n_dropped: int
     method_text: str
+    # baseline covariates imputed in the same chained equations (``missing_covariates="impute"``): per covariate,
+    # the (m, n) completed values (numbers, or category labels) and the (n,) cells that were missing
+    covariate_values: dict = field(default_factory=dict, compare=False, repr=False)
+    covariate_missing: dict = field(default_factory=dict, compare=False, repr=False)
+    missing_covariates: str = "impute"
+    n_no_arm: int = 0  # rows without an arm (not randomised to IMR or TAU): never analysed
+    excluded_by_arm: dict = field(default_factory=dict)  # ``exclude``: per arm, participants left out
+    notes: tuple = ()
     # per-imputation covariance estimates of the plain ITT fit, filled by the first ITT fit and used as
     # Newton warm starts by later refits of the same completed data (delta grid, subgroup models)
     fitted_sigmas: dict = field(default_factory=dict, compare=False, repr=False)
@@ -168,58 +179,179 @@ class OutcomeImputation:
         return self.imputed[:, :, self.targets.index(name)]
 
 
-def impute_outcome(frame: pd.DataFrame, *, covariates: Sequence[str] = DEFAULT_COVARIATES, m: int = 100,
-                   method: str = "pmm", maxit: int = 5, donors: int = 5, by_arm: bool = True,
-                   seed: int | np.random.Generator) -> OutcomeImputation:
+def impute_outcome(
+    frame: pd.DataFrame,
+    *,
+    covariates: Sequence[str] = DEFAULT_COVARIATES,
+    m: int = 100,
+    method: str = "pmm",
+    maxit: int = 5,
+    donors: int = 5,
+    by_arm: bool = True,
+    seed: int | np.random.Generator,
+    missing_covariates: str = "impute",
+) -> OutcomeImputation:
     """Impute the outcome's missing baseline / post / fu12 (and ``aux_*`` baselines) m times by MICE.
 
     Within each arm separately (``by_arm``) from the covariates, or jointly with arm as a predictor.
-    ``seed`` (int or Generator) drives every draw."""
-    rows, n_dropped = _analysable(frame, covariates)
+    ``seed`` (int or Generator) drives every draw.
+
+    ``missing_covariates="impute"`` (intention to treat: everyone randomised is analysed): a covariate with
+    missing values joins the chained equations as a target (`_covariate_targets`): a numeric one by ``method``,
+    a two-category one as its 0/1 indicator by pmm (imputations are observed categories only), one with more
+    categories gets a category of its own for "missing" (the missing-indicator method, valid for baseline
+    covariates in a randomised trial: White & Thompson 2005, Stat Med 24:993). With no covariate missing the
+    imputation is exactly the one without covariate targets. ``"exclude"``: participants with a missing
+    covariate are left out (counted per arm in ``excluded_by_arm``; the ITT result flags it)."""
+    if missing_covariates not in ("impute", "exclude"):
+        raise AnalysisError(f"missing_covariates must be 'impute' or 'exclude', got {missing_covariates!r}")
+    covariates = list(covariates)
+    n_no_arm = int(frame["arm"].isna().sum()) if "arm" in frame.columns else 0
+    excluded_by_arm: dict = {}
+    if missing_covariates == "exclude":
+        rows, n_dropped = analysable_rows(frame, covariates)
+        gone = frame["arm"].notna() & frame[covariates].isna().any(axis=1)
+        excluded_by_arm = {arm: int((gone & (frame["arm"] == arm)).sum()) for arm in ARMS}
+    else:
+        absent = [c for c in covariates if c not in frame.columns]
+        if absent:
+            raise AnalysisError(f"trial frame lacks column(s) {absent}; build it with outcome_frame()")
+        rows, n_dropped = analysable_rows(frame, [])
+    cov_missing = {c: rows[c].isna().to_numpy() for c in covariates if rows[c].isna().any()}
+    coded, cov_methods, notes = _covariate_targets(rows, covariates, method)
     targets = list(ALL_TIMEPOINTS) + [c for c in rows.columns if c.startswith("aux_")]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     imputed = np.empty((m, len(rows), len(targets)))
+    cov_imputed = {c: np.broadcast_to(v, (m, len(rows))).copy() for c, v in coded.items()}
+    if by_arm and any((~np.isnan(v[(rows["arm"] == arm).to_numpy()])).sum() < 2 for v in coded.values() for arm in ARMS):
+        by_arm = False
+        short = [c for c, v in coded.items() if any((~np.isnan(v[(rows["arm"] == a).to_numpy()])).sum() < 2 for a in ARMS)]
+        notes.append(
+            f"{', '.join(short)} observed for fewer than 2 participants of an arm: imputed jointly (arm as a "
+            "predictor) instead of within each arm"
+        )
     groups = [rows["arm"] == arm for arm in ARMS] if by_arm else [pd.Series(True, index=rows.index)]
-    predictors = list(covariates) if by_arm else ["arm", *covariates]
     for mask in groups:
-        part = rows.loc[mask, targets + predictors]
+        sel = mask.to_numpy()
+        part_covs, filled = {}, {}  # covariate targets of this part; constant ones filled with their value
+        for c, v in coded.items():
+            obs = v[sel][~np.isnan(v[sel])]
+            if np.isnan(v[sel]).any():
+                if len(obs) < 2 or obs.var(ddof=1) < 1e-4:  # nothing to model: the one observed value
+                    cov_imputed[c][:, sel & np.isnan(v)] = obs[0]
+                    filled[c] = _decode_covariate(rows[c], np.array([obs[0]]))[0]
+                else:
+                    part_covs[c] = v[sel]
+        predictors = [c for c in covariates if c not in part_covs]
+        predictors = predictors if by_arm else ["arm", *predictors]
+        part = rows.loc[mask, targets + predictors].copy()
+        for c, value in filled.items():
+            part[c] = part[c].where(part[c].notna(), value)
+        for c in part_covs:  # a covariate target replaces the predictor: its numeric (0/1) coding
+            part[c] = part_covs[c]
         try:
-            res = impute_chained(part, targets=targets, predictors=predictors, method=method, m=m,
-                                 maxit=maxit, donors=donors, seed=rng)
+            res = impute_chained(
+                part,
+                targets=targets + list(part_covs),
+                predictors=predictors,
+                method=method,
+                m=m,
+                maxit=maxit,
+                donors=donors,
+                seed=rng,
+                methods={c: cov_methods[c] for c in part_covs} if part_covs else None,
+            )
         except AnalysisError as err:
             where = f" in the {rows.loc[mask, 'arm'].iloc[0]} arm" if by_arm else ""
             raise AnalysisError(f"imputation{where} failed: {err}") from None
-        imputed[:, mask.to_numpy()] = res.imputed
+        imputed[:, sel] = res.imputed[:, :, : len(targets)]
+        for j, c in enumerate(part_covs):
+            cov_imputed[c][:, sel] = res.imputed[:, :, len(targets) + j]
     name = {"pmm": f"predictive mean matching ({donors} donors)", "norm": "Bayesian linear regression"}[method]
-    text = (f"MICE {name}, m = {m}, maxit = {maxit}, "
-            + ("imputed within each arm" if by_arm else "arm as a predictor")
-            + f"; predictors: {', '.join(covariates)} and the outcome's other visits"
-            + (f" and auxiliary baselines {', '.join(targets[3:])}" if len(targets) > 3 else ""))
-    return OutcomeImputation(frame=rows, targets=tuple(targets), imputed=imputed,
-                             missing=rows[targets].isna().to_numpy(), m=m, method=method, by_arm=by_arm,
-                             seed=None if isinstance(seed, np.random.Generator) else int(seed),
-                             n_dropped=n_dropped, method_text=text)
+    text = (
+        f"MICE {name}, m = {m}, maxit = {maxit}, "
+        + ("imputed within each arm" if by_arm else "arm as a predictor")
+        + f"; predictors: {', '.join(covariates)} and the outcome's other visits"
+        + (f" and auxiliary baselines {', '.join(targets[3:])}" if len(targets) > 3 else "")
+        + (
+            "; missing baseline covariates imputed in the same chained equations ("
+            + ", ".join(f"{c} {int(cov_missing[c].sum())} by {cov_methods[c]}" for c in coded)
+            + ")"
+            if coded
+            else ""
+        )
+        + (
+            "; missing " + ", ".join(c for c in cov_missing if c not in coded) + " analysed as a category '(missing)'"
+            if set(cov_missing) - set(coded)
+            else ""
+        )
+    )
+    return OutcomeImputation(
+        frame=rows,
+        targets=tuple(targets),
+        imputed=imputed,
+        missing=rows[targets].isna().to_numpy(),
+        m=m,
+        method=method,
+        by_arm=by_arm,
+        seed=None if isinstance(seed, np.random.Generator) else int(seed),
+        n_dropped=n_dropped,
+        method_text=text,
+        covariate_values={c: _decode_covariate(rows[c], v) for c, v in cov_imputed.items()},
+        covariate_missing=cov_missing,
+        missing_covariates=missing_covariates,
+        n_no_arm=n_no_arm,
+        excluded_by_arm=excluded_by_arm,
+        notes=tuple(notes),
+    )
+
+
+def _covariate_targets(rows: pd.DataFrame, covariates: Sequence[str], method: str) -> tuple[dict, dict, list]:
+    """The covariates with missing values among ``rows`` as numeric imputation targets: {name: values (NaN =
+    missing)}, their methods, and notes. Numeric: as is, by ``method``. Two observed categories: the indicator
+    of the second sorted level, by pmm. More categories: "(missing)" becomes a category (no target). One
+    observed value: filled with it. None observed: an error (nothing to impute from)."""
+    coded, methods, notes = {}, {}, []
+    for c in covariates:
+        col = rows[c]
+        miss = col.isna().to_numpy()
+        if not miss.any():
+            continue
+        observed = col[~miss]
+        if observed.empty:
+            raise AnalysisError(
+                f"covariate {c!r} is missing for every participant: nothing to impute it from; "
+                "remove it from trial.covariates"
+            )
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            coded[c], methods[c] = col.to_numpy(dtype=float), method
+            continue
+        levels = sorted(observed.astype(str).unique())
+        if len(levels) > 2:
+            rows[c] = col.where(~miss, "(missing)")
+            notes.append(
+                f"{c}: {int(miss.sum())} missing value(s) analysed as a category of their own '(missing)' "
+                "(missing-indicator method for a baseline covariate of a randomised trial)"
+            )
+            continue
+        codes = np.where(miss, np.nan, (col.astype(str) == levels[-1]).to_numpy(dtype=float))
+        coded[c], methods[c] = codes, "pmm"
+    return coded, methods, notes
+
+
+def _decode_covariate(column: pd.Series, values: np.ndarray) -> np.ndarray:
+    """Completed (m, n) covariate values back in the column's form: numbers, or the category labels."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return values
+    levels = sorted(column.dropna().astype(str).unique())
+    if len(levels) == 1:
+        return np.full(values.shape, levels[0], dtype=object)
+    return np.where(values > 0.5, levels[-1], levels[0]).astype(object)
 
 
 # --------------------------------------------------------------------------------------------------
 # MMRM on each completed data set
 # --------------------------------------------------------------------------------------------------
-
-
-def _long(rows: pd.DataFrame, covariates: Sequence[str], baseline: np.ndarray,
-          extra: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
-    """Long frame (participant x post-baseline visit) for the MMRM design; ``extra`` adds numeric
-    columns given as (n, T) arrays (e.g. visit-specific interaction columns)."""
-    n, T = len(rows), len(TIMEPOINTS)
-    long = pd.DataFrame({
-        "id": np.repeat(rows["id"].to_numpy(), T), "time": np.tile(TIMEPOINTS, n),
-        "arm": np.repeat(rows["arm"].to_numpy(), T), "baseline": np.repeat(baseline, T),
-    })
-    for c in covariates:
-        long[c] = np.repeat(rows[c].to_numpy(), T)
-    for name, values in (extra or {}).items():
-        long[name] = np.asarray(values, dtype=float).reshape(-1)
-    return long
 
 
 def _with_baseline(design, baseline_by_design_row: np.ndarray):
@@ -233,7 +365,7 @@ def _with_baseline(design, baseline_by_design_row: np.ndarray):
     return dataclasses.replace(design, X=X, numeric_values=numeric)
 
 
-def _df_complete(design) -> np.ndarray:
+def complete_data_df(design) -> np.ndarray:
     """n - p_k per visit: participants minus the fixed effects that act at visit k."""
     n = design.X.shape[0]
     p_k = (np.abs(design.X) > 0).any(axis=0).sum(axis=1)
@@ -241,7 +373,7 @@ def _df_complete(design) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _ImputedFits:
+class ImputedFits:
     """Per-imputation estimates and variances of the L rows, plus fit bookkeeping."""
 
     estimates: np.ndarray  # (m, L)
@@ -284,8 +416,9 @@ class _FitView:
         return self.means_L[1::2] - self.means_L[0::2]
 
 
-def _fit_imputations(imp: OutcomeImputation, covariates, L_fn, *, extra=None,
-                     delta: float = 0.0, df_method: str = "satterthwaite") -> tuple[_ImputedFits, object]:
+def fit_imputations(
+    imp: OutcomeImputation, covariates, L_fn, *, extra=None, delta: float = 0.0, df_method: str = "satterthwaite"
+) -> tuple[ImputedFits, object]:
     """Fit the MMRM to each completed data set (warm-started) and collect L beta and L'cov L, where
     ``L_fn(fit) -> (L, labels)`` reads ``fit.columns`` / ``contrast_L`` / ``means_L`` (`_FitView`);
     ``delta`` is added to the IMR arm's imputed post / fu12 values."""
@@ -293,9 +426,10 @@ def _fit_imputations(imp: OutcomeImputation, covariates, L_fn, *, extra=None,
     return fits[0], design
 
 
-def _fit_imputations_deltas(imp: OutcomeImputation, covariates, L_fn, deltas, *,
-                            extra=None, df_method: str = "satterthwaite") -> tuple[list[_ImputedFits], object]:
-    """`_fit_imputations` for several deltas on the same imputations and design (built once).
+def _fit_imputations_deltas(
+    imp: OutcomeImputation, covariates, L_fn, deltas, *, extra=None, df_method: str = "satterthwaite"
+) -> tuple[list[ImputedFits], object]:
+    """`fit_imputations` for several deltas on the same imputations and design (built once).
 
     Warm starts: the plain ITT fit runs through the imputations in order, each Newton run started at the
     previous imputation's Sigma, and keeps its per-imputation Sigmas in ``imp.fitted_sigmas``; every later
@@ -306,11 +440,11 @@ def _fit_imputations_deltas(imp: OutcomeImputation, covariates, L_fn, deltas, *,
     if prefit is not None and tuple(prefit.designs[0].ids) not in imp.fitted_sigmas:
         design, designs, grids = prefit.designs[0], list(prefit.designs), [None]
     else:
-        design, designs, grids = _completed_designs(imp, covariates, deltas, extra)
+        design, designs, grids = completed_designs(imp, covariates, deltas, extra)
         prefit = None
     starts = imp.fitted_sigmas.get(tuple(design.ids))
     runs = [None] * len(deltas)
-    for k, delta in enumerate(deltas):   # in order, as separate calls would: chains until Sigmas are kept
+    for k, delta in enumerate(deltas):  # in order, as separate calls would: chains until Sigmas are kept
         if starts is not None:
             break
         runs[k] = prefit if prefit is not None else fit_mmrm_many(designs, grids[k])
@@ -318,24 +452,49 @@ def _fit_imputations_deltas(imp: OutcomeImputation, covariates, L_fn, deltas, *,
             starts = imp.fitted_sigmas[tuple(design.ids)] = runs[k].sigma
     rest = [k for k, run in enumerate(runs) if run is None]
     if rest:
-        every = fit_mmrm_many(designs * len(rest), np.concatenate([grids[k] for k in rest]),
-                              starts=np.concatenate([np.asarray(starts)] * len(rest)))
+        every = fit_mmrm_many(
+            designs * len(rest),
+            np.concatenate([grids[k] for k in rest]),
+            starts=np.concatenate([np.asarray(starts)] * len(rest)),
+        )
         for j, k in enumerate(rest):
             runs[k] = _fits_slice(every, j * imp.m, imp.m)
     views = [_FitView(d, runs[0].observed) for d in designs]
     return [_collect(run, views, L_fn, df_method) for run in runs], designs[-1]
 
 
-def _completed_designs(imp: OutcomeImputation, covariates, deltas, extra=None):
+def completed_designs(imp: OutcomeImputation, covariates, deltas, extra=None):
     """The MMRM design (built once), its copy per imputation with that imputation's baseline, and per delta
-    the (m, participants, visits) outcome grids with delta added to the IMR arm's imputed post / fu12."""
+    the (m, participants, visits) outcome grids with delta added to the IMR arm's imputed post / fu12.
+
+    Imputed covariates (``imp.covariate_values``) and ``extra`` columns given per imputation ((m, n, T)
+    arrays, e.g. an interaction with an imputed subgroup) make each imputation's design its own."""
     rows = imp.frame
-    design = build_mmrm_design(_long(rows, covariates, np.zeros(len(rows)), extra),
-                               covariates=tuple(covariates) + tuple(extra or {}), times=TIMEPOINTS)
-    order = pd.Index(rows["id"]).get_indexer(list(design.ids))
+    covs = tuple(covariates) + tuple(extra or {})
+    imputed_covs = [c for c in covariates if c in imp.covariate_values]
+    per_imputation = imputed_covs or any(np.ndim(v) == 3 for v in (extra or {}).values())
     y_cols = [imp.targets.index(t) for t in TIMEPOINTS]
     b_col = imp.targets.index("baseline")
-    designs = [_with_baseline(design, imp.imputed[i, order, b_col]) for i in range(imp.m)]
+    if not per_imputation:
+        design = build_mmrm_design(long_format(rows, covariates, np.zeros(len(rows)), extra), covariates=covs, times=TIMEPOINTS)
+        order = pd.Index(rows["id"]).get_indexer(list(design.ids))
+        designs = [_with_baseline(design, imp.imputed[i, order, b_col]) for i in range(imp.m)]
+    else:
+        bases = []
+        for i in range(imp.m):
+            completed = rows.copy()
+            for c in imputed_covs:
+                completed[c] = imp.covariate_values[c][i]
+            extra_i = {k: (v[i] if np.ndim(v) == 3 else v) for k, v in (extra or {}).items()}
+            bases.append(build_mmrm_design(long_format(completed, covariates, np.zeros(len(rows)), extra_i), covariates=covs, times=TIMEPOINTS))
+        design = bases[0]
+        if any(b.columns != design.columns or b.ids != design.ids for b in bases):
+            raise AnalysisError(
+                "the completed data sets' designs differ in their columns (an imputed covariate's category is "
+                "absent from one of them): set trial.missing_covariates: exclude or merge categories"
+            )
+        order = pd.Index(rows["id"]).get_indexer(list(design.ids))
+        designs = [_with_baseline(b, imp.imputed[i, order, b_col]) for i, b in enumerate(bases)]
     shifted = imp.missing[:, y_cols] & (rows["arm"].to_numpy() == "IMR")[:, None]
     grids = []
     for delta in deltas:
@@ -344,8 +503,7 @@ def _completed_designs(imp: OutcomeImputation, covariates, deltas, extra=None):
     return design, designs, grids
 
 
-def prefit_itt(imputations: Sequence[OutcomeImputation], *,
-               covariates: Sequence[str] = DEFAULT_COVARIATES) -> int:
+def prefit_itt(imputations: Sequence[OutcomeImputation], *, covariates: Sequence[str] = DEFAULT_COVARIATES) -> int:
     """Make the plain ITT MMRM fits of several outcomes' imputations ahead, in one batch per shared design
     structure (`mmrm.fit_mmrm_chains`: the outcomes' warm-started chains in lock step), and keep them on
     each imputation for `itt_mi_mmrm`, which then pools them instead of fitting; every fit is the one
@@ -354,7 +512,7 @@ def prefit_itt(imputations: Sequence[OutcomeImputation], *,
     groups: dict = {}
     for imp in imputations:
         try:
-            design, designs, grids = _completed_designs(imp, covariates, [0.0])
+            design, designs, grids = completed_designs(imp, covariates, [0.0])
         except AnalysisError:
             continue
         key = (design.ids, design.columns, design.present.tobytes(), design.arm_of.tobytes(), imp.m)
@@ -373,18 +531,26 @@ def prefit_itt(imputations: Sequence[OutcomeImputation], *,
 
 def _fits_slice(fits, start: int, size: int):
     sl = slice(start, start + size)
-    return dataclasses.replace(fits, designs=fits.designs[sl], sigma=fits.sigma[sl], beta=fits.beta[sl],
-                               cov_beta=fits.cov_beta[sl], dcov_beta=fits.dcov_beta[sl],
-                               cov_theta=fits.cov_theta[sl], reml_loglik=fits.reml_loglik[sl],
-                               converged=fits.converged[sl], iterations=fits.iterations[sl],
-                               notes=fits.notes[sl])
+    return dataclasses.replace(
+        fits,
+        designs=fits.designs[sl],
+        sigma=fits.sigma[sl],
+        beta=fits.beta[sl],
+        cov_beta=fits.cov_beta[sl],
+        dcov_beta=fits.dcov_beta[sl],
+        cov_theta=fits.cov_theta[sl],
+        reml_loglik=fits.reml_loglik[sl],
+        converged=fits.converged[sl],
+        iterations=fits.iterations[sl],
+        notes=fits.notes[sl],
+    )
 
 
 def _kr_note(df_method: str) -> str:
     return "; Kenward-Roger adjusted cov(beta) per completed data set" if df_method == "kenward_roger" else ""
 
 
-def _collect(fits, views, L_fn, df_method: str = "satterthwaite") -> _ImputedFits:
+def _collect(fits, views, L_fn, df_method: str = "satterthwaite") -> ImputedFits:
     """L beta, L'cov(beta)L and the arm contrasts' Satterthwaite df of each fit (as `MMRMResult` has them);
     with Kenward-Roger, cov(beta) is each fit's KR-adjusted one (its 1-df KR df are the Satterthwaite df)."""
     cov = fits.kenward_roger_cov_beta if df_method == "kenward_roger" else fits.cov_beta
@@ -394,8 +560,9 @@ def _collect(fits, views, L_fn, df_method: str = "satterthwaite") -> _ImputedFit
         ests.append(L @ fits.beta[i])
         vars_.append(np.einsum("lp,pq,lq->l", L, cov[i], L))
         dfs.append(satterthwaite_df(view.contrast_L, fits.cov_beta[i], fits.dcov_beta[i], fits.cov_theta[i]))
-    return _ImputedFits(np.array(ests), np.array(vars_), np.array(dfs), int((~fits.converged).sum()),
-                        fits.result(0, df_method))
+    return ImputedFits(
+        np.array(ests), np.array(vars_), np.array(dfs), int((~fits.converged).sum()), fits.result(0, df_method)
+    )
 
 
 def _means_and_contrasts(res: MMRMResult):
@@ -403,19 +570,20 @@ def _means_and_contrasts(res: MMRMResult):
     return np.vstack([res.contrast_L, res.means_L]), labels
 
 
-def _pool_rows(fits: _ImputedFits, df_complete, labels, quantity, extras, method_note) -> list[Estimate]:
+def _pool_rows(fits: ImputedFits, df_complete, labels, quantity, extras, method_note) -> list[Estimate]:
     out = []
     for j in range(fits.estimates.shape[1]):
         if not np.all(fits.variances[:, j] > 0):
             raise AnalysisError(f"{quantity(j)}: a completed-data variance is not positive; the model is degenerate")
-        est = pool_rubin(fits.estimates[:, j], fits.variances[:, j], df_complete[j], quantity=quantity(j),
-                         method_note=method_note)
+        est = pool_rubin(
+            fits.estimates[:, j], fits.variances[:, j], df_complete[j], quantity=quantity(j), method_note=method_note
+        )
         out.append(dataclasses.replace(est, extra={**extras(j), **est.extra}))
     return out
 
 
 @dataclass(frozen=True)
-class ITTResult:
+class ITTResult(ResultMixin):
     """Pooled ITT MI-MMRM: IMR - TAU per visit (``contrasts``) and adjusted means per arm and visit,
     each row with Rubin's diagnostics (riv, lambda, fmi, m, df_complete)."""
 
@@ -431,67 +599,192 @@ class ITTResult:
     imputation_method: str
     method: str
     flags: tuple = ()
+    # who was analysed, per arm: counted from the fitted MMRM design, not from the randomised count
+    n_analysed_by_arm: dict = field(default_factory=dict)
+    n_randomised_by_arm: dict = field(default_factory=dict)
+    n_excluded_by_arm: dict = field(default_factory=dict)  # missing covariates, trial.missing_covariates: exclude
+    n_covariates_imputed_by_arm: dict = field(default_factory=dict)  # participants with >= 1 imputed covariate
+    n_outcome_imputed_by_arm: dict = field(default_factory=dict)  # participants with >= 1 imputed outcome value
+    n_covariate_cells_imputed: dict = field(default_factory=dict)
+    missing_covariates: str = "impute"
 
-    def to_dict(self) -> dict:
-        def records(frame):
-            return [{k: _plain(v) for k, v in r.items()} for r in frame.to_dict("records")]
+    _json_rename = {
+        "n_dropped": "n_dropped_missing_covariates",
+        "n_not_converged": "n_fits_not_converged",
+        "imputation_method": "imputation",
+    }
 
-        return {"outcome": self.outcome, "contrasts": records(self.contrasts),
-                "adjusted_means": records(self.adjusted_means), "n_participants": self.n_participants,
-                "n_dropped_missing_covariates": self.n_dropped, "n_imputed": self.n_imputed,
-                "n_fits_not_converged": self.n_not_converged, "df_complete": self.df_complete,
-                "mean_satterthwaite_df": self.mean_satterthwaite_df,
-                "imputation": self.imputation_method, "method": self.method, "flags": list(self.flags)}
+    def to_frame(self) -> pd.DataFrame:
+        """The pooled IMR - TAU contrasts per visit, then the adjusted means per arm and visit."""
+        return pd.concat([self.contrasts, self.adjusted_means], ignore_index=True)
+
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
+        """The pooled rows with t(Barnard-Rubin df) CIs at ``level``."""
+        return confint_t(self.to_frame(), level)
+
+    def summary(self) -> str:
+        """The analysis, n, imputation and fit counts, and the pooled contrasts."""
+        return summary_block(
+            f"ITT MI-MMRM of {self.outcome or 'the outcome'}",
+            [
+                ("participants", self.n_participants),
+                ("analysed of randomised", self.population_text()),
+                ("dropped (missing covariates)", self.n_dropped),
+                ("imputed cells", ", ".join(f"{k} {v}" for k, v in self.n_imputed.items())),
+                (
+                    "imputed covariate cells",
+                    ", ".join(f"{k} {v}" for k, v in self.n_covariate_cells_imputed.items()) or "none",
+                ),
+                ("MMRM fits not converged", self.n_not_converged),
+            ],
+            self.contrasts,
+            [f"Method: {self.method}", *self.flags],
+        )
+
+    def population_text(self) -> str:
+        """'IMR 80 of 80, TAU 79 of 80' (+ excluded / imputed covariates): who the pooled numbers describe."""
+        text = ", ".join(
+            f"{arm} {self.n_analysed_by_arm.get(arm, 0)} of {self.n_randomised_by_arm.get(arm, 0)}" for arm in ARMS
+        )
+        excluded = sum(self.n_excluded_by_arm.values())
+        if excluded:
+            text += f"; {excluded} excluded for a missing baseline covariate"
+        imputed = sum(self.n_covariates_imputed_by_arm.values())
+        if imputed:
+            text += f"; {imputed} with imputed baseline covariate(s)"
+        return text
 
 
-def _plain(v):
-    if hasattr(v, "item") and not isinstance(v, (str, list, dict)):
-        v = v.item()
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
-def itt_mi_mmrm(frame: pd.DataFrame, *, outcome: str = "", covariates: Sequence[str] = DEFAULT_COVARIATES,
-                imputation: OutcomeImputation | None = None, m: int = 100, method: str = "pmm",
-                maxit: int = 5, donors: int = 5, by_arm: bool = True, seed: int | None = None,
-                level: float = 0.95, df_method: str = "satterthwaite") -> ITTResult:
+def itt_mi_mmrm(
+    frame: pd.DataFrame,
+    *,
+    outcome: str = "",
+    covariates: Sequence[str] = DEFAULT_COVARIATES,
+    imputation: OutcomeImputation | None = None,
+    m: int = 100,
+    method: str = "pmm",
+    maxit: int = 5,
+    donors: int = 5,
+    by_arm: bool = True,
+    seed: int | None = None,
+    level: float = 0.95,
+    df_method: str = "satterthwaite",
+    missing_covariates: str = "impute",
+) -> ITTResult:
     """ITT analysis: impute (or reuse ``imputation``), fit the MMRM to each completed data set and pool
     the IMR - TAU contrast per visit and the adjusted means per arm and visit by Rubin's rules
     (Barnard-Rubin df with df_complete = n - p_k). Non-converged fits are counted and flagged."""
     if imputation is None:
         if seed is None:
             raise AnalysisError("itt_mi_mmrm needs a seed (or a ready imputation): imputation is random")
-        imputation = impute_outcome(frame, covariates=covariates, m=m, method=method, maxit=maxit,
-                                    donors=donors, by_arm=by_arm, seed=seed)
-    fits, design = _fit_imputations(imputation, covariates, _means_and_contrasts, df_method=df_method)
+        imputation = impute_outcome(
+            frame,
+            covariates=covariates,
+            m=m,
+            method=method,
+            maxit=maxit,
+            donors=donors,
+            by_arm=by_arm,
+            seed=seed,
+            missing_covariates=missing_covariates,
+        )
+    fits, design = fit_imputations(imputation, covariates, _means_and_contrasts, df_method=df_method)
     _, labels = _means_and_contrasts(fits.first)
-    dfc_visit = _df_complete(design)
+    dfc_visit = complete_data_df(design)
     dfc = np.array([dfc_visit[TIMEPOINTS.index(t)] for _, t, _ in labels])
     mmrm_method = fits.first.method
     note = f"{imputation.method_text}; per imputation: {mmrm_method}"
-    rows = _pool_rows(fits, dfc, labels,
-                      lambda j: (f"IMR - TAU at {labels[j][1]}" if labels[j][0] == "contrast"
-                                 else f"adjusted mean {labels[j][2]} at {labels[j][1]}"),
-                      lambda j: {"outcome": outcome, "timepoint": str(labels[j][1]),
-                                 **({"arm": labels[j][2]} if labels[j][2] else {})}, note)
+    rows = _pool_rows(
+        fits,
+        dfc,
+        labels,
+        lambda j: (
+            f"IMR - TAU at {labels[j][1]}"
+            if labels[j][0] == "contrast"
+            else f"adjusted mean {labels[j][2]} at {labels[j][1]}"
+        ),
+        lambda j: {
+            "outcome": outcome,
+            "timepoint": str(labels[j][1]),
+            **({"arm": labels[j][2]} if labels[j][2] else {}),
+        },
+        note,
+    )
     rows = [_relevel(r, level) for r in rows]
     k = len(TIMEPOINTS)
     flags = []
     if fits.n_not_converged:
-        flags.append(f"{outcome}: the MMRM did not converge on {fits.n_not_converged} of {imputation.m} "
-                     "completed data sets; pooled results include those fits")
+        flags.append(
+            f"{outcome}: the MMRM did not converge on {fits.n_not_converged} of {imputation.m} "
+            "completed data sets; pooled results include those fits"
+        )
     contrasts = to_frame(rows[:k])
     contrasts["n_not_converged"] = fits.n_not_converged
+    counts = _itt_counts(frame, imputation, design)
+    expected = {arm: counts["n_randomised_by_arm"][arm] - counts["n_excluded_by_arm"].get(arm, 0) for arm in ARMS}
+    if counts["n_analysed_by_arm"] != expected:
+        flags.append(
+            f"{outcome or 'ITT'}: the ITT model analysed {counts['n_analysed_by_arm']} participants per arm, not the "
+            f"{expected} expected: check the covariates and the arm column"
+        )
+    excluded = sum(counts["n_excluded_by_arm"].values())
+    if excluded:
+        flags.append(
+            f"{outcome or 'ITT'}: {excluded} randomised participant(s) EXCLUDED from the ITT analysis for a missing baseline "
+            f"covariate (trial.missing_covariates: exclude): analysed "
+            + ", ".join(f"{a} {counts['n_analysed_by_arm'][a]} of {counts['n_randomised_by_arm'][a]}" for a in ARMS)
+        )
+    if imputation.n_no_arm:
+        flags.append(f"{outcome or 'ITT'}: {imputation.n_no_arm} participant row(s) without an arm (IMR or TAU) not analysed")
+    flags.extend(f"{outcome or 'ITT'}: {note}" for note in imputation.notes)
+    n_total = sum(counts["n_analysed_by_arm"].values())
+    contrasts["n_analysed"] = n_total
+    for arm in ARMS:
+        contrasts[f"n_{arm.lower()}"] = counts["n_analysed_by_arm"][arm]
+    contrasts["n_randomised"] = sum(counts["n_randomised_by_arm"].values())
+    contrasts["n_excluded_missing_covariates"] = excluded
+    contrasts["n_covariates_imputed"] = sum(counts["n_covariates_imputed_by_arm"].values())
+    adjusted = to_frame(rows[k:])
+    adjusted["n_analysed"] = adjusted["arm"].map(counts["n_analysed_by_arm"])
     return ITTResult(
-        outcome=outcome, contrasts=contrasts, adjusted_means=to_frame(rows[k:]),
-        n_participants=len(imputation.frame), n_dropped=imputation.n_dropped,
+        outcome=outcome,
+        contrasts=contrasts,
+        adjusted_means=adjusted,
+        n_participants=n_total,
+        n_dropped=imputation.n_dropped,
         n_imputed={t: int(imputation.missing[:, j].sum()) for j, t in enumerate(imputation.targets)},
         n_not_converged=fits.n_not_converged,
         df_complete={t: float(dfc_visit[i]) for i, t in enumerate(TIMEPOINTS)},
         mean_satterthwaite_df={t: float(fits.satterthwaite[:, i].mean()) for i, t in enumerate(TIMEPOINTS)},
         imputation_method=imputation.method_text,
         method=f"ITT MI-MMRM: {imputation.method_text}; {mmrm_method}; Rubin's rules, Barnard-Rubin df "
-               "(df_complete = n - p per visit)",
-        flags=tuple(flags))
+        "(df_complete = n - p per visit)",
+        flags=tuple(flags),
+        missing_covariates=imputation.missing_covariates,
+        **counts,
+    )
+
+
+def _itt_counts(frame: pd.DataFrame, imputation: OutcomeImputation, design) -> dict:
+    """Per arm: analysed (the fitted design's participants), randomised (rows of ``frame`` in the arm), excluded
+    for a missing covariate, with imputed covariates and with an imputed outcome value; imputed covariate cells."""
+    rows = imputation.frame
+    arm_of = np.asarray(design.arm_of, dtype=bool)
+    analysed = {"IMR": int(arm_of.sum()), "TAU": int((~arm_of).sum())}
+    randomised = {arm: int((frame["arm"] == arm).sum()) for arm in ARMS}
+    cov_any = np.zeros(len(rows), dtype=bool)
+    for miss in imputation.covariate_missing.values():
+        cov_any |= miss
+    outcome_any = imputation.missing[:, : len(ALL_TIMEPOINTS)].any(axis=1)
+    in_arm = {arm: (rows["arm"] == arm).to_numpy() for arm in ARMS}
+    return {
+        "n_analysed_by_arm": analysed,
+        "n_randomised_by_arm": randomised,
+        "n_excluded_by_arm": {arm: int(imputation.excluded_by_arm.get(arm, 0)) for arm in ARMS},
+        "n_covariates_imputed_by_arm": {arm: int((cov_any & in_arm[arm]).sum()) for arm in ARMS},
+        "n_outcome_imputed_by_arm": {arm: int((outcome_any & in_arm[arm]).sum()) for arm in ARMS},
+        "n_covariate_cells_imputed": {c: int(v.sum()) for c, v in imputation.covariate_missing.items()},
+    }
 
 
 def _relevel(est: Estimate, level: float) -> Estimate:
@@ -499,19 +792,28 @@ def _relevel(est: Estimate, level: float) -> Estimate:
     if abs(level - 0.95) < 1e-12:
         return est
     crit = stats.t.ppf(0.5 + level / 2, est.df)
-    return dataclasses.replace(est, ci_low=est.estimate - crit * est.se, ci_high=est.estimate + crit * est.se,
-                               method=est.method.replace("95% CI", f"{100 * level:g}% CI"))
+    return dataclasses.replace(
+        est,
+        ci_low=est.estimate - crit * est.se,
+        ci_high=est.estimate + crit * est.se,
+        method=est.method.replace("95% CI", f"{100 * level:g}% CI"),
+    )
 
 
-def likelihood_mmrm(frame: pd.DataFrame, *, covariates: Sequence[str] = DEFAULT_COVARIATES,
-                    level: float = 0.95, df_method: str = "satterthwaite") -> MMRMResult:
+def likelihood_mmrm(
+    frame: pd.DataFrame,
+    *,
+    covariates: Sequence[str] = DEFAULT_COVARIATES,
+    level: float = 0.95,
+    df_method: str = "satterthwaite",
+) -> MMRMResult:
     """MMRM on the observed data without imputation (valid under MAR given the model's covariates):
     participants with an observed baseline and at least one observed post-baseline visit."""
-    rows, _ = _analysable(frame, covariates)
+    rows, _ = analysable_rows(frame, covariates)
     rows = rows.loc[rows["baseline"].notna()].reset_index(drop=True)
     if rows.empty:
         raise AnalysisError("no participant has an observed baseline: the likelihood MMRM needs it as a covariate")
-    long = _long(rows, covariates, rows["baseline"].to_numpy())
+    long = long_format(rows, covariates, rows["baseline"].to_numpy())
     long["y"] = rows[list(TIMEPOINTS)].to_numpy().reshape(-1)
     design = build_mmrm_design(long, covariates=covariates, times=TIMEPOINTS)
     return design.fit(long["y"].to_numpy(), level=level, df_method=df_method)
@@ -522,79 +824,79 @@ def likelihood_mmrm(frame: pd.DataFrame, *, covariates: Sequence[str] = DEFAULT_
 # --------------------------------------------------------------------------------------------------
 
 
-def _dummies(rows: pd.DataFrame, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """Numeric columns as is, categorical ones as treatment dummies against the first sorted level
-    (R's default factor coding)."""
-    blocks, labels = [], []
-    for name in names:
-        col = rows[name]
-        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-            blocks.append(col.to_numpy(dtype=float)); labels.append(name)
-        else:
-            levels = sorted(col.astype(str).unique())
-            for lev in levels[1:]:
-                blocks.append((col.astype(str) == lev).to_numpy(dtype=float)); labels.append(f"{name}[{lev}]")
-    return (np.column_stack(blocks) if blocks else np.empty((len(rows), 0))), labels
-
-
-@dataclass(frozen=True)
-class _OLS:
-    beta: np.ndarray
-    cov: np.ndarray
-    df: int
-    rss: float
-
-
-def _ols(X: np.ndarray, y: np.ndarray, what: str) -> _OLS:
-    n, p = X.shape
-    rank = np.linalg.matrix_rank(X) if n else 0
-    if n <= p or rank < p:
-        raise AnalysisError(f"{what}: {n} complete cases for {p} parameters (rank {rank}); too few or collinear "
-                            "data for this model: drop a covariate or skip the analysis")
-    q, r = np.linalg.qr(X)
-    beta = np.linalg.solve(r, q.T @ y)
-    rss = float(((y - X @ beta) ** 2).sum())
-    r_inv = np.linalg.inv(r)
-    return _OLS(beta, rss / (n - p) * (r_inv @ r_inv.T), n - p, rss)
-
-
-def _t_estimate(quantity, est, se, df, level, method, extra) -> Estimate:
-    crit = stats.t.ppf(0.5 + level / 2, df)
-    t = est / se
-    return Estimate(quantity=quantity, estimate=float(est), se=float(se), ci_low=float(est - crit * se),
-                    ci_high=float(est + crit * se), df=float(df), statistic=float(t),
-                    p=float(2 * stats.t.sf(abs(t), df)), method=method, extra=extra)
+def count_exclusions(frame: pd.DataFrame, covariates: Sequence[str] = (), observed: Sequence = ()) -> dict:
+    """Who an analysis leaves out: ``n_randomised`` (rows with arm IMR or TAU), ``n_excluded`` and
+    ``excluded_because`` ("3 a missing covariate (age, sex); 12 no post"), each participant counted under the
+    first reason that applies: a missing covariate, then each entry of ``observed`` (a column, or a tuple of
+    columns of which at least one must be observed) in turn."""
+    rows = frame.loc[frame["arm"].isin(ARMS)]
+    steps = []
+    if len(covariates):
+        steps.append((f"a missing covariate ({', '.join(covariates)})", rows[list(covariates)].isna().any(axis=1)))
+    for need in observed:
+        cols = [need] if isinstance(need, str) else list(need)
+        steps.append((f"no {' or '.join(cols)}", rows[cols].isna().all(axis=1)))
+    left = pd.Series(True, index=rows.index)
+    parts, total = [], 0
+    for why, miss in steps:
+        k = int((left & miss).sum())
+        if k:
+            parts.append(f"{k} {why}")
+        left &= ~miss
+        total += k
+    return {"n_randomised": int(len(rows)), "n_excluded": total, "excluded_because": "; ".join(parts)}
 
 
 def describe_by_arm(frame: pd.DataFrame, *, outcome: str = "") -> pd.DataFrame:
-    """Observed n, mean and SD (divisor n - 1) per arm and timepoint (seed Table 3, complete case)."""
+    """Observed n, mean and SD (divisor n - 1) per arm and timepoint (Jensen et al. 2019, Table 3, complete case)."""
     out = []
     for tp in ALL_TIMEPOINTS:
         for arm in ARMS:
             y = frame.loc[frame["arm"] == arm, tp].dropna()
-            out.append({"outcome": outcome, "timepoint": tp, "arm": arm, "n": int(len(y)),
-                        "mean": float(y.mean()) if len(y) else math.nan,
-                        "sd": float(y.std(ddof=1)) if len(y) > 1 else math.nan})
+            out.append(
+                {
+                    "outcome": outcome,
+                    "timepoint": tp,
+                    "arm": arm,
+                    "n": int(len(y)),
+                    "mean": float(y.mean()) if len(y) else math.nan,
+                    "sd": float(y.std(ddof=1)) if len(y) > 1 else math.nan,
+                }
+            )
     return pd.DataFrame(out)
 
 
-def complete_case(frame: pd.DataFrame, *, outcome: str = "", covariates: Sequence[str] = DEFAULT_COVARIATES,
-                  level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+def complete_case(
+    frame: pd.DataFrame, *, outcome: str = "", covariates: Sequence[str] = DEFAULT_COVARIATES, level: float = 0.95
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(descriptives, ANCOVA): n / mean / SD per arm and timepoint, and per post-baseline visit the OLS
     IMR - TAU coefficient of y_t ~ arm + baseline + covariates among participants with y_t and baseline
     observed (R: ``lm``; t test on n - p df)."""
-    rows, _ = _analysable(frame, covariates)
+    rows, _ = analysable_rows(frame, covariates)
     estimates = []
     for tp in TIMEPOINTS:
         cc = rows.loc[rows[tp].notna() & rows["baseline"].notna()]
-        Z, _ = _dummies(cc, covariates)
+        Z, _ = covariate_dummies(cc, covariates)
         X = np.column_stack([np.ones(len(cc)), (cc["arm"] == "IMR").to_numpy(float), cc["baseline"].to_numpy(), Z])
-        fit = _ols(X, cc[tp].to_numpy(), f"complete-case ANCOVA of {outcome or 'the outcome'} at {tp}")
-        estimates.append(_t_estimate(
-            f"IMR - TAU at {tp}", fit.beta[1], math.sqrt(fit.cov[1, 1]), fit.df, level,
-            f"complete-case ANCOVA (OLS): {tp} ~ arm + baseline + {' + '.join(covariates)}; t(n - p)",
-            {"outcome": outcome, "timepoint": tp, "n": int(len(cc)),
-             "n_imr": int((cc["arm"] == "IMR").sum()), "n_tau": int((cc["arm"] == "TAU").sum())}))
+        fit = fit_ols(X, cc[tp].to_numpy(), f"complete-case ANCOVA of {outcome or 'the outcome'} at {tp}")
+        estimates.append(
+            Estimate.from_t(
+                f"IMR - TAU at {tp}",
+                fit.beta[1],
+                math.sqrt(fit.cov[1, 1]),
+                fit.df,
+                level,
+                f"complete-case ANCOVA (OLS): {tp} ~ arm + baseline + {' + '.join(covariates)}; t(n - p)",
+                extra={
+                    "outcome": outcome,
+                    "timepoint": tp,
+                    "n": int(len(cc)),
+                    "n_imr": int((cc["arm"] == "IMR").sum()),
+                    "n_tau": int((cc["arm"] == "TAU").sum()),
+                    **count_exclusions(frame, covariates, ("baseline", tp)),
+                },
+            )
+        )
     return describe_by_arm(rows, outcome=outcome), to_frame(estimates)
 
 
@@ -603,14 +905,20 @@ def complete_case(frame: pd.DataFrame, *, outcome: str = "", covariates: Sequenc
 # --------------------------------------------------------------------------------------------------
 
 
-def per_protocol(frame: pd.DataFrame, *, outcome: str = "", threshold: int = 10,
-                 timepoints: Sequence[str] = TIMEPOINTS, level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Within the IMR arm (seed Table 4): (groups, continuous).
+def per_protocol(
+    frame: pd.DataFrame,
+    *,
+    outcome: str = "",
+    threshold: int = 10,
+    timepoints: Sequence[str] = TIMEPOINTS,
+    level: float = 0.95,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Within the IMR arm (Jensen et al. 2019, Table 4): (groups, continuous).
 
     ``groups``: per visit, n / mean / SD for 0-``threshold`` and > ``threshold`` sessions, the difference
     (high - low) with its pooled-variance t CI, and the one-way ANOVA F, df and p (equal to the t test).
     ``continuous``: the slope of the outcome on sessions attended (OLS, per session), its t test
-    (identical to the one-way ANOVA F of the seed's "attendance as a continuous variable")."""
+    (identical to the one-way ANOVA F of the paper's "attendance as a continuous variable")."""
     imr = frame.loc[frame["arm"] == "IMR"]
     groups, slopes = [], []
     for tp in timepoints:
@@ -618,22 +926,51 @@ def per_protocol(frame: pd.DataFrame, *, outcome: str = "", threshold: int = 10,
         high = d["sessions_attended"].to_numpy() > threshold
         y = d[tp].to_numpy()
         row = {"outcome": outcome, "timepoint": tp, "threshold": threshold}
+        gone = count_exclusions(imr, (), ("sessions_attended", tp))
+        row.update(n_imr_randomised=gone["n_randomised"], n_excluded=gone["n_excluded"])
+        row["excluded_because"] = gone["excluded_because"]
         for name, sel in ((f"0-{threshold}", ~high), (f">{threshold}", high)):
             key = "low" if name.startswith("0") else "high"
-            row.update({f"n_{key}": int(sel.sum()), f"mean_{key}": float(y[sel].mean()) if sel.any() else math.nan,
-                        f"sd_{key}": float(y[sel].std(ddof=1)) if sel.sum() > 1 else math.nan})
+            row.update(
+                {
+                    f"n_{key}": int(sel.sum()),
+                    f"mean_{key}": float(y[sel].mean()) if sel.any() else math.nan,
+                    f"sd_{key}": float(y[sel].std(ddof=1)) if sel.sum() > 1 else math.nan,
+                }
+            )
         X = np.column_stack([np.ones(len(d)), high.astype(float)])
         what = f"per-protocol ANOVA of {outcome or 'the outcome'} at {tp}"
-        fit = _ols(X, y, what)
-        est = _t_estimate(f"{'>'}{threshold} minus 0-{threshold} sessions at {tp}", fit.beta[1],
-                          math.sqrt(fit.cov[1, 1]), fit.df, level,
-                          "IMR arm only, observed cases; one-way ANOVA (F = t^2, pooled variance)", row)
+        fit = fit_ols(X, y, what)
+        est = Estimate.from_t(
+            f"{'>'}{threshold} minus 0-{threshold} sessions at {tp}",
+            fit.beta[1],
+            math.sqrt(fit.cov[1, 1]),
+            fit.df,
+            level,
+            "IMR arm only, observed cases; one-way ANOVA (F = t^2, pooled variance)",
+            extra=row,
+        )
         groups.append(dataclasses.replace(est, extra={**row, "F": est.statistic**2, "df1": 1, "df2": fit.df}))
         X = np.column_stack([np.ones(len(d)), d["sessions_attended"].to_numpy(float)])
-        fit = _ols(X, y, f"per-protocol regression on sessions of {outcome or 'the outcome'} at {tp}")
-        slopes.append(_t_estimate(f"change per session attended at {tp}", fit.beta[1], math.sqrt(fit.cov[1, 1]),
-                                  fit.df, level, "IMR arm only, observed cases; OLS of outcome on sessions attended",
-                                  {"outcome": outcome, "timepoint": tp, "n": int(len(d))}))
+        fit = fit_ols(X, y, f"per-protocol regression on sessions of {outcome or 'the outcome'} at {tp}")
+        slopes.append(
+            Estimate.from_t(
+                f"change per session attended at {tp}",
+                fit.beta[1],
+                math.sqrt(fit.cov[1, 1]),
+                fit.df,
+                level,
+                "IMR arm only, observed cases; OLS of outcome on sessions attended",
+                extra={
+                    "outcome": outcome,
+                    "timepoint": tp,
+                    "n": int(len(d)),
+                    "n_imr_randomised": gone["n_randomised"],
+                    "n_excluded": gone["n_excluded"],
+                    "excluded_because": gone["excluded_because"],
+                },
+            )
+        )
     return to_frame(groups), to_frame(slopes)
 
 
@@ -651,14 +988,23 @@ def _subgroup_levels(rows: pd.DataFrame, subgroup: str) -> list[str]:
     for lev in levels:
         for arm in ARMS:
             if not ((rows[subgroup].astype(str) == lev) & (rows["arm"] == arm)).any():
-                raise AnalysisError(f"subgroup {subgroup}={lev!r} has no {arm} participant: the arm x {subgroup} "
-                                    "interaction is not estimable; drop the subgroup or merge levels")
+                raise AnalysisError(
+                    f"subgroup {subgroup}={lev!r} has no {arm} participant: the arm x {subgroup} "
+                    "interaction is not estimable; drop the subgroup or merge levels"
+                )
     return levels
 
 
-def subgroup_interactions(frame: pd.DataFrame, subgroup: str, *, imputation: OutcomeImputation, outcome: str = "",
-                          covariates: Sequence[str] = DEFAULT_COVARIATES, level: float = 0.95,
-                          df_method: str = "satterthwaite") -> pd.DataFrame:
+def subgroup_interactions(
+    frame: pd.DataFrame,
+    subgroup: str,
+    *,
+    imputation: OutcomeImputation,
+    outcome: str = "",
+    covariates: Sequence[str] = DEFAULT_COVARIATES,
+    level: float = 0.95,
+    df_method: str = "satterthwaite",
+) -> pd.DataFrame:
     """Arm x ``subgroup`` in the ITT MI-MMRM: visit-specific interaction columns IMR x level x visit are
     added to the analysis model (``subgroup`` stays a covariate); per visit, the pooled interaction
     (difference of the IMR - TAU effect between a level and the reference level, Rubin / Barnard-Rubin)
@@ -666,14 +1012,25 @@ def subgroup_interactions(frame: pd.DataFrame, subgroup: str, *, imputation: Out
     rows = imputation.frame
     levels = _subgroup_levels(rows, subgroup)
     covs = tuple(covariates) if subgroup in covariates else (*covariates, subgroup)
+    imputed = imputation.covariate_values.get(subgroup) if subgroup in covariates else None
+    if imputed is None and rows[subgroup].isna().any():
+        raise AnalysisError(
+            f"subgroup {subgroup!r} is missing for {int(rows[subgroup].isna().sum())} participant(s) and is not "
+            "an imputed covariate: add it to trial.covariates so that everyone stays in the ITT model"
+        )
     treated = (rows["arm"] == "IMR").to_numpy(float)
     extra, index = {}, {}
     for lev in levels[1:]:
-        in_level = (rows[subgroup].astype(str) == lev).to_numpy(float)
+        # per imputation when the subgroup variable was imputed: (m, n) membership, else (n,)
+        in_level = (
+            (rows[subgroup].astype(str) == lev).to_numpy(float)
+            if imputed is None
+            else (imputed.astype(str) == lev).astype(float)
+        )
         for k, tp in enumerate(TIMEPOINTS):
             name = f"imr_x_{subgroup}_{lev}_{tp}"
-            cols = np.zeros((len(rows), len(TIMEPOINTS)))
-            cols[:, k] = treated * in_level
+            cols = np.zeros(in_level.shape + (len(TIMEPOINTS),))
+            cols[..., k] = treated * in_level
             extra[name], index[(lev, tp)] = cols, name
 
     specs = []  # (kind, level, timepoint)
@@ -691,29 +1048,48 @@ def subgroup_interactions(frame: pd.DataFrame, subgroup: str, *, imputation: Out
                 L[r, col[index[(lev, tp)]]] = 1.0
         return L, specs
 
-    fits, design = _fit_imputations(imputation, covs, L_fn, extra=extra, df_method=df_method)
-    dfc_visit = _df_complete(design)
+    fits, design = fit_imputations(imputation, covs, L_fn, extra=extra, df_method=df_method)
+    dfc_visit = complete_data_df(design)
     dfc = np.array([dfc_visit[TIMEPOINTS.index(tp)] for _, _, tp in specs])
     note = f"{imputation.method_text}; MMRM with IMR x {subgroup} x visit columns" + _kr_note(df_method)
     pooled = _pool_rows(
-        fits, dfc, specs,
-        lambda j: (f"interaction: (IMR - TAU | {subgroup}={specs[j][1]}) - (IMR - TAU | {subgroup}={levels[0]}) "
-                   f"at {specs[j][2]}" if specs[j][0] == "interaction"
-                   else f"IMR - TAU within {subgroup}={specs[j][1]} at {specs[j][2]}"),
-        lambda j: {"outcome": outcome, "subgroup": subgroup, "level": specs[j][1], "reference_level": levels[0],
-                   "kind": specs[j][0], "timepoint": specs[j][2]}, note)
+        fits,
+        dfc,
+        specs,
+        lambda j: (
+            f"interaction: (IMR - TAU | {subgroup}={specs[j][1]}) - (IMR - TAU | {subgroup}={levels[0]}) "
+            f"at {specs[j][2]}"
+            if specs[j][0] == "interaction"
+            else f"IMR - TAU within {subgroup}={specs[j][1]} at {specs[j][2]}"
+        ),
+        lambda j: {
+            "outcome": outcome,
+            "subgroup": subgroup,
+            "level": specs[j][1],
+            "reference_level": levels[0],
+            "kind": specs[j][0],
+            "timepoint": specs[j][2],
+        },
+        note,
+    )
     frame_out = to_frame([_relevel(r, level) for r in pooled])
     frame_out["n_not_converged"] = fits.n_not_converged
     return frame_out
 
 
-def subgroup_interaction_cc(frame: pd.DataFrame, subgroup: str, *, outcome: str = "", timepoint: str = "fu12",
-                            covariates: Sequence[str] = DEFAULT_COVARIATES) -> tuple[pd.DataFrame, dict]:
+def subgroup_interaction_cc(
+    frame: pd.DataFrame,
+    subgroup: str,
+    *,
+    outcome: str = "",
+    timepoint: str = "fu12",
+    covariates: Sequence[str] = DEFAULT_COVARIATES,
+) -> tuple[pd.DataFrame, dict]:
     """Complete-case arm x ``subgroup`` at one visit: (descriptives, test). Descriptives: n / mean / SD per
-    level and arm with the within-level Welch-free pooled t test p (seed Table 4 style); test: the ANCOVA
+    level and arm with the within-level Welch-free pooled t test p (as Jensen et al. 2019, Table 4); test: the ANCOVA
     interaction F test, y ~ baseline + covariates + arm * subgroup vs the model without arm:subgroup
     (R: ``anova(lm(...))`` with the interaction last)."""
-    rows, _ = _analysable(frame, [c for c in covariates if c != subgroup] + [subgroup])
+    rows, _ = analysable_rows(frame, [c for c in covariates if c != subgroup] + [subgroup])
     levels = _subgroup_levels(rows, subgroup)
     cc = rows.loc[rows[timepoint].notna() & rows["baseline"].notna()]
     desc = []
@@ -721,25 +1097,44 @@ def subgroup_interaction_cc(frame: pd.DataFrame, subgroup: str, *, outcome: str 
         part = cc.loc[cc[subgroup].astype(str) == lev]
         a, b = (part.loc[part["arm"] == arm, timepoint].to_numpy() for arm in ARMS)
         p = stats.ttest_ind(a, b).pvalue if len(a) > 1 and len(b) > 1 else math.nan
-        desc.append({"outcome": outcome, "subgroup": subgroup, "level": lev, "timepoint": timepoint,
-                     "n_imr": len(a), "mean_imr": a.mean() if len(a) else math.nan,
-                     "sd_imr": a.std(ddof=1) if len(a) > 1 else math.nan, "n_tau": len(b),
-                     "mean_tau": b.mean() if len(b) else math.nan, "sd_tau": b.std(ddof=1) if len(b) > 1 else math.nan,
-                     "p_t_test": float(p)})
+        desc.append(
+            {
+                "outcome": outcome,
+                "subgroup": subgroup,
+                "level": lev,
+                "timepoint": timepoint,
+                "n_imr": len(a),
+                "mean_imr": a.mean() if len(a) else math.nan,
+                "sd_imr": a.std(ddof=1) if len(a) > 1 else math.nan,
+                "n_tau": len(b),
+                "mean_tau": b.mean() if len(b) else math.nan,
+                "sd_tau": b.std(ddof=1) if len(b) > 1 else math.nan,
+                "p_t_test": float(p),
+            }
+        )
     others = [c for c in covariates if c != subgroup]
-    Z, _ = _dummies(cc, others)
-    S, _ = _dummies(cc, [subgroup])
+    Z, _ = covariate_dummies(cc, others)
+    S, _ = covariate_dummies(cc, [subgroup])
     treated = (cc["arm"] == "IMR").to_numpy(float)
     X0 = np.column_stack([np.ones(len(cc)), cc["baseline"].to_numpy(), Z, treated, S])
     X1 = np.column_stack([X0, S * treated[:, None]])
     what = f"complete-case arm x {subgroup} model of {outcome or 'the outcome'} at {timepoint}"
-    f0, f1 = _ols(X0, cc[timepoint].to_numpy(), what), _ols(X1, cc[timepoint].to_numpy(), what)
+    f0, f1 = fit_ols(X0, cc[timepoint].to_numpy(), what), fit_ols(X1, cc[timepoint].to_numpy(), what)
     df1 = S.shape[1]
     F = ((f0.rss - f1.rss) / df1) / (f1.rss / f1.df)
-    test = {"outcome": outcome, "subgroup": subgroup, "timepoint": timepoint, "n": int(len(cc)), "F": float(F),
-            "df1": int(df1), "df2": int(f1.df), "p": float(stats.f.sf(F, df1, f1.df)),
-            "method": f"complete-case ANCOVA, nested-model F test of arm x {subgroup} "
-                      f"({timepoint} ~ baseline + {' + '.join(others)} + arm * {subgroup})"}
+    test = {
+        "outcome": outcome,
+        "subgroup": subgroup,
+        "timepoint": timepoint,
+        "n": int(len(cc)),
+        **count_exclusions(frame, [c for c in covariates if c != subgroup] + [subgroup], ("baseline", timepoint)),
+        "F": float(F),
+        "df1": int(df1),
+        "df2": int(f1.df),
+        "p": float(stats.f.sf(F, df1, f1.df)),
+        "method": f"complete-case ANCOVA, nested-model F test of arm x {subgroup} "
+        f"({timepoint} ~ baseline + {' + '.join(others)} + arm * {subgroup})",
+    }
     return pd.DataFrame(desc), test
 
 
@@ -749,7 +1144,7 @@ def subgroup_interaction_cc(frame: pd.DataFrame, subgroup: str, *, outcome: str 
 
 
 @dataclass(frozen=True)
-class TippingPoint:
+class TippingPoint(ResultMixin):
     """Delta-adjusted pooled IMR - TAU at ``timepoint`` over the grid, and the tipping point(s).
 
     ``points``: one row per direction searched (deltas below / above 0) with the delta at which the
@@ -762,17 +1157,56 @@ class TippingPoint:
     significant_at_zero: bool
     method: str
 
-    def to_dict(self) -> dict:
-        rec = lambda f: [{k: _plain(v) for k, v in r.items()} for r in f.to_dict("records")]  # noqa: E731
-        return {"outcome": self.outcome, "timepoint": self.timepoint, "grid": rec(self.grid),
-                "tipping_points": rec(self.points), "significant_at_zero": self.significant_at_zero,
-                "method": self.method}
+    _json_rename = {"points": "tipping_points"}
+
+    def to_frame(self) -> pd.DataFrame:
+        """The delta-adjusted pooled IMR - TAU at ``timepoint`` over the grid, one Estimate row per delta."""
+        return to_frame(
+            [
+                Estimate(
+                    f"IMR - TAU at {self.timepoint}, delta {r['delta']:+g}",
+                    r["estimate"],
+                    r["se"],
+                    r["ci_low"],
+                    r["ci_high"],
+                    r["df"],
+                    p=r["p"],
+                    method=self.method,
+                    extra={
+                        "outcome": self.outcome,
+                        "timepoint": self.timepoint,
+                        "delta": r["delta"],
+                        "fmi": r["fmi"],
+                        "excludes_zero": r["excludes_zero"],
+                    },
+                )
+                for _, r in self.grid.iterrows()
+            ]
+        )
+
+    def summary(self) -> str:
+        """The sensitivity analysis, the tipping point per direction and the grid."""
+        statements = [str(s) for s in self.points.get("statement", pd.Series(dtype=object))]
+        return summary_block(
+            f"MNAR tipping point of {self.outcome or 'the outcome'} at {self.timepoint}",
+            [("CI excludes 0 at delta 0", self.significant_at_zero)],
+            self.to_frame(),
+            statements + [f"Method: {self.method}"],
+        )
 
 
-def delta_tipping_point(imputation: OutcomeImputation, *, deltas: Sequence[float], timepoint: str = "post",
-                        outcome: str = "", covariates: Sequence[str] = DEFAULT_COVARIATES,
-                        higher_is_better: bool = True, level: float = 0.95, verify: bool = True,
-                        df_method: str = "satterthwaite") -> TippingPoint:
+def delta_tipping_point(
+    imputation: OutcomeImputation,
+    *,
+    deltas: Sequence[float],
+    timepoint: str = "post",
+    outcome: str = "",
+    covariates: Sequence[str] = DEFAULT_COVARIATES,
+    higher_is_better: bool = True,
+    level: float = 0.95,
+    verify: bool = True,
+    df_method: str = "satterthwaite",
+) -> TippingPoint:
     """Delta-adjusted MI (MNAR sensitivity): for each delta (outcome units) add delta to the IMR arm's
     imputed post and fu12 values, refit the MMRM on every completed data set and pool the IMR - TAU
     contrast at ``timepoint``. The tipping point, per direction from 0, is the delta at which the
@@ -794,24 +1228,35 @@ def delta_tipping_point(imputation: OutcomeImputation, *, deltas: Sequence[float
         runs, design = _fit_imputations_deltas(imputation, covariates, L_fn, ds, df_method=df_method)
         out = []
         for d, fits in zip(ds, runs):
-            est = _relevel(pool_rubin(fits.estimates[:, 0], fits.variances[:, 0], _df_complete(design)[k]), level)
-            out.append({"delta": d, "estimate": est.estimate, "se": est.se, "ci_low": est.ci_low,
-                        "ci_high": est.ci_high, "df": est.df, "p": est.p, "fmi": est.extra["fmi"],
-                        "excludes_zero": bool(est.ci_low > 0 or est.ci_high < 0),
-                        "n_not_converged": fits.n_not_converged})
+            est = _relevel(pool_rubin(fits.estimates[:, 0], fits.variances[:, 0], complete_data_df(design)[k]), level)
+            out.append(
+                {
+                    "delta": d,
+                    "estimate": est.estimate,
+                    "se": est.se,
+                    "ci_low": est.ci_low,
+                    "ci_high": est.ci_high,
+                    "df": est.df,
+                    "p": est.p,
+                    "fmi": est.extra["fmi"],
+                    "excludes_zero": bool(est.ci_low > 0 or est.ci_high < 0),
+                    "n_not_converged": fits.n_not_converged,
+                }
+            )
         return out
 
-    grid = pd.DataFrame(pooled_at(deltas))   # every delta refits the same m completed data sets: one batch
+    grid = pd.DataFrame(pooled_at(deltas))  # every delta refits the same m completed data sets: one batch
     zero = grid.loc[grid["delta"] == 0.0].iloc[0]
-    points = [_tip(grid, side, bool(zero["excludes_zero"]), higher_is_better, outcome, timepoint)
-              for side in (-1, 1)]
+    points = [_tip(grid, side, bool(zero["excludes_zero"]), higher_is_better, outcome, timepoint) for side in (-1, 1)]
     check = [point for point in points if point["reached"] and verify]
     for point, at in zip(check, pooled_at([p["tipping_delta"] for p in check]) if check else []):
         # check the interpolated tipping point by refitting there
         point.update(ci_low_at_tip=at["ci_low"], ci_high_at_tip=at["ci_high"], estimate_at_tip=at["estimate"])
-    method = (f"delta-adjusted MI: delta added to the IMR arm's imputed post and fu12 values of the same "
-              f"{imputation.m} imputations, MMRM refitted and pooled (Rubin, Barnard-Rubin df); tipping point by "
-              "grid search refined by linear interpolation of the CI bound" + _kr_note(df_method))
+    method = (
+        f"delta-adjusted MI: delta added to the IMR arm's imputed post and fu12 values of the same "
+        f"{imputation.m} imputations, MMRM refitted and pooled (Rubin, Barnard-Rubin df); tipping point by "
+        "grid search refined by linear interpolation of the CI bound" + _kr_note(df_method)
+    )
     return TippingPoint(outcome, timepoint, grid, pd.DataFrame(points), bool(zero["excludes_zero"]), method)
 
 
@@ -819,12 +1264,20 @@ def _tip(grid: pd.DataFrame, side: int, sig0: bool, higher_is_better: bool, outc
     part = grid.loc[grid["delta"] * side >= 0].sort_values("delta", key=lambda s: s.abs()).reset_index(drop=True)
     favour = "favouring IMR" if (side > 0) == higher_is_better else "against IMR"
     change = "includes 0" if sig0 else "excludes 0"
-    out = {"outcome": outcome, "timepoint": timepoint, "direction": f"delta {'<' if side < 0 else '>'} 0 ({favour})",
-           "tipping_delta": math.nan, "bound": "", "reached": False}
+    out = {
+        "outcome": outcome,
+        "timepoint": timepoint,
+        "direction": f"delta {'<' if side < 0 else '>'} 0 ({favour})",
+        "tipping_delta": math.nan,
+        "bound": "",
+        "reached": False,
+    }
     flips = np.flatnonzero(part["excludes_zero"].to_numpy() != sig0)
     if not len(flips):
-        out["statement"] = (f"The 95% CI never {change} for shifts {favour} up to {part['delta'].iloc[-1]:+g} "
-                            "(end of the grid): no tipping point in this direction.")
+        out["statement"] = (
+            f"The 95% CI never {change} for shifts {favour} up to {part['delta'].iloc[-1]:+g} "
+            "(end of the grid): no tipping point in this direction."
+        )
         return out
     i = flips[0]
     before, after = part.iloc[i - 1], part.iloc[i]
@@ -833,9 +1286,15 @@ def _tip(grid: pd.DataFrame, side: int, sig0: bool, higher_is_better: bool, outc
     bound = "ci_low" if abs(ref["ci_low"]) < abs(ref["ci_high"]) else "ci_high"
     x0, x1, y0, y1 = before["delta"], after["delta"], before[bound], after[bound]
     tip = x0 + (0 - y0) * (x1 - x0) / (y1 - y0) if y1 != y0 else x1
-    out.update(tipping_delta=float(tip), bound=bound, reached=True,
-               statement=(f"Adding {tip:+.3g} points to the IMR arm's missing values ({favour}) makes the "
-                          f"95% CI of IMR - TAU at {timepoint} {'include' if sig0 else 'exclude'} 0."))
+    out.update(
+        tipping_delta=float(tip),
+        bound=bound,
+        reached=True,
+        statement=(
+            f"Adding {tip:+.3g} points to the IMR arm's missing values ({favour}) makes the "
+            f"95% CI of IMR - TAU at {timepoint} {'include' if sig0 else 'exclude'} 0."
+        ),
+    )
     return out
 
 

@@ -1,6 +1,6 @@
 """Random-intercept linear mixed model: a secondary, likelihood-based sensitivity analysis of the MMRM's
-covariance structure (issue 3: "statsmodels' MixedLM random-intercept model is an acceptable secondary
-model, not a substitute" for the unstructured-covariance MMRM of `imrstats.trial.mmrm`).
+covariance structure: an acceptable secondary model, not a substitute for the unstructured-covariance MMRM
+of `imrstats.trial.mmrm`.
 
 For one trial outcome, on the observed data (no imputation; valid under MAR given the model, like
 `trial.likelihood_mmrm`): participants with an observed baseline and complete covariates contribute their
@@ -39,12 +39,11 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from imrstats.errors import AnalysisError
+from imrstats.results import Estimate, ResultMixin, confint_t, summary_block, to_frame
+from imrstats.trial.design import ARMS, DEFAULT_COVARIATES, TIMEPOINTS, analysable_rows, long_format
 from imrstats.trial.mmrm import build_mmrm_design
-from imrstats.results import Estimate, to_frame
-from imrstats.trial.analyses import ARMS, DEFAULT_COVARIATES, TIMEPOINTS, _analysable, _long
 
 BOUNDARY_FRACTION = 1e-6
 # BFGS on statsmodels' analytic REML score; its default gradient tolerance (1e-5) leaves tau^2 ~5e-6 (relative)
@@ -55,7 +54,7 @@ _GTOL = 1e-8
 
 
 @dataclass(frozen=True)
-class RandomInterceptResult:
+class RandomInterceptResult(ResultMixin):
     """A fitted random-intercept LMM of one outcome: IMR - TAU per visit (``contrasts``), all fixed effects,
     the variance components and the fit's state (``converged``, ``boundary``; ``notes`` says why)."""
 
@@ -79,34 +78,46 @@ class RandomInterceptResult:
 
     @property
     def variance_components(self) -> pd.DataFrame:
-        rows = [Estimate("random-intercept variance (tau^2)", self.random_intercept_variance, method=self.method),
-                Estimate("residual variance (sigma^2)", self.residual_variance, method=self.method),
-                Estimate("intra-participant correlation", self.icc, method=self.method)]
+        rows = [
+            Estimate("random-intercept variance (tau^2)", self.random_intercept_variance, method=self.method),
+            Estimate("residual variance (sigma^2)", self.residual_variance, method=self.method),
+            Estimate("intra-participant correlation", self.icc, method=self.method),
+        ]
         return to_frame(rows).assign(outcome=self.outcome)
 
-    def to_dict(self) -> dict:
-        plain = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
-        return {"outcome": self.outcome, "method": self.method, "notes": self.notes,
-                "converged": bool(self.converged), "boundary": bool(self.boundary),
-                "random_intercept_variance": plain(float(self.random_intercept_variance)),
-                "residual_variance": plain(float(self.residual_variance)), "icc": plain(float(self.icc)),
-                "reml_loglik": plain(float(self.reml_loglik)), "n_participants": int(self.n_participants),
-                "n_observations": int(self.n_observations),
-                "contrasts": [_record(r) for r in self.contrasts.to_dict("records")],
-                "fixed_effects": [_record(r) for r in self.fixed_effects.to_dict("records")]}
+    def _json_extra(self) -> dict:
+        return {"icc": self.icc}
+
+    def to_frame(self) -> pd.DataFrame:
+        """The IMR - TAU contrasts per visit, then the variance components."""
+        return pd.concat([self.contrasts, self.variance_components], ignore_index=True)
+
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
+        """t-based CIs (Satterthwaite df) at ``level`` for the contrasts and the fixed effects."""
+        return confint_t(pd.concat([self.contrasts, self.fixed_effects], ignore_index=True), level)
+
+    def summary(self) -> str:
+        """The model, n, the fit state, the variance components and the contrasts."""
+        return summary_block(
+            f"Random-intercept LMM of {self.outcome or 'the outcome'}",
+            [
+                ("participants / observations", f"{self.n_participants} / {self.n_observations}"),
+                ("converged", self.converged),
+                ("boundary", self.boundary),
+                ("REML log-likelihood", f"{self.reml_loglik:.4f}"),
+                (
+                    "tau^2 / sigma^2 / ICC",
+                    f"{self.random_intercept_variance:.4f} / {self.residual_variance:.4f} / {self.icc:.4f}",
+                ),
+            ],
+            self.contrasts,
+            [f"Method: {self.method}", self.notes],
+        )
 
 
-def _record(row: dict) -> dict:
-    out = {}
-    for k, v in row.items():
-        if hasattr(v, "item") and not isinstance(v, (str, list, dict)):
-            v = v.item()
-        out[k] = None if isinstance(v, float) and not math.isfinite(v) else v
-    return out
-
-
-def random_intercept_lmm(frame: pd.DataFrame, *, outcome: str = "",
-                         covariates: Sequence[str] = DEFAULT_COVARIATES, level: float = 0.95) -> RandomInterceptResult:
+def random_intercept_lmm(
+    frame: pd.DataFrame, *, outcome: str = "", covariates: Sequence[str] = DEFAULT_COVARIATES, level: float = 0.95
+) -> RandomInterceptResult:
     """Fit the random-intercept LMM (see the module docstring) to one outcome frame (`trial.outcome_frame`)
     and return IMR - TAU per visit with SE, CI at ``level``, nlme between-within df and t test.
 
@@ -115,48 +126,82 @@ def random_intercept_lmm(frame: pd.DataFrame, *, outcome: str = "",
     observation keeps its row with NaN numbers and a note; the other visit is still estimated."""
     if not 0 < level < 1:
         raise AnalysisError(f"level must be in (0, 1), got {level!r}")
-    long, n_dropped = _observed_long(frame, covariates)
+    long, n_dropped = observed_long_format(frame, covariates)
     times = tuple(t for t in TIMEPOINTS if (long["time"] == t).any())
     notes = [f"{n_dropped} participant(s) without arm or complete covariates not analysed"] if n_dropped else []
     if len(times) < 2 or not long["id"].duplicated().any():
-        raise AnalysisError("the random-intercept model needs participants observed at two visits: with one "
-                            f"observation per participant (visits observed: {list(times)}) the random-intercept and "
-                            "residual variances are not separately identifiable; report the complete-case ANCOVA")
+        raise AnalysisError(
+            "the random-intercept model needs participants observed at two visits: with one "
+            f"observation per participant (visits observed: {list(times)}) the random-intercept and "
+            "residual variances are not separately identifiable; report the complete-case ANCOVA"
+        )
     X, names, y, groups = _observed_design(long, covariates, times)
     fit = _fit_mixedlm(y, X, groups)
     notes += fit["notes"]
     tau2, sigma2 = fit["tau2"], fit["sigma2"]
     boundary = tau2 < BOUNDARY_FRACTION * (tau2 + sigma2)
     if boundary:
-        notes.append("random-intercept variance at the boundary 0 (singular fit): the model reduces to OLS with "
-                     "this mean model; the visits' correlation is estimated as 0")
+        notes.append(
+            "random-intercept variance at the boundary 0 (singular fit): the model reduces to OLS with "
+            "this mean model; the visits' correlation is estimated as 0"
+        )
     cov = _gls_covariance(X, groups, tau2, sigma2)
-    df = _between_within_df(X, groups)
-    method = ("REML random-intercept LMM (statsmodels MixedLM; 0 + time + arm:time + baseline:time"
-              + "".join(f" + {c}" for c in covariates) + "), observed data; GLS covariance; nlme between-within df")
+    df = between_within_df(X, groups)
+    method = (
+        "REML random-intercept LMM (statsmodels MixedLM; 0 + time + arm:time + baseline:time"
+        + "".join(f" + {c}" for c in covariates)
+        + "), observed data; GLS covariance; nlme between-within df"
+    )
     note = "; ".join(notes)
-    fixed = [_t_row(names[j], fit["beta"][j], math.sqrt(cov[j, j]), df[j], level, method, note, {"term": names[j]})
-             for j in range(len(names))]
-    contrasts = [_contrast_row(t, long, names, fit, cov, df, level, method, note,
-                               {"outcome": outcome, "converged": bool(fit["converged"]), "boundary": bool(boundary)})
-                 for t in TIMEPOINTS]
+    fixed = [
+        Estimate.from_t(
+            names[j], fit["beta"][j], math.sqrt(cov[j, j]), df[j], level, method, notes=note, extra={"term": names[j]}
+        )
+        for j in range(len(names))
+    ]
+    contrasts = [
+        _contrast_row(
+            t,
+            long,
+            names,
+            fit,
+            cov,
+            df,
+            level,
+            method,
+            note,
+            {"outcome": outcome, "converged": bool(fit["converged"]), "boundary": bool(boundary)},
+        )
+        for t in TIMEPOINTS
+    ]
     return RandomInterceptResult(
-        outcome=outcome, contrasts=to_frame(contrasts), fixed_effects=to_frame(fixed),
-        random_intercept_variance=tau2, residual_variance=sigma2, reml_loglik=fit["llf"],
-        converged=fit["converged"], boundary=bool(boundary), n_participants=int(len(np.unique(groups))),
-        n_observations=int(len(y)), method=method, notes=note)
+        outcome=outcome,
+        contrasts=to_frame(contrasts),
+        fixed_effects=to_frame(fixed),
+        random_intercept_variance=tau2,
+        residual_variance=sigma2,
+        reml_loglik=fit["llf"],
+        converged=fit["converged"],
+        boundary=bool(boundary),
+        n_participants=int(len(np.unique(groups))),
+        n_observations=int(len(y)),
+        method=method,
+        notes=note,
+    )
 
 
-def _observed_long(frame: pd.DataFrame, covariates: Sequence[str]) -> tuple[pd.DataFrame, int]:
+def observed_long_format(frame: pd.DataFrame, covariates: Sequence[str]) -> tuple[pd.DataFrame, int]:
     """Long rows (participant x visit) with an observed outcome, for participants with an observed baseline."""
-    rows, n_dropped = _analysable(frame, covariates)
+    rows, n_dropped = analysable_rows(frame, covariates)
     rows = rows.loc[rows["baseline"].notna()].reset_index(drop=True)
-    long = _long(rows, covariates, rows["baseline"].to_numpy(dtype=float))
+    long = long_format(rows, covariates, rows["baseline"].to_numpy(dtype=float))
     long["y"] = rows[list(TIMEPOINTS)].to_numpy(dtype=float).reshape(-1)
     long = long.loc[long["y"].notna()].reset_index(drop=True)
     if long.empty:
-        raise AnalysisError("no observed post-baseline value in a participant with an observed baseline: the "
-                            "random-intercept model has no data")
+        raise AnalysisError(
+            "no observed post-baseline value in a participant with an observed baseline: the "
+            "random-intercept model has no data"
+        )
     return long, n_dropped
 
 
@@ -169,36 +214,40 @@ def _observed_design(long: pd.DataFrame, covariates: Sequence[str], times: tuple
     X_all = design.X.reshape(-1, design.X.shape[2])[cells]
     y = design.outcome_grid(long["y"].to_numpy()).reshape(-1)[cells]
     groups = np.repeat(np.arange(len(design.ids)), len(times))[cells]
-    one_arm = {f"arm[IMR]:time[{t}]" for t in times
-               if long.loc[long["time"] == t, "arm"].nunique() < len(ARMS)}
+    one_arm = {f"arm[IMR]:time[{t}]" for t in times if long.loc[long["time"] == t, "arm"].nunique() < len(ARMS)}
     keep = (np.abs(X_all).sum(axis=0) > 0) & np.array([c not in one_arm for c in design.columns])
     X, names = X_all[:, keep], [c for c, k in zip(design.columns, keep) if k]
     if np.linalg.matrix_rank(X) < X.shape[1] or len(y) - X.shape[1] < 1:
-        raise AnalysisError(f"the random-intercept model's design is collinear or too small ({len(y)} observations, "
-                            f"{X.shape[1]} fixed effects): drop a covariate or skip this analysis")
+        raise AnalysisError(
+            f"the random-intercept model's design is collinear or too small ({len(y)} observations, "
+            f"{X.shape[1]} fixed effects): drop a covariate or skip this analysis"
+        )
     return X, names, y, groups
 
 
 def _contrast_row(t, long, names, fit, cov, df, level, method, note, extra) -> Estimate:
     """IMR - TAU at visit t (the arm[IMR]:time[t] coefficient), or a NaN row saying why it is not estimable."""
     at = long["time"] == t
-    extra = {**extra, "timepoint": t, "n_imr": int((at & (long["arm"] == "IMR")).sum()),
-             "n_tau": int((at & (long["arm"] == "TAU")).sum())}
+    extra = {
+        **extra,
+        "timepoint": t,
+        "n_imr": int((at & (long["arm"] == "IMR")).sum()),
+        "n_tau": int((at & (long["arm"] == "TAU")).sum()),
+    }
     name = f"arm[IMR]:time[{t}]"
     if name in names:
         j = names.index(name)
-        return _t_row(f"IMR - TAU at {t}", fit["beta"][j], math.sqrt(cov[j, j]), df[j], level, method, note, extra)
+        return Estimate.from_t(
+            f"IMR - TAU at {t}", fit["beta"][j], math.sqrt(cov[j, j]), df[j], level, method, notes=note, extra=extra
+        )
     absent = [a for a in ARMS if not (at & (long["arm"] == a)).any()]
-    return Estimate(f"IMR - TAU at {t}", math.nan, method=method, extra=extra,
-                    notes=f"not estimable: no observed {' or '.join(absent)} value at {t}" + (f"; {note}" if note else ""))
-
-
-def _t_row(quantity, est, se, df, level, method, notes, extra) -> Estimate:
-    crit = stats.t.ppf(0.5 + level / 2, df)
-    t = est / se
-    return Estimate(quantity=quantity, estimate=float(est), se=float(se), ci_low=float(est - crit * se),
-                    ci_high=float(est + crit * se), df=float(df), statistic=float(t),
-                    p=float(2 * stats.t.sf(abs(t), df)), method=method, notes=notes, extra=extra)
+    return Estimate(
+        f"IMR - TAU at {t}",
+        math.nan,
+        method=method,
+        extra=extra,
+        notes=f"not estimable: no observed {' or '.join(absent)} value at {t}" + (f"; {note}" if note else ""),
+    )
 
 
 def _fit_mixedlm(y: np.ndarray, X: np.ndarray, groups: np.ndarray) -> dict:
@@ -206,7 +255,7 @@ def _fit_mixedlm(y: np.ndarray, X: np.ndarray, groups: np.ndarray) -> dict:
     run that stops by precision loss counts as converged when its gradient meets statsmodels' own default
     criterion (|score| / N <= 1e-5). Otherwise (typically a maximum at tau^2 = 0, where BFGS stalls) the model is
     refitted by Powell's derivative-free method; if that fails too, ``converged`` is False."""
-    from statsmodels.regression.mixed_linear_model import MixedLM   # imported here: only this analysis needs it
+    from statsmodels.regression.mixed_linear_model import MixedLM  # imported here: only this analysis needs it
 
     model = MixedLM(y, X, groups)
     notes: list[str] = []
@@ -228,10 +277,20 @@ def _fit_mixedlm(y: np.ndarray, X: np.ndarray, groups: np.ndarray) -> dict:
     converged = converged and finite and sigma2 > 0
     if not converged:
         warned = sorted({str(w.message) for w in caught})
-        notes.insert(0, "NOT CONVERGED: statsmodels MixedLM stopped before the REML maximum"
-                     + ("" if finite else " with non-finite estimates") + (f" ({'; '.join(warned)})" if warned else ""))
-    return {"beta": np.asarray(res.fe_params, dtype=float), "tau2": max(tau2, 0.0), "sigma2": sigma2,
-            "llf": float(res.llf), "converged": converged, "notes": notes}
+        notes.insert(
+            0,
+            "NOT CONVERGED: statsmodels MixedLM stopped before the REML maximum"
+            + ("" if finite else " with non-finite estimates")
+            + (f" ({'; '.join(warned)})" if warned else ""),
+        )
+    return {
+        "beta": np.asarray(res.fe_params, dtype=float),
+        "tau2": max(tau2, 0.0),
+        "sigma2": sigma2,
+        "llf": float(res.llf),
+        "converged": converged,
+        "notes": notes,
+    }
 
 
 def _score_norm(model, res) -> float:
@@ -251,7 +310,7 @@ def _gls_covariance(X: np.ndarray, groups: np.ndarray, tau2: float, sigma2: floa
     return np.linalg.inv(info)
 
 
-def _between_within_df(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def between_within_df(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """nlme's between-within df per column (``nlme:::getFixDF`` for one grouping level): a column that varies
     within some group is estimated in the residual stratum (N - n - its column count, + 1 without an
     intercept column), the others in the group stratum (n - its column count, - 1 with an intercept)."""

@@ -28,14 +28,14 @@ a batched QR, a batched triangular inverse, and (pmm) a batched sort plus a bina
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from imrstats.errors import AnalysisError
+from imrstats.results import Estimate, ResultMixin, summary_block, to_frame
 
 __all__ = ["ImputationResult", "impute_chained"]
 
@@ -46,7 +46,7 @@ _RCOND_SINGULAR = np.finfo(float).eps  # R's solve() refuses X'X below this reci
 
 
 @dataclass(frozen=True)
-class ImputationResult:
+class ImputationResult(ResultMixin):
     """m completed versions of the target columns plus convergence diagnostics.
 
     ``imputed`` is an (m, n, k) array of the k target columns (observed cells copied, missing
@@ -69,6 +69,7 @@ class ImputationResult:
     design_columns: dict = field(default_factory=dict)
     dropped_predictors: dict = field(default_factory=dict)
     ridge_fallbacks: int = 0
+    target_methods: dict = field(default_factory=dict)  # targets imputed by another method than ``method``
 
     def completed(self, i: int) -> pd.DataFrame:
         """The i-th completed data set (0-based): ``data`` with the targets filled in."""
@@ -96,12 +97,44 @@ class ImputationResult:
         ).reset_index()
 
     def method_string(self) -> str:
-        name = {"pmm": f"predictive mean matching (type 1, {self.donors} donors)",
-                "norm": "Bayesian linear regression"}[self.method]
+        name = {
+            "pmm": f"predictive mean matching (type 1, {self.donors} donors)",
+            "norm": "Bayesian linear regression",
+        }[self.method]
         return f"MICE, {name}; m = {self.m}, maxit = {self.maxit}, seed = {self.seed}"
 
-    def to_dict(self) -> dict:
-        """JSON-serialisable summary: settings, missing counts and final chain means (no rows)."""
+    def to_frame(self) -> pd.DataFrame:
+        """Per target: the mean of the imputed cells after the last iteration, averaged over the m chains
+        (NaN with maxit = 0), with the number of missing cells."""
+        return to_frame(
+            [
+                Estimate(
+                    f"final chain mean of {t}",
+                    float(self.chain_mean[j, -1, :].mean()) if self.maxit else float("nan"),
+                    method=self.method_string(),
+                    extra={"target": t, "n_missing": int(self.missing[:, j].sum())},
+                )
+                for j, t in enumerate(self.targets)
+            ]
+        )
+
+    def summary(self) -> str:
+        """The imputation method and settings, the rows, the missing cells and the final chain means."""
+        return summary_block(
+            self.method_string(),
+            [
+                ("rows", int(self.missing.shape[0])),
+                (
+                    "missing cells",
+                    ", ".join(f"{t} {int(self.missing[:, j].sum())}" for j, t in enumerate(self.targets)),
+                ),
+                ("ridge fallbacks", int(self.ridge_fallbacks)),
+            ],
+            self.to_frame(),
+        )
+
+    def _json_fields(self) -> dict:
+        """The JSON record (`to_dict`): settings, missing counts and final chain means (no rows)."""
         return {
             "method": self.method_string(),
             "m": self.m,
@@ -114,16 +147,11 @@ class ImputationResult:
             "design_columns": {t: list(c) for t, c in self.design_columns.items()},
             "dropped_predictors": {t: list(c) for t, c in self.dropped_predictors.items()},
             "ridge_fallbacks": int(self.ridge_fallbacks),
+            "target_methods": dict(self.target_methods),
             "final_chain_mean": {
-                t: _nan_to_none(self.chain_mean[j, -1, :].mean()) if self.maxit else None
-                for j, t in enumerate(self.targets)
+                t: float(self.chain_mean[j, -1, :].mean()) if self.maxit else None for j, t in enumerate(self.targets)
             },
         }
-
-
-def _nan_to_none(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def impute_chained(
@@ -137,6 +165,7 @@ def impute_chained(
     donors: int = 5,
     seed: int | np.random.Generator,
     ridge: float = 1e-5,
+    methods: Mapping[str, str] | None = None,
 ) -> ImputationResult:
     """Impute the missing cells of the continuous ``targets`` by chained equations, m times.
 
@@ -146,8 +175,15 @@ def impute_chained(
     docstring), ``maxit`` the number of iterations (mice's default 5), ``donors`` the pmm donor
     pool, ``seed`` an int or a numpy Generator (every random draw comes from it). Returns an
     `ImputationResult` holding the (m, n, k) completed target columns and chain diagnostics.
+    ``methods`` sets the method of single targets (as R's ``mice(..., method = c(age = "pmm"))``), e.g.
+    ``pmm`` for a 0/1-coded binary covariate, whose imputations are then observed codes only.
     """
     _check_settings(data, targets, predictors, method, m, maxit, donors, ridge)
+    methods = dict(methods or {})
+    for name, how in methods.items():
+        if name not in targets or how not in _METHODS:
+            raise AnalysisError(f"methods: {name!r}: {how!r} must name a target and one of {_METHODS}.")
+    per_target = [methods.get(t, method) for t in targets]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     targets = list(targets)
     fixed, fixed_names = _fixed_design(data, [p for p in predictors if p not in targets])
@@ -169,7 +205,7 @@ def impute_chained(
         for mod in models:
             if not mod.n_mis:
                 continue
-            draws, n_ridge = mod.draw(current, method, donors, ridge, rng)
+            draws, n_ridge = mod.draw(current, per_target[mod.j], donors, ridge, rng)
             current[:, mod.mis_rows, mod.j] = draws
             ridge_fallbacks += n_ridge
         for mod in models:
@@ -194,6 +230,7 @@ def impute_chained(
         design_columns={targets[mod.j]: mod.columns for mod in models},
         dropped_predictors={targets[mod.j]: mod.dropped for mod in models},
         ridge_fallbacks=ridge_fallbacks,
+        target_methods={t: how for t, how in zip(targets, per_target) if how != method},
     )
 
 
@@ -298,8 +335,7 @@ class _TargetModel:
             y_obs=y_obs,
             fixed=fixed[:, keep],
             others=others,
-            columns=["(Intercept)"] + [c for c, kp in zip(fixed_names, keep) if kp]
-            + [targets[i] for i in others],
+            columns=["(Intercept)"] + [c for c, kp in zip(fixed_names, keep) if kp] + [targets[i] for i in others],
             dropped=[c for c, kp in zip(fixed_names, keep) if not kp],
         )
 
@@ -316,15 +352,13 @@ class _TargetModel:
         """One Gibbs step for this target in all m chains: (m, n_mis) imputations, ridge count."""
         x_obs = self.design(current, self.obs_rows)
         x_mis = self.design(current, self.mis_rows)
-        beta_hat, beta_star, sigma_star, n_ridge = _bayes_regression_draw(
-            x_obs, self.y_obs, ridge, rng
-        )
+        beta_hat, beta_star, sigma_star, n_ridge = _bayes_regression_draw(x_obs, self.y_obs, ridge, rng)
         if method == "norm":
             mean = np.einsum("mnp,mp->mn", x_mis, beta_star)
             return mean + sigma_star[:, None] * rng.standard_normal(mean.shape), n_ridge
         yhat_obs = np.einsum("mnp,mp->mn", x_obs, beta_hat)
         yhat_mis = np.einsum("mnp,mp->mn", x_mis, beta_star)
-        return self.y_obs[_match_donors(yhat_obs, yhat_mis, donors, rng)], n_ridge
+        return self.y_obs[match_donors(yhat_obs, yhat_mis, donors, rng)], n_ridge
 
 
 def _bayes_regression_draw(x_obs: np.ndarray, y_obs: np.ndarray, ridge: float, rng):
@@ -354,9 +388,9 @@ def _bayes_regression_draw(x_obs: np.ndarray, y_obs: np.ndarray, ridge: float, r
         penalised = xtx + ridge * diag[:, :, None] * np.eye(p)
         v = np.linalg.inv(penalised)
         a[singular] = np.linalg.cholesky((v + np.swapaxes(v, 1, 2)) / 2)
-        beta_hat[singular] = np.linalg.solve(
-            penalised, np.einsum("mnp,n->mp", x_obs[singular], y_obs)[:, :, None]
-        )[:, :, 0]
+        beta_hat[singular] = np.linalg.solve(penalised, np.einsum("mnp,n->mp", x_obs[singular], y_obs)[:, :, None])[
+            :, :, 0
+        ]
     resid = y_obs[None, :] - np.einsum("mnp,mp->mn", x_obs, beta_hat)
     df = max(n_obs - p, 1)
     sigma_star = np.sqrt((resid**2).sum(axis=1) / rng.chisquare(df, size=m))
@@ -365,7 +399,7 @@ def _bayes_regression_draw(x_obs: np.ndarray, y_obs: np.ndarray, ridge: float, r
     return beta_hat, beta_star, sigma_star, int(singular.sum())
 
 
-def _match_donors(yhat_obs: np.ndarray, yhat_mis: np.ndarray, donors: int, rng) -> np.ndarray:
+def match_donors(yhat_obs: np.ndarray, yhat_mis: np.ndarray, donors: int, rng) -> np.ndarray:
     """Index (into the observed rows) of one donor per missing cell and chain, drawn uniformly
     among the ``donors`` observed rows whose prediction is closest (``mice:::matchindex``).
 

@@ -75,14 +75,10 @@ def _check_inputs(estimates: np.ndarray, variances: np.ndarray, df_complete) -> 
             "check that the analysis model converged on every completed data set."
         )
     if np.any(variances <= 0):
-        raise AnalysisError(
-            "a complete-data variance is zero or negative; pass squared standard errors (> 0)."
-        )
+        raise AnalysisError("a complete-data variance is zero or negative; pass squared standard errors (> 0).")
     dfc = np.asarray(df_complete, dtype=float)
     if np.any(np.isnan(dfc)) or np.any(dfc <= 0):
-        raise AnalysisError(
-            f"df_complete must be positive (or inf for a large-sample analysis), got {df_complete!r}."
-        )
+        raise AnalysisError(f"df_complete must be positive (or inf for a large-sample analysis), got {df_complete!r}.")
 
 
 def _pooled_columns(estimates: np.ndarray, variances: np.ndarray, df_complete) -> dict:
@@ -101,8 +97,20 @@ def _pooled_columns(estimates: np.ndarray, variances: np.ndarray, df_complete) -
     statistic = qbar / se
     p = 2.0 * stats.t.sf(np.abs(statistic), df)
     return dict(
-        qbar=qbar, ubar=ubar, b=b, t=t, df=df, riv=riv, lam=lam, fmi=fmi, se=se,
-        ci_low=qbar - tcrit * se, ci_high=qbar + tcrit * se, statistic=statistic, p=p, m=m,
+        qbar=qbar,
+        ubar=ubar,
+        b=b,
+        t=t,
+        df=df,
+        riv=riv,
+        lam=lam,
+        fmi=fmi,
+        se=se,
+        ci_low=qbar - tcrit * se,
+        ci_high=qbar + tcrit * se,
+        statistic=statistic,
+        p=p,
+        m=m,
     )
 
 

@@ -1,4 +1,4 @@
-"""The rest of seed 003's trial analysis plan (issue 10): model diagnostics, within-group change, post hoc
+"""The rest of Jensen et al. 2019's trial analysis plan: model diagnostics, within-group change, post hoc
 subscale ANCOVA, attendance dose-response and the complier-average causal effect (CACE).
 
 Data: the one-row-per-participant frame of `trial.outcome_frame` (arm, covariates, sessions attended and
@@ -27,7 +27,7 @@ the outcome at baseline, post and fu12).
   groups"): one REML GLS of ``0 + time + arm:time + baseline (+ covariates)``, unstructured Sigma, on the
   observed data; per arm the fu12 - post change (shared covariates cancel), and the difference of the
   changes; Satterthwaite df.
-* **Subscale ANCOVA** (seed Table 4, post hoc): fu12 ~ arm + post (+ covariates) by OLS among
+* **Subscale ANCOVA** (Jensen et al. 2019, Table 4, post hoc): fu12 ~ arm + post (+ covariates) by OLS among
   participants with both values; the arm F of R's ``car::Anova(type = 3)`` is t^2 of the arm coefficient.
 * **Attendance** within the IMR arm: one-way ANOVA of the outcome on sessions attended as a continuous
   variable (F = t^2 of the slope), the slope adjusted for baseline, and the > threshold vs 0-threshold
@@ -51,12 +51,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from imrstats.trial.mmrm import fit as _mmrm
 from imrstats.errors import AnalysisError
+from imrstats.results import Estimate, ResultMixin, summary_block, to_frame
+from imrstats.trial.design import ARMS, DEFAULT_COVARIATES, TIMEPOINTS, analysable_rows, covariate_dummies, long_format
 from imrstats.trial.mmrm import MMRMDesign, MMRMResult, build_mmrm_design, fit_mmrm_grid, satterthwaite_df
-from imrstats.results import to_frame
-from imrstats.trial.analyses import ARMS, DEFAULT_COVARIATES, TIMEPOINTS, _analysable, _dummies, _long, _ols, _t_estimate
-
+from imrstats.trial.mmrm.reml import evaluate_reml, newton_reml, pattern_stats, vech_basis
+from imrstats.trial.ols import fit_ols
 
 
 def _name(outcome: str) -> str:
@@ -69,7 +69,7 @@ def _name(outcome: str) -> str:
 
 
 @dataclass(frozen=True)
-class ModelDiagnostics:
+class ModelDiagnostics(ResultMixin):
     """Residual and influence checks of one fitted model.
 
     ``checks``: one row per check (cooks_distance, shapiro_wilk, spearman_abs_residual_fitted,
@@ -95,47 +95,107 @@ class ModelDiagnostics:
         bad = self.checks.loc[self.checks["passed"] == False]  # noqa: E712 (None = not a pass/fail check)
         return [f"{r['check']} ({r['detail']})" for _, r in bad.iterrows()]
 
-    def to_dict(self) -> dict:
-        recs = [{k: _plain(v) for k, v in r.items()} for r in self.checks.to_dict("records")]
-        return {"outcome": self.outcome, "model": self.model, "timepoint": self.timepoint, "n": self.n,
-                "checks": recs, "cooks_rows_above_4_over_n": [int(i) for i in self.cooks_rows],
-                "residuals": self.residual_kind}
+    _json_skip = ("fitted", "residuals", "cooks", "baseline")
+    _json_rename = {"cooks_rows": "cooks_rows_above_4_over_n", "residual_kind": "residuals"}
+
+    def to_frame(self) -> pd.DataFrame:
+        """One Estimate row per check: its statistic (as estimate and statistic), p, pass/fail and method."""
+        return to_frame(
+            [
+                Estimate(
+                    r["check"],
+                    r["statistic"],
+                    statistic=r["statistic"],
+                    p=r.get("p", float("nan")),
+                    method=str(r.get("method", "")),
+                    notes=str(r.get("detail", "")),
+                    extra={
+                        "outcome": self.outcome,
+                        "model": self.model,
+                        "timepoint": self.timepoint,
+                        "passed": r.get("passed"),
+                    },
+                )
+                for _, r in self.checks.iterrows()
+            ]
+        )
+
+    def summary(self) -> str:
+        """The model checked, n, the checks and which failed."""
+        return summary_block(
+            f"Residual and influence checks: {self.model}, {self.outcome or 'the outcome'} at {self.timepoint}",
+            [
+                ("n", self.n),
+                ("residuals", self.residual_kind),
+                ("rows with Cook's D > 4/n", ", ".join(str(int(i)) for i in self.cooks_rows) or "none"),
+                ("failed", "; ".join(self.failed) or "none"),
+            ],
+            self.to_frame(),
+        )
 
 
-def _plain(v):
-    if hasattr(v, "item") and not isinstance(v, (str, list, dict)):
-        v = v.item()
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
-def _residual_checks(resid, fitted, cooks, quad: tuple[float, float, float], *, n, alpha,
-                     method_model, quad_method) -> pd.DataFrame:
+def _residual_checks(
+    resid, fitted, cooks, quad: tuple[float, float, float], *, n, alpha, method_model, quad_method
+) -> pd.DataFrame:
     """The four checks as tidy rows; ``quad`` = (t or F statistic, p, estimate) of the quadratic term."""
     rows = []
     cut = 4.0 / n
     above = np.flatnonzero(cooks > cut)
     finite = cooks[np.isfinite(cooks)]
-    rows.append({"check": "cooks_distance", "statistic": float(finite.max()) if len(finite) else math.nan,
-                 "p": math.nan, "threshold": cut, "n_above": int(len(above)), "passed": None,
-                 "detail": f"{len(above)} of {n} participants above 4/n = {cut:.4f} (max D = "
-                           f"{finite.max() if len(finite) else math.nan:.3f}); all kept in the analysis",
-                 "method": f"Cook's distance, {method_model}"})
+    rows.append(
+        {
+            "check": "cooks_distance",
+            "statistic": float(finite.max()) if len(finite) else math.nan,
+            "p": math.nan,
+            "threshold": cut,
+            "n_above": int(len(above)),
+            "passed": None,
+            "detail": f"{len(above)} of {n} participants above 4/n = {cut:.4f} (max D = "
+            f"{finite.max() if len(finite) else math.nan:.3f}); all kept in the analysis",
+            "method": f"Cook's distance, {method_model}",
+        }
+    )
     if len(resid) >= 3:
         w, p = stats.shapiro(resid)
-        rows.append({"check": "shapiro_wilk", "statistic": float(w), "p": float(p), "threshold": alpha,
-                     "n_above": math.nan, "passed": bool(p >= alpha),
-                     "detail": f"W = {w:.4f}, p = {p:.3g}", "method": "Shapiro-Wilk test of the residuals "
-                                                                      "(Royston 1995, AS R94; R shapiro.test)"})
+        rows.append(
+            {
+                "check": "shapiro_wilk",
+                "statistic": float(w),
+                "p": float(p),
+                "threshold": alpha,
+                "n_above": math.nan,
+                "passed": bool(p >= alpha),
+                "detail": f"W = {w:.4f}, p = {p:.3g}",
+                "method": "Shapiro-Wilk test of the residuals (Royston 1995, AS R94; R shapiro.test)",
+            }
+        )
         rho, p = stats.spearmanr(np.abs(resid), fitted)
-        rows.append({"check": "spearman_abs_residual_fitted", "statistic": float(rho), "p": float(p),
-                     "threshold": alpha, "n_above": math.nan, "passed": bool(p >= alpha),
-                     "detail": f"rho = {rho:.3f}, p = {p:.3g}",
-                     "method": "Spearman rank correlation of |residual| with the fitted value, t approximation "
-                               "on n - 2 df (R cor.test(method = 'spearman', exact = FALSE))"})
+        rows.append(
+            {
+                "check": "spearman_abs_residual_fitted",
+                "statistic": float(rho),
+                "p": float(p),
+                "threshold": alpha,
+                "n_above": math.nan,
+                "passed": bool(p >= alpha),
+                "detail": f"rho = {rho:.3f}, p = {p:.3g}",
+                "method": "Spearman rank correlation of |residual| with the fitted value, t approximation "
+                "on n - 2 df (R cor.test(method = 'spearman', exact = FALSE))",
+            }
+        )
     stat, p, est = quad
-    rows.append({"check": "baseline_quadratic", "statistic": float(stat), "p": float(p), "threshold": alpha,
-                 "n_above": math.nan, "passed": bool(p >= alpha) if math.isfinite(p) else None,
-                 "detail": f"quadratic baseline coefficient {est:.4g}, p = {p:.3g}", "method": quad_method})
+    rows.append(
+        {
+            "check": "baseline_quadratic",
+            "statistic": float(stat),
+            "p": float(p),
+            "threshold": alpha,
+            "n_above": math.nan,
+            "passed": bool(p >= alpha) if math.isfinite(p) else None,
+            "detail": f"quadratic baseline coefficient {est:.4g}, p = {p:.3g}",
+            "method": quad_method,
+        }
+    )
     return pd.DataFrame(rows)
 
 
@@ -152,54 +212,81 @@ def _cooks_ols(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     return d, fitted, e
 
 
-def cc_diagnostics(frame: pd.DataFrame, *, outcome: str = "", timepoint: str = "fu12",
-                   covariates: Sequence[str] = DEFAULT_COVARIATES, alpha: float = 0.05) -> ModelDiagnostics:
+def cc_diagnostics(
+    frame: pd.DataFrame,
+    *,
+    outcome: str = "",
+    timepoint: str = "fu12",
+    covariates: Sequence[str] = DEFAULT_COVARIATES,
+    alpha: float = 0.05,
+) -> ModelDiagnostics:
     """Diagnostics of the complete-case ANCOVA y_t ~ arm + baseline + covariates (`trial.complete_case`)."""
     if timepoint not in TIMEPOINTS:
         raise AnalysisError(f"timepoint must be one of {TIMEPOINTS}, got {timepoint!r}")
-    rows, _ = _analysable(frame, covariates)
+    rows, _ = analysable_rows(frame, covariates)
     cc = rows.loc[rows[timepoint].notna() & rows["baseline"].notna()].reset_index(drop=True)
-    Z, _ = _dummies(cc, covariates)
+    Z, _ = covariate_dummies(cc, covariates)
     b = cc["baseline"].to_numpy(float)
     X = np.column_stack([np.ones(len(cc)), (cc["arm"] == "IMR").to_numpy(float), b, Z])
     y = cc[timepoint].to_numpy(float)
     what = f"complete-case ANCOVA of {_name(outcome)} at {timepoint}"
-    _ols(X, y, what)  # raises a clear error on too few or collinear cases
+    fit_ols(X, y, what)  # raises a clear error on too few or collinear cases
     cooks, fitted, e = _cooks_ols(X, y)
     Xq = np.column_stack([X, (b - b.mean()) ** 2])
-    fq = _ols(Xq, y, f"{what} with a quadratic baseline term")
+    fq = fit_ols(Xq, y, f"{what} with a quadratic baseline term")
     t = fq.beta[-1] / math.sqrt(fq.cov[-1, -1])
     quad = (t**2, float(2 * stats.t.sf(abs(t), fq.df)), float(fq.beta[-1]))
-    model = f"OLS {timepoint} ~ arm + baseline + {' + '.join(covariates)}" if covariates else \
-        f"OLS {timepoint} ~ arm + baseline"
+    model = (
+        f"OLS {timepoint} ~ arm + baseline + {' + '.join(covariates)}"
+        if covariates
+        else f"OLS {timepoint} ~ arm + baseline"
+    )
     checks = _residual_checks(
-        e, fitted, cooks, quad, n=len(cc), alpha=alpha, method_model=f"complete-case {model} "
-        "(R cooks.distance)", quad_method="nested-model F test of a centred (baseline - mean)^2 term added to the "
-                                          f"ANCOVA (F(1, {fq.df}); R anova(lm, lm + I((baseline - mean)^2)))")
+        e,
+        fitted,
+        cooks,
+        quad,
+        n=len(cc),
+        alpha=alpha,
+        method_model=f"complete-case {model} (R cooks.distance)",
+        quad_method="nested-model F test of a centred (baseline - mean)^2 term added to the "
+        f"ANCOVA (F(1, {fq.df}); R anova(lm, lm + I((baseline - mean)^2)))",
+    )
     checks.insert(0, "timepoint", timepoint)
     checks.insert(0, "model", "complete-case ANCOVA")
     checks.insert(0, "outcome", outcome)
     checks.insert(3, "n", len(cc))
-    return ModelDiagnostics(outcome, "complete-case ANCOVA", timepoint, len(cc), checks,
-                            tuple(int(i) + 1 for i in np.flatnonzero(cooks > 4.0 / len(cc))), fitted, e, cooks, b,
-                            "raw OLS residuals")
+    return ModelDiagnostics(
+        outcome,
+        "complete-case ANCOVA",
+        timepoint,
+        len(cc),
+        checks,
+        tuple(int(i) + 1 for i in np.flatnonzero(cooks > 4.0 / len(cc))),
+        fitted,
+        e,
+        cooks,
+        b,
+        "raw OLS residuals",
+    )
 
 
-def _observed_mmrm_data(frame: pd.DataFrame, covariates: Sequence[str], what: str) -> pd.DataFrame:
+def observed_mmrm_rows(frame: pd.DataFrame, covariates: Sequence[str], what: str) -> pd.DataFrame:
     """Participants with complete covariates, an observed baseline and at least one observed visit."""
-    rows, _ = _analysable(frame, covariates)
+    rows, _ = analysable_rows(frame, covariates)
     keep = rows["baseline"].notna() & rows[list(TIMEPOINTS)].notna().any(axis=1)
     rows = rows.loc[keep].reset_index(drop=True)
     for tp in TIMEPOINTS:
         for arm in ARMS:
             if not (rows[tp].notna() & (rows["arm"] == arm)).any():
-                raise AnalysisError(f"{what}: no {arm} participant has an observed {tp} value (with a baseline): "
-                                    "the repeated-measures model needs both post and fu12 in each arm")
+                raise AnalysisError(
+                    f"{what}: no {arm} participant has an observed {tp} value (with a baseline): "
+                    "the repeated-measures model needs both post and fu12 in each arm"
+                )
     return rows
 
 
-def _normalized_residuals(design: MMRMDesign, observed: np.ndarray, resid: np.ndarray,
-                          sigma: np.ndarray) -> np.ndarray:
+def normalized_residuals(design: MMRMDesign, observed: np.ndarray, resid: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """Per participant L^-1 r_i with Sigma[O_i, O_i] = L L' (lower Cholesky), on the grid (NaN off-pattern)."""
     out = np.full(resid.shape, np.nan)
     codes = observed @ (1 << np.arange(observed.shape[1]))
@@ -214,8 +301,9 @@ def _normalized_residuals(design: MMRMDesign, observed: np.ndarray, resid: np.nd
     return out
 
 
-def cooks_distance(design: MMRMDesign, y_grid: np.ndarray, fit: MMRMResult, *,
-                   refit: bool = False) -> tuple[np.ndarray, int]:
+def cooks_distance(
+    design: MMRMDesign, y_grid: np.ndarray, fit: MMRMResult, *, refit: bool = False
+) -> tuple[np.ndarray, int]:
     """Participant-level Cook's distance of an MMRM, D_i = (b - b_(i))' V(b)^-1 (b - b_(i)) / p (V(b), p of the
     full fit), in the order of ``design.ids`` (NaN for participants without an observed visit, or whose
     removal leaves the model inestimable). Returns (D, number of refits that failed or did not converge).
@@ -238,13 +326,14 @@ def cooks_distance(design: MMRMDesign, y_grid: np.ndarray, fit: MMRMResult, *,
             W[i][np.ix_(mask, mask)] = np.linalg.inv(fit.sigma[np.ix_(mask, mask)])
         xwx_i = np.einsum("nap,nab,nbq->npq", Xm, W, Xm)
         xwy_i = np.einsum("nap,nab,nb->np", Xm, W, y0)
-        b_del = np.linalg.solve(xwx_i.sum(axis=0)[None] - xwx_i[used],
-                                (xwy_i.sum(axis=0)[None] - xwy_i[used])[..., None])[..., 0]
+        b_del = np.linalg.solve(
+            xwx_i.sum(axis=0)[None] - xwx_i[used], (xwy_i.sum(axis=0)[None] - xwy_i[used])[..., None]
+        )[..., 0]
         delta = fit.beta[None] - b_del
         D[used] = np.einsum("np,pq,nq->n", delta, V_inv, delta) / p
         return D, 0
-    st = _mmrm._pattern_stats(design.X, y_grid, observed)
-    E, pairs = _mmrm._vech_basis(T)
+    st = pattern_stats(design.X, y_grid, observed)
+    E, pairs = vech_basis(T)
     failed = 0
     for i in used:
         k = int(np.flatnonzero((st.masks == observed[i]).all(axis=1))[0])
@@ -257,7 +346,7 @@ def cooks_distance(design: MMRMDesign, y_grid: np.ndarray, fit: MMRMResult, *,
         counts[k] -= 1
         st_i = dataclasses.replace(st, xx=xx, xy=xy, yy=yy, counts=counts, n_obs=st.n_obs - int(observed[i].sum()))
         try:
-            _, current, _, converged, _ = _mmrm._newton_reml(st_i, fit.sigma, E, pairs)
+            _, current, _, converged, _ = newton_reml(st_i, fit.sigma, E, pairs)
         except (AnalysisError, np.linalg.LinAlgError):
             failed += 1
             continue
@@ -267,9 +356,10 @@ def cooks_distance(design: MMRMDesign, y_grid: np.ndarray, fit: MMRMResult, *,
     return D, failed
 
 
-def _observed_design(rows: pd.DataFrame, covariates: Sequence[str], *, shared_baseline: bool = False,
-                     quadratic: bool = False):
-    long = _long(rows, covariates, rows["baseline"].to_numpy(float))
+def observed_mmrm_design(
+    rows: pd.DataFrame, covariates: Sequence[str], *, shared_baseline: bool = False, quadratic: bool = False
+):
+    long = long_format(rows, covariates, rows["baseline"].to_numpy(float))
     covs = tuple(covariates)
     if quadratic:
         b = rows["baseline"].to_numpy(float)
@@ -277,52 +367,90 @@ def _observed_design(rows: pd.DataFrame, covariates: Sequence[str], *, shared_ba
         covs = covs + ("baseline_sq",)
     if shared_baseline:
         covs = ("baseline",) + covs
-    design = build_mmrm_design(long, baseline=None if shared_baseline else "baseline", covariates=covs,
-                               times=TIMEPOINTS)
+    design = build_mmrm_design(
+        long, baseline=None if shared_baseline else "baseline", covariates=covs, times=TIMEPOINTS
+    )
     y = rows[list(TIMEPOINTS)].to_numpy(float).reshape(-1)
     return design, design.outcome_grid(y)
 
 
-def mmrm_diagnostics(frame: pd.DataFrame, *, outcome: str = "", covariates: Sequence[str] = DEFAULT_COVARIATES,
-                     alpha: float = 0.05, cooks_refit: bool = False) -> ModelDiagnostics:
+def mmrm_diagnostics(
+    frame: pd.DataFrame,
+    *,
+    outcome: str = "",
+    covariates: Sequence[str] = DEFAULT_COVARIATES,
+    alpha: float = 0.05,
+    cooks_refit: bool = False,
+) -> ModelDiagnostics:
     """Diagnostics of the likelihood MMRM on the observed data (the ITT model without imputation):
     normalized residuals, participant-level Cook's distance (`cooks_distance`; ``cooks_refit`` chooses
     REML refits over the fixed-covariance closed form), centred quadratic baseline term."""
     what = f"MMRM diagnostics of {_name(outcome)}"
-    rows = _observed_mmrm_data(frame, covariates, what)
-    design, grid = _observed_design(rows, covariates)
+    rows = observed_mmrm_rows(frame, covariates, what)
+    design, grid = observed_mmrm_design(rows, covariates)
     fit = fit_mmrm_grid(design, grid)
     observed = design.present & np.isfinite(grid)
     fitted = design.X @ fit.beta
-    z = _normalized_residuals(design, observed, grid - fitted, fit.sigma)
+    z = normalized_residuals(design, observed, grid - fitted, fit.sigma)
     cooks, n_failed = cooks_distance(design, grid, fit, refit=cooks_refit)
-    qdesign, qgrid = _observed_design(rows, covariates, quadratic=True)
+    qdesign, qgrid = observed_mmrm_design(rows, covariates, quadratic=True)
     qfit = fit_mmrm_grid(qdesign, qgrid)
     fe = qfit.fixed_effects.set_index("term").loc["baseline_sq"]
     quad = (float(fe["statistic"]), float(fe["p"]), float(fe["estimate"]))
     base = np.repeat(rows["baseline"].to_numpy(float)[:, None], len(TIMEPOINTS), axis=1)[observed]
     model = "REML GLS MMRM (post, fu12; unstructured covariance) of the observed data"
     checks = _residual_checks(
-        z[observed], fitted[observed], cooks, quad, n=len(design.ids), alpha=alpha,
-        method_model=f"{model}, " + ("delete-one-participant REML refits" if cooks_refit else
-                                     "delete-one-participant GLS at the full fit's covariance (Christensen et al. 1992)")
+        z[observed],
+        fitted[observed],
+        cooks,
+        quad,
+        n=len(design.ids),
+        alpha=alpha,
+        method_model=f"{model}, "
+        + (
+            "delete-one-participant REML refits"
+            if cooks_refit
+            else "delete-one-participant GLS at the full fit's covariance (Christensen et al. 1992)"
+        )
         + ", D = (b - b_(i))' V^-1 (b - b_(i)) / p",
-        quad_method="Wald t test (Satterthwaite df) of a centred (baseline - mean)^2 term added to the MMRM")
+        quad_method="Wald t test (Satterthwaite df) of a centred (baseline - mean)^2 term added to the MMRM",
+    )
     if not fit.converged or n_failed:
         checks.loc[checks["check"] == "cooks_distance", "detail"] += (
-            f"; {n_failed} delete-one refit(s) did not converge" if n_failed else "")
+            f"; {n_failed} delete-one refit(s) did not converge" if n_failed else ""
+        )
     checks.insert(0, "timepoint", "post+fu12")
     checks.insert(0, "model", "MMRM (observed data)")
     checks.insert(0, "outcome", outcome)
     checks.insert(3, "n", len(design.ids))
     if not fit.converged:
-        checks.loc[len(checks)] = {"outcome": outcome, "model": "MMRM (observed data)", "timepoint": "post+fu12",
-                                   "n": len(design.ids), "check": "convergence", "statistic": math.nan, "p": math.nan,
-                                   "threshold": math.nan, "n_above": math.nan, "passed": False,
-                                   "detail": fit.notes, "method": fit.method}
-    return ModelDiagnostics(outcome, "MMRM (observed data)", "post+fu12", len(design.ids), checks,
-                            tuple(int(i) + 1 for i in np.flatnonzero(cooks > 4.0 / len(design.ids))),
-                            fitted[observed], z[observed], cooks, base, "normalized GLS residuals")
+        checks.loc[len(checks)] = {
+            "outcome": outcome,
+            "model": "MMRM (observed data)",
+            "timepoint": "post+fu12",
+            "n": len(design.ids),
+            "check": "convergence",
+            "statistic": math.nan,
+            "p": math.nan,
+            "threshold": math.nan,
+            "n_above": math.nan,
+            "passed": False,
+            "detail": fit.notes,
+            "method": fit.method,
+        }
+    return ModelDiagnostics(
+        outcome,
+        "MMRM (observed data)",
+        "post+fu12",
+        len(design.ids),
+        checks,
+        tuple(int(i) + 1 for i in np.flatnonzero(cooks > 4.0 / len(design.ids))),
+        fitted[observed],
+        z[observed],
+        cooks,
+        base,
+        "normalized GLS residuals",
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -330,24 +458,26 @@ def mmrm_diagnostics(frame: pd.DataFrame, *, outcome: str = "", covariates: Sequ
 # --------------------------------------------------------------------------------------------------
 
 
-def within_group_change(frame: pd.DataFrame, *, outcome: str = "", covariates: Sequence[str] = (),
-                        level: float = 0.95) -> pd.DataFrame:
-    """Per arm, fu12 - post from the seed's post hoc mixed model (0 + time + arm:time + baseline +
+def within_group_change(
+    frame: pd.DataFrame, *, outcome: str = "", covariates: Sequence[str] = (), level: float = 0.95
+) -> pd.DataFrame:
+    """Per arm, fu12 - post from Jensen et al. 2019's post hoc mixed model (0 + time + arm:time + baseline +
     covariates, unstructured covariance, REML, observed data), and IMR change - TAU change;
     Satterthwaite df. Rows carry ``arm`` (IMR, TAU or 'IMR - TAU'), n and the fit's convergence."""
     what = f"within-group change of {_name(outcome)}"
-    rows = _observed_mmrm_data(frame, covariates, what)
-    design, grid = _observed_design(rows, covariates, shared_baseline=True)
+    rows = observed_mmrm_rows(frame, covariates, what)
+    design, grid = observed_mmrm_design(rows, covariates, shared_baseline=True)
     fit = fit_mmrm_grid(design, grid, level=level)
     col = {c: j for j, c in enumerate(design.columns)}
     L = np.zeros((3, len(design.columns)))
-    L[:, col["time[fu12]"]], L[:, col["time[post]"]] = 1.0, -1.0          # TAU (reference arm)
+    L[:, col["time[fu12]"]], L[:, col["time[post]"]] = 1.0, -1.0  # TAU (reference arm)
     L[0, col["arm[IMR]:time[fu12]"]], L[0, col["arm[IMR]:time[post]"]] = 1.0, -1.0
     L[2] = 0.0
     L[2, col["arm[IMR]:time[fu12]"]], L[2, col["arm[IMR]:time[post]"]] = 1.0, -1.0
     observed = design.present & np.isfinite(grid)
-    dcov = _mmrm._reml(_mmrm._pattern_stats(design.X, grid, observed), fit.sigma,
-                       _mmrm._vech_basis(len(TIMEPOINTS))[0])["dcov_beta"]
+    dcov = evaluate_reml(pattern_stats(design.X, grid, observed), fit.sigma, vech_basis(len(TIMEPOINTS))[0])[
+        "dcov_beta"
+    ]
     df = satterthwaite_df(L, fit.cov_beta, dcov, fit.cov_theta)
     est = L @ fit.beta
     se = np.sqrt(np.einsum("lp,pq,lq->l", L, fit.cov_beta, L))
@@ -355,14 +485,23 @@ def within_group_change(frame: pd.DataFrame, *, outcome: str = "", covariates: S
     model = "0 + time + arm:time + baseline" + "".join(f" + {c}" for c in covariates)
     method = f"REML GLS ({model}; unstructured covariance), observed data; Satterthwaite df"
     out = []
-    for k, (arm, label) in enumerate((("IMR", "change fu12 - post, IMR"), ("TAU", "change fu12 - post, TAU"),
-                                      ("IMR - TAU", "difference in change fu12 - post, IMR - TAU"))):
+    for k, (arm, label) in enumerate(
+        (
+            ("IMR", "change fu12 - post, IMR"),
+            ("TAU", "change fu12 - post, TAU"),
+            ("IMR - TAU", "difference in change fu12 - post, IMR - TAU"),
+        )
+    ):
         sel = np.ones(len(arm_of), bool) if k == 2 else (arm_of == (arm == "IMR"))
-        extra = {"outcome": outcome, "arm": arm, "n": int(observed[sel].any(axis=1).sum()),
-                 "n_post": int(observed[sel, 0].sum()), "n_fu12": int(observed[sel, 1].sum()),
-                 "converged": bool(fit.converged)}
-        e = _t_estimate(label, est[k], se[k], df[k], level, method, extra)
-        out.append(dataclasses.replace(e, notes=fit.notes))
+        extra = {
+            "outcome": outcome,
+            "arm": arm,
+            "n": int(observed[sel].any(axis=1).sum()),
+            "n_post": int(observed[sel, 0].sum()),
+            "n_fu12": int(observed[sel, 1].sum()),
+            "converged": bool(fit.converged),
+        }
+        out.append(Estimate.from_t(label, est[k], se[k], df[k], level, method, notes=fit.notes, extra=extra))
     return to_frame(out)
 
 
@@ -371,32 +510,53 @@ def within_group_change(frame: pd.DataFrame, *, outcome: str = "", covariates: S
 # --------------------------------------------------------------------------------------------------
 
 
-def subscale_ancova(frame: pd.DataFrame, *, outcome: str = "", timepoint: str = "fu12",
-                    covariate_timepoint: str = "post", covariates: Sequence[str] = (),
-                    level: float = 0.95) -> pd.DataFrame:
-    """Seed Table 4 post hoc: OLS ``timepoint ~ arm + covariate_timepoint (+ covariates)`` among participants
+def subscale_ancova(
+    frame: pd.DataFrame,
+    *,
+    outcome: str = "",
+    timepoint: str = "fu12",
+    covariate_timepoint: str = "post",
+    covariates: Sequence[str] = (),
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Jensen et al. 2019, Table 4 post hoc: OLS ``timepoint ~ arm + covariate_timepoint (+ covariates)`` among participants
     with both values; IMR - TAU with its t CI and p, the type III F (= t^2) and n / mean / SD per arm."""
     for tp in (timepoint, covariate_timepoint):
         if tp not in ("baseline", *TIMEPOINTS):
             raise AnalysisError(f"timepoint {tp!r} is not one of baseline, {', '.join(TIMEPOINTS)}")
-    rows, _ = _analysable(frame, covariates)
+    rows, _ = analysable_rows(frame, covariates)
     cc = rows.loc[rows[timepoint].notna() & rows[covariate_timepoint].notna()]
     for arm in ARMS:
         if not (cc["arm"] == arm).any():
-            raise AnalysisError(f"subscale ANCOVA of {_name(outcome)}: no {arm} participant has both "
-                                f"{covariate_timepoint} and {timepoint} values")
-    Z, _ = _dummies(cc, covariates)
-    X = np.column_stack([np.ones(len(cc)), (cc["arm"] == "IMR").to_numpy(float),
-                         cc[covariate_timepoint].to_numpy(float), Z])
-    fit = _ols(X, cc[timepoint].to_numpy(float), f"subscale ANCOVA of {_name(outcome)} at {timepoint}")
+            raise AnalysisError(
+                f"subscale ANCOVA of {_name(outcome)}: no {arm} participant has both "
+                f"{covariate_timepoint} and {timepoint} values"
+            )
+    Z, _ = covariate_dummies(cc, covariates)
+    X = np.column_stack(
+        [np.ones(len(cc)), (cc["arm"] == "IMR").to_numpy(float), cc[covariate_timepoint].to_numpy(float), Z]
+    )
+    fit = fit_ols(X, cc[timepoint].to_numpy(float), f"subscale ANCOVA of {_name(outcome)} at {timepoint}")
     extra = {"outcome": outcome, "timepoint": timepoint, "covariate": covariate_timepoint, "n": int(len(cc))}
     for arm in ARMS:
         y = cc.loc[cc["arm"] == arm, timepoint]
-        extra.update({f"n_{arm.lower()}": int(len(y)), f"mean_{arm.lower()}": float(y.mean()),
-                      f"sd_{arm.lower()}": float(y.std(ddof=1)) if len(y) > 1 else math.nan})
+        extra.update(
+            {
+                f"n_{arm.lower()}": int(len(y)),
+                f"mean_{arm.lower()}": float(y.mean()),
+                f"sd_{arm.lower()}": float(y.std(ddof=1)) if len(y) > 1 else math.nan,
+            }
+        )
     formula = f"{timepoint} ~ arm + {covariate_timepoint}" + "".join(f" + {c}" for c in covariates)
-    est = _t_estimate(f"IMR - TAU at {timepoint}", fit.beta[1], math.sqrt(fit.cov[1, 1]), fit.df, level,
-                      f"complete-case ANCOVA (OLS) {formula}; t(n - p), type III F = t^2", extra)
+    est = Estimate.from_t(
+        f"IMR - TAU at {timepoint}",
+        fit.beta[1],
+        math.sqrt(fit.cov[1, 1]),
+        fit.df,
+        level,
+        f"complete-case ANCOVA (OLS) {formula}; t(n - p), type III F = t^2",
+        extra=extra,
+    )
     est = dataclasses.replace(est, extra={**extra, "F": est.statistic**2, "df1": 1, "df2": int(fit.df)})
     return to_frame([est])
 
@@ -417,51 +577,86 @@ def _imr_attendance(frame: pd.DataFrame, timepoint: str, outcome: str, need_base
         ok &= imr["baseline"].notna()
     d = imr.loc[ok]
     if len(d) < 3:
-        raise AnalysisError(f"attendance analysis of {_name(outcome)}: only {len(d)} IMR participant(s) with "
-                            f"sessions attended and a {timepoint} value{' and a baseline' if need_baseline else ''}")
+        raise AnalysisError(
+            f"attendance analysis of {_name(outcome)}: only {len(d)} IMR participant(s) with "
+            f"sessions attended and a {timepoint} value{' and a baseline' if need_baseline else ''}"
+        )
     if (d["sessions_attended"] == d["sessions_attended"].iloc[0]).all():
-        raise AnalysisError(f"attendance analysis of {_name(outcome)}: every analysed IMR participant attended "
-                            f"{d['sessions_attended'].iloc[0]:g} sessions; no variation in attendance to relate "
-                            "the outcome to (was attendance recorded?)")
+        raise AnalysisError(
+            f"attendance analysis of {_name(outcome)}: every analysed IMR participant attended "
+            f"{d['sessions_attended'].iloc[0]:g} sessions; no variation in attendance to relate "
+            "the outcome to (was attendance recorded?)"
+        )
     return d
 
 
-def attendance_dose_response(frame: pd.DataFrame, *, outcome: str = "", threshold: int = 10,
-                             timepoint: str = "fu12", level: float = 0.95) -> pd.DataFrame:
+def attendance_dose_response(
+    frame: pd.DataFrame, *, outcome: str = "", threshold: int = 10, timepoint: str = "fu12", level: float = 0.95
+) -> pd.DataFrame:
     """Within the IMR arm, observed cases: (1) one-way ANOVA of the outcome on sessions attended as a
     continuous variable (F = t^2 of the OLS slope); (2) the slope adjusted for baseline; (3) > threshold
     minus 0-threshold sessions adjusted for baseline, with n / mean / SD of both groups."""
     d0 = _imr_attendance(frame, timepoint, outcome, need_baseline=False)
     name = _name(outcome)
     s0, y0 = d0["sessions_attended"].to_numpy(float), d0[timepoint].to_numpy(float)
-    f = _ols(np.column_stack([np.ones(len(d0)), s0]), y0, f"ANOVA of {name} on sessions")
+    f = fit_ols(np.column_stack([np.ones(len(d0)), s0]), y0, f"ANOVA of {name} on sessions")
     base = {"outcome": outcome, "timepoint": timepoint}
-    rows = [_t_estimate(f"change per session attended at {timepoint} (unadjusted)", f.beta[1],
-                        math.sqrt(f.cov[1, 1]), f.df, level,
-                        f"IMR arm, observed cases; one-way ANOVA of {timepoint} on sessions attended as a continuous "
-                        "variable (OLS slope; F(1, n - 2) = t^2)", {**base, "n": len(d0), "adjusted_for": ""})]
-    rows[0] = dataclasses.replace(rows[0], extra={**rows[0].extra, "F": rows[0].statistic**2, "df1": 1,
-                                                  "df2": int(f.df)})
+    rows = [
+        Estimate.from_t(
+            f"change per session attended at {timepoint} (unadjusted)",
+            f.beta[1],
+            math.sqrt(f.cov[1, 1]),
+            f.df,
+            level,
+            f"IMR arm, observed cases; one-way ANOVA of {timepoint} on sessions attended as a continuous "
+            "variable (OLS slope; F(1, n - 2) = t^2)",
+            extra={**base, "n": len(d0), "adjusted_for": ""},
+        )
+    ]
+    rows[0] = dataclasses.replace(
+        rows[0], extra={**rows[0].extra, "F": rows[0].statistic ** 2, "df1": 1, "df2": int(f.df)}
+    )
     d = _imr_attendance(frame, timepoint, outcome, need_baseline=True)
     s, y, b = d["sessions_attended"].to_numpy(float), d[timepoint].to_numpy(float), d["baseline"].to_numpy(float)
-    f = _ols(np.column_stack([np.ones(len(d)), s, b]), y, f"regression of {name} on sessions and baseline")
-    rows.append(_t_estimate(f"change per session attended at {timepoint}, adjusted for baseline", f.beta[1],
-                            math.sqrt(f.cov[1, 1]), f.df, level,
-                            f"IMR arm, observed cases; OLS {timepoint} ~ sessions + baseline; t(n - p)",
-                            {**base, "n": len(d), "adjusted_for": "baseline"}))
+    f = fit_ols(np.column_stack([np.ones(len(d)), s, b]), y, f"regression of {name} on sessions and baseline")
+    rows.append(
+        Estimate.from_t(
+            f"change per session attended at {timepoint}, adjusted for baseline",
+            f.beta[1],
+            math.sqrt(f.cov[1, 1]),
+            f.df,
+            level,
+            f"IMR arm, observed cases; OLS {timepoint} ~ sessions + baseline; t(n - p)",
+            extra={**base, "n": len(d), "adjusted_for": "baseline"},
+        )
+    )
     high = s > threshold
     if high.all() or not high.any():
-        raise AnalysisError(f"attendance split of {name}: every analysed IMR participant attended "
-                            f"{'more than' if high.all() else 'at most'} {threshold} sessions; no contrast")
-    f = _ols(np.column_stack([np.ones(len(d)), high.astype(float), b]), y, f"attendance split of {name}")
+        raise AnalysisError(
+            f"attendance split of {name}: every analysed IMR participant attended "
+            f"{'more than' if high.all() else 'at most'} {threshold} sessions; no contrast"
+        )
+    f = fit_ols(np.column_stack([np.ones(len(d)), high.astype(float), b]), y, f"attendance split of {name}")
     extra = {**base, "n": len(d), "adjusted_for": "baseline", "threshold": threshold}
     for key, sel in (("low", ~high), ("high", high)):
-        extra.update({f"n_{key}": int(sel.sum()), f"mean_{key}": float(y[sel].mean()),
-                      f"sd_{key}": float(y[sel].std(ddof=1)) if sel.sum() > 1 else math.nan})
-    rows.append(_t_estimate(f">{threshold} minus 0-{threshold} sessions at {timepoint}, adjusted for baseline",
-                            f.beta[1], math.sqrt(f.cov[1, 1]), f.df, level,
-                            f"IMR arm, observed cases; OLS {timepoint} ~ (sessions > {threshold}) + baseline; t(n - p)",
-                            extra))
+        extra.update(
+            {
+                f"n_{key}": int(sel.sum()),
+                f"mean_{key}": float(y[sel].mean()),
+                f"sd_{key}": float(y[sel].std(ddof=1)) if sel.sum() > 1 else math.nan,
+            }
+        )
+    rows.append(
+        Estimate.from_t(
+            f">{threshold} minus 0-{threshold} sessions at {timepoint}, adjusted for baseline",
+            f.beta[1],
+            math.sqrt(f.cov[1, 1]),
+            f.df,
+            level,
+            f"IMR arm, observed cases; OLS {timepoint} ~ (sessions > {threshold}) + baseline; t(n - p)",
+            extra=extra,
+        )
+    )
     return to_frame(rows)
 
 
@@ -479,15 +674,22 @@ def _tsls(y, X, Z):
     return beta, s2 * A, n - p
 
 
-def cace_iv(frame: pd.DataFrame, *, outcome: str = "", threshold: int = 10, timepoint: str = "fu12",
-            covariates: Sequence[str] = DEFAULT_COVARIATES, level: float = 0.95) -> pd.DataFrame:
+def cace_iv(
+    frame: pd.DataFrame,
+    *,
+    outcome: str = "",
+    threshold: int = 10,
+    timepoint: str = "fu12",
+    covariates: Sequence[str] = DEFAULT_COVARIATES,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """Complier-average causal effect of attending more than ``threshold`` sessions, by 2SLS with the
     randomised arm as the instrument (module docstring); rows: the CACE, the ITT effect (reduced form)
     and the first stage (IMR - TAU difference in the proportion attending > threshold), all in the
     same sample (observed ``timepoint`` and baseline, complete covariates)."""
     if timepoint not in TIMEPOINTS:
         raise AnalysisError(f"timepoint must be one of {TIMEPOINTS}, got {timepoint!r}")
-    rows, _ = _analysable(frame, covariates)
+    rows, _ = analysable_rows(frame, covariates)
     d = rows.loc[rows[timepoint].notna() & rows["baseline"].notna() & rows["sessions_attended"].notna()]
     name = _name(outcome)
     for arm in ARMS:
@@ -498,28 +700,60 @@ def cace_iv(frame: pd.DataFrame, *, outcome: str = "", threshold: int = 10, time
     tau_attended = int(((z == 0) & (sessions > 0)).sum())
     complied = z * (sessions > threshold)
     if not complied.any():
-        raise AnalysisError(f"CACE of {name}: no IMR participant attended more than {threshold} sessions; the "
-                            "complier effect is not identified (no one received the treatment)")
+        raise AnalysisError(
+            f"CACE of {name}: no IMR participant attended more than {threshold} sessions; the "
+            "complier effect is not identified (no one received the treatment)"
+        )
     y = d[timepoint].to_numpy(float)
-    Zc, _ = _dummies(d, covariates)
+    Zc, _ = covariate_dummies(d, covariates)
     exog = np.column_stack([np.ones(len(d)), d["baseline"].to_numpy(float), Zc])
     beta, cov, df = _tsls(y, np.column_stack([complied, exog]), np.column_stack([z, exog]))
     rhs = " + ".join(["baseline", *covariates])
-    assumption = (f"rests on the exclusion restriction (randomisation to IMR affects {timepoint} only through "
-                  f"attending > {threshold} sessions) and one-sided non-compliance (TAU cannot attend)")
-    notes = assumption + (f"; {tau_attended} TAU participant(s) recorded with sessions > 0 were coded as "
-                          "non-compliers" if tau_attended else "")
-    extra = {"outcome": outcome, "timepoint": timepoint, "threshold": threshold, "n": int(len(d)),
-             "n_imr": int(z.sum()), "n_compliers_imr": int(complied.sum()),
-             "compliance_imr": float(complied.sum() / z.sum())}
-    cace = _t_estimate(f"CACE of attending >{threshold} sessions at {timepoint}", beta[0], math.sqrt(cov[0, 0]), df,
-                       level, f"2SLS (instrument: randomised arm), {timepoint} ~ complied + {rhs}; homoskedastic "
-                              "SE as AER::ivreg, t(n - p)", extra)
-    fs = _ols(np.column_stack([z, exog]), complied, f"CACE first stage of {name}")
-    first = _t_estimate(f"first stage: IMR - TAU in P(attended >{threshold})", fs.beta[0], math.sqrt(fs.cov[0, 0]),
-                        fs.df, level, f"OLS complied ~ arm + {rhs} (linear probability); F = t^2",
-                        {**extra, "F": (fs.beta[0] ** 2 / fs.cov[0, 0])})
-    rf = _ols(np.column_stack([z, exog]), y, f"CACE reduced form of {name}")
-    itt = _t_estimate(f"ITT (reduced form): IMR - TAU at {timepoint}", rf.beta[0], math.sqrt(rf.cov[0, 0]), rf.df,
-                      level, f"OLS {timepoint} ~ arm + {rhs}, same sample; CACE = ITT / first stage", extra)
+    assumption = (
+        f"rests on the exclusion restriction (randomisation to IMR affects {timepoint} only through "
+        f"attending > {threshold} sessions) and one-sided non-compliance (TAU cannot attend)"
+    )
+    notes = assumption + (
+        f"; {tau_attended} TAU participant(s) recorded with sessions > 0 were coded as non-compliers"
+        if tau_attended
+        else ""
+    )
+    extra = {
+        "outcome": outcome,
+        "timepoint": timepoint,
+        "threshold": threshold,
+        "n": int(len(d)),
+        "n_imr": int(z.sum()),
+        "n_compliers_imr": int(complied.sum()),
+        "compliance_imr": float(complied.sum() / z.sum()),
+    }
+    cace = Estimate.from_t(
+        f"CACE of attending >{threshold} sessions at {timepoint}",
+        beta[0],
+        math.sqrt(cov[0, 0]),
+        df,
+        level,
+        f"2SLS (instrument: randomised arm), {timepoint} ~ complied + {rhs}; homoskedastic SE as AER::ivreg, t(n - p)",
+        extra=extra,
+    )
+    fs = fit_ols(np.column_stack([z, exog]), complied, f"CACE first stage of {name}")
+    first = Estimate.from_t(
+        f"first stage: IMR - TAU in P(attended >{threshold})",
+        fs.beta[0],
+        math.sqrt(fs.cov[0, 0]),
+        fs.df,
+        level,
+        f"OLS complied ~ arm + {rhs} (linear probability); F = t^2",
+        extra={**extra, "F": (fs.beta[0] ** 2 / fs.cov[0, 0])},
+    )
+    rf = fit_ols(np.column_stack([z, exog]), y, f"CACE reduced form of {name}")
+    itt = Estimate.from_t(
+        f"ITT (reduced form): IMR - TAU at {timepoint}",
+        rf.beta[0],
+        math.sqrt(rf.cov[0, 0]),
+        rf.df,
+        level,
+        f"OLS {timepoint} ~ arm + {rhs}, same sample; CACE = ITT / first stage",
+        extra=extra,
+    )
     return to_frame([dataclasses.replace(cace, notes=notes), itt, first])

@@ -5,8 +5,8 @@ size laid over the pipeline's `simulate.trial` section), cleaned by `imrstats.da
 `imrstats.trial.analyses.itt_mi_mmrm` (and, for comparison, the complete-case ANCOVA). `run_replicate` returns
 the per-visit estimates next to the truth; `aggregate` turns many replicates into the performance
 measures of Morris, White & Crowther (2019), "Using simulation studies to evaluate statistical methods",
-Stat Med 38:2074-2102, Table 6, each with its Monte Carlo standard error (MCSE); `simstudy_report`
-renders them as one HTML page. Replicates are independent: replicate r of scenario s draws from the
+Stat Med 38:2074-2102, Table 6, each with its Monte Carlo standard error (MCSE);
+`imrstats.trial.simstudy_section.render_simstudy_report` renders them as one HTML page. Replicates are independent: replicate r of scenario s draws from the
 seed ``derive_seed(seed, "simstudy.<s>.<r>")``, so any subset can run in any order, on any machine,
 and give the same numbers (the Snakemake workflow `workflow/simulation.smk` runs one job per replicate).
 
@@ -20,7 +20,6 @@ the report).
 from __future__ import annotations
 
 import copy
-import html
 import math
 from pathlib import Path
 from typing import Iterable
@@ -30,16 +29,32 @@ import pandas as pd
 from scipy import stats
 
 from imrstats.config import deep_update
+from imrstats.core.seeds import derive_seed
+from imrstats.data.simulate import simulate_assessments, simulate_participants
 from imrstats.errors import AnalysisError, InputError
-from imrstats.results import Estimate, to_frame
-from imrstats.data.simulate import derive_seed, simulate_assessments, simulate_participants
+from imrstats.results import Estimate, identifiers_first, to_frame, to_jsonable
 
 ESTIMATORS = {
     "mi_mmrm": "ITT MI-MMRM (MICE, MMRM per imputation, Rubin's rules)",
     "complete_case": "complete-case ANCOVA (OLS on participants with baseline and the visit observed)",
 }
-REPLICATE_COLUMNS = ["scenario", "rep", "estimator", "outcome", "timepoint", "truth", "estimate", "se",
-                     "ci_low", "ci_high", "df", "p", "fmi", "n_not_converged", "error"]
+REPLICATE_COLUMNS = [
+    "scenario",
+    "rep",
+    "estimator",
+    "outcome",
+    "timepoint",
+    "truth",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "df",
+    "p",
+    "fmi",
+    "n_not_converged",
+    "error",
+]
 MORRIS = "Morris, White & Crowther 2019 (Stat Med 38:2074), Table 6"
 
 
@@ -54,8 +69,8 @@ def validate_study_config(config: dict, source: str = "simulation config") -> di
     import jsonschema
     import yaml
 
-    from imrstats.data.instruments import load_registry
     from imrstats.core.paths import SCHEMA_DIR
+    from imrstats.data.instruments import load_registry
 
     schema = yaml.safe_load((SCHEMA_DIR / "simulation.schema.yaml").read_text())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -63,12 +78,20 @@ def validate_study_config(config: dict, source: str = "simulation config") -> di
     if not problems:
         registry = load_registry()
         names = [s["name"] for s in config["scenarios"]]
-        problems += [f"config key scenarios: name {n!r} is used twice" for n in sorted({n for n in names if names.count(n) > 1})]
-        problems += [f"config key outcomes: {k!r} is not an instrument in config/instruments.yaml"
-                     for k in config["outcomes"] if k not in registry]
+        problems += [
+            f"config key scenarios: name {n!r} is used twice" for n in sorted({n for n in names if names.count(n) > 1})
+        ]
+        problems += [
+            f"config key outcomes: {k!r} is not an instrument in config/instruments.yaml"
+            for k in config["outcomes"]
+            if k not in registry
+        ]
         for s in config["scenarios"]:
-            problems += [f"config key scenarios.{s['name']}.true_effects.{k}: not an instrument in config/instruments.yaml"
-                         for k in (s.get("true_effects") or {}) if k not in registry]
+            problems += [
+                f"config key scenarios.{s['name']}.true_effects.{k}: not an instrument in config/instruments.yaml"
+                for k in (s.get("true_effects") or {})
+                if k not in registry
+            ]
     if problems:
         raise InputError(f"{source}: invalid simulation configuration\n  " + "\n  ".join(problems))
     return config
@@ -174,8 +197,11 @@ def run_replicate(config: dict, scenario: dict | str, rep: int, seed: int) -> di
     participants = simulate_participants(model, np.random.default_rng(derive_seed(rep_seed, "participants")))
     assessments = simulate_assessments(participants, model, np.random.default_rng(derive_seed(rep_seed, "assessments")))
     clean = config.get("clean", {})
-    tables = clean_tables({"participants": participants, "assessments": assessments},
-                          missing_codes=clean.get("missing_codes"), prorate=clean.get("prorate", True)).tables
+    tables = clean_tables(
+        {"participants": participants, "assessments": assessments},
+        missing_codes=clean.get("missing_codes"),
+        prorate=clean.get("prorate", True),
+    ).tables
     level = 1 - float(config["alpha"])
     covariates = list(config["covariates"])
     rows, observed = [], {}
@@ -184,18 +210,35 @@ def run_replicate(config: dict, scenario: dict | str, rep: int, seed: int) -> di
         observed[outcome] = {tp: float(frame[tp].notna().mean()) for tp in trial.ALL_TIMEPOINTS}
         for estimator in config["estimators"]:
             try:
-                found = _analyse(estimator, frame, outcome, covariates, config, level, derive_seed(rep_seed, f"impute.{outcome}"))
+                found = _analyse(
+                    estimator, frame, outcome, covariates, config, level, derive_seed(rep_seed, f"impute.{outcome}")
+                )
                 error = ""
             except AnalysisError as err:
                 found, error = {}, str(err)
             for tp in trial.TIMEPOINTS:
                 row = found.get(tp, {})
-                rows.append({"scenario": name, "rep": int(rep), "estimator": estimator, "outcome": outcome,
-                             "timepoint": tp, "truth": truth_of(scenario, outcome, tp),
-                             **{k: _num(row.get(k)) for k in ("estimate", "se", "ci_low", "ci_high", "df", "p", "fmi")},
-                             "n_not_converged": int(row.get("n_not_converged", 0) or 0), "error": error})
-    return {"scenario": name, "rep": int(rep), "seed": int(rep_seed), "n_participants": len(participants),
-            "observed_share": observed, "rows": rows}
+                rows.append(
+                    {
+                        "scenario": name,
+                        "rep": int(rep),
+                        "estimator": estimator,
+                        "outcome": outcome,
+                        "timepoint": tp,
+                        "truth": truth_of(scenario, outcome, tp),
+                        **{k: _num(row.get(k)) for k in ("estimate", "se", "ci_low", "ci_high", "df", "p", "fmi")},
+                        "n_not_converged": int(row.get("n_not_converged", 0) or 0),
+                        "error": error,
+                    }
+                )
+    return {
+        "scenario": name,
+        "rep": int(rep),
+        "seed": int(rep_seed),
+        "n_participants": len(participants),
+        "observed_share": observed,
+        "rows": rows,
+    }
 
 
 def _analyse(estimator: str, frame, outcome, covariates, config, level, seed) -> dict[str, dict]:
@@ -203,10 +246,18 @@ def _analyse(estimator: str, frame, outcome, covariates, config, level, seed) ->
     from imrstats.trial import analyses as trial
 
     if estimator == "mi_mmrm":
-        res = trial.itt_mi_mmrm(frame, outcome=outcome, covariates=covariates, m=int(config["imputations"]),
-                                method=config["imputation_method"], maxit=int(config["maxit"]),
-                                donors=int(config["donors"]), by_arm=bool(config["impute_by_arm"]),
-                                seed=seed, level=level)
+        res = trial.itt_mi_mmrm(
+            frame,
+            outcome=outcome,
+            covariates=covariates,
+            m=int(config["imputations"]),
+            method=config["imputation_method"],
+            maxit=int(config["maxit"]),
+            donors=int(config["donors"]),
+            by_arm=bool(config["impute_by_arm"]),
+            seed=seed,
+            level=level,
+        )
         table = res.contrasts
     elif estimator == "complete_case":
         table = trial.complete_case(frame, outcome=outcome, covariates=covariates, level=level)[1]
@@ -217,10 +268,7 @@ def _analyse(estimator: str, frame, outcome, covariates, config, level, seed) ->
 
 def _num(value) -> float | None:
     """A float for JSON: None for missing or non-finite."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
+    return None if value is None else to_jsonable(float(value))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -236,11 +284,20 @@ def replicate_rows(replicates: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
         frame = pd.DataFrame([row for rep in replicates for row in rep["rows"]])
     if frame.empty:
         raise AnalysisError("no replicate results to aggregate: run the replicates first")
-    absent = [c for c in ("scenario", "rep", "outcome", "timepoint", "truth", "estimate", "se", "ci_low", "ci_high", "p")
-              if c not in frame.columns]
+    absent = [
+        c
+        for c in ("scenario", "rep", "outcome", "timepoint", "truth", "estimate", "se", "ci_low", "ci_high", "p")
+        if c not in frame.columns
+    ]
     if absent:
         raise AnalysisError(f"replicate rows lack column(s) {absent}; build them with run_replicate")
-    for col, default in (("estimator", "mi_mmrm"), ("error", ""), ("n_not_converged", 0), ("df", np.nan), ("fmi", np.nan)):
+    for col, default in (
+        ("estimator", "mi_mmrm"),
+        ("error", ""),
+        ("n_not_converged", 0),
+        ("df", np.nan),
+        ("fmi", np.nan),
+    ):
         if col not in frame.columns:
             frame[col] = default
     for col in ("truth", "estimate", "se", "ci_low", "ci_high", "df", "p", "fmi"):
@@ -252,8 +309,15 @@ def replicate_rows(replicates: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
     return frame[REPLICATE_COLUMNS].sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def performance_measures(estimates: np.ndarray, ses: np.ndarray, ci_low: np.ndarray, ci_high: np.ndarray,
-                         p: np.ndarray, truth: float, alpha: float) -> dict[str, tuple[float, float]]:
+def performance_measures(
+    estimates: np.ndarray,
+    ses: np.ndarray,
+    ci_low: np.ndarray,
+    ci_high: np.ndarray,
+    p: np.ndarray,
+    truth: float,
+    alpha: float,
+) -> dict[str, tuple[float, float]]:
     """Performance measure -> (estimate, Monte Carlo SE) over n replicates, Morris et al. 2019, Table 6:
 
     bias           mean(th_i) - th                  MCSE sqrt(sum (th_i - mean)^2 / (n (n - 1)))
@@ -286,9 +350,10 @@ def performance_measures(estimates: np.ndarray, ses: np.ndarray, ci_low: np.ndar
         "empirical_se": (emp_se, emp_se / math.sqrt(2 * (n - 1))),
         "mse": (mse, math.sqrt(float(np.sum((sq_err - mse) ** 2) / (n * (n - 1))))),
         "model_se": (mod_se, math.sqrt(var_var / (4 * n * mod_se**2)) if mod_se > 0 else math.nan),
-        "rel_error_model_se_pct": (100 * (ratio - 1),
-                                   100 * ratio * math.sqrt(var_var / (4 * n * mod_se**4) + 1 / (2 * (n - 1)))
-                                   if mod_se > 0 else math.nan),
+        "rel_error_model_se_pct": (
+            100 * (ratio - 1),
+            100 * ratio * math.sqrt(var_var / (4 * n * mod_se**4) + 1 / (2 * (n - 1))) if mod_se > 0 else math.nan,
+        ),
         "coverage": (cov, math.sqrt(cov * (1 - cov) / n)),
         "rejection": (rej, math.sqrt(rej * (1 - rej) / n)),
     }
@@ -306,29 +371,50 @@ def aggregate(replicates: Iterable[dict] | pd.DataFrame, *, alpha: float = 0.05,
     z = stats.norm.ppf(0.5 + level / 2)
     out = []
     for (scenario, estimator, outcome, timepoint), group in rows.groupby(
-            ["scenario", "estimator", "outcome", "timepoint"], sort=False):
+        ["scenario", "estimator", "outcome", "timepoint"], sort=False
+    ):
         truths = group["truth"].unique()
         if len(truths) != 1:
-            raise AnalysisError(f"{scenario} / {outcome} / {timepoint}: replicates disagree on the truth {sorted(truths)}")
+            raise AnalysisError(
+                f"{scenario} / {outcome} / {timepoint}: replicates disagree on the truth {sorted(truths)}"
+            )
         truth = float(truths[0])
         ok = (group["error"] == "") & group[["estimate", "se", "ci_low", "ci_high", "p"]].notna().all(axis=1)
         good = group[ok]
-        extra = {"scenario": scenario, "estimator": estimator, "outcome": outcome, "timepoint": timepoint,
-                 "truth": truth, "n_rep": int(ok.sum()), "n_failed": int((~ok).sum()),
-                 "n_flagged": int((good["n_not_converged"] > 0).sum()), "alpha": float(alpha)}
+        extra = {
+            "scenario": scenario,
+            "estimator": estimator,
+            "outcome": outcome,
+            "timepoint": timepoint,
+            "truth": truth,
+            "n_rep": int(ok.sum()),
+            "n_failed": int((~ok).sum()),
+            "n_flagged": int((good["n_not_converged"] > 0).sum()),
+            "alpha": float(alpha),
+        }
         try:
-            measures = performance_measures(good["estimate"], good["se"], good["ci_low"], good["ci_high"],
-                                            good["p"], truth, alpha)
+            measures = performance_measures(
+                good["estimate"], good["se"], good["ci_low"], good["ci_high"], good["p"], truth, alpha
+            )
             note = ""
         except AnalysisError as err:
             measures, note = {k: (math.nan, math.nan) for k in _MEASURE_ORDER}, str(err)
         for measure, (value, mcse) in measures.items():
             if measure == "rejection":
                 measure = "type_i_error" if truth == 0 else "power"
-            out.append(Estimate(quantity=measure, estimate=value, se=mcse, ci_low=value - z * mcse,
-                                ci_high=value + z * mcse, method=f"{MORRIS}; MCSE as se; Wald {level:.0%} CI",
-                                notes=note, extra=extra))
-    return to_frame(out)
+            out.append(
+                Estimate(
+                    quantity=measure,
+                    estimate=value,
+                    se=mcse,
+                    ci_low=value - z * mcse,
+                    ci_high=value + z * mcse,
+                    method=f"{MORRIS}; MCSE as se; Wald {level:.0%} CI",
+                    notes=note,
+                    extra=extra,
+                )
+            )
+    return identifiers_first(to_frame(out))  # scenario, estimator, outcome, timepoint first
 
 
 _MEASURE_ORDER = ["bias", "empirical_se", "mse", "model_se", "rel_error_model_se_pct", "coverage", "rejection"]
@@ -338,80 +424,26 @@ def performance_table(performance: pd.DataFrame, digits: int = 3) -> pd.DataFram
     """One row per scenario x estimator x outcome x visit; each measure shown as 'estimate (MCSE)'."""
     keys = ["scenario", "estimator", "outcome", "timepoint", "truth", "n_rep", "n_failed", "n_flagged"]
     shown = performance.assign(
-        measure=performance["quantity"].replace({"power": "power / type I error", "type_i_error": "power / type I error"}),
-        cell=[("" if pd.isna(e) else f"{e:.{digits}f} ({s:.{digits}f})")
-              for e, s in zip(performance["estimate"], performance["se"])])
+        measure=performance["quantity"].replace(
+            {"power": "power / type I error", "type_i_error": "power / type I error"}
+        ),
+        cell=[
+            ("" if pd.isna(e) else f"{e:.{digits}f} ({s:.{digits}f})")
+            for e, s in zip(performance["estimate"], performance["se"])
+        ],
+    )
     wide = shown.pivot_table(index=keys, columns="measure", values="cell", aggfunc="first", sort=False)
     order = ["bias", "empirical_se", "model_se", "rel_error_model_se_pct", "mse", "coverage", "power / type I error"]
     return wide.reindex(columns=order).reset_index().rename_axis(None, axis=1)
 
 
 # --------------------------------------------------------------------------------------------------
-# Report
+# Flags for the report (rendered by imrstats.trial.simstudy_section)
 # --------------------------------------------------------------------------------------------------
 
 
-def scenario_table(config: dict) -> pd.DataFrame:
-    """The scenarios as run: size, attrition and true effects of the analysed outcomes."""
-    rows = []
-    for s in config["scenarios"]:
-        model = scenario_trial_model(config["trial_model"], s) if "trial_model" in config else {}
-        effects = "; ".join(f"{o} {tp} {truth_of(s, o, tp):g}" for o in config["outcomes"] for tp in ("post", "fu12"))
-        rows.append({"scenario": s["name"], "description": s.get("description", ""),
-                     "n_participants": model.get("n_participants", s.get("n_participants")),
-                     "visit_missing": ", ".join(f"{k} {v:g}" for k, v in model.get("visit_missing", s.get("visit_missing", {})).items()),
-                     "true effects (IMR - TAU)": effects})
-    return pd.DataFrame(rows)
-
-
-def simstudy_report(performance: pd.DataFrame, config: dict, *, replicates: pd.DataFrame | None = None) -> str:
-    """A self-contained HTML page: design (scenarios, replicates, analysis), the performance table with
-    MCSEs, failures and non-convergence, and how the measures are defined."""
-    from imrstats.report.html import flags_html, table_html
-
-    n_target = int(config["replicates"])
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>imrstats simulation study</title>",
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table.tbl{border-collapse:collapse;"
-        "font-size:0.85em}table.tbl td,table.tbl th{padding:2px 8px;border-bottom:1px solid #ddd}"
-        ".flag{background:#fff3cd;padding:0.5em}.method,.caption{color:#444}</style></head><body>",
-        "<h1>Simulation study: ITT analysis of the IMR trial</h1>",
-        f"<p>{n_target} replicate trials per scenario, master seed {int(config['seed'])}; each replicate simulated "
-        "by <code>imrstats.data.simulate</code>, cleaned by <code>imrstats.data.clean</code> and analysed by: "
-        + html.escape("; ".join(ESTIMATORS[e] for e in config["estimators"]))
-        + f". Multiple imputation: m = {int(config['imputations'])}, {html.escape(config['imputation_method'])}, "
-        f"maxit {int(config['maxit'])}; covariates {html.escape(', '.join(config['covariates']))}; "
-        f"two-sided tests at alpha = {float(config['alpha']):g}, {1 - float(config['alpha']):.0%} CIs.</p>",
-        "<h2>Scenarios</h2>", table_html(scenario_table(config)),
-    ]
-    flags = _report_flags(performance, n_target)
-    if flags:
-        parts.append(flags_html(flags))
-    parts += [
-        "<h2>Performance</h2>",
-        table_html(performance_table(performance),
-                   caption="Each cell: estimate (Monte Carlo SE). Effects are IMR - TAU on the instrument's own "
-                           "scale. n_rep: replicates analysed; n_failed: replicates whose analysis failed (left "
-                           "out); n_flagged: replicates with an MMRM fit that did not converge (kept).",
-                   method=f"{MORRIS}. bias = mean(estimate) - truth; empirical_se = SD of the estimates; "
-                          "model_se = sqrt(mean(se^2)); rel_error_model_se_pct = 100 (model_se / empirical_se - 1); "
-                          "mse = mean((estimate - truth)^2); coverage = share of CIs that contain the truth; "
-                          "power (truth != 0) or type I error (truth = 0) = share of p <= alpha."),
-        "<p class='method'>The truth is the scenario's nominal effect: the generator shifts the arm means by "
-        "-/+ half of it before rounding and clipping scores to the instrument's range, which attenuates it "
-        "only for instruments near a floor or ceiling. Monte Carlo SE of a share P from n replicates is "
-        "sqrt(P (1 - P) / n): for coverage of 95% that is "
-        + html.escape(f"{math.sqrt(0.95 * 0.05 / max(n_target, 1)):.4f}") + f" with n = {n_target}.</p>",
-    ]
-    if replicates is not None and len(replicates):
-        errors = replicates.loc[replicates["error"] != "", ["scenario", "rep", "estimator", "outcome", "error"]]
-        if len(errors):
-            parts += ["<h2>Failed analyses</h2>", table_html(errors.drop_duplicates().head(50))]
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
-def _report_flags(performance: pd.DataFrame, n_target: int) -> list[str]:
+def performance_flags(performance: pd.DataFrame, n_target: int) -> list[str]:
+    """What the report must show: failed or non-converged replicates, missing replicates, notes per cell."""
     flags = []
     groups = performance.drop_duplicates(["scenario", "estimator", "outcome", "timepoint"])
     for r in groups.itertuples():

@@ -32,13 +32,17 @@ def simulate(seed: int = SEED):
     ids = [f"P{i:03d}" for i in range(1, n + 1)]
     arm = rng.permutation(np.repeat(["IMR", "TAU"], n // 2))
     site = rng.permutation(np.repeat(["Ballerup", "Gladsaxe", "Frederiksberg"], [54, 63, 81]))
-    participants = pd.DataFrame({
-        "id": ids, "arm": arm, "site": site,
-        "sex": rng.choice(["female", "male"], n, p=[0.45, 0.55]),
-        "age": rng.integers(20, 70, n),
-        "diagnosis": rng.choice(["schizophrenia", "bipolar"], n, p=[0.76, 0.24]),
-        "sessions_attended": np.where(arm == "IMR", rng.integers(0, 40, n), 0),
-    })
+    participants = pd.DataFrame(
+        {
+            "id": ids,
+            "arm": arm,
+            "site": site,
+            "sex": rng.choice(["female", "male"], n, p=[0.45, 0.55]),
+            "age": rng.integers(20, 70, n),
+            "diagnosis": rng.choice(["schizophrenia", "bipolar"], n, p=[0.76, 0.24]),
+            "sessions_attended": np.where(arm == "IMR", rng.integers(0, 40, n), 0),
+        }
+    )
     prior = _zinb(rng, np.full(n, 1.0), 0.8, 0.3)
     days = np.where(rng.uniform(size=n) < 0.8, 365, rng.integers(200, 365, n))
     imr = (arm == "IMR").astype(float)
@@ -51,16 +55,28 @@ def simulate(seed: int = SEED):
         "outpatient_contacts": _zinb(rng, 22 * np.exp(0.5 * base - 0.05 * imr), 2.5, 0.05),
     }
     pre = {
-        "admissions": prior, "bed_days": prior * rng.integers(3, 30, n),
-        "er_visits": rng.poisson(0.8, n), "outpatient_contacts": rng.poisson(20, n),
+        "admissions": prior,
+        "bed_days": prior * rng.integers(3, 30, n),
+        "er_visits": rng.poisson(0.8, n),
+        "outpatient_contacts": rng.poisson(20, n),
     }
-    service_use = pd.concat([
-        pd.DataFrame({"id": ids, "period": "pre", "exposure_days": 365, **pre}),
-        pd.DataFrame({"id": ids, "period": "follow_up", "exposure_days": days, **follow}),
-    ], ignore_index=True)
-    analysis = pd.DataFrame({
-        "id": ids, "arm": arm, "site": site, "exposure_days": days, "prior_admissions": prior, **follow,
-    })
+    service_use = pd.concat(
+        [
+            pd.DataFrame({"id": ids, "period": "pre", "exposure_days": 365, **pre}),
+            pd.DataFrame({"id": ids, "period": "follow_up", "exposure_days": days, **follow}),
+        ],
+        ignore_index=True,
+    )
+    analysis = pd.DataFrame(
+        {
+            "id": ids,
+            "arm": arm,
+            "site": site,
+            "exposure_days": days,
+            "prior_admissions": prior,
+            **follow,
+        }
+    )
     return participants, service_use, analysis
 
 
@@ -70,7 +86,7 @@ def degenerate(analysis: pd.DataFrame, seed: int = SEED + 1) -> pd.DataFrame:
     out = analysis[["id", "arm", "site", "exposure_days", "prior_admissions"]].copy()
     n, tau = len(out), (out["arm"] == "TAU").to_numpy()
     sparse = np.zeros(n, dtype=int)
-    sparse[np.flatnonzero(tau)[[3, 40]]] = 1          # 2 events in TAU
+    sparse[np.flatnonzero(tau)[[3, 40]]] = 1  # 2 events in TAU
     sparse[np.flatnonzero(~tau)[[1, 7, 20, 33, 50, 61, 77]]] = [1, 2, 1, 1, 3, 1, 1]  # 10 in IMR
     out["sparse_events"] = sparse
     out["tau_no_events"] = np.where(tau, 0, rng.poisson(0.6, n))

@@ -1,4 +1,4 @@
-# Reference values for tests/validation/test_trial_extra_vs_r.py (imrstats.trial.secondary, issue 10).
+# Reference values for tests/validation/test_trial_extra_vs_r.py (imrstats.trial.secondary: diagnostics, within-group change, subscales, attendance, CACE).
 # Data: tests/validation/data/trial_extra_<outcome>.csv (made by trial_extra_make_data.py). Run from the
 # repository root:   Rscript tests/validation/r/trial_extra.R
 # Needs nlme, car, AER, numDeriv.

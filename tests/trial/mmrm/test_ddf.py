@@ -5,20 +5,19 @@ Numbers against SAS and R (pbkrtest) live in tests/validation/test_mmrm_kr_vs_r.
 
 from __future__ import annotations
 
-from conftest import VALIDATION_DATA
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats.trial.mmrm import fit as mmrm
-
-from imrstats.trial import analyses as trial
+from conftest import VALIDATION_DATA
 from imrstats.errors import AnalysisError
+from imrstats.trial import analyses as trial
+from imrstats.trial import mmrm
 from imrstats.trial.mmrm import fit_mmrm
+from imrstats.trial.mmrm.reml import vech_basis
 
 DATA = VALIDATION_DATA
 TIMES = ("post", "fu12")
@@ -52,7 +51,7 @@ def test_kr_changes_only_the_ses(kr, sat):
     assert np.array_equal(kr.cov_beta_model, sat.cov_beta) and np.array_equal(sat.cov_beta_model, sat.cov_beta)
     np.testing.assert_allclose(kr.contrast_df, sat.contrast_df, rtol=1e-13)
     np.testing.assert_allclose(kr.means_df, sat.means_df, rtol=1e-13)
-    assert (kr.contrasts["se"].to_numpy() > sat.contrasts["se"].to_numpy()).all()   # the KR inflation
+    assert (kr.contrasts["se"].to_numpy() > sat.contrasts["se"].to_numpy()).all()  # the KR inflation
     assert "Kenward-Roger" in kr.method and "Kenward-Roger" not in sat.method
     assert (kr.contrasts["method"] == kr.method).all()
     json.dumps(kr.to_dict())
@@ -62,7 +61,7 @@ def test_q_terms_equal_dense_sums(design_grid, kr):
     """Q_hj = sum_i X_i' W_i E_h W_i E_j W_i X_i summed participant by participant."""
     design, grid = design_grid
     observed = design.present & np.isfinite(grid)
-    E, _ = mmrm._vech_basis(len(TIMES))
+    E, _ = vech_basis(len(TIMES))
     m, p = E.shape[0], design.X.shape[2]
     dense = np.zeros((m, m, p, p))
     for i in np.flatnonzero(observed.any(axis=1)):
@@ -83,9 +82,10 @@ def test_kr_is_invariant_to_reparameterizing_the_fixed_effects(data, design_grid
     moved = mmrm.fit_mmrm_grid(dataclasses.replace(design, X=design.X @ A), grid, df_method="kenward_roger")
     A_inv = np.linalg.inv(A)
     np.testing.assert_allclose(moved.cov_beta, A_inv @ kr.cov_beta @ A_inv.T, rtol=1e-7, atol=1e-9)
-    L = kr.contrast_L @ A                       # the same contrasts in the new coordinates
-    np.testing.assert_allclose(mmrm.kenward_roger_df(L, moved.cov_beta_model, moved.dcov_beta, moved.cov_theta),
-                               kr.contrast_df, rtol=1e-7)
+    L = kr.contrast_L @ A  # the same contrasts in the new coordinates
+    np.testing.assert_allclose(
+        mmrm.kenward_roger_df(L, moved.cov_beta_model, moved.dcov_beta, moved.cov_theta), kr.contrast_df, rtol=1e-7
+    )
 
 
 def test_single_row_f_test_is_the_squared_t(kr):
@@ -114,8 +114,9 @@ def test_f_test_errors(kr, sat):
 
 
 def test_no_covariance_uncertainty_gives_the_wald_test(kr):
-    test = mmrm.kenward_roger_f_test(kr.contrast_L, kr.beta, kr.cov_beta_model, kr.cov_beta, kr.dcov_beta,
-                                     np.zeros_like(kr.cov_theta))
+    test = mmrm.kenward_roger_f_test(
+        kr.contrast_L, kr.beta, kr.cov_beta_model, kr.cov_beta, kr.dcov_beta, np.zeros_like(kr.cov_theta)
+    )
     assert test.df == np.inf and test.extra["lambda"] == 1.0
 
 
@@ -149,21 +150,24 @@ def test_trial_itt_pools_the_kr_variances():
     assert (kr.contrasts["se"].to_numpy() > sat.contrasts["se"].to_numpy()).all()
     assert "Kenward-Roger" in kr.method and "Kenward-Roger" not in sat.method
     # the pooled within-imputation variance is the mean of the per-fit KR variances
-    _, designs, grids = trial._completed_designs(imp, trial.DEFAULT_COVARIATES, [0.0])
-    fits = mmrm.fit_mmrm_many(designs, grids[0])   # the ITT's warm-started chain
+    _, designs, grids = trial.completed_designs(imp, trial.DEFAULT_COVARIATES, [0.0])
+    fits = mmrm.fit_mmrm_many(designs, grids[0])  # the ITT's warm-started chain
     L = fits.result(0).contrast_L
     within = np.mean([L @ fits.kenward_roger_cov_beta[b] @ L.T for b in range(5)], axis=0)
     np.testing.assert_allclose(kr.contrasts["ubar"], np.diag(within), rtol=1e-8)
 
 
 def test_trial_stage_setting_reaches_the_fits(default_clean_tables):
-    from imrstats.trial.stage import run_trial_outcome, trial_settings
+    from imrstats.config import section_settings
+    from imrstats.errors import SettingsError
+    from imrstats.trial.stage import run_trial_outcome
 
-    assert trial_settings(None)["df_method"] == "satterthwaite"
-    with pytest.raises(AnalysisError, match="df_method"):
-        trial_settings({"df_method": "kenward-roger"})
-    res = run_trial_outcome(default_clean_tables, "psp", {"subgroups": [], "df_method": "kenward_roger"}, seed=3,
-                            imputations=10)
+    assert section_settings("trial")["df_method"] == "satterthwaite"
+    with pytest.raises(SettingsError, match="trial.df_method"):
+        section_settings("trial", {"df_method": "kenward-roger"})
+    res = run_trial_outcome(
+        default_clean_tables, "psp", {"subgroups": [], "df_method": "kenward_roger"}, seed=3, imputations=10
+    )
     rec = res.record["outcomes"]["psp"]
     assert "Kenward-Roger" in rec["itt"]["method"]
     assert all("Kenward-Roger" in row["method"] for row in rec["likelihood_mmrm"])

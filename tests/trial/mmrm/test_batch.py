@@ -5,22 +5,20 @@ path made them. Speed is measured in benchmarks/bench_trial.py, never here."""
 
 from __future__ import annotations
 
-from conftest import VALIDATION_DATA
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from imrstats.trial.mmrm import fit as mmrm
-
-from imrstats.trial import analyses as trial
+from conftest import VALIDATION_DATA
 from imrstats.errors import AnalysisError
+from imrstats.trial import analyses as trial
+from imrstats.trial import mmrm
 
 DATA = VALIDATION_DATA / "trial_gaf_f.csv"
 M = 12
-RTOL = 1e-12   # the batched path may round differently from one fit at a time; the algorithm is the same
+RTOL = 1e-12  # the batched path may round differently from one fit at a time; the algorithm is the same
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +30,7 @@ def frame():
 def completed(frame):
     """m per-imputation designs and complete outcome grids of gaf_f (what the ITT analysis fits)."""
     imp = trial.impute_outcome(frame, m=M, seed=5)
-    _, designs, grids = trial._completed_designs(imp, trial.DEFAULT_COVARIATES, [0.0])
+    _, designs, grids = trial.completed_designs(imp, trial.DEFAULT_COVARIATES, [0.0])
     return imp, designs, grids[0]
 
 
@@ -71,7 +69,7 @@ def test_batch_from_given_starts_equals_fits_one_at_a_time(completed):
 
 def test_unusable_start_falls_back_to_ols_start(completed):
     _, designs, grids = completed
-    starts = np.repeat(np.array([[1.0, 2.0], [2.0, 1.0]])[None], M, axis=0)   # not positive definite
+    starts = np.repeat(np.array([[1.0, 2.0], [2.0, 1.0]])[None], M, axis=0)  # not positive definite
     fits = mmrm.fit_mmrm_many(designs, grids, starts=starts)
     _assert_same(fits, _alone(designs, grids, [None] * M))
 
@@ -79,7 +77,7 @@ def test_unusable_start_falls_back_to_ols_start(completed):
 def test_chains_in_lock_step_equal_each_chain_alone(frame, completed):
     _, designs, grids = completed
     other = trial.impute_outcome(frame, m=M, seed=6)
-    _, designs2, grids2 = trial._completed_designs(other, trial.DEFAULT_COVARIATES, [0.0])
+    _, designs2, grids2 = trial.completed_designs(other, trial.DEFAULT_COVARIATES, [0.0])
     together = mmrm.fit_mmrm_chains([designs, designs2], np.stack([grids, grids2[0]]))
     for fits, (d, g) in zip(together, [(designs, grids), (designs2, grids2[0])]):
         alone = mmrm.fit_mmrm_many(d, g)
@@ -102,7 +100,7 @@ def test_many_fits_check_every_design(completed):
     _, designs, grids = completed
     bad = list(designs)
     X = bad[3].X.copy()
-    X[:, :, 4] = X[:, :, 5]          # one imputation's baseline columns collinear: only its rank is short
+    X[:, :, 4] = X[:, :, 5]  # one imputation's baseline columns collinear: only its rank is short
     bad[3] = dataclasses.replace(bad[3], X=X)
     with pytest.raises(AnalysisError, match="singular design"):
         mmrm.fit_mmrm_many(bad, grids)
@@ -135,8 +133,9 @@ def test_delta_grid_without_prior_itt_fit_is_order_faithful(frame, completed):
     one_by_one = _fresh(imp)
     k = trial.TIMEPOINTS.index("post")
     for d, row in zip(deltas, tp.grid.itertuples()):
-        fits, design = trial._fit_imputations(one_by_one, trial.DEFAULT_COVARIATES,
-                                              lambda r: (r.contrast_L[[k]], ["post"]), delta=d)
-        pooled = trial.pool_rubin(fits.estimates[:, 0], fits.variances[:, 0], trial._df_complete(design)[k])
+        fits, design = trial.fit_imputations(
+            one_by_one, trial.DEFAULT_COVARIATES, lambda r: (r.contrast_L[[k]], ["post"]), delta=d
+        )
+        pooled = trial.pool_rubin(fits.estimates[:, 0], fits.variances[:, 0], trial.complete_data_df(design)[k])
         assert row.estimate == pytest.approx(pooled.estimate, rel=RTOL)
         assert row.se == pytest.approx(pooled.se, rel=RTOL)

@@ -1,0 +1,164 @@
+"""The trial stage's figures: drawn by `run_trial_stage` from its fitted results (the residuals and Cook's
+distances behind the diagnostics panels are row-level and never leave the stage as tables), each made with the
+report's one figure factory, `imrstats.report.figures.new_figure`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from imrstats.report.figures import new_figure
+from imrstats.trial import analyses as trial
+
+
+def trial_figures(
+    results: list[dict],
+    tables: dict[str, pd.DataFrame],
+    s: dict,
+    registry,
+    diagnostic_keys: tuple[str, ...],
+    into: dict | None = None,
+) -> dict:
+    """Every figure of the trial stage, by name (the report refers to figures/<name>.png). `diagnostic_keys`:
+    the result keys of the fitted models whose residual diagnostics are drawn, one panel row each. Figures are
+    added to `into` as they are drawn, so those drawn before a failure are kept."""
+    figures = {} if into is None else into
+    if "trial_itt_contrasts" in tables:
+        sds = {r["outcome"]: float(np.nanstd(baseline_values(r), ddof=1)) for r in results if "itt" in r}
+        figures["trial_itt_forest"] = forest_figure(tables["trial_itt_contrasts"], sds)
+    for r in results:
+        if "tipping" in r:
+            figures[f"trial_tipping_{r['outcome']}"] = tipping_figure(r["tipping"], registry[r["outcome"]].short)
+    for r in results:
+        diags = [r[n] for n in diagnostic_keys if n in r]
+        if diags and draw_diagnostics(r["outcome"], diags, s):
+            figures[f"trial_diagnostics_{r['outcome']}"] = diagnostics_figure(diags, registry[r["outcome"]].short)
+    if any("attendance_points" in r for r in results):
+        figures["trial_attendance"] = attendance_figure(results, registry, s)
+    return figures
+
+
+def baseline_values(result: dict) -> np.ndarray:
+    """Observed baseline values of one outcome (for the SD that scales the forest plot)."""
+    return result["imputation"].frame["baseline"].to_numpy(dtype=float)
+
+
+def draw_diagnostics(key: str, diags: list, s: dict) -> bool:
+    """Figures are costly (12 panels): ``flagged`` draws the primary outcome and any outcome with a failed check."""
+    if s["diagnostics_figures"] == "none":
+        return False
+    return (
+        s["diagnostics_figures"] == "all"
+        or key == s["primary"]["outcome"]
+        or any(d.failed or np.nanmax(d.cooks) > 1 for d in diags)
+    )
+
+
+def diagnostics_figure(diags: list, label: str):
+    """Per model (row): normal Q-Q of the residuals, residuals vs fitted, Cook's distance, residuals vs baseline."""
+    from scipy import stats
+
+    fig, axes = new_figure(12, 2.7 * len(diags), nrows=len(diags), ncols=4, squeeze=False)
+    for row, d in zip(axes, diags):
+        c = d.checks.set_index("check")
+        z = (d.residuals - d.residuals.mean()) / d.residuals.std(ddof=1)
+        osm, osr = stats.probplot(z, dist="norm", fit=False)
+        row[0].plot(osm, osr, ".", ms=3)
+        lim = [min(osm.min(), osr.min()), max(osm.max(), osr.max())]
+        row[0].plot(lim, lim, color="black", lw=0.8)
+        row[0].set_title(
+            f"{label}, {d.model} {d.timepoint}\nnormal Q-Q; Shapiro-Wilk p = {c.loc['shapiro_wilk', 'p']:.3g}",
+            fontsize=8,
+        )
+        row[1].plot(d.fitted, d.residuals, ".", ms=3)
+        row[1].axhline(0, color="black", lw=0.8)
+        row[1].set_title(
+            f"{d.residual_kind.split()[0]} residual vs fitted\nSpearman(|residual|, fitted) p = "
+            f"{c.loc['spearman_abs_residual_fitted', 'p']:.3g}",
+            fontsize=8,
+        )
+        n = len(d.cooks)
+        row[2].vlines(np.arange(1, n + 1), 0, np.nan_to_num(d.cooks), lw=0.8)
+        row[2].axhline(4 / n, color="tab:red", ls="--", lw=0.8)
+        row[2].set_title(f"Cook's distance by row\n{len(d.cooks_rows)} above 4/n (dashed), all kept", fontsize=8)
+        row[3].plot(d.baseline, d.residuals, ".", ms=3)
+        row[3].axhline(0, color="black", lw=0.8)
+        row[3].set_title(f"residual vs baseline\nquadratic term p = {c.loc['baseline_quadratic', 'p']:.3g}", fontsize=8)
+        for ax, xl in zip(row, ("normal quantile", "fitted", "row in analysed data", "baseline")):
+            ax.set_xlabel(xl, fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.locator_params(nbins=4)  # few tick labels: text layout is most of the drawing time
+    fig.subplots_adjust(
+        left=0.05, right=0.99, bottom=0.13 / len(diags), top=1 - 0.16 / len(diags), wspace=0.25, hspace=0.75
+    )  # fixed layout: tight_layout would cost a full draw
+    return fig
+
+
+def attendance_figure(results, registry, s):
+    panels = [r for r in results if "attendance_points" in r]
+    fig, axes = new_figure(3.4 * len(panels), 3.2, ncols=len(panels))
+    axes = np.atleast_1d(axes)
+    for ax, r in zip(axes, panels):
+        x, y = r["attendance_points"][:, 0], r["attendance_points"][:, 1]
+        ax.scatter(x, y, s=8, alpha=0.7)
+        if np.ptp(x) > 0:
+            slope, icpt = np.polyfit(x, y, 1)
+            grid = np.linspace(x.min(), x.max(), 50)
+            ax.plot(grid, icpt + slope * grid, color="tab:orange", label="OLS (unadjusted)")
+        ax.axvline(
+            int(s["per_protocol_threshold"]) + 0.5,
+            color="tab:red",
+            ls="--",
+            lw=0.8,
+            label=f">{s['per_protocol_threshold']} sessions",
+        )
+        ax.set_xlabel("sessions attended (IMR arm)", fontsize=8)
+        ax.set_ylabel(f"{registry[r['outcome']].short} at {s['attendance_timepoint']}", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def tipping_figure(tp: trial.TippingPoint, label: str):
+    fig, ax = new_figure(6.4, 4.0)
+    g = tp.grid
+    ax.fill_between(g["delta"], g["ci_low"], g["ci_high"], alpha=0.25, color="tab:blue", label="95% CI (Rubin)")
+    ax.plot(g["delta"], g["estimate"], "o-", color="tab:blue", label="pooled IMR - TAU")
+    ax.axhline(0, color="black", lw=0.8)
+    for _, p in tp.points.iterrows():
+        if p["reached"]:
+            ax.axvline(p["tipping_delta"], color="tab:red", ls="--", lw=1)
+            ax.annotate(
+                f" tipping point {p['tipping_delta']:+.2f}",
+                (p["tipping_delta"], ax.get_ylim()[0]),
+                color="tab:red",
+                fontsize=8,
+                ha="left",
+                va="bottom",
+            )
+    ax.set_xlabel(f"delta added to the IMR arm's imputed values ({label} points)")
+    ax.set_ylabel(f"IMR - TAU at {tp.timepoint}")
+    ax.set_title(f"{label}: delta-adjusted MI (MNAR) sensitivity")
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def forest_figure(itt: pd.DataFrame, sds: dict):
+    """ITT effects in baseline-SD units, signed so that positive favours IMR."""
+    fig, ax = new_figure(6.4, 0.35 * len(itt) + 1.2)
+    y = np.arange(len(itt))[::-1]
+    sign = np.where(itt["direction"] == "higher is better", 1.0, -1.0)
+    sd = itt["outcome"].map(sds).to_numpy(dtype=float)
+    est, lo, hi = (sign * itt[c].to_numpy() / sd for c in ("estimate", "ci_low", "ci_high"))
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    colours = np.where(itt["timepoint"] == "post", "tab:blue", "tab:orange")
+    ax.hlines(y, lo, hi, colors=colours)
+    for tp, colour in (("post", "tab:blue"), ("fu12", "tab:orange")):
+        sel = colours == colour
+        ax.scatter(est[sel], y[sel], color=colour, zorder=3, label=tp)
+    ax.legend(fontsize=8, loc="best")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, [f"{i} ({t})" for i, t in zip(itt["instrument"], itt["timepoint"])], fontsize=8)
+    ax.set_xlabel("IMR - TAU in baseline SD units (positive favours IMR); ITT MI-MMRM, 95% CI")
+    return fig

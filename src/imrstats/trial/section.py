@@ -1,0 +1,152 @@
+"""The trial stage's report section: rendered from its `StageResult` alone (tables, figure names, the checked
+settings in the record, flags) through the templates in `report/templates/trial/`.
+
+The method text under each table is the rows' own `method` column; a table without one (the Table 3
+layout, subgroup descriptives, the tipping-point grid) names its method here.
+"""
+
+from __future__ import annotations
+
+from imrstats.pipeline.stage_result import StageResult
+from imrstats.report.html import render_template
+
+# bookkeeping columns of the pooled rows, not shown in the report (they stay in the CSV)
+_HIDDEN = ["notes", "m", "qbar", "ubar", "b", "t", "quantity"]
+
+
+def _shown(tables: dict, name: str, caption: str, method: str = "", figures: list | None = None) -> dict | None:
+    if name not in tables:
+        return None
+    frame = tables[name]
+    return {
+        "frame": frame.drop(columns=[c for c in _HIDDEN if c in frame.columns]),
+        "caption": caption,
+        "method": method,
+        "figures": figures or [],
+    }
+
+
+def _main_tables(tables: dict, figures, s: dict) -> list[dict]:
+    thr = s["per_protocol_threshold"]
+    tipping = [
+        (k, f"Tipping-point analysis, {k.removeprefix('trial_tipping_')}")
+        for k in figures
+        if k.startswith("trial_tipping_")
+    ]
+    forest = (
+        [("trial_itt_forest", "ITT effects in baseline-SD units (positive favours IMR)")]
+        if "trial_itt_forest" in figures
+        else []
+    )
+    specs = [
+        _shown(
+            tables,
+            "trial_itt_contrasts",
+            "ITT: IMR - TAU per outcome and visit (pooled over imputations); riv = "
+            "relative increase in variance, fmi = fraction of missing information; p_holm / p_bh: Holm / "
+            "Benjamini-Hochberg over the secondary outcomes at that visit",
+            figures=forest,
+        ),
+        _shown(
+            tables,
+            "trial_table3",
+            "Table 3 equivalent: ITT adjusted means (SE) and complete-case n / mean / SD per arm",
+            "ITT: MI-MMRM adjusted means (emmeans-style grid, Rubin); complete case: observed n, mean, "
+            "SD (n - 1); cc p: complete-case ANCOVA of the visit on arm, baseline and covariates (OLS, t test)",
+        ),
+        _shown(
+            tables,
+            "trial_complete_case",
+            "Complete-case ANCOVA per visit (assumes missing completely at random given covariates)",
+        ),
+        _shown(
+            tables,
+            "trial_likelihood_mmrm",
+            "Likelihood-based MMRM on the observed data (MAR, no imputation; participants with an observed baseline)",
+        ),
+        _shown(
+            tables,
+            "trial_random_intercept_lmm",
+            "Secondary model: random-intercept LMM on the observed data "
+            "(sensitivity to the covariance structure: compound symmetry instead of an unstructured covariance; "
+            "a secondary model, not a substitute for the MMRM)",
+        ),
+        _shown(tables, "trial_per_protocol", f"Per protocol (IMR arm): 0-{thr} vs >{thr} sessions"),
+        _shown(tables, "trial_per_protocol_sessions", "Per protocol (IMR arm): attendance as a continuous variable"),
+        _shown(
+            tables,
+            "trial_subgroup_interaction_cc",
+            f"Subgroup interactions at {s['subgroup_timepoint']} (complete case)",
+        ),
+        _shown(
+            tables,
+            "trial_subgroup_descriptives",
+            "Within-subgroup observed means by arm (Jensen et al. 2019, Table 4 style)",
+            "observed n, mean, SD; p from the within-level two-sample t test (pooled variance)",
+        ),
+        _shown(tables, "trial_subgroup_interaction_mi", "Subgroup interactions in the ITT MI-MMRM"),
+        _shown(
+            tables,
+            "trial_tipping_grid",
+            "MNAR sensitivity: delta-adjusted MI over the grid",
+            "delta added to the IMR arm's imputed post and fu12 values, MMRM refitted, pooled by Rubin's rules",
+        ),
+        _shown(
+            tables,
+            "trial_tipping_points",
+            "Tipping points",
+            "first grid point where the 95% CI's relation to 0 "
+            "changes, refined by linear interpolation, checked by a refit",
+            figures=tipping,
+        ),
+    ]
+    return [t for t in specs if t is not None]
+
+
+def _secondary_tables(tables: dict, s: dict) -> dict[str, dict]:
+    tp = s["attendance_timepoint"]
+    specs = {
+        "trial_diagnostics": _shown(
+            tables,
+            "trial_diagnostics",
+            "Diagnostics per outcome and model (passed: p >= alpha; Cook's rows are row numbers in the analysed data)",
+        ),
+        "trial_within_group_change": _shown(
+            tables, "trial_within_group_change", "Change fu12 - post per arm (positive = the score rose)"
+        ),
+        "trial_subscales": _shown(
+            tables, "trial_subscales", "Post hoc subscales: IMR - TAU (p_holm / p_bh within this family)"
+        ),
+        "trial_subscale_complete_case": _shown(
+            tables, "trial_subscale_complete_case", "IMRS subscales: complete-case ANCOVA per visit"
+        ),
+        "trial_attendance": _shown(tables, "trial_attendance", f"Attendance dose-response at {tp} (IMR arm)"),
+        "trial_cace": _shown(
+            tables, "trial_cace", "CACE by instrumental variables (assumes the exclusion restriction)"
+        ),
+    }
+    return {k: v for k, v in specs.items() if v is not None}
+
+
+def render_trial_section(result: StageResult) -> str:
+    """The trial section of the report: ITT and sensitivity analyses, then the secondary analyses."""
+    s = result.record["settings"]
+    figures = list(result.figures)
+    diagnostics = [
+        (
+            k,
+            f"Diagnostics, {k.removeprefix('trial_diagnostics_')}: Q-Q, residuals vs fitted, Cook's "
+            "distance (dashed: 4/n), residuals vs baseline",
+        )
+        for k in figures
+        if k.startswith("trial_diagnostics_")
+    ]
+    return render_template(
+        "trial/section.html.j2",
+        s=s,
+        flag_list=result.flags,
+        main=_main_tables(result.tables, figures, s),
+        secondary=_secondary_tables(result.tables, s),
+        diagnostics_figures=diagnostics,
+        attendance_figure="trial_attendance" in figures,
+    )
