@@ -337,7 +337,444 @@ def time_python_rma(data: pd.DataFrame) -> float:
     return time.perf_counter() - t0
 
 
+# ---------------------------------------------------------------------------------------------- part e: exact
+
+
+EXACT_JSON = RESULTS / "bayes_exact.json"
+EXACT_WORKLOAD_CSV = RESULTS / "bayes_exact_workload.csv"
+EXACT_R_OUT_CSV = RESULTS / "bayes_exact_r_values.csv"
+
+
+def default_workload(config: dict | None = None) -> tuple[list[dict], dict, int]:
+    """Every fit of the Bayesian work of the default config, as the meta stage plans it: per pooled SMD / log OR
+    outcome (k >= min_studies) the main prior, each other sensitivity prior, the cumulative steps by year (k >=
+    min_studies; the step holding every study is the main fit, reused), and the two implementation proportions
+    (logit scale, their own priors). Returns (fits, bayes settings, seed); a fit: outcome, analysis, prior,
+    step, y, se, labels, prior_mu (loc, scale), prior_tau, mid."""
+    from imrstats.meta.bayes import SHIPPED_TAU_PRIORS, tau_prior_from_spec
+
+    inputs, settings, seed = default_stage_inputs(config)
+    b = settings["bayes"]
+    mid = settings.get("mid")
+    mu = (float(b["prior_mu"]["loc"]), float(b["prior_mu"]["scale"]))
+    fits: list[dict] = []
+
+    def base(label, data, prior_mu, mid_here):
+        labels = [f"{s} ({y})" for s, y in zip(data["study"], data["year"])]
+        return dict(
+            outcome=label,
+            y=data["yi"].to_numpy(float),
+            se=data["sei"].to_numpy(float),
+            years=data["year"].to_numpy(),
+            labels=labels,
+            prior_mu=prior_mu,
+            mid=mid_here,
+        )
+
+    for label, data in inputs.items():
+        if data is None or len(data) < b["min_studies"] or data["measure"].nunique() != 1:
+            continue
+        measure = data["measure"].iloc[0]
+        if measure not in ("SMD", "log OR"):
+            continue
+        main = b["tau_prior"] if measure == "SMD" else b["tau_prior_log_or"]
+        one = base(label, data.reset_index(drop=True), mu, mid if measure == "SMD" else None)
+        for analysis, key in [("main", main)] + [
+            ("prior sensitivity", k) for k in b["sensitivity_priors"] if k != main
+        ]:
+            fits.append(dict(one, analysis=analysis, prior=key, step="", prior_tau=SHIPPED_TAU_PRIORS[key].prior))
+        if b["cumulative"]:
+            order = np.argsort(one["years"], kind="stable")
+            for year in np.unique(one["years"]):
+                idx = order[one["years"][order] <= year]
+                if idx.size < b["min_studies"] or idx.size == one["y"].size:
+                    continue
+                step = dict(one, y=one["y"][idx], se=one["se"][idx], labels=[one["labels"][i] for i in idx])
+                fits.append(
+                    dict(
+                        step,
+                        analysis="cumulative",
+                        prior=main,
+                        step=int(year),
+                        prior_tau=SHIPPED_TAU_PRIORS[main].prior,
+                    )
+                )
+    impl = b["implementation"]
+    if impl["enabled"]:
+        from imrstats.meta.bayes_stage import implementation_inputs
+
+        spec = impl["tau_prior"]
+        tau = tau_prior_from_spec(
+            spec["family"], float(spec.get("location") or 0.0), float(spec["scale"]), float(spec.get("nu", 5.0))
+        )
+        impl_mu = (float(impl["prior_mu"]["loc"]), float(impl["prior_mu"]["scale"]))
+        for measure, data in implementation_inputs(settings).items():
+            if len(data) >= b["min_studies"]:
+                one = base(f"implementation_{measure}", data, impl_mu, None)
+                fits.append(dict(one, analysis="main", prior=tau.label(), step="", prior_tau=tau))
+    return fits, b, seed
+
+
+def _prior_columns(prior) -> dict:
+    """The tau prior as plain columns for the R script."""
+    from imrstats.meta.bayes import HalfCauchy, HalfNormal, LogNormalTau2, LogTTau2, UniformTau
+
+    if isinstance(prior, HalfNormal):
+        return dict(family="half_normal", location=0.0, scale=prior.scale, nu=np.nan)
+    if isinstance(prior, HalfCauchy):
+        return dict(family="half_cauchy", location=0.0, scale=prior.scale, nu=np.nan)
+    if isinstance(prior, LogNormalTau2):
+        return dict(family="lognormal_tau2", location=prior.mean, scale=prior.sd, nu=np.nan)
+    if isinstance(prior, LogTTau2):
+        return dict(family="log_t_tau2", location=prior.location, scale=prior.scale, nu=prior.nu)
+    if isinstance(prior, UniformTau):
+        return dict(family="uniform", location=0.0, scale=prior.upper, nu=np.nan)
+    raise TypeError(type(prior).__name__)
+
+
+def workload_frame(fits: list[dict]) -> pd.DataFrame:
+    """One row per fit and study (fit_id, outcome, analysis, prior, step, tau prior columns, mu prior, mid, study,
+    yi, sei): the input of benchmarks/r/bayes_exact_quadrature.R."""
+    rows = []
+    for i, f in enumerate(fits):
+        head = dict(
+            fit_id=i,
+            outcome=f["outcome"],
+            analysis=f["analysis"],
+            prior=f["prior"],
+            step=f["step"],
+            **_prior_columns(f["prior_tau"]),
+            mu_loc=f["prior_mu"][0],
+            mu_scale=f["prior_mu"][1],
+            mid=np.nan if f["mid"] is None else float(f["mid"]),
+        )
+        rows += [dict(head, study=lab, yi=y, sei=s) for lab, y, s in zip(f["labels"], f["y"], f["se"])]
+    return pd.DataFrame(rows)
+
+
+def brms_frame(fits: list[dict]) -> pd.DataFrame:
+    """The same effects in bayes_brms.R's input format: per outcome the priors brms can express among those the
+    workload fits (half-normal / half-Cauchy), cumulative for the outcomes with cumulative steps."""
+    from imrstats.meta.bayes import HalfCauchy, HalfNormal
+
+    frames = []
+    for outcome in dict.fromkeys(f["outcome"] for f in fits):
+        mine = [f for f in fits if f["outcome"] == outcome]
+        full = next(f for f in mine if f["analysis"] == "main")
+        keys = []
+        for f in mine:
+            if f["analysis"] == "cumulative":
+                continue
+            if isinstance(f["prior_tau"], HalfNormal):
+                keys.append(f"half_normal_{f['prior_tau'].scale:g}")
+            elif isinstance(f["prior_tau"], HalfCauchy):
+                keys.append(f"half_cauchy_{f['prior_tau'].scale:g}")
+        if not keys:
+            continue
+        frames.append(
+            pd.DataFrame(
+                dict(
+                    outcome=outcome,
+                    study=full["labels"],
+                    year=full["years"],
+                    yi=full["y"],
+                    sei=full["se"],
+                    measure="",
+                    mu_loc=full["prior_mu"][0],
+                    mu_scale=full["prior_mu"][1],
+                    tau_priors=";".join(dict.fromkeys(keys)),
+                    cumulative=any(f["analysis"] == "cumulative" for f in mine),
+                )
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_exact_here(draws: int | None = None, repeats: int = 5) -> dict:
+    """Time the whole Bayesian work of the default config with the exact engine in this process: import, the
+    inputs, then every fit (fit_exact: posterior summaries of mu, tau, mu_new and each theta_i, probabilities,
+    shortest intervals, marginal likelihood and Bayes factors; to_frame) and the exact draws of every main fit
+    (meta.bayes.exact_draws, as the stage writes them to netCDF). The fits are timed `repeats` times (the first
+    pass includes any lazy set-up); the median pass is reported with the first. Writes the R script's input."""
+    t0, c0 = time.perf_counter(), _cpu_now()
+    from imrstats.meta import bayes_exact
+
+    t1 = time.perf_counter()
+    fits, b, seed = default_workload()
+    t2 = time.perf_counter()
+    n_draws = int(draws or b.get("exact_draws", 4000))
+    passes, cpu_passes, values = [], [], []
+    for r in range(repeats):
+        w0, p0 = time.perf_counter(), _cpu_now()
+        values = []
+        for i, f in enumerate(fits):
+            fit = bayes_exact.fit_exact(
+                f["y"], f["se"], f["labels"], prior_mu=f["prior_mu"], prior_tau=f["prior_tau"], mid=f["mid"]
+            )
+            frame = fit.to_frame()
+            _ = fit.bayes_factors
+            if f["analysis"] == "main":
+                bayes_exact.draw(fit, n_draws, int(np.random.SeedSequence([seed, i]).generate_state(1)[0]))
+            row = frame.loc[frame["parameter"] == "mu"].iloc[0]
+            tau_row = frame.loc[frame["parameter"] == "tau"].iloc[0]
+            values.append(
+                dict(
+                    fit_id=i,
+                    mu_mean=row["mean"],
+                    mu_sd=row["sd"],
+                    mu_q025=row["ci_low"],
+                    mu_q975=row["ci_high"],
+                    tau_mean=tau_row["mean"],
+                    p_mu_gt_0=row["p_gt_0"],
+                )
+            )
+        passes.append(time.perf_counter() - w0)
+        cpu_passes.append(_cpu_now() - p0)
+    t3 = time.perf_counter()
+    workload_frame(fits).to_csv(EXACT_WORKLOAD_CSV, index=False)
+    by_analysis = pd.Series([f["analysis"] for f in fits]).value_counts().to_dict()
+    return {
+        "status": "ok",
+        "import_s": t1 - t0,
+        "inputs_s": t2 - t1,
+        "fits": len(fits),
+        "fits_by_analysis": {str(k): int(v) for k, v in by_analysis.items()},
+        "main_fits_with_draws": int(by_analysis.get("main", 0)),
+        "draws_per_main_fit": n_draws,
+        "first_pass_s": passes[0],
+        "first_pass_cpu_s": cpu_passes[0],
+        "median_pass_s": float(np.median(passes)),
+        "median_pass_cpu_s": float(np.median(cpu_passes)),
+        "per_fit_ms": 1e3 * float(np.median(passes)) / len(fits),
+        "total_first_pass_incl_import_and_inputs_s": (t1 - t0) + (t2 - t1) + passes[0],
+        "cpu_total_s": _cpu_now() - c0,
+        "wall_total_s": t3 - t0,
+        "values": values,
+    }
+
+
+def run_nuts_same_fits_here() -> dict:
+    """The same fits with the NUTS path (imrstats.meta.bayes, one compiled model, the config's chains / tune /
+    draws / target_accept / parameterization), compile included, each fit's gate checked (no retry)."""
+    t0, c0 = time.perf_counter(), _cpu_now()
+    from imrstats.meta.bayes import Normal, shared_sampler
+
+    t1 = time.perf_counter()
+    fits, b, seed = default_workload()
+    t2 = time.perf_counter()
+    k_max = max(len(f["y"]) for f in fits)
+    sampler = shared_sampler(max(8, 8 * int(np.ceil(k_max / 8))), float(b["target_accept"]), b["parameterization"])
+    sampler.compile()
+    t3 = time.perf_counter()
+    failed, values = 0, []
+    for i, f in enumerate(fits):
+        res = sampler.fit(
+            f["y"],
+            f["se"],
+            f["labels"],
+            prior_mu=Normal(*f["prior_mu"]),
+            prior_tau=f["prior_tau"],
+            mid=f["mid"],
+            seed=int(np.random.SeedSequence([seed, i]).generate_state(1)[0]),
+            draws=int(b["draws"]),
+            tune=int(b["tune"]),
+            chains=int(b["chains"]),
+        )
+        failed += not res.diagnostics.ok
+        values.append(dict(fit_id=i, mu_mean=res.estimate("mu"), tau_mean=res.estimate("tau")))
+    t4 = time.perf_counter()
+    return {
+        "status": "ok",
+        "import_s": t1 - t0,
+        "inputs_s": t2 - t1,
+        "compile_s": t3 - t2,
+        "fits_s": t4 - t3,
+        "fits": len(fits),
+        "gate_failures_no_retry": failed,
+        "total_s": t4 - t0,
+        "cpu_total_s": _cpu_now() - c0,
+        "settings": {k: b[k] for k in ("chains", "draws", "tune", "target_accept", "parameterization")},
+        "values": values,
+    }
+
+
+def _child(kind: str, timeout: float | None) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), f"--{kind}-child"]
+    env = dict(os.environ, IMRSTATS_PROGRESS="0", MPLBACKEND="Agg")
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timed out after {timeout:.0f} s"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        return {"status": f"failed (exit {proc.returncode})", "stderr_tail": proc.stderr[-2000:]}
+    return {**json.loads(lines[-1][len("RESULT ") :]), "process_wall_s": time.perf_counter() - t0}
+
+
+def run_r_exact(timeout: float | None = None) -> dict:
+    """benchmarks/r/bayes_exact_quadrature.R on the exported workload: R's own exact posterior (integrate over
+    log tau, uniroot for quantiles) of every fit; parses its TIMING lines."""
+    if shutil.which("Rscript") is None:
+        return {"status": "R not available (Rscript not found)"}
+    script = HERE / "r" / "bayes_exact_quadrature.R"
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            ["Rscript", str(script), str(EXACT_WORKLOAD_CSV), str(EXACT_R_OUT_CSV)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"status": f"timed out after {timeout:.0f} s"}
+    out: dict = {"process_wall_s": time.perf_counter() - t0, "status": "ok" if proc.returncode == 0 else "failed"}
+    for line in proc.stdout.splitlines():
+        if line.startswith("TIMING "):
+            _, key, value = line.split()
+            out[key] = float(value)
+    if proc.returncode:
+        out["stderr_tail"] = proc.stderr[-2000:]
+    return out
+
+
+def _max_rel_diff(a: list[dict], b: pd.DataFrame | list[dict], cols) -> dict:
+    a = pd.DataFrame(a).set_index("fit_id")
+    b = (b if isinstance(b, pd.DataFrame) else pd.DataFrame(b)).set_index("fit_id").loc[a.index]
+    return {c: float((abs(a[c] - b[c]) / abs(b[c]).clip(lower=1e-12)).max()) for c in cols if c in b.columns}
+
+
+def bench_exact(*, skip_r: bool = False, skip_brms: bool = False, timeout: float | None = None) -> dict:
+    """Part e: the whole Bayesian work of the default config, fit by fit, with the exact engine (fresh process),
+    the NUTS path on the same fits (fresh process), R's own quadrature on the same fits, and brms on the fits it
+    can express (bayes_brms.R, as part d)."""
+    load = os.getloadavg()
+    exact = _child("exact", timeout)
+    out: dict = {"load_avg_start": list(load), "exact": exact}
+    out["nuts"] = _child("nuts", timeout)
+    if exact.get("status") == "ok" and out["nuts"].get("status") == "ok":
+        out["exact_vs_nuts_mu_mean_abs_diff_max"] = float(
+            max(abs(a["mu_mean"] - b["mu_mean"]) for a, b in zip(exact["values"], out["nuts"]["values"]))
+        )
+    if skip_r or exact.get("status") != "ok":
+        out["r_exact"] = {"status": "skipped"}
+        out["brms"] = {"status": "skipped"}
+    else:
+        out["r_exact"] = run_r_exact(timeout)
+        if out["r_exact"].get("status") == "ok":
+            r_values = pd.read_csv(EXACT_R_OUT_CSV)
+            out["r_exact"]["max_rel_diff_vs_python_exact"] = _max_rel_diff(
+                exact["values"], r_values, ["mu_mean", "mu_sd", "mu_q025", "mu_q975", "tau_mean", "p_mu_gt_0"]
+            )
+        if skip_brms:
+            out["brms"] = {"status": "skipped"}
+        else:
+            fits, b, _ = default_workload()
+            brms_csv = RESULTS / "bayes_exact_brms_input.csv"
+            brms_frame(fits).to_csv(brms_csv, index=False)
+            options = r_options_from_settings(b)
+            out["brms"] = run_r(brms_csv, options=options, timeout=timeout)
+    out["load_avg_end"] = list(os.getloadavg())
+    out["summary"] = summarise_exact(out)
+    return out
+
+
+def summarise_exact(out: dict) -> dict:
+    ex, nuts, r, brms = out["exact"], out["nuts"], out.get("r_exact", {}), out.get("brms", {})
+    s = {
+        "fits": ex.get("fits"),
+        "exact_fits_s": ex.get("first_pass_s"),
+        "exact_fits_median_s": ex.get("median_pass_s"),
+        "exact_per_fit_ms": ex.get("per_fit_ms"),
+        "exact_incl_import_inputs_s": ex.get("total_first_pass_incl_import_and_inputs_s"),
+        "exact_process_wall_s": ex.get("process_wall_s"),
+        "nuts_total_s": nuts.get("total_s"),
+        "nuts_compile_s": nuts.get("compile_s"),
+        "nuts_fits_s": nuts.get("fits_s"),
+        "nuts_gate_failures": nuts.get("gate_failures_no_retry"),
+        "r_exact_s": r.get("r_exact_fits_s"),
+        "brms_s": brms.get("brms_total_s"),
+        "brms_fits": brms.get("brms_fits"),
+    }
+    s.update(
+        exact_fits_cpu_s=ex.get("first_pass_cpu_s"),
+        nuts_cpu_total_s=nuts.get("cpu_total_s"),
+        r_exact_cpu_s=r.get("r_exact_fits_cpu_s"),
+        brms_status=brms.get("status"),
+    )
+    if s["brms_s"] is None:
+        # brms could not run here: its figures of the last full run (part d, the same effects and settings)
+        previous = _previous_brms()
+        s.update(previous)
+        s["brms_s"], s["brms_fits"] = previous.get("brms_previous_s"), previous.get("brms_previous_fits")
+    first = s["exact_fits_s"]
+    for name in ("nuts_total_s", "r_exact_s", "brms_s"):
+        s[name.replace("_s", "") + "_over_exact"] = (s[name] / first) if s[name] and first else None
+    cpu = s["exact_fits_cpu_s"]
+    for name in ("nuts_cpu_total_s", "r_exact_cpu_s"):
+        s[name.replace("_s", "") + "_over_exact_cpu"] = (s[name] / cpu) if s[name] and cpu else None
+    if s["brms_fits"] and s["brms_s"] and ex.get("per_fit_ms"):
+        s["brms_per_fit_over_exact_per_fit"] = (s["brms_s"] / s["brms_fits"]) / (ex["per_fit_ms"] / 1e3)
+    return s
+
+
+def _previous_brms() -> dict:
+    """brms's part-d figures from results/latest.json (the last full run), with its date."""
+    try:
+        record = json.loads((RESULTS / "latest.json").read_text())
+        d = record["summary"]["bayes_default"]
+        return {
+            "brms_previous_s": d["brms_measured_s"],
+            "brms_previous_fits": d["brms_fits"],
+            "brms_previous_date": record["machine"]["date"],
+        }
+    except (OSError, KeyError, ValueError, TypeError):
+        return {}
+
+
+def write_exact_markdown(record: dict) -> Path:
+    """results/bayes_exact.md: run_all's table of part e, with the date, machine and load average."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_all", HERE / "run_all.py")
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    info = run_all.machine_info()
+    head = [
+        f"# Bayesian benchmark, exact engine (part e): {info['date']}",
+        "",
+        f"Machine: {info['nproc']} CPUs ({info['cpu_model']}), {info['mem_gib']} GiB; load average at start "
+        f"{' / '.join(f'{x:.2f}' for x in record['load_avg_start'])}, at end "
+        f"{' / '.join(f'{x:.2f}' for x in record['load_avg_end'])} (1 / 5 / 15 min). Wall-clock seconds.",
+        "",
+    ]
+    path = RESULTS / "bayes_exact.md"
+    path.write_text("\n".join(head + run_all.markdown_bayes_exact(record)) + "\n")
+    return path
+
+
+def append_history(record: dict) -> None:
+    """One line in results/history.jsonl, as run_all writes for its runs (parts: bayes_exact)."""
+    import datetime as dt
+
+    line = {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "quick": False,
+        "parts": ["bayes_exact"],
+        "load_avg_start": [round(x, 2) for x in record["load_avg_start"]],
+        "summary": {"bayes_exact": record["summary"]},
+    }
+    with (RESULTS / "history.jsonl").open("a") as handle:
+        handle.write(json.dumps(line, default=str) + "\n")
+
+
 def main() -> None:
+    if len(sys.argv) == 2 and sys.argv[1] == "--exact-child":
+        print("RESULT " + json.dumps(run_exact_here()), flush=True)
+        return
+    if len(sys.argv) == 2 and sys.argv[1] == "--nuts-child":
+        print("RESULT " + json.dumps(run_nuts_same_fits_here()), flush=True)
+        return
     if len(sys.argv) == 3 and sys.argv[1] == "--default-stage-child":
         print("RESULT " + json.dumps(run_default_stage_here(Path(sys.argv[2]))), flush=True)
         return
@@ -348,8 +785,22 @@ def main() -> None:
         action="store_true",
         help="part d instead: the Bayesian stage on the default config (writes bayes_default.json)",
     )
+    parser.add_argument(
+        "--exact",
+        action="store_true",
+        help="part e instead: the default config's Bayesian work with the exact engine vs NUTS, R quadrature and "
+        "brms on the same fits (writes bayes_exact.json)",
+    )
+    parser.add_argument("--no-brms", action="store_true", help="with --exact: skip brms (R quadrature still runs)")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
+    if args.exact:
+        record = bench_exact(skip_r=args.no_r, skip_brms=args.no_brms)
+        EXACT_JSON.write_text(json.dumps(record, indent=2))
+        write_exact_markdown(record)
+        append_history(record)
+        print(json.dumps(record["summary"], indent=2))
+        return
     if args.default_config:
         record = bench_default_stage(skip_r=args.no_r)
         (RESULTS / "bayes_default.json").write_text(json.dumps(record, indent=2))

@@ -13,7 +13,12 @@ Measures, in this order (one at a time, never overlapping, so both languages see
   d. bayes_default  the Bayesian stage itself on the default config (`meta_bayes.bayes_pooling` on the effects the
                 meta stage pools: main prior, sensitivity priors, cumulative by year, implementation proportions,
                 gate retries included) in a fresh Python process, vs brms (the priors it can express, same chains /
-                draws / adapt_delta, + cumulative) and metafor on the same effects (results/bayes_default_input.csv).
+                draws / adapt_delta, + cumulative) and metafor on the same effects (results/bayes_default_input.csv);
+  e. bayes_exact the same Bayesian work of the default config fit by fit (every outcome x prior, cumulative,
+                implementation proportions) with the exact engine (`imrstats.meta.bayes_exact`, fresh process),
+                side by side with the NUTS path on the same fits (fresh process, compile included), R's own exact
+                quadrature (benchmarks/r/bayes_exact_quadrature.R, stats::integrate) and brms on the fits it can
+                express (bench_bayes.bench_exact).
 Each R run is a subprocess with a timeout; a missing Rscript or package is recorded, and the run goes on.
 
 Writes benchmarks/results/latest.json and latest.md (date, machine, load average), copies the table into
@@ -23,8 +28,8 @@ writes latest_only.* (latest_quick_only.* with --quick) and leaves latest.* and 
 
 Run:  .venv/bin/python benchmarks/run_all.py            # full run (about 10 minutes on 2 idle cores)
       .venv/bin/python benchmarks/run_all.py --quick    # smoke run: data-stage pipeline, 2 outcomes, small m
-Options: --skip-pipeline, --skip-r, --only {pipeline,trial,bayes,bayes_default} (repeatable; --quick skips
-         bayes_default unless it is named), --r-timeout SECONDS,
+Options: --skip-pipeline, --skip-r, --only {pipeline,trial,bayes,bayes_default,bayes_exact} (repeatable; --quick
+         skips bayes_default and bayes_exact unless named), --r-timeout SECONDS,
          --rebuild results/latest.json (rewrite summary + table of a saved run, no timing).
 """
 
@@ -388,6 +393,53 @@ def markdown_bayes_default(record: dict) -> list[str]:
     ]
 
 
+def markdown_bayes_exact(part: dict) -> list[str]:
+    """Part e's table (also written on its own by `bench_bayes.py --exact` into results/bayes_exact.md)."""
+    s, ex, nuts = part["summary"], part["exact"], part["nuts"]
+    r, brms = part.get("r_exact", {}), part.get("brms", {})
+    split = ", ".join(f"{v} {k}" for k, v in (ex.get("fits_by_analysis") or {}).items())
+    diff = r.get("max_rel_diff_vs_python_exact") or {}
+    worst = max(diff.values()) if diff else None
+    draws = fmt(ex.get("draws_per_main_fit"))
+    r_fits = int(r["r_exact_fits"]) if r.get("r_exact_fits") else None
+    brms_fits = int(s["brms_fits"]) if s.get("brms_fits") else None
+    if brms.get("status") == "ok" or not s.get("brms_previous_date"):
+        brms_what, brms_status = "the half-normal / half-Cauchy fits it can express", str(brms.get("status"))
+    else:
+        brms_what = f"part d of the run of {s['brms_previous_date'][:10]}, the fits it can express"
+        reason = (
+            "Boost headers missing for Stan" if "Boost not found" in brms.get("stderr_tail", "") else brms.get("status")
+        )
+        brms_status = f"not rerun here ({reason})"
+    worst_text = "-" if worst is None else f"{worst:.1e}"
+    return [
+        f"## e. Bayesian work of the default config, exact engine vs NUTS vs R: {fmt(s.get('fits'))} fits ({split})",
+        "",
+        "| implementation (same fits) | fits | seconds | vs exact | status |",
+        "| --- | ---: | ---: | ---: | --- |",
+        f"| **exact engine** `bayes_exact.fit_exact` (summaries, shortest intervals, Bayes factors; {draws} exact "
+        f"draws per main fit), first pass / median of 5 | {fmt(s.get('fits'))} | "
+        f"{fmt(s.get('exact_fits_s'), 3)} / {fmt(s.get('exact_fits_median_s'), 3)} | 1x | {ex.get('status')} |",
+        f"| exact, per fit (ms) / incl. import + stage inputs / the fresh process's wall | | "
+        f"{fmt(s.get('exact_per_fit_ms'), 1)} ms / {fmt(s.get('exact_incl_import_inputs_s'))} / "
+        f"{fmt(s.get('exact_process_wall_s'))} | | |",
+        f"| NUTS path (PyMC model + nutpie; import + compile + fits, no gate retries) | {fmt(nuts.get('fits'))} | "
+        f"{fmt(s.get('nuts_total_s'))} | {fmt(s.get('nuts_total_over_exact'), 0)}x | {nuts.get('status')} |",
+        f"| NUTS compile / fits; gate failures without retry | | {fmt(s.get('nuts_compile_s'))} / "
+        f"{fmt(s.get('nuts_fits_s'))}; {fmt(s.get('nuts_gate_failures'))} | | |",
+        f"| R exact quadrature (`stats::integrate`, bayes_exact_quadrature.R; fewer summaries) | "
+        f"{fmt(r_fits)} | {fmt(s.get('r_exact_s'))} | {fmt(s.get('r_exact_over_exact'), 0)}x | "
+        f"{r.get('status')}; max rel. diff vs Python exact {worst_text} |",
+        f"| CPU seconds: exact fits / NUTS process (threads + compiler) / R quadrature | | "
+        f"{fmt(s.get('exact_fits_cpu_s'), 3)} / {fmt(s.get('nuts_cpu_total_s'))} / {fmt(s.get('r_exact_cpu_s'))} | "
+        f"1x / {fmt(s.get('nuts_cpu_total_over_exact_cpu'), 0)}x / {fmt(s.get('r_exact_cpu_over_exact_cpu'), 0)}x | |",
+        f"| brms ({brms_what}; Stan compiles included) | {fmt(brms_fits)} | {fmt(s.get('brms_s'))} | "
+        f"{fmt(s.get('brms_over_exact'), 0)}x (per fit {fmt(s.get('brms_per_fit_over_exact_per_fit'), 0)}x) | "
+        f"{brms_status} |",
+        "",
+    ]
+
+
 # ---------------------------------------------------------------------------------------------- report
 
 
@@ -454,6 +506,8 @@ def summarise(record: dict) -> dict:
         }
     if record.get("bayes_default"):
         s["bayes_default"] = summarise_bayes_default(record["bayes_default"])
+    if record.get("bayes_exact"):
+        s["bayes_exact"] = record["bayes_exact"].get("summary", {})
     return s
 
 
@@ -464,8 +518,10 @@ def markdown(record: dict) -> str:
         "",
         f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB; load average at start "
         f"{' / '.join(fmt(x, 2) for x in m['load_avg_start'])} (1 / 5 / 15 min), at end "
-        f"{' / '.join(fmt(x, 2) for x in record['load_avg_end'])}; Python {m['python']}; {m['r'] or 'R not available'}.",
-        "Wall-clock seconds. A load average above the CPU count means other work shared the machine: rerun when it is quiet.",
+        f"{' / '.join(fmt(x, 2) for x in record['load_avg_end'])}; Python {m['python']}; "
+        f"{m['r'] or 'R not available'}.",
+        "Wall-clock seconds. A load average above the CPU count means other work shared the machine: "
+        "rerun when it is quiet.",
         "",
     ]
     if "pipeline" in record:
@@ -526,6 +582,8 @@ def markdown(record: dict) -> str:
         ]
     if "bayes_default" in s:
         lines += markdown_bayes_default(record)
+    if s.get("bayes_exact"):
+        lines += markdown_bayes_exact(record["bayes_exact"])
     return "\n".join(lines) + "\n"
 
 
@@ -547,7 +605,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: data-stage pipeline, 2 outcomes, m = 5")
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-r", action="store_true", help="Python side only")
-    parser.add_argument("--only", action="append", choices=["pipeline", "trial", "bayes", "bayes_default"])
+    parser.add_argument(
+        "--only", action="append", choices=["pipeline", "trial", "bayes", "bayes_default", "bayes_exact"]
+    )
     parser.add_argument("--r-timeout", type=float, default=1800.0, help="seconds per R subprocess")
     parser.add_argument(
         "--rebuild", metavar="JSON", type=Path, help="only rewrite the summary and Markdown of a saved run (no timing)"
@@ -559,7 +619,7 @@ def main() -> None:
             update_readme(table)
         print(table)
         return
-    default_parts = ["pipeline", "trial", "bayes"] + ([] if args.quick else ["bayes_default"])
+    default_parts = ["pipeline", "trial", "bayes"] + ([] if args.quick else ["bayes_default", "bayes_exact"])
     parts = set(args.only or default_parts) - ({"pipeline"} if args.skip_pipeline else set())
     RESULTS.mkdir(exist_ok=True)
     os.environ.setdefault("PYTENSOR_FLAGS", f"compiledir={ROOT / '.pytensor'}")
@@ -606,6 +666,12 @@ def main() -> None:
             f"R {record['bayes_default']['r'].get('status')}",
             flush=True,
         )
+    if "bayes_exact" in parts:
+        try:
+            record["bayes_exact"] = load_bench_bayes().bench_exact(skip_r=args.skip_r, timeout=args.r_timeout)
+        except Exception as exc:  # a benchmark records a failing part and goes on
+            record["bayes_exact"] = {"exact": {"status": f"failed: {type(exc).__name__}: {exc}"}, "summary": {}}
+        print(f"bayes_exact {json.dumps(record['bayes_exact'].get('summary'), default=str)}", flush=True)
 
     record["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     record["summary"] = summarise(record)

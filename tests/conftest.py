@@ -57,11 +57,12 @@ def default_pipeline_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def default_pipeline_run_one_core(tmp_path_factory):
-    """A finished run of the embedded default config on --cores 1, in another directory. Read-only."""
+def small_pipeline_run_one_core(tmp_path_factory):
+    """A finished run of the small config (pipeline_runs.SMALL_CONFIG) on --cores 1: compared byte for byte with
+    the same config on --cores 2 (small_pipeline_run) by the determinism tests."""
     from pipeline_runs import finished_run
 
-    return finished_run(tmp_path_factory, cores=1, small=False)
+    return finished_run(tmp_path_factory, cores=1, small=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,13 @@
 """Full Snakemake runs of the pipeline, made once per test session and shared by every test module that reads
 one: one run per distinct (config, cores) combination, all from one snapshot of the project.
 
-    default config, --cores 2   fixture default_pipeline_run: test_pipeline, test_snakemake_report,
-                                test_determinism; and test_report_browser (report_run.finished_default_run)
-    default config, --cores 1   fixture default_pipeline_run_one_core: test_determinism, test_pipeline
-                                (the second run of its byte-identity check)
-    "small" config, --cores 2   fixture small_pipeline_run: test_nothing_lost (the uninterrupted run its
-                                killed and resumed runs are compared with)
+    default config, --cores 2   fixture default_pipeline_run: the one run of the shipped config per session:
+                                test_pipeline, test_snakemake_report, and test_report_browser
+                                (report_run.finished_default_run)
+    "small" config, --cores 2   fixture small_pipeline_run: test_determinism, test_pipeline's byte-identity
+                                check, test_nothing_lost (the uninterrupted run its killed and resumed runs
+                                are compared with)
+    "small" config, --cores 1   fixture small_pipeline_run_one_core: the other side of the determinism checks
 
 A plain module with a process-wide cache, not only fixtures: tests/report_run.py (imported by
 test_report_browser.py) hands out the same default run through `finished_default_run(tmp_path_factory)`,

@@ -57,11 +57,79 @@ def test_meta_command_bayes(tmp_path, capsys):
     assert main(["meta", str(SMD_CSV), "--knha", "--bayes", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "Bayesian random effects" in text and "rhodes_mental_health_nonpharm" in text
+    assert "[engine: exact, quadrature (Roever 2020 bayesmeta method)]" in text and "Bayes factors" in text
     bayes = json.loads(out.read_text())["bayes"]
-    assert bayes["diagnostics"]["ok"] and bayes["diagnostics"]["divergences"] == 0
+    assert bayes["engine"] == "exact, quadrature (Roever 2020 bayesmeta method)" and "diagnostics" not in bayes
     mu = next(r for r in bayes["estimates"] if r["quantity"] == "mu")
     # the posterior mean lies near the REML estimate of the same data (metafor: 0.2947), shrunk by the priors
     assert abs(mu["estimate"] - METAFOR_REML_KNHA["estimate"]) < 0.05
+    assert mu["hpd_low"] < mu["median"] < mu["hpd_high"]
+    assert set(bayes["bayes_factors"]) >= {"log_marginal_likelihood", "bf_tau0", "bf_mu0", "definition"}
+
+
+# pinned R references of the exact engine (tests/validation/data/bayes_exact_reference.json, R integrate())
+EXACT_REFERENCES = {
+    c["name"]: c
+    for c in json.loads((PROJECT / "tests" / "validation" / "data" / "bayes_exact_reference.json").read_text())["cases"]
+}
+
+
+@pytest.mark.parametrize("case, prior", [("smd_k3_hn", "half_normal_0.5"), ("smd_k3_logt", None)])
+def test_meta_bayes_prior_option_gives_the_pinned_exact_numbers(tmp_path, capsys, case, prior):
+    """`--prior NAME` picks the shipped tau prior (default: config meta.bayes.tau_prior, the Rhodes log-t), mu's
+    prior comes from config (Normal(0, 1)); printed and --json numbers are R's to 1e-6."""
+    ref = EXACT_REFERENCES[case]
+    path = tmp_path / "effects.csv"
+    path.write_text(
+        "study,effect,se\n" + "".join(f"S{i},{y!r},{s!r}\n" for i, (y, s) in enumerate(zip(ref["y"], ref["se"])))
+    )
+    out = tmp_path / "bayes.json"
+    assert main(["meta", str(path), "--bayes", *(["--prior", prior] if prior else []), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    key = prior or "rhodes_mental_health_nonpharm"
+    assert f"prior on tau: {key}" in text and "prior on mu: Normal(0, 1)" in text and "exact, quadrature" in text
+    bayes = json.loads(out.read_text())["bayes"]
+    assert bayes["prior"] == key
+    rows = {r["quantity"]: r for r in bayes["estimates"]}
+    for name in ("mu", "tau", "mu_new"):
+        r = ref["results"][name]
+        for ours, theirs in (
+            ("estimate", "mean"),
+            ("se", "sd"),
+            ("median", "median"),
+            ("ci_low", "ci_low"),
+            ("ci_high", "ci_high"),
+            ("hpd_low", "hpd_low"),
+            ("hpd_high", "hpd_high"),
+        ):
+            assert rows[name][ours] == pytest.approx(r[theirs], rel=1e-6, abs=1e-9), (name, ours)
+    assert rows["P(mu > 0.2)"]["estimate"] == pytest.approx(ref["results"]["mu"]["p_gt_mid"], rel=1e-6)
+    bf = bayes["bayes_factors"]
+    assert bf["log_marginal_likelihood"] == pytest.approx(ref["log_marginal_likelihood"], rel=1e-6)
+    assert bf["bf_tau0"] == pytest.approx(ref["bayes_factors"]["actual_tau0"], rel=1e-6)
+    assert bf["bf_mu0"] == pytest.approx(ref["bayes_factors"]["actual_mu0"], rel=1e-6)
+    assert f"BF(mu=0) = p(y|mu=0)/p(y) = {ref['bayes_factors']['actual_mu0']:.6g}" in text
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            ["--bayes", "--prior", "half_normal"],
+            "--prior: unknown tau prior 'half_normal'; use one of half_normal_0.5, ",
+        ),
+        (["--prior", "half_normal_0.5"], "--prior: chooses the tau prior of the Bayesian pooling: give --bayes"),
+    ],
+)
+def test_meta_bad_prior_option_is_one_line_exit_2_before_any_work(tmp_path, capsys, options, message):
+    out = tmp_path / "never.json"
+    assert main(["meta", str(SMD_CSV), *options, "--json", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not out.exists()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("imrstats meta: command line: ") and message in lines[0]
+    assert "rhodes_mental_health_nonpharm, " in lines[0] or "--bayes" in lines[0]
+    assert "Traceback" not in captured.err
 
 
 def test_implementation_command_reads_an_excel_registry(tmp_path, capsys):

@@ -227,3 +227,146 @@ def test_seeds_come_from_the_config():
         if re.search(r"^(DEFAULT_SEED|DEFAULT_SETTINGS|DEFAULT_BAYES_SETTINGS)\b", p.read_text(), re.M)
     ]
     assert not offenders, f"settings or seeds defined outside the config schema: {offenders}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the pipeline writes and reads (outputs stay in their folder; stages run only on the inputs they need):
+# checked with the settings, so the CLI and snakemake both refuse before any file is written
+
+
+def _refusal(overrides: dict) -> str:
+    with pytest.raises(SettingsError) as err:
+        load_config(overrides=overrides)
+    return str(err.value)
+
+
+def _small_folder(folder, tables=("participants", "assessments")):
+    folder.mkdir(parents=True)
+    for table in tables:
+        (folder / f"{table}.csv").write_bytes(
+            (PROJECT / "data" / "examples" / "small_csv" / f"{table}.csv").read_bytes()
+        )
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("results_dir", "cause"),
+    [
+        ("/", "'/' is the filesystem root"),
+        ("../../x", "lies outside the working directory"),
+        (".", "is the working directory itself"),
+        ("/tmp/imrstats-elsewhere", "lies outside the working directory"),
+        ("a/../../b", "lies outside the working directory"),
+    ],
+)
+def test_results_dir_must_lie_inside_the_working_directory(tmp_path, monkeypatch, results_dir, cause):
+    work = tmp_path / "a" / "b" / "work"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    message = _refusal({"results_dir": results_dir})
+    assert f"results_dir: {results_dir!r}" in message and cause in message
+    assert not (tmp_path / "a" / "x").exists()
+
+
+def test_results_dir_inside_the_working_directory_is_accepted(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_config(overrides={"results_dir": "out/run1"})["results_dir"] == "out/run1"
+    assert load_config(overrides={"results_dir": str(tmp_path / "results")})["results_dir"] == str(tmp_path / "results")
+
+
+def test_results_dir_symlinks_are_resolved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "to_root").symlink_to("/")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "out").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    assert "'to_root' (resolved: /) is the filesystem root" in _refusal({"results_dir": "to_root"})
+    assert "'to_root/x' (resolved: /x) lies outside" in _refusal({"results_dir": "to_root/x"})
+    assert "symbolic link loop" in _refusal({"results_dir": "loop"})
+    monkeypatch.chdir(tmp_path / "work")
+    assert "'out' (resolved: " in _refusal({"results_dir": "out"})  # a link inside pointing outside
+
+
+def test_results_dir_never_the_home_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert "is the home directory itself" in _refusal({"results_dir": str(tmp_path)})
+    monkeypatch.chdir("/")
+    assert "is the home directory itself" in _refusal({"results_dir": str(tmp_path)})
+
+
+def test_allow_results_outside_lets_results_lie_under_a_listed_folder(tmp_path, monkeypatch):
+    work, scratch = tmp_path / "work", tmp_path / "scratch"
+    work.mkdir()
+    scratch.mkdir()
+    monkeypatch.chdir(work)
+    outside = str(scratch / "me" / "run")
+    assert "lies outside the working directory" in _refusal({"results_dir": outside})
+    config = load_config(overrides={"results_dir": outside, "allow_results_outside": [str(scratch)]})
+    assert config["results_dir"] == outside and config["allow_results_outside"] == [str(scratch)]
+    # the root and the home directory stay refused, and allowing the root is refused itself
+    assert "filesystem root" in _refusal({"results_dir": "/", "allow_results_outside": ["/tmp"]})
+    message = _refusal({"allow_results_outside": ["/"]})
+    assert "allow_results_outside.0: '/' is the filesystem root" in message
+    assert defaults()["allow_results_outside"] == []
+
+
+def test_results_dir_never_mixes_with_an_input_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _small_folder(tmp_path / "out" / "in")
+    data = {"source": "directory", "input_dir": "out/in"}
+    assert "is the folder of the inputs of data.input_dir" in _refusal({"data": data, "results_dir": "out/in"})
+    assert "lies inside the folder of the inputs of data.input_dir" in _refusal(
+        {"data": data, "results_dir": "out/in/r"}
+    )
+    assert "contains the folder of the inputs of data.input_dir" in _refusal({"data": data, "results_dir": "out"})
+    assert load_config(overrides={"data": data, "results_dir": "results"})["data"]["input_dir"] == "out/in"
+
+
+def test_results_dir_never_mixes_with_the_published_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(PROJECT)
+    assert "contains the folder of the inputs of meta.published_outcomes" in _refusal({"results_dir": "data"})
+    assert "lies inside the folder of the inputs of meta" in _refusal({"results_dir": "data/published/r"})
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "papers").mkdir()
+    audit = {"inputs": [str(tmp_path / "papers" / "table2.csv")]}
+    assert "is the folder of the input " in _refusal({"audit": audit, "results_dir": "papers"})
+    assert "contains the input " in _refusal({"audit": audit, "results_dir": "."})
+    # a file in the working directory does not make the working directory an input folder
+    (tmp_path / "rows.csv").write_text("study\n")
+    config = load_config(overrides={"meta": {"published_outcomes": "rows.csv"}, "audit": {"inputs": ["rows.csv"]}})
+    assert config["results_dir"] == "results"
+
+
+@pytest.mark.parametrize(
+    ("make", "cause"),
+    [
+        (lambda tmp: "nowhere", "'nowhere': no such folder"),
+        (lambda tmp: (tmp / "f.csv").write_text("id\n") and "f.csv", "'f.csv' is a file"),
+        (lambda tmp: (tmp / "empty").mkdir() or "empty", "'empty' holds no input tables"),
+        (lambda tmp: (tmp / "dangling").symlink_to(tmp / "gone") or "dangling", "which does not exist"),
+    ],
+    ids=["missing", "file", "empty", "dangling-link"],
+)
+def test_input_dir_must_be_a_folder_of_input_tables(tmp_path, monkeypatch, make, cause):
+    monkeypatch.chdir(tmp_path)
+    message = _refusal({"data": {"source": "directory", "input_dir": make(tmp_path)}})
+    assert "data.input_dir: " in message and cause in message
+
+
+def test_the_stages_that_run_follow_the_input_tables():
+    from imrstats.pipeline.registry import STAGE_NAMES, plan_stages
+
+    run, skipped = plan_stages(["participants", "assessments"])
+    assert run == ["trial", "meta", "evidence", "audit"]
+    assert skipped == {
+        "services": "no service_use table in the input folder "
+        "(the service use stage needs participants and service_use)",
+        "implementation": "no programme table in the input folder (the implementation stage needs programme)",
+    }
+    run, skipped = plan_stages(["programme"])
+    assert run == ["meta", "implementation", "audit"]
+    assert skipped["evidence"] == "it reads the results of the trial stage, which was skipped"
+    assert "no participants and assessments tables" in skipped["trial"]
+    assert plan_stages(["participants", "assessments", "service_use", "programme"]) == (list(STAGE_NAMES), {})

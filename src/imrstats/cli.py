@@ -88,9 +88,15 @@ META_NUMBER_COLUMNS = (
 _COMMA_RULE = "a comma is read as a decimal point only where that is unambiguous (40,5): write 1000, not 1,000"
 
 
+def shown(value, limit: int = 80) -> str:
+    """A value as an error line shows it: at most ``limit`` characters (a hostile cell can be megabytes)."""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _row_name(frame, i: int) -> str:
     """Row ``i`` (0-based) of the table as a person reads it: row 1 = first data row, and its study label."""
-    study = f" (study {frame['study'].iloc[i]!r})" if "study" in frame.columns else ""
+    study = f" (study {shown(repr(frame['study'].iloc[i]))})" if "study" in frame.columns else ""
     return f"row {i + 1}{study}"
 
 
@@ -115,8 +121,8 @@ def read_meta_table(path) -> tuple:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(
-                f"{path}: {_row_name(frame, i)}, column {column}, value '{values.iloc[i]}': not a finite number "
-                f"({_COMMA_RULE})"
+                f"{path}: {_row_name(frame, i)}, column {column}, value '{shown(values.iloc[i])}': not a finite number"
+                + (f" ({_COMMA_RULE})" if "," in str(values.iloc[i]) else "")
             )
         for i in np.flatnonzero(decimal_comma_mask(values).to_numpy()):
             notes.append(
@@ -143,15 +149,17 @@ def _meta_rows_valid(frame, columns: list[str], path) -> None:
             label = labels[twice].iloc[0]
             rows = " and ".join(str(i + 1) for i in np.flatnonzero((labels == label).to_numpy()))
             raise InputError(
-                f"{path}: rows {rows}, column study, value {label!r}: the same study twice; rule: one effect per "
-                "study (pool one outcome at a time with --outcome, or give each comparison its own label)"
+                f"{path}: rows {rows}, column study, value {shown(repr(label))}: the same study twice; rule: one "
+                "effect per study (pool one outcome at a time with --outcome, or give each comparison its own label)"
             )
     for column in columns:
         values = frame[column]
         missing = values.isna()
         if missing.any():
             i = int(np.flatnonzero(missing.to_numpy())[0])
-            raise InputError(f"{path}: {_row_name(frame, i)}, column {column}, value '': blank; rule: a value is needed")
+            raise InputError(
+                f"{path}: {_row_name(frame, i)}, column {column}, value '': blank; rule: a value is needed"
+            )
         if column in ("vi", "se"):
             bad = values <= 0
             if bad.any():
@@ -192,9 +200,10 @@ def meta_input(frame, outcome: str | None, measure: str, path="the table"):
         raise InputError(f"{path}: unknown --measure {measure!r}; use one of {', '.join(sorted(MEASURE_COLUMNS))}")
     missing = [c for c in needed if c not in frame.columns]
     if missing:
+        header = shown(", ".join(map(str, frame.columns)), 200)
         raise InputError(
             f"{path}: none of the column sets imrstats meta reads: yi + vi, effect + se, or for --measure {measure} "
-            f"{', '.join(needed)} (missing: {', '.join(missing)}); the header has {', '.join(map(str, frame.columns))}"
+            f"{', '.join(needed)} (missing: {', '.join(missing)}); the header has {header}"
         )
     _meta_rows_valid(frame, needed, path)
     registry = load_registry()
@@ -219,6 +228,7 @@ def cmd_meta(args) -> int:
     from imrstats.results import to_json
 
     config = _config(args)
+    check_prior_option(args)
     frame, notes = read_meta_table(args.file)
     yi, vi, labels, description = meta_input(frame, args.outcome, args.measure.upper(), args.file)
     method = args.method if args.method is not None else config["meta"]["method"]
@@ -231,32 +241,56 @@ def cmd_meta(args) -> int:
     print(f"Prediction interval for a new study: {pred.extra.get('pi_low'):.4f} to {pred.extra.get('pi_high'):.4f}")
     payload = {"effect_size": description, "notes": notes, "result": result.to_dict(), "prediction": pred.to_dict()}
     if args.bayes:
-        payload["bayes"] = meta_bayes_summary(yi, vi, labels, config)
+        payload["bayes"] = meta_bayes_summary(yi, vi, labels, config, prior_key=args.prior)
     if args.json:
         write_text(to_json(payload), args.json)
     return 0
 
 
-def meta_bayes_summary(yi, vi, labels, config: dict) -> dict:
-    """`imrstats meta --bayes`: the pipeline's Bayesian model (priors from config meta.bayes), gated."""
+def check_prior_option(args) -> None:
+    """``--prior NAME`` (before any work): a shipped tau prior key, and only with ``--bayes``; else one
+    SettingsError naming the option (and listing the valid keys)."""
+    from imrstats.errors import SettingsError
+    from imrstats.meta.bayes import SHIPPED_TAU_PRIORS
+
+    if args.prior is None:
+        return
+    if not args.bayes:
+        raise SettingsError([("--prior", "chooses the tau prior of the Bayesian pooling: give --bayes with it")])
+    if args.prior not in SHIPPED_TAU_PRIORS:
+        raise SettingsError(
+            [("--prior", f"unknown tau prior {args.prior!r}; use one of {', '.join(SHIPPED_TAU_PRIORS)}")]
+        )
+
+
+def meta_bayes_summary(yi, vi, labels, config: dict, prior_key: str | None = None) -> dict:
+    """`imrstats meta --bayes [--prior NAME]`: the pipeline's Bayesian model with the engine of config
+    meta.bayes.engine (exact quadrature by default, or NUTS, gated), the tau prior NAME (a shipped key; default
+    config meta.bayes.tau_prior) and mu's prior from config meta.bayes.prior_mu. Prints the summaries, names the
+    engine, and (exact) the marginal likelihood and Bayes factors; returns the record for --json."""
     import numpy as np
 
-    from imrstats.meta.bayes import SHIPPED_TAU_PRIORS, Normal, shared_sampler
-    from imrstats.meta.bayes_stage import gated_fit
+    from imrstats.meta.bayes import SHIPPED_TAU_PRIORS, Normal
+    from imrstats.meta.bayes_stage import (
+        BF_DEFINITION,
+        ExactResult,
+        bayes_factor_row,
+        engine_name,
+        gated_fit,
+        stage_sampler,
+    )
 
     b = config["meta"]["bayes"]  # checked with the config
+    key = b["tau_prior"] if prior_key is None else prior_key
+    if key not in SHIPPED_TAU_PRIORS:
+        raise InputError(f"--prior {key}: unknown tau prior; use one of {', '.join(SHIPPED_TAU_PRIORS)}")
     prior_mu = Normal(b["prior_mu"]["loc"], b["prior_mu"]["scale"])
-    named = SHIPPED_TAU_PRIORS[b["tau_prior"]]
-    k = len(yi)
-    sampler = shared_sampler(
-        capacity=max(8, 8 * int(np.ceil(k / 8))),
-        target_accept=b["target_accept"],
-        parameterization=b["parameterization"],
-    )
+    named = SHIPPED_TAU_PRIORS[key]
+    sei = np.sqrt(np.asarray(vi, dtype=float))
     fit = gated_fit(
-        sampler,
+        stage_sampler(b, len(yi)),
         yi,
-        np.sqrt(vi),
+        sei,
         list(labels) if labels is not None else None,
         prior_mu=prior_mu,
         prior_tau=named.prior,
@@ -267,17 +301,33 @@ def meta_bayes_summary(yi, vi, labels, config: dict) -> dict:
         chains=b["chains"],
         context="imrstats meta --bayes",
     ).result
+    engine = engine_name(b)
     print(
-        f"\nBayesian random effects ({fit.method}); prior on tau: {named.key} ({named.citation}); "
-        f"prior on mu: Normal({prior_mu.loc:g}, {prior_mu.scale:g})"
+        f"\nBayesian random effects [engine: {engine}]; prior on tau: {named.key}, {named.prior.label()} "
+        f"({named.citation}); prior on mu: {prior_mu.label()}"
     )
+    if isinstance(fit, ExactResult):
+        print(fit.exact.summary())
+        factors = bayes_factor_row(fit)
+        return {
+            "engine": engine,
+            "prior": named.key,
+            "prior_tau": named.prior.label(),
+            "prior_mu": prior_mu.label(),
+            "k": fit.k,
+            "method": fit.method,
+            "estimates": fit.estimates.to_dict("records"),
+            "study_effects": fit.study_effects.to_dict("records"),
+            "bayes_factors": {**factors, "definition": BF_DEFINITION},
+            "notes": list(fit.exact.notes),
+        }
     print(f"{'quantity':<22}{'mean':>9}{'sd':>9}  95% interval (for probabilities: sd = Monte Carlo SE)")
     for row in fit.estimates.itertuples():
         interval = f"[{row.ci_low:.4f}, {row.ci_high:.4f}]" if np.isfinite(row.ci_low) else ""
         print(f"{row.quantity:<22}{row.estimate:>9.4f}{row.se:>9.4f}  {interval}")
     d = fit.diagnostics
     print(f"Diagnostics: {d.to_dict()}")
-    return fit.to_dict()
+    return {"engine": engine, "prior": named.key, **fit.to_dict()}
 
 
 def report_stage(result, json_path: str | None) -> int:
@@ -384,7 +434,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--measure", default="SMD", help="SMD (default) or MD for arm summaries")
     p.add_argument("--knha", action="store_true", help="Knapp-Hartung adjustment (t-based tests and CIs)")
     p.add_argument(
-        "--bayes", action="store_true", help="also the Bayesian pooling (PyMC; priors from config meta.bayes)"
+        "--bayes",
+        action="store_true",
+        help="also the Bayesian pooling (engine: config meta.bayes.engine, exact quadrature by default; "
+        "priors from config meta.bayes)",
+    )
+    p.add_argument(
+        "--prior",
+        metavar="NAME",
+        help="with --bayes: the tau prior, a shipped key (e.g. half_normal_0.5, rhodes_mental_health_nonpharm; "
+        "default: config meta.bayes.tau_prior)",
     )
     p.add_argument("--json", help="write the result as JSON")
     p.set_defaults(func=cmd_meta)
@@ -455,36 +514,84 @@ def error_line(args, exc: BaseException) -> str:
     error names its config file), else the command's input; a settings error from an option names the option."""
     from imrstats.errors import SettingsError
 
-    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
-    text = text.replace("settings problems:;", "settings problems:")
+    text = one_line(str(exc)) or type(exc).__name__
     candidates = [*_inputs(args), str(getattr(args, "json", None) or ""), str(getattr(args, "out", None) or "")]
     if isinstance(exc, SettingsError) and exc.source is None:
         return f"imrstats {args.command}: command line: {text}"
-    if isinstance(exc, SettingsError) or any(c and c in text for c in candidates):
+    if isinstance(exc, SettingsError) or any(c and text.startswith(c) for c in candidates):
         return f"imrstats {args.command}: {text}"
     return f"imrstats {args.command}: {_subject(args)}: {text}"
 
 
-def check_output_path(path: str, args) -> None:
-    """Before any work: the ``--json`` file must go into an existing, writable folder, must not be a folder, and
-    must not be one of the command's inputs (inputs are never modified). InputError names the path and why."""
+def one_line(text: str) -> str:
+    """A message of several lines (a list of problems) as one line: lines joined by '; ' (by ' ' after a ':')."""
+    out = ""
+    for line in (part.strip() for part in text.splitlines()):
+        if line:
+            out += ("" if not out else " " if out.endswith(":") else "; ") + line
+    return out
+
+
+def check_output_path(path: str, args, option: str = "--json") -> None:
+    """Before any work: the ``--json`` (or ``--problems``) file must go into an existing, writable folder, must
+    not be a folder, and must not be one of the command's inputs, nor a table file of an input folder (inputs
+    are never modified). InputError names the path and why."""
     import os
     from pathlib import Path
 
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
-        raise InputError(f"{target}: --json names a folder; give the path of a file to write")
+        raise InputError(f"{target}: {option} names a folder; give the path of a file to write")
     if not folder.exists():
-        raise InputError(f"{target}: --json: the folder {folder} does not exist (create it first)")
+        raise InputError(f"{target}: {option}: the folder {folder} does not exist (create it first)")
     if not folder.is_dir():
-        raise InputError(f"{target}: --json: {folder} is a file, not a folder")
+        raise InputError(f"{target}: {option}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"{target}: --json: cannot write in {folder} (permission denied)")
+        raise InputError(f"{target}: {option}: cannot write in {folder} (permission denied)")
     if target.exists():
-        for source in _inputs(args):
-            if Path(source).exists() and Path(source).is_file() and os.path.samefile(source, target):
-                raise InputError(f"{target}: --json would overwrite an input of this command; write elsewhere")
+        for source in _input_files(args):
+            if os.path.samefile(source, target):
+                raise InputError(f"{target}: {option} would overwrite an input of this command; write elsewhere")
+
+
+def _input_files(args) -> list[str]:
+    """The files a command reads: the files it is given, the table files of the folders it is given, and the
+    user's config file (the existing ones)."""
+    from pathlib import Path
+
+    from imrstats.core.io import TABLES, find_table_file
+
+    files = []
+    for source in map(Path, _inputs(args)):
+        if source.is_file():
+            files.append(str(source))
+        elif source.is_dir():
+            for table in TABLES:
+                try:
+                    found = find_table_file(source, table)
+                except InputError:  # the command itself says so
+                    continue
+                files += [str(found)] if found is not None else []
+    return files
+
+
+def check_output_folder(path: str, args, option: str = "--out") -> None:
+    """Before any work: an output folder (``clean --out``) must not be, nor lie inside, an input folder of the
+    command (its outputs would mix with, or overwrite, the inputs). InputError names the path and why."""
+    from pathlib import Path
+
+    try:
+        target = Path(path).resolve()
+    except (OSError, RuntimeError):
+        raise InputError(f"{path}: {option}: a symbolic link loop (the link points back to itself)") from None
+    for source in map(Path, _inputs(args)):
+        if not source.is_dir():
+            continue
+        folder = source.resolve()
+        if target == folder or folder in target.parents:
+            where = "is the input folder" if target == folder else f"lies inside the input folder {source}"
+            raise InputError(f"{path}: {option} {where}: outputs would mix with the inputs; write elsewhere")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -495,8 +602,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     try:
-        if getattr(args, "json", None):
-            check_output_path(args.json, args)
+        for option in ("json", "problems"):
+            if getattr(args, option, None):
+                check_output_path(getattr(args, option), args, f"--{option}")
+        if args.command == "clean":
+            check_output_folder(args.out, args)
         return args.func(args)
     except (InputError, AnalysisError) as exc:
         if debug:
@@ -512,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place every unexpected error becomes one line
         if debug:
             raise
-        cause = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        cause = one_line(str(exc))
         print(
             f"imrstats {args.command}: {_subject(args)}: unexpected error: {type(exc).__name__}"
             f"{': ' + cause if cause else ''} (rerun with --debug to see the traceback, and report it)",

@@ -19,11 +19,20 @@ section through `section_settings`, which fills and checks a partial section the
 from __future__ import annotations
 
 import copy
+import sys
 from functools import lru_cache
 from pathlib import Path
 
-import jsonschema
 import yaml
+
+# jsonschema registers a checker for the "iri" string format when the optional package rfc3987_syntax is
+# importable, and importing that package compiles a grammar: about 3 s at every start of the CLI and of
+# every Snakemake invocation (a no-op rerun included). The config schema uses no "iri" format, so the
+# checker is not needed: mark the package unavailable (jsonschema skips it on ImportError) unless some
+# other code has imported it already.
+if "rfc3987_syntax" not in sys.modules:
+    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+import jsonschema  # noqa: E402
 
 from imrstats.core.paths import CONFIG_SCHEMA, DEFAULT_CONFIG
 from imrstats.errors import SettingsError
@@ -144,6 +153,101 @@ def _plain(value):
 
 
 # ---------------------------------------------------------------------------------------------
+# Reading a user's YAML safely
+
+MAX_YAML_BYTES = 1_000_000  # a config is a few kB; anything near this is not a config
+MAX_CONFIG_NODES = 100_000  # values in a config once every alias is expanded (the shipped one has about 300)
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader refusing aliases (``*name``): a settings file needs none, and nested aliases expand
+    exponentially (the "billion laughs"), so that validating a few hundred bytes would exhaust memory."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{event.anchor} is not allowed here (write the values out)", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def load_yaml_file(path: str | Path, what: str = "config file", *, max_bytes: int = MAX_YAML_BYTES):
+    """A user's YAML file (None when it is empty), read safely: at most ``max_bytes``, UTF-8, no aliases, not
+    nested beyond Python's recursion limit. Every problem is one `SettingsError` naming the file."""
+    import os
+
+    from imrstats.core.io import why_not_found
+
+    path = Path(path)
+
+    def refuse(text: str):
+        return SettingsError([("(file)", text)], str(path))
+
+    if not path.exists():
+        why = why_not_found(path)
+        raise refuse(f"{what} not found" if why == "no such file or folder" else why)
+    if path.is_dir():
+        raise refuse(f"a folder where a {what} (YAML) is expected")
+    try:
+        size = os.stat(path).st_size
+        if size > max_bytes:
+            raise refuse(f"{size} bytes; a {what} is at most {max_bytes} bytes")
+        raw = path.read_bytes()[: max_bytes + 1]
+    except OSError as exc:
+        raise refuse(f"cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > max_bytes:  # a file that grew, or a device that reports no size
+        raise refuse(f"more than {max_bytes} bytes; a {what} is at most {max_bytes} bytes")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise refuse(f"not UTF-8 text (byte {exc.start}); a {what} is a YAML text file") from None
+    try:
+        return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f"line {where.line + 1}: " if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if isinstance(exc, yaml.composer.ComposerError) and "alias" in str(problem):
+            raise refuse(f"{line}{problem}; aliases are refused in a {what}") from None
+        raise refuse(f"not valid YAML: {line}{problem}") from None
+    except RecursionError:
+        raise refuse("nested too deeply to be a settings file") from None
+
+
+def check_config_size(config, source: str | None = None, limit: int = MAX_CONFIG_NODES) -> None:
+    """Refuse, before any copy or validation, settings that hold more than ``limit`` values once shared parts
+    are counted at every place they appear (a YAML alias bomb parsed by another loader, e.g. Snakemake's
+    ``--configfile``), or that contain themselves. Counts each distinct object once, so it is fast."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(value) -> int:
+        if not isinstance(value, (dict, list, tuple)):
+            return 1
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise SettingsError([("(top level)", "the settings contain themselves (a recursive alias)")], source)
+        active.add(key)
+        children = value.values() if isinstance(value, dict) else value
+        total = 1 + len(value) + sum(size(child) for child in children)
+        active.discard(key)
+        sizes[key] = total
+        if total > limit:
+            raise SettingsError(
+                [("(top level)", f"more than {limit} values once aliases are expanded: not a settings file")], source
+            )
+        return total
+
+    try:
+        size(config)
+    except RecursionError:
+        raise SettingsError([("(top level)", "nested too deeply to be settings")], source) from None
+
+
+# ---------------------------------------------------------------------------------------------
 # Validation
 
 
@@ -188,8 +292,9 @@ def _describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
     return [(_key_path(error), text)]
 
 
-def _semantic_problems(config: dict) -> list[tuple[str, str]]:
-    """Checks the schema cannot express (each names its key path)."""
+def _semantic_problems(config: dict, paths: bool = True) -> list[tuple[str, str]]:
+    """Checks the schema cannot express (each names its key path); with ``paths``, also where the run reads and
+    writes (`input_dir_problems`, `results_dir_problems`: the file system as it is now)."""
     from imrstats.data.instruments import load_registry
 
     registry = load_registry()
@@ -214,9 +319,168 @@ def _semantic_problems(config: dict) -> list[tuple[str, str]]:
             )
     if config["data"]["source"] == "directory" and not config["data"].get("input_dir"):
         problems.append(("data.input_dir", "required when data.source is 'directory'"))
+    elif config["data"]["source"] == "directory" and paths:
+        problems += input_dir_problems(config["data"]["input_dir"])
+    if paths:
+        problems += results_dir_problems(config)
     age_range = config["simulate"]["trial"]["age_range"]
     if age_range[0] >= age_range[1]:
         problems.append(("simulate.trial.age_range", f"lower bound {age_range[0]} must be below {age_range[1]}"))
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the pipeline reads and writes: checked before any file is written
+
+
+def _resolved(path: str | Path) -> Path:
+    """``path`` made absolute against the working directory, every symbolic link resolved (a missing tail is
+    kept as written). RuntimeError / OSError on a symbolic link loop."""
+    return Path(path).resolve()
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or lies inside it."""
+    return path == folder or folder in path.parents
+
+
+def input_places(config: dict) -> list[tuple[str, Path, bool]]:
+    """(key, path, is_folder) of every place the pipeline reads inputs from: the folders ``data.input_dir``
+    (with ``data.source: directory``) and data/published/ (where the meta and audit stages read by default),
+    and the files of ``meta.published_outcomes``, ``meta.implementation_rates`` and ``audit.inputs`` when they
+    are set. Relative paths are relative to the working directory; symbolic links resolved."""
+    from imrstats.core.paths import DATA_DIR
+
+    candidates: list[tuple[str, str | Path, bool]] = []
+    if config["data"]["source"] == "directory" and config["data"].get("input_dir"):
+        candidates.append(("data.input_dir", config["data"]["input_dir"], True))
+    meta, audit = config["meta"], config["audit"]["inputs"]
+    for key, value in (
+        ("meta.published_outcomes", meta["published_outcomes"]),
+        ("meta.implementation_rates", meta["implementation_rates"]),
+        *(("audit.inputs", path) for path in audit or ()),
+    ):
+        candidates.append((key, value, False) if value else (key, DATA_DIR / "published", True))
+    out: list[tuple[str, Path, bool]] = []
+    for key, path, is_folder in candidates:
+        try:
+            place = _resolved(path)
+        except (OSError, RuntimeError):
+            continue  # a symbolic link loop: the stage reading it says so
+        if (place, is_folder) not in [(p, f) for _, p, f in out]:
+            out.append((key, place, is_folder))
+    return out
+
+
+def input_dir_problems(input_dir: str) -> list[tuple[str, str]]:
+    """``data.input_dir`` must be an existing folder holding at least one input table (participants,
+    assessments, service_use, programme), so the pipeline never runs on nothing."""
+    from imrstats.core.io import FORMATS, TABLES, find_table_file, why_not_found
+    from imrstats.errors import InputError
+
+    key = "data.input_dir"
+    path = Path(input_dir)
+    if not path.exists():
+        why = why_not_found(path)
+        return [(key, f"{input_dir!r}: {'no such folder' if why == 'no such file or folder' else why}")]
+    if not path.is_dir():
+        return [(key, f"{input_dir!r} is a file; give the folder that holds the input tables")]
+    found = []
+    try:
+        for table in TABLES:
+            if find_table_file(path, table) is not None:
+                found.append(table)
+    except InputError as exc:
+        return [(key, str(exc))]
+    except OSError as exc:
+        return [(key, f"{input_dir!r}: cannot be read: {exc.strerror or exc}")]
+    if not found:
+        return [
+            (
+                key,
+                f"{input_dir!r} holds no input tables (expected files named {', '.join(TABLES)}, "
+                f"each with one of {', '.join(FORMATS)})",
+            )
+        ]
+    return []
+
+
+def results_dir_problems(config: dict, cwd: str | Path | None = None) -> list[tuple[str, str]]:
+    """``results_dir`` must resolve (symbolic links followed) to a folder inside the working directory, or
+    inside a folder of ``allow_results_outside``; never the filesystem root, the home directory itself or the
+    working directory itself; never equal to, inside, or containing a folder the pipeline reads inputs from."""
+    raw = config["results_dir"]
+    problems: list[tuple[str, str]] = []
+    allowed = []
+    for i, entry in enumerate(config.get("allow_results_outside") or []):
+        try:
+            folder = _resolved(entry)
+        except (OSError, RuntimeError):
+            problems.append((f"allow_results_outside.{i}", f"{entry!r}: a symbolic link loop"))
+            continue
+        if folder.parent == folder:
+            problems.append(
+                (f"allow_results_outside.{i}", f"{entry!r} is the filesystem root: it would allow every folder")
+            )
+        else:
+            allowed.append(folder)
+    try:
+        here = _resolved(cwd if cwd is not None else Path.cwd())
+        results = _resolved(Path(here, raw))
+    except (OSError, RuntimeError):
+        return [*problems, ("results_dir", f"{raw!r}: a symbolic link loop (the link points back to itself)")]
+    named = f"{raw!r}" if str(results) == raw else f"{raw!r} (resolved: {results})"
+    try:
+        home = _resolved(Path.home())
+    except (OSError, RuntimeError, KeyError):
+        home = None
+    if results.parent == results:
+        return [
+            *problems,
+            (
+                "results_dir",
+                f"{named} is the filesystem root; give a folder inside the working directory, e.g. results",
+            ),
+        ]
+    if results == home:
+        return [
+            *problems,
+            (
+                "results_dir",
+                f"{named} is the home directory itself; give a folder inside the working directory, e.g. results",
+            ),
+        ]
+    for key, place, is_folder in input_places(config):
+        # an input folder: results neither in it nor around it; an input file: results neither beside it (its
+        # folder) nor around it (a results folder inside the folder of a file, e.g. the working directory, is fine)
+        if is_folder and results == place:
+            why = f"is the folder of the inputs of {key}: outputs would mix with the inputs"
+        elif is_folder and _within(results, place):
+            why = f"lies inside the folder of the inputs of {key} ({place}): outputs would mix with the inputs"
+        elif is_folder and _within(place, results):
+            why = f"contains the folder of the inputs of {key} ({place}): outputs would mix with the inputs"
+        elif not is_folder and results == place.parent:
+            why = f"is the folder of the input {place} ({key}): outputs would mix with the inputs"
+        elif not is_folder and _within(place, results):
+            why = f"contains the input {place} ({key}): outputs would mix with the inputs"
+        else:
+            continue
+        problems.append(("results_dir", f"{named} {why}; give a folder of its own, e.g. results"))
+        return problems
+    if any(_within(results, folder) for folder in allowed):
+        return problems
+    if results == here:
+        problems.append(
+            ("results_dir", f"{named} is the working directory itself; give a folder inside it, e.g. results")
+        )
+    elif here not in results.parents:
+        problems.append(
+            (
+                "results_dir",
+                f"{named} lies outside the working directory ({here}); give a folder inside it, e.g. results, "
+                "or list a folder that holds it in allow_results_outside",
+            )
+        )
     return problems
 
 
@@ -227,30 +491,29 @@ def _normalise(config: dict) -> dict:
     return config
 
 
-def validate_config(config: dict, source: str | None = "config") -> dict:
+def validate_config(config: dict, source: str | None = "config", *, paths: bool = True) -> dict:
     """The complete settings: ``config`` overlaid on the defaults, checked against the schema and the
-    instrument registry. Raises `SettingsError` listing every problem at once, each naming its key path."""
+    instrument registry, and (``paths``) where the run reads and writes: ``results_dir`` inside the working
+    directory and apart from every input, ``data.input_dir`` a folder of input tables. Raises `SettingsError`
+    listing every problem at once, each naming its key path."""
     if not isinstance(config, dict):
         raise SettingsError([("(top level)", "a config must be a mapping of keys to values")], source)
+    check_config_size(config, source)
     merged = overlay(_defaults(), _plain(config))
     errors = sorted(_validator().iter_errors(merged), key=lambda e: [str(p) for p in e.absolute_path])
     problems = [p for e in errors for p in _describe(e)]
     if not problems:
-        problems = _semantic_problems(merged)
+        problems = _semantic_problems(merged, paths)
     if problems:
         raise SettingsError(problems, source)
     return _normalise(merged)
 
 
 def read_config_file(path: str | Path) -> dict:
-    """A YAML config file as a dict (an empty file is an empty overlay)."""
+    """A YAML config file as a dict (an empty file is an empty overlay); read by `load_yaml_file` (size limit,
+    no aliases), so a hostile file is one SettingsError naming it, never an exhausted memory."""
     path = Path(path)
-    try:
-        config = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SettingsError([("(file)", "config file not found")], str(path)) from None
-    except yaml.YAMLError as exc:
-        raise SettingsError([("(file)", f"not valid YAML: {exc}")], str(path)) from None
+    config = load_yaml_file(path, "config file")
     if config is None:
         return {}
     if not isinstance(config, dict):
@@ -265,6 +528,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None, *
     if path is not None:
         config = overlay(config, read_config_file(path))
     if overrides:
+        check_config_size(overrides, source or "settings overrides")
         config = overlay(config, overrides)
     return validate_config(config, source=source or str(path or DEFAULT_CONFIG))
 
@@ -281,7 +545,7 @@ def section_settings(section: str, raw: dict | None = None) -> dict:
     nested: dict = dict(raw or {})
     for key in reversed(path):
         nested = {key: nested}
-    out = validate_config(nested, source=None)
+    out = validate_config(nested, source=None, paths=False)  # a stage's section: the run's paths are not its own
     for key in path:
         out = out[key]
     return out

@@ -301,3 +301,83 @@ def test_no_participant_id_leaks(real, clean, tmp_path):
     ids = set(clean["participants"]["id"].astype(str))
     leaked = [i for i in ids if i in text]
     assert not leaked, leaked[:5]
+
+
+# ---------------------------------------------------------------------------------------------
+# The meta stage's published-only fits are reused, not refitted
+
+
+REUSE_META = {
+    "outcomes": TWO,
+    "bayes": {"sensitivity_priors": [], "cumulative": False, "implementation": {"enabled": False}},
+}
+
+
+def _meta_outputs(tmp_path, meta: dict, seed: int):
+    from imrstats.meta.bayes_stage import run_meta_stage_with_bayes, write_posteriors
+
+    result = run_meta_stage_with_bayes(None, meta, seed=seed)
+    write_stage(result, tmp_path)
+    write_posteriors(result, tmp_path)
+    return result
+
+
+def _counting_fit_exact(monkeypatch) -> list:
+    from imrstats.meta import bayes_exact
+
+    calls, original = [], bayes_exact.fit_exact
+    monkeypatch.setattr(bayes_exact, "fit_exact", lambda *a, **k: calls.append(len(a[0])) or original(*a, **k))
+    return calls
+
+
+def test_published_only_fits_come_from_the_meta_outputs_not_refitted(tmp_path, monkeypatch):
+    meta = _meta_outputs(tmp_path / "meta", REUSE_META, seed=5)
+    calls = _counting_fit_exact(monkeypatch)
+    settings = {"evidence": {"label": "Mine", "year": 2025}, "meta": REUSE_META}
+    alone = run_evidence_stage(None, settings, trial=fake_trial(), seed=5)
+    fitted_alone = list(calls)
+    calls.clear()
+    reused = run_evidence_stage(None, settings, trial=fake_trial(), seed=5, meta_dir=tmp_path / "meta")
+    # without the meta outputs: per outcome one published-only fit (k published) and two with the trial (k + 1)
+    published_k = sorted(int(meta.posteriors[label].k) for label in TWO)
+    assert sorted(fitted_alone) == sorted(published_k + [k + 1 for k in published_k for _ in range(2)])
+    # with them: only the fits with the trial added
+    assert sorted(calls) == sorted(k + 1 for k in published_k for _ in range(2))
+    assert reused.record["reused_meta_fits"] == sorted(TWO) and alone.record["reused_meta_fits"] == []
+    # and the numbers are the same, to the last bit (same seed path, same exact draws)
+    for name in ("evidence_pooled", "evidence_surprise", "evidence_cumulative", "evidence_trial_effects"):
+        pd.testing.assert_frame_equal(alone.tables[name], reused.tables[name], check_exact=True)
+    diag = reused.tables["evidence_diagnostics"]
+    assert diag.loc[diag["analysis"] == "without", "source"].str.contains("meta stage's fit").all()
+    pooled = reused.tables["evidence_pooled"]
+    bayes = pooled.loc[pooled["framework"].str.startswith("Bayesian")]
+    meta_mu = meta.tables["bayes_pooled"].set_index(["outcome_label", "quantity"])["estimate"]
+    for _, row in bayes.iterrows():
+        assert row["estimate_without"] == meta_mu[(row["outcome_label"], "mu")]
+        assert row["mcse_without"] == 0.0 and "exact, quadrature" in row["method"]
+
+
+def test_meta_outputs_that_do_not_match_are_refitted_with_a_note(tmp_path, monkeypatch):
+    """Meta outputs made with another tau prior (or another seed) are not taken: the stage fits the published
+    studies itself, says why, and its numbers are those of its own settings."""
+    other = {**REUSE_META, "bayes": {**REUSE_META["bayes"], "tau_prior": "half_normal_0.5"}}
+    _meta_outputs(tmp_path / "meta", other, seed=5)
+    _meta_outputs(tmp_path / "meta_seed", REUSE_META, seed=6)
+    settings = {"evidence": {"label": "Mine", "year": 2025}, "meta": REUSE_META}
+    alone = run_evidence_stage(None, settings, trial=fake_trial(), seed=5)
+    calls = _counting_fit_exact(monkeypatch)
+    for folder, differs in (("meta", "prior_tau"), ("meta_seed", "seed")):
+        calls.clear()
+        res = run_evidence_stage(None, settings, trial=fake_trial(), seed=5, meta_dir=tmp_path / folder)
+        assert res.record["reused_meta_fits"] == [] and len(calls) == 6
+        assert any(f"differs in {differs}; fitted here instead" in n for n in res.record["notes"])
+        pd.testing.assert_frame_equal(alone.tables["evidence_pooled"], res.tables["evidence_pooled"])
+    _meta_outputs(tmp_path / "meta_partial", REUSE_META, seed=5)
+    (tmp_path / "meta_partial" / "posteriors" / "bayes_imrs_client.nc").unlink()
+    res = run_evidence_stage(None, settings, trial=fake_trial(), seed=5, meta_dir=tmp_path / "meta_partial")
+    assert res.record["reused_meta_fits"] == ["functioning"]
+    assert any("imrs_client: the meta stage wrote no published-only posterior" in n for n in res.record["notes"])
+    pd.testing.assert_frame_equal(alone.tables["evidence_pooled"], res.tables["evidence_pooled"])
+    (tmp_path / "meta" / "result.json").write_text("{not json")
+    with pytest.raises(InputError, match="the meta stage's result cannot be read"):
+        run_evidence_stage(None, settings, trial=fake_trial(), seed=5, meta_dir=tmp_path / "meta")

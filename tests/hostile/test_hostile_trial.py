@@ -1,4 +1,4 @@
-"""Hostile inputs for the trial stage (issue 17, case 1: "ITT that is not ITT").
+"""Hostile inputs for the trial stage (intention to treat means everyone: missing covariates are imputed, not dropped).
 
 A participant with a blank baseline covariate (age, sex, ...) used to be dropped from the ITT MI-MMRM without
 a word: 143 of 160 analysed, the CONSORT box still saying everyone. Each case here asserts who was analysed
@@ -51,7 +51,9 @@ def test_blank_sex_imputed_as_observed_categories(frame):
     imp = trial.impute_outcome(bad, m=M, seed=2)
     values = imp.covariate_values["sex"]
     assert set(np.unique(values)) <= {"female", "male"}
-    assert (values[:, ~imp.covariate_missing["sex"]] == imp.frame["sex"].to_numpy()[~imp.covariate_missing["sex"]]).all()
+    assert (
+        values[:, ~imp.covariate_missing["sex"]] == imp.frame["sex"].to_numpy()[~imp.covariate_missing["sex"]]
+    ).all()
     res = trial.itt_mi_mmrm(bad, outcome="gaf_f", imputation=imp)
     assert res.n_participants == 198 and res.n_covariate_cells_imputed == {"sex": len(rows)}
 

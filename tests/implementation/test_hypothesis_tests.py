@@ -15,12 +15,15 @@ def brute_force_fisher_p(table):
     """Enumerate every table with the observed margins; sum P(T) over P(T) <= P(obs)."""
     table = np.asarray(table)
     rows, cols, n = table.sum(1), table.sum(0), table.sum()
-    logp = lambda t: (
-        special.gammaln(rows + 1).sum()
-        + special.gammaln(cols + 1).sum()  # noqa: E731
-        - special.gammaln(n + 1)
-        - special.gammaln(np.asarray(t) + 1).sum()
-    )
+
+    def logp(t):
+        return (
+            special.gammaln(rows + 1).sum()
+            + special.gammaln(cols + 1).sum()
+            - special.gammaln(n + 1)
+            - special.gammaln(np.asarray(t) + 1).sum()
+        )
+
     r, c = table.shape
     total, observed = 0.0, logp(table)
     for free in itertools.product(*[range(min(rows[i], cols[j]) + 1) for i in range(r - 1) for j in range(c - 1)]):

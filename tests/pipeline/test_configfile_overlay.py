@@ -16,7 +16,8 @@ def test_snakemake_dry_run_takes_a_two_key_configfile(tmp_path):
     overlay reaches the rules (results_dir moves every output); a bad value stops it naming the key."""
     snakemake = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(PROJECT)]
     two = tmp_path / "two_keys.yaml"
-    two.write_text(f"trial: {{imputations: 5}}\nresults_dir: {tmp_path / 'out'}\n")
+    # results outside the working directory (the project) only under a folder of allow_results_outside
+    two.write_text(f"trial: {{imputations: 5}}\nresults_dir: {tmp_path / 'out'}\nallow_results_outside: [{tmp_path}]\n")
     run = subprocess.run([*snakemake, "--configfile", str(two)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert str(tmp_path / "out" / "report" / "index.html") in run.stdout + run.stderr

@@ -1,4 +1,4 @@
-"""Determinism: two full pipeline runs with the same inputs, config and seeds, one with
+"""Determinism: two full pipeline runs (the small config) with the same inputs, config and seeds, one with
 `--cores 1` and one with `--cores 2`, give byte-identical CSV tables, Parquet tables and JSON results.
 
 Not compared: provenance.json's start and finish times (and its git record, which says whether the work
@@ -16,11 +16,11 @@ pytestmark = pytest.mark.pipeline
 
 
 @pytest.fixture(scope="module")
-def runs_on_one_and_two_cores(default_pipeline_run_one_core, default_pipeline_run):
-    """The session's two runs of the embedded default config, as shipped (tests/pipeline_runs.py): one copy of
-    the code for both, --cores 1 and --cores 2, each in its own directory; their result files as they were
-    when each run finished."""
-    return {1: default_pipeline_run_one_core.files, 2: default_pipeline_run.files}
+def runs_on_one_and_two_cores(small_pipeline_run_one_core, small_pipeline_run):
+    """The session's two runs of the small config (tests/pipeline_runs.py: the default, smaller where that only
+    costs time): one copy of the code for both, --cores 1 and --cores 2, each in its own directory; their result
+    files as they were when each run finished. Every stage runs in both, so every output is compared."""
+    return {1: small_pipeline_run_one_core.files, 2: small_pipeline_run.files}
 
 
 def _differing(a: dict[str, bytes], b: dict[str, bytes], suffixes: tuple[str, ...]) -> list[str]:

@@ -327,7 +327,10 @@ def assert_problem_list_is_clear(problems: list[dict], directory: Path):
     for p in problems:
         if p["severity"] != "error":
             continue
-        assert p["file"] and Path(p["file"]).name in {f"{t}.csv" for t in TABLE_NAMES}, p
+        # a table's problem names its file; a missing participants table names the folder
+        assert p["file"] and (
+            Path(p["file"]).name in {f"{t}.csv" for t in TABLE_NAMES} or p["file"] == str(directory)
+        ), p
         assert p["rule"] and ":" in p["rule"] or p["rule"].startswith(("required", "table")), p
         kind = p["rule"].split(":")[0]
         summary = "more rows break this rule" in p["rule"]
@@ -566,7 +569,10 @@ NAMED = {
         expect=ERRORS,
         says="privacy: value looks like a national id",
     ),
-    "missing table": dict(mutate=lambda t: drop_table(t, "participants"), expect=CLEAN),
+    "missing table": dict(
+        mutate=lambda t: drop_table(t, "participants"), expect=ERRORS, says="the folder has no participants table"
+    ),
+    "missing programme table": dict(mutate=lambda t: drop_table(t, "programme"), expect=CLEAN),
     "NUL byte in a cell": dict(mutate=lambda t: set_cell(t, "participants", 1, 2, "a\x00b"), expect=CLEAN),
     "ragged row": dict(
         raw={

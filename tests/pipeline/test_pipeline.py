@@ -1,8 +1,9 @@
 """End-to-end: the Snakemake pipeline on the default config, in a temporary directory; twice, to show that
 the same inputs, config and seed give byte-identical tables.
 
-The two runs are the session's shared default runs (tests/pipeline_runs.py): --cores 2 and --cores 1, in two
-directories, made from one snapshot of the project (the same runs test_determinism.py compares in full)."""
+The default run is the session's one run of the shipped config (tests/pipeline_runs.py); the byte-identity check
+compares the session's two runs of the small config (--cores 2 and --cores 1, two directories, one snapshot of the
+project: the same runs test_determinism.py compares in full)."""
 
 import json
 from pathlib import Path
@@ -21,9 +22,9 @@ def run_pipeline(project: Path, workdir: Path, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def two_runs(default_pipeline_run, default_pipeline_run_one_core):
-    """The results directories of the session's two default runs: --cores 2, then --cores 1 (another directory)."""
-    return [default_pipeline_run.results, default_pipeline_run_one_core.results]
+def two_runs(small_pipeline_run, small_pipeline_run_one_core):
+    """The results directories of the session's two small-config runs: --cores 2, then --cores 1 (another directory)."""
+    return [small_pipeline_run.results, small_pipeline_run_one_core.results]
 
 
 def _tables(results: Path):
@@ -34,8 +35,8 @@ def _tables(results: Path):
     )
 
 
-def test_pipeline_outputs(two_runs):
-    results = two_runs[0]
+def test_pipeline_outputs(default_pipeline_run):
+    results = default_pipeline_run.results
     for rel in (
         "report/index.html",
         "provenance.json",
@@ -59,8 +60,8 @@ def test_same_seed_gives_byte_identical_tables(two_runs):
     assert not differing
 
 
-def test_report_holds_no_participant_ids(two_runs):
-    results = two_runs[0]
+def test_report_holds_no_participant_ids(default_pipeline_run):
+    results = default_pipeline_run.results
     import pandas as pd
 
     ids = set(pd.read_csv(results / "input" / "participants.csv")["id"]) | set(
@@ -74,8 +75,8 @@ def test_report_holds_no_participant_ids(two_runs):
     assert not [i for i in ids if i in text or i in tables]
 
 
-def test_noop_rerun_and_dry_run(two_runs, default_pipeline_run):
-    workdir = two_runs[0].parent
+def test_noop_rerun_and_dry_run(default_pipeline_run):
+    workdir = default_pipeline_run.workdir
     proc = run_pipeline(default_pipeline_run.project, workdir, "-n")
     assert proc.returncode == 0 and "Nothing to be done" in (proc.stdout + proc.stderr)
 

@@ -1,4 +1,5 @@
-"""Unit tests for imrstats.trial.analyses: data shaping, edge cases, errors, internal consistency, recovery of the truth.
+"""Unit tests for imrstats.trial.analyses: data shaping, edge cases, errors, internal consistency, recovery of the
+truth.
 
 Numbers against R are in tests/validation/test_trial_vs_r.py."""
 

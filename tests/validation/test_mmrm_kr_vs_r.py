@@ -791,7 +791,10 @@ def test_fev_kr_matches_r(fev, fev_fit):
     np.testing.assert_allclose(fev_fit.beta, ref["beta"], rtol=RTOL)
     np.testing.assert_allclose(np.sqrt(np.diag(fev_fit.cov_beta_model)), ref["se_model"], rtol=RTOL)
     np.testing.assert_allclose(np.sqrt(np.diag(fev_fit.cov_beta)), ref["kr_se"], rtol=RTOL)
-    at = lambda arm: lambda f: (f["arm"] == arm) & (f["timepoint"] == "VIS2")
+
+    def at(arm):
+        return lambda f: (f["arm"] == arm) & (f["timepoint"] == "VIS2")
+
     _check_rows(fev_fit.contrasts, ref, [(lambda f: f["timepoint"] == "VIS3", "c_trt")])
     _check_rows(fev_fit.adjusted_means, ref, [(at("PBO"), "c_mean_pbo"), (at("TRT"), "c_mean_trt")])
     _check_f(fev_fit, [[0.0, 1.0], [1.0, 0.0]], ref["f_both"])

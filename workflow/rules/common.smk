@@ -7,17 +7,34 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from imrstats.config import load_config
-from imrstats.core.io import TABLES, find_table_file
+from imrstats.core.tables import TABLES, find_table_file
 from imrstats.core.provenance import now_iso
-from imrstats.pipeline.registry import STAGE_NAMES
+from imrstats.errors import InputError
+from imrstats.pipeline.plan import STAGE_NAMES, plan_stages
 
-_settings = load_config(overrides=config, source="snakemake config (config/config.yaml + --configfile / --config)")
+# A bad setting (results_dir outside the working directory, a missing or empty data.input_dir, an unknown key,
+# ...) is one line naming the key and exit code 2, before the DAG is built and before any file is written.
+try:
+    _settings = load_config(overrides=config, source="snakemake config (config/config.yaml + --configfile / --config)")
+    _found = (
+        list(TABLES)
+        if _settings["data"]["source"] == "synthetic"
+        else [t for t in TABLES if find_table_file(_settings["data"]["input_dir"], t) is not None]
+    )
+except InputError as _error:
+    print("imrstats: " + "; ".join(s.strip() for s in str(_error).splitlines() if s.strip()), file=sys.stderr)
+    sys.exit(2)
 config.clear()
 config.update(_settings)
 
 RESULTS = config["results_dir"]
 # the statistical stages in the order of the report: the one list (imrstats.pipeline.registry.PIPELINE)
 STAGES = list(STAGE_NAMES)
+# the stages whose inputs exist (the others are skipped, each with its reason, on the front page and in
+# provenance.json): a trial-only folder runs trial, meta, evidence and audit
+RUN_STAGES, SKIPPED_STAGES = plan_stages(_found)
+# the cleaned tables: one per input table found, and the item-level scores when there are assessments
+CLEAN_TABLES = [*_found, *(["assessment_items"] if "assessments" in _found else [])]
 PUBLISHED = Path(workflow.basedir) / "data" / "published"
 
 
@@ -25,6 +42,8 @@ onstart:
     # when this invocation started, for provenance.json (a file, not a param, so it triggers no rerun)
     Path(RESULTS, "logs").mkdir(parents=True, exist_ok=True)
     Path(RESULTS, "logs", "run_started.txt").write_text(now_iso() + "\n")
+    for _stage, _why in SKIPPED_STAGES.items():
+        print(f"imrstats: stage {_stage} skipped: {_why}", file=sys.stderr)
 
 
 def input_tables(wildcards=None):

@@ -38,7 +38,7 @@ rule clean:
         unpack(input_tables),
         problems=f"{RESULTS}/checks/problems.csv",
     output:
-        tables=expand(f"{RESULTS}/data/{{table}}.parquet", table=[*TABLES, "assessment_items"]),
+        tables=expand(f"{RESULTS}/data/{{table}}.parquet", table=CLEAN_TABLES),
         log=report(
             f"{RESULTS}/data/cleaning_log.csv",
             caption="../report/cleaning_log.rst",

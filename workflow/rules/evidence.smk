@@ -1,6 +1,7 @@
 # The trial in the pooled evidence: src/imrstats/evidence/stage.py (run_evidence_stage), config section `evidence`.
-# Reads the trial stage's result.json and tables/ and the curated published rows, as declared; it fits its own
-# Bayesian models (the meta stage's seed path) and so needs none of the meta stage's outputs.
+# Reads the trial stage's result.json and tables/, the curated published rows, and the meta stage's result.json
+# and posteriors/: the published-only Bayesian fits are the meta stage's, reused, not refitted (only the fits
+# with the trial added are made here).
 
 
 rule evidence:
@@ -8,6 +9,8 @@ rule evidence:
         trial=rules.trial.output.json,
         trial_tables=rules.trial.output.tables,
         published=meta_inputs()["outcomes"],
+        meta=rules.meta.output.json,
+        meta_posteriors=rules.meta.output.posteriors,
     output:
         json=f"{RESULTS}/evidence/result.json",
         html=f"{RESULTS}/evidence/section.html",

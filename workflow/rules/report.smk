@@ -1,5 +1,5 @@
-# Report stage: the front page and the provenance record. Each statistical stage adds its section, in the
-# order of STAGES (common.smk, from imrstats.pipeline.registry).
+# Report stage: the front page and the provenance record. Each statistical stage that runs adds its section, in
+# the order of STAGES (common.smk, from imrstats.pipeline.registry); RUN_STAGES omits those whose inputs are absent.
 
 
 rule report_index:
@@ -7,9 +7,11 @@ rule report_index:
         tables=rules.clean.output.tables,
         cleaning_log=rules.clean.output.log,
         problems=rules.check.output.problems,
-        sections=expand(f"{RESULTS}/{{stage}}/section.html", stage=STAGES),
-        stage_tables=expand(f"{RESULTS}/{{stage}}/tables", stage=STAGES),
-        stage_figures=expand(f"{RESULTS}/{{stage}}/figures", stage=STAGES),
+        sections=expand(f"{RESULTS}/{{stage}}/section.html", stage=RUN_STAGES),
+        stage_tables=expand(f"{RESULTS}/{{stage}}/tables", stage=RUN_STAGES),
+        stage_figures=expand(f"{RESULTS}/{{stage}}/figures", stage=RUN_STAGES),
+        # the CONSORT flow's ITT rows are read from the trial stage's fit (its result.json)
+        results=expand(f"{RESULTS}/{{stage}}/result.json", stage=RUN_STAGES),
     output:
         report(
             f"{RESULTS}/report/index.html",
@@ -22,6 +24,9 @@ rule report_index:
         f"{RESULTS}/benchmarks/report_index.tsv"
     conda:
         "../envs/imrstats.yaml"
+    params:
+        # the stages skipped for want of their input tables, with the reason (common.smk: plan_stages)
+        skipped=SKIPPED_STAGES,
     script:
         "../scripts/report_index.py"
 
@@ -31,7 +36,7 @@ rule provenance:
         unpack(input_tables),
         report=f"{RESULTS}/report/index.html",
         tables=rules.clean.output.tables,
-        results=expand(f"{RESULTS}/{{stage}}/result.json", stage=STAGES),
+        results=expand(f"{RESULTS}/{{stage}}/result.json", stage=RUN_STAGES),
     output:
         f"{RESULTS}/provenance.json",
     log:
@@ -41,5 +46,6 @@ rule provenance:
     params:
         # written when the run starts (onstart, common.smk); a file, not a param value, so it triggers no rerun
         started_file=f"{RESULTS}/logs/run_started.txt",
+        skipped=SKIPPED_STAGES,
     script:
         "../scripts/provenance.py"

@@ -10,4 +10,5 @@ with log_to(snakemake.log[0]):
     outputs = [*snakemake.input.tables, snakemake.input.report, *snakemake.input.results]
     started = Path(snakemake.params.started_file)
     started = started.read_text().strip() if started.exists() else None
-    write_provenance(snakemake.output[0], build_provenance(snakemake.config, inputs, outputs, started))
+    record = build_provenance(snakemake.config, inputs, outputs, started, skipped=dict(snakemake.params.skipped))
+    write_provenance(snakemake.output[0], record)

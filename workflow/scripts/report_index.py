@@ -1,5 +1,6 @@
 # Thin adapter: snakemake -> imrstats.report.index.write_index. The cleaned tables' folder holds the cleaning
-# log; each stage's folder holds its declared section.html, tables/ and figures/.
+# log; each stage's folder holds its declared section.html, tables/ and figures/; the skipped stages come with
+# their reason (params).
 from pathlib import Path
 
 from imrstats.core.logs import log_to
@@ -12,4 +13,5 @@ with log_to(snakemake.log[0]):
         snakemake.input.problems,
         snakemake.output[0],
         stage_dirs=[Path(section).parent for section in snakemake.input.sections],
+        skipped=dict(snakemake.params.skipped),
     )

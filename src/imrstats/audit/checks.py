@@ -1080,11 +1080,14 @@ AUDIT_COLUMNS = {  # every column audit_table reads; all optional but `study` (p
 
 def read_audit_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV of printed numbers *as text*, so every number keeps the decimals it was printed with."""
-    from imrstats.core.io import FORMATS, read_table
+    from imrstats.core.io import FORMATS, read_table, why_not_found
 
     path = Path(path)
-    if path.exists() and not path.is_dir() and path.suffix.lower() not in FORMATS:
-        raise InputError(f"{path}: unsupported format '{path.suffix}' (an audit table is a CSV: {', '.join(FORMATS)})")
+    if not path.exists():
+        why = why_not_found(path)
+        raise InputError(f"{path}: {'file not found' if why == 'no such file or folder' else why}")
+    if not path.is_dir() and path.suffix.lower() not in FORMATS:
+        raise InputError(f"{path}: unsupported format '{path.suffix}' (accepted: {', '.join(FORMATS)})")
     frame = read_table(path)  # missing, a folder, empty, not UTF-8, a row with the wrong number of fields: InputError
     text = [c for c in frame.columns if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])]
     frame[text] = frame[text].fillna("")
@@ -1340,6 +1343,8 @@ INVALID_INPUT, IMPOSSIBLE_VALUE = "input", "impossible_value"  # the rules of a 
 
 
 def _invalid(column: str, value, rule: str) -> Finding:
+    value = str(value) if len(str(value)) <= 80 else str(value)[:77] + "..."  # a hostile cell can be megabytes
+    rule = rule if len(rule) <= 240 else rule[:237] + "..."
     return Finding(
         INVALID_INPUT,
         UNCHECKABLE,

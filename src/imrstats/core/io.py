@@ -10,7 +10,6 @@ every row as in its header.
 from __future__ import annotations
 
 import csv
-import errno
 import os
 import re
 import tempfile
@@ -20,11 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from imrstats.core.tables import EXCEL_SUFFIXES, FORMATS, TABLES, find_table_file, why_not_found  # noqa: F401
 from imrstats.errors import InputError
-
-TABLES = ("participants", "assessments", "service_use", "programme")
-EXCEL_SUFFIXES = (".xlsx", ".xlsm")
-FORMATS = (".csv", ".parquet", ".sav", ".dta", *EXCEL_SUFFIXES)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -144,21 +140,6 @@ def _read_stata(path: Path) -> pd.DataFrame:
     return frame
 
 
-def find_table_file(directory: str | Path, table: str) -> Path | None:
-    """The file holding `table` in `directory` (participants.csv, participants.sav, ...), if any."""
-    directory = Path(directory)
-    for ext in FORMATS:
-        candidate = directory / f"{table}{ext}"
-        if candidate.is_symlink() and not candidate.exists():
-            raise InputError(f"{candidate}: {why_not_found(candidate)}")
-    found = [directory / f"{table}{ext}" for ext in FORMATS if (directory / f"{table}{ext}").exists()]
-    if len(found) > 1:
-        raise InputError(
-            f"{directory}: several files for table '{table}': {', '.join(p.name for p in found)}; keep one"
-        )
-    return found[0] if found else None
-
-
 def read_tables(directory: str | Path, tables: tuple[str, ...] = TABLES) -> dict[str, pd.DataFrame]:
     """Every canonical table present in `directory` (a missing table is simply absent from the dict)."""
     directory = Path(directory)
@@ -178,22 +159,6 @@ def read_tables(directory: str | Path, tables: tuple[str, ...] = TABLES) -> dict
             f"with one of {', '.join(FORMATS)})"
         )
     return out
-
-
-def why_not_found(path: str | Path) -> str:
-    """Why `path` cannot be opened, in a few words: missing, a symbolic link loop, a dangling link."""
-    path = Path(path)
-    try:
-        os.stat(path)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "a symbolic link loop (the link points back to itself); replace it by the file"
-        if path.is_symlink():
-            return f"a symbolic link to {os.readlink(path)!r}, which does not exist"
-        if exc.errno == errno.EACCES:
-            return "permission denied"
-        return "no such file or folder"
-    return "exists"
 
 
 # cells a spreadsheet would run as a formula (OWASP, CSV injection): = + - @ tab CR, and their full-width forms

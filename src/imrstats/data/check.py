@@ -207,7 +207,9 @@ def missing_code_mask(
     else:
         numeric = pd.to_numeric(values.astype("string").str.strip(), errors="coerce")
     numeric = pd.Series(numeric, index=values.index).astype(float)
-    configured = numeric.isin(codes) if codes and kind in ("number", "integer") else pd.Series(False, index=values.index)
+    configured = (
+        numeric.isin(codes) if codes and kind in ("number", "integer") else pd.Series(False, index=values.index)
+    )
     declared = declared_missing_mask(numeric, (frame.attrs.get("declared_missing") or {}).get(col, []))
     candidate = (configured | declared).fillna(False).astype(bool)
     kept: list[KeptCode] = []
@@ -229,11 +231,7 @@ def missing_code_mask(
         blank |= (rows & candidate & ~inside) | confirmed
         for code, count in numeric[inside & ~confirmed].value_counts(sort=False).sort_index().items():
             here = inside & ~confirmed & (numeric == code)
-            source = (
-                "declared user-missing in the file"
-                if declared[here].any()
-                else f"clean.missing_codes.{name}"
-            )
+            source = "declared user-missing in the file" if declared[here].any() else f"clean.missing_codes.{name}"
             kept.append(KeptCode(str(key), float(code), int(count), source, bounds))
     blank |= instrument.isna() & candidate
     return blank.fillna(False).astype(bool), kept, numeric
@@ -419,9 +417,7 @@ def _check_unique(file, frame, parsed, key, out):
     for idx in np.flatnonzero(dup):
         earlier = first[tuple(keys.iloc[idx])]
         value = "/".join(str(frame[c].iloc[idx]) for c in key)
-        this_id, that_id = (
-            (parsed["id"].iloc[idx], parsed["id"].iloc[earlier]) if "id" in key else (None, None)
-        )
+        this_id, that_id = (parsed["id"].iloc[idx], parsed["id"].iloc[earlier]) if "id" in key else (None, None)
         if "id" in key and not (pd.isna(this_id) or pd.isna(that_id)) and this_id != that_id:
             rule = (
                 f"unique: id {this_id!r} here and {that_id!r} in row {earlier + 1} are one id after normalisation "

@@ -286,7 +286,8 @@ def score_items(
                         )
                     continue
                 if pd.isna(value):
-                    rule = f"not scored: {miss} of {len(keys)} items missing (at most {max_missing if prorate else 0} allowed)"
+                    allowed = max_missing if prorate else 0
+                    rule = f"not scored: {miss} of {len(keys)} items missing (at most {allowed} allowed)"
                 elif miss:
                     rule = f"scored from items, prorated over {miss} missing of {len(keys)}"
                 else:

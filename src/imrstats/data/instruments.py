@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from imrstats.core.paths import INSTRUMENTS_FILE
 from imrstats.errors import InputError
 
@@ -70,7 +68,9 @@ def _item_key(items: tuple[Item, ...], prefix: str, suffix: str) -> str:
 
 @lru_cache(maxsize=8)
 def _load(path: str) -> dict[str, Instrument]:
-    raw = yaml.safe_load(Path(path).read_text())
+    from imrstats.config import load_yaml_file
+
+    raw = load_yaml_file(path, "instrument registry")  # size limit, no aliases
     registry: dict[str, Instrument] = {}
     required = ("name", "short", "min", "max", "higher_is_better", "integer", "rater", "source")
     for key, spec in raw.items():
@@ -106,7 +106,8 @@ def _load(path: str) -> dict[str, Instrument]:
             hi = sum(it.max for it in items)
             if (lo, hi) != (float(spec["min"]), float(spec["max"])):
                 raise InputError(
-                    f"{path}: instrument '{key}' range {spec['min']}-{spec['max']} disagrees with its items' sum {lo:g}-{hi:g}"
+                    f"{path}: instrument '{key}' range {spec['min']}-{spec['max']} "
+                    f"disagrees with its items' sum {lo:g}-{hi:g}"
                 )
         registry[key] = Instrument(
             key=key,

@@ -4,7 +4,8 @@ Three tables ship with imrstats (data/published/README.md documents every column
 
 - ``published_outcomes.csv``: one row per study x outcome x timepoint x analysis, with arm-level
   n / mean / SD (or SE), or a reported effect, and for every row the paper it reports (``source_key``, a key
-  of docs/sources.md), the citation, a verbatim quote holding each of its numbers, the conversion it needs and the assumption that conversion makes;
+  of docs/sources.md), the citation, a verbatim quote holding each of its numbers, the conversion it needs and
+  the assumption that conversion makes;
 - ``implementation_rates.csv``: McGuire et al. (2014) Table 1 N and Table 3 dropout, sessions attended,
   completion and fidelity, one row per study x measure, each with its verbatim table line; every dropout and
   completion row names its denominator (the number of people offered IMR), how it was found

@@ -389,9 +389,10 @@ def simulate_service_use(participants: pd.DataFrame, cfg: dict, rng: np.random.G
 # ----------------------------------------------------------------------------------------------------------
 # Programme registry (Ferrara-like)
 
-# Ferrara implementation study: share of participants receiving each module, by service type. Stated in the text: m01 70.6%
-# overall, m06 100% at SerD and two CMHC users, m09 and m10 6.3%, m11 43.7%, EDP only m03 and m08; "none of
-# the services administered all modules". The remaining shares are assumptions (see config/README.md).
+# Ferrara implementation study: share of participants receiving each module, by service type. Stated in the
+# text: m01 70.6% overall, m06 100% at SerD and two CMHC users, m09 and m10 6.3%, m11 43.7%, EDP only m03 and
+# m08; "none of the services administered all modules". The remaining shares are assumptions (see
+# config/README.md).
 MODULE_SHARES = {
     "CMHC": {
         "m01": 0.80,
@@ -497,8 +498,8 @@ def simulate_programme(cfg: dict, rng: np.random.Generator) -> pd.DataFrame:
 
 
 def _imrs_pairs(n: int, cfg: dict, rng) -> tuple[np.ndarray, np.ndarray]:
-    """IMRS totals after the course (Ferrara implementation study, Table 3: user 55.1 (7.47), provider 54.18 (8.45)), observed
-    for a share of participants (only 15 pairs were reported)."""
+    """IMRS totals after the course (Ferrara implementation study, Table 3: user 55.1 (7.47), provider 54.18
+    (8.45)), observed for a share of participants (only 15 pairs were reported)."""
     rho = cfg["imrs_correlation"]
     z1 = rng.standard_normal(n)
     z2 = rho * z1 + np.sqrt(1 - rho**2) * rng.standard_normal(n)

@@ -85,10 +85,13 @@ _SHOW_DIAGNOSTICS = [
     "analysis",
     "timepoint",
     "k",
+    "engine",
+    "source",
     "attempts",
     "max_rhat",
     "min_ess_bulk",
     "divergences",
+    "sampler_diagnostics",
     "passed",
 ]
 
@@ -144,8 +147,9 @@ def render_evidence_section(result: StageResult) -> str:
             table_html(
                 _cols(tables["evidence_surprise"], _SHOW_SURPRISE),
                 caption="How surprising is the trial: its percentile in the published-only predictive distribution",
-                method="Bayesian: share of mu_new draws below g (pct_true); E_post Phi((g − mu) / "
-                "sqrt(tau² + v)) (pct_observed); frequentist: column freq_distribution",
+                method="Bayesian: share of the posterior draws of mu_new below g (pct_true); E_post Phi((g − mu) / "
+                "sqrt(tau² + v)) over the draws (pct_observed); each with its Monte Carlo SE (exact engine: i.i.d. "
+                "exact draws); frequentist: column freq_distribution",
             )
         )
     parts += [_figure(name, meta, test) for name in sorted(result.figures)]
@@ -157,11 +161,16 @@ def render_evidence_section(result: StageResult) -> str:
             )
         )
     if "evidence_diagnostics" in tables:
+        fits = tables["evidence_diagnostics"]
+        exact = "max_rhat" not in fits.columns
         parts.append(
             table_html(
-                _cols(tables["evidence_diagnostics"], _SHOW_DIAGNOSTICS),
-                caption="Bayesian fits: sampler diagnostics",
-                method="rank-normalised split R-hat and bulk ESS (Vehtari et al. 2021); gate R-hat "
+                _cols(fits, _SHOW_DIAGNOSTICS),
+                caption="Bayesian fits: "
+                + ("engine and source (attempts 0: the meta stage's fit, reused)" if exact else "sampler diagnostics"),
+                method="exact, quadrature: sampler diagnostics (R-hat, ESS, divergences) not applicable"
+                if exact
+                else "rank-normalised split R-hat and bulk ESS (Vehtari et al. 2021); gate R-hat "
                 "≤ 1.01, ESS ≥ 400, no divergences",
             )
         )

@@ -21,9 +21,11 @@ meta-analysis of published IMR trials and added to it as the newest study:
   g favours IMR; ``md`` stays IMR - TAU on the instrument's own scale.
 * **Side by side** (``pool_side_by_side``): per outcome, the published studies the meta stage pools
   (``meta_stage.outcome_inputs``) without and with the trial, by REML + Knapp-Hartung (``meta.rma``) and by
-  the Bayesian normal-normal model with the meta stage's main prior (``meta_bayes.gated_fit``, one
-  compiled sampler per process). ``replaces_study`` drops a published study from the "with" analysis when
-  the user's trial *is* that study.
+  the Bayesian normal-normal model with the meta stage's main prior and engine (``meta.bayes.engine``:
+  exact quadrature, milliseconds a fit, or NUTS through ``meta_bayes.gated_fit``). The published-only fits
+  are the meta stage's own, read back from its outputs (``read_meta_fits``) when the stage is given them
+  (the pipeline does), else fitted here with the same seeds. ``replaces_study`` drops a published study from
+  the "with" analysis when the user's trial *is* that study.
 * **How surprising is this trial** (``predictive_percentiles_*``): where the trial's g falls in the
   predictive distribution of a new trial from the published studies alone (without the replaced study).
   ``pct_true``: the share of the posterior draws of mu_new = mu + tau z below g (the definition used throughout;
@@ -378,7 +380,8 @@ def _bayes_summary(gated) -> dict:
         "tau": float(est.at["tau", "median"]),
         "p": math.nan,
         "prob_gt_0": float(est.at["P(mu > 0)", "estimate"]),
-        "mcse": float(est.at["mu", "mcse_mean"]),
+        # an exact fit has no Monte Carlo error
+        "mcse": float(est.at["mu", "mcse_mean"]) if "mcse_mean" in est.columns else 0.0,
     }
 
 
@@ -419,17 +422,26 @@ def _draws(result, name: str) -> np.ndarray:
     return np.asarray(result.posterior["posterior"][name].values, dtype=float)
 
 
+def _iid_draws(result) -> bool:
+    from imrstats.meta.bayes_stage import EXACT_ENGINE
+
+    return result.posterior["posterior"].attrs.get("engine") == EXACT_ENGINE
+
+
 def predictive_percentiles_bayes(result, y: float, v: float) -> dict:
     """``pct_true``: share of the posterior draws of mu_new (a new trial's true effect) below ``y``;
     ``pct_observed``: E_post[Phi((y - mu) / sqrt(tau^2 + v))], the predictive probability that a new trial's
     *estimate* with variance ``v`` is below ``y`` (Rao-Blackwellised over the draws of mu and tau). Each with
-    its Monte Carlo SE (ArviZ MCSE of the mean over chains x draws)."""
-    import arviz as az
-
+    its Monte Carlo SE (ArviZ MCSE of the mean over chains x draws; SD / sqrt(n) for exact i.i.d. draws)."""
     mu, tau, mu_new = _draws(result, "mu"), _draws(result, "tau"), _draws(result, "mu_new")
     below = (mu_new < y).astype(float)
     cdf = stats.norm.cdf((y - mu) / np.sqrt(tau**2 + v))
-    mcse = [0.0 if np.ptp(x) == 0 else float(az.mcse(x, method="mean")) for x in (below, cdf)]
+    if _iid_draws(result):  # exact i.i.d. draws: the MCSE of a mean is its SD / sqrt(n)
+        mcse = [float(x.std(ddof=1) / math.sqrt(x.size)) for x in (below, cdf)]
+    else:
+        import arviz as az
+
+        mcse = [0.0 if np.ptp(x) == 0 else float(az.mcse(x, method="mean")) for x in (below, cdf)]
     pct_obs = float(cdf.mean())
     return {
         "pct_true": float(below.mean()),
@@ -451,24 +463,24 @@ def _slug(text: str) -> str:
 
 
 class _Bayes:
-    """The Bayesian fits of the stage: one shared compiled sampler, the meta stage's main prior and run
-    settings, every fit gated (a failure is flagged and its numbers blanked)."""
+    """The Bayesian fits of the stage: the engine of ``meta.bayes.engine`` (exact quadrature, or one shared
+    compiled NUTS sampler with every fit gated: a failure is flagged and its numbers blanked), the meta stage's
+    main prior and run settings. ``reused``: the meta stage's published-only fits read back from its outputs
+    (``read_meta_fits``), taken instead of refitting."""
 
     def __init__(self, meta: dict, seed: int, k_max: int, flags: list[str]):
-        from imrstats.meta.bayes import SHIPPED_TAU_PRIORS, shared_sampler
-        from imrstats.meta.bayes_stage import normal_prior_from_spec
+        from imrstats.meta.bayes import SHIPPED_TAU_PRIORS
+        from imrstats.meta.bayes_stage import normal_prior_from_spec, stage_sampler
 
         self.b = meta["bayes"]
+        self.exact = self.b.get("engine", "exact") == "exact"
         self.prior_mu = normal_prior_from_spec(self.b["prior_mu"], "meta.bayes.prior_mu")
         self.prior_key = self.b["tau_prior"]
         self.prior_tau = SHIPPED_TAU_PRIORS[self.prior_key].prior
         self.mid = None if meta.get("mid") is None else float(meta["mid"])
         self.seed, self.flags, self.diagnostics = seed, flags, []
-        self.sampler = shared_sampler(
-            capacity=max(8, 8 * math.ceil(k_max / 8)),
-            target_accept=float(self.b["target_accept"]),
-            parameterization=self.b["parameterization"],
-        )
+        self.reused: dict = {}
+        self.sampler = stage_sampler(self.b, k_max) if self.b["enabled"] else None
 
     def fit(self, data: pd.DataFrame, seed: int, context: str, **ids):
         from imrstats.meta.bayes_stage import diagnostic_row, gated_fit
@@ -495,13 +507,112 @@ class _Bayes:
         self.diagnostics.append(diagnostic_row(fit, **ids))
         return fit
 
+    def published_fit(self, label: str, data: pd.DataFrame, seed: int, context: str, **ids):
+        """The published-only fit of ``label``: the meta stage's own (``reused``) when it was read back and
+        pools the same studies with the same prior and seed, else a fit here (the same seed path, so the
+        same numbers)."""
+        from imrstats.meta.bayes_stage import GatedFit
+
+        if label in self.reused and self.b["enabled"] and len(data) >= self.b["min_studies"]:
+            result = self.reused[label]
+            self.diagnostics.append(
+                {**ids, "k": result.k, "engine": result.engine, "source": result.source, "attempts": 0, "passed": True}
+            )
+            return GatedFit(result, 1)
+        return self.fit(data, seed, context, **ids)
+
     @property
     def method(self) -> str:
+        if self.exact:
+            from imrstats.meta.bayes_stage import EXACT_ENGINE
+
+            engine = EXACT_ENGINE
+        else:
+            engine = f"NUTS via nutpie ({self.b['chains']} x {self.b['draws']} draws)"
         return (
-            f"Bayesian normal-normal random effects, NUTS via nutpie ({self.b['chains']} x {self.b['draws']} "
-            f"draws); mu ~ {self.prior_mu.label()}, tau prior {self.prior_key}; posterior mean and 95% "
-            "equal-tailed interval of mu, posterior median of tau"
+            f"Bayesian normal-normal random effects, {engine}; mu ~ {self.prior_mu.label()}, tau prior "
+            f"{self.prior_key}; posterior mean and 95% equal-tailed interval of mu, posterior median of tau"
         )
+
+
+class MetaFit:
+    """A published-only Bayesian fit read back from the meta stage's outputs: ``estimates`` (its rows of the
+    meta record's ``bayes.pooled`` table), ``posterior`` (its netCDF posterior, loaded), ``k``, ``engine`` and
+    ``source`` (the file it came from); ``diagnostics`` None (a main fit the meta stage wrote passed)."""
+
+    diagnostics = None
+
+    def __init__(self, estimates: pd.DataFrame, posterior, k: int, engine: str, source: str):
+        self.estimates, self.posterior, self.k, self.engine, self.source = estimates, posterior, k, engine, source
+
+
+def read_meta_fits(
+    meta_dir: str | Path, inputs: dict[str, pd.DataFrame], meta: dict, seed: int
+) -> tuple[dict[str, MetaFit], list[str]]:
+    """The meta stage's published-only fits of the outcomes in ``inputs`` (label -> published rows), from its
+    outputs in ``meta_dir`` (``result.json`` and ``posteriors/bayes_<label>.nc``). A fit is taken only if its
+    posterior pools exactly these studies (labels, y and se equal), with this engine, these priors, this seed
+    (the meta stage's seed path) and, for the exact engine, this number of draws; otherwise the stage fits it
+    itself, and a note says why. Returns (label -> MetaFit, notes)."""
+    import xarray as xr
+
+    from imrstats.core.seeds import label_code, spawn_seed
+    from imrstats.meta.bayes import SHIPPED_TAU_PRIORS
+    from imrstats.meta.bayes_stage import EXACT_ENGINE, NUTS_ENGINE, normal_prior_from_spec
+    from imrstats.meta.figures import slug
+
+    meta_dir = Path(meta_dir)
+    b = meta["bayes"]
+    exact = b.get("engine", "exact") == "exact"
+    try:
+        record = json.loads((meta_dir / "result.json").read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"{meta_dir / 'result.json'}: the meta stage's result cannot be read: {error}") from error
+    pooled = pd.DataFrame((record.get("bayes") or {}).get("pooled") or [])
+    want = {
+        "prior_mu": normal_prior_from_spec(b["prior_mu"], "meta.bayes.prior_mu").label(),
+        "prior_tau": SHIPPED_TAU_PRIORS[b["tau_prior"]].prior.label(),
+    }
+    out, notes = {}, []
+    for label, data in inputs.items():
+        path = meta_dir / "posteriors" / f"bayes_{slug(label)}.nc"
+        if len(data) < b["min_studies"]:
+            continue  # not pooled by either stage
+        if not path.exists() or pooled.empty:
+            notes.append(f"{label}: the meta stage wrote no published-only posterior ({path.name}); fitted here")
+            continue
+        with xr.open_datatree(path, engine="h5netcdf") as tree:
+            tree = tree.load()
+        attrs = tree["posterior"].attrs
+        checks = {
+            "studies": list(map(str, tree["observed_data"]["study"].values)) == _labels(data),
+            "y": np.array_equal(tree["observed_data"]["y"].values, data["yi"].to_numpy(float)),
+            "se": np.array_equal(tree["constant_data"]["se"].values, data["sei"].to_numpy(float)),
+            "engine": (attrs.get("engine") == EXACT_ENGINE) == exact,
+            "prior_mu": attrs.get("prior_mu") == want["prior_mu"],
+            "prior_tau": attrs.get("prior_tau") == want["prior_tau"],
+            "seed": int(attrs.get("seed", -1)) == spawn_seed(spawn_seed(seed, label_code(label)), 0, 0),
+            "draws": not exact or tree["posterior"].sizes["draw"] == int(b["exact_draws"]),
+        }
+        rows = pooled.loc[pooled["outcome_label"] == label] if "outcome_label" in pooled else pooled.iloc[:0]
+        checks["summary"] = {"mu", "tau", "P(mu > 0)"} <= set(rows.get("quantity", []))
+        failed = [name for name, ok in checks.items() if not ok]
+        if failed:
+            notes.append(
+                f"{label}: the meta stage's published-only fit ({path.name}) differs in {', '.join(failed)}; "
+                "fitted here instead"
+            )
+            continue
+        estimates = rows.drop(columns=[c for c in ("outcome_label", "measure", "prior", "k") if c in rows.columns])
+        estimates = estimates.astype({c: float for c in ("estimate", "ci_low", "ci_high", "median") if c in estimates})
+        out[label] = MetaFit(
+            estimates.reset_index(drop=True),
+            tree,
+            len(data),
+            EXACT_ENGINE if exact else NUTS_ENGINE,
+            f"the meta stage's fit (meta/posteriors/{path.name}, meta/result.json)",
+        )
+    return out, notes
 
 
 def _disabled() -> StageResult:
@@ -540,7 +651,8 @@ def _outcome_part(label, published, rows, ev, meta, year, bayes, seed, figures, 
     rep = ev["replaces_study"]
     reference = published.loc[published["study"] != rep] if rep else published
     freq_without = fit_frequentist(published, meta)
-    bayes_without = bayes.fit(
+    bayes_without = bayes.published_fit(
+        label,
         published,
         spawn_seed(spawn_seed(seed, label_code(label)), 0, 0),
         f"{label}, published studies only",
@@ -670,6 +782,7 @@ def run_evidence_stage(
     trial_dir: str | Path = "results/trial",
     trial=None,
     published: pd.DataFrame | None = None,
+    meta_dir: str | Path | None = None,
 ) -> StageResult:
     """The trial added to the published evidence (module docstring). ``settings``: ``{"evidence": ...,
     "meta": ...}`` (or the evidence section alone). The trial's results come from ``trial`` (the trial
@@ -678,7 +791,10 @@ def run_evidence_stage(
     ``seed`` (default: the config's `stage_seed("meta")`, what the pipeline passes) seeds the Bayesian
     fits (the published-only fit uses the meta stage's seed path; it reproduces
     the meta report's draws only with the same seed and the same compiled capacity, otherwise it agrees
-    within Monte Carlo error)."""
+    within Monte Carlo error). ``meta_dir``: the meta stage's output folder (``result.json``, ``posteriors/``);
+    given, its published-only fits are taken from there instead of refitted (``read_meta_fits``; what the
+    pipeline does); without it the stage fits them itself, with the same seeds, so the numbers agree (the
+    exact engine: identical)."""
     from imrstats.data.published import load_published_outcomes
     from imrstats.meta.stage import outcome_inputs
 
@@ -726,6 +842,9 @@ def run_evidence_stage(
         flags.append("no outcome is covered by both the trial stage and the published data: nothing to compare")
     k_max = max([len(inputs[label]) + 1 for label in covered] + [1])
     bayes = _Bayes(meta, seed, k_max, flags)
+    if meta_dir is not None and meta["bayes"]["enabled"]:
+        bayes.reused, reuse_notes = read_meta_fits(meta_dir, {label: inputs[label] for label in covered}, meta, seed)
+        notes += reuse_notes
     if not meta["bayes"]["enabled"]:
         notes.append("Bayesian pooling off (meta.bayes.enabled = false): only the frequentist columns are filled")
     out: dict[str, list] = {"pooled": [], "surprise": [], "cumulative": []}
@@ -763,6 +882,7 @@ def run_evidence_stage(
         "direction": FAVOURS,
         "replacement": _replacement_text(ev, dropped),
         "covered": covered,
+        "reused_meta_fits": sorted(bayes.reused),
         "notes": notes,
         **{name.removeprefix("evidence_"): to_records(frame) for name, frame in result_tables.items()},
     }

@@ -26,7 +26,8 @@ from imrstats.report.figures import new_figure
 from imrstats.results import Estimate, ResultMixin, summary_block, to_frame
 
 MODULES = tuple(f"m{i:02d}" for i in range(1, 12))
-MODULE_NAMES = {  # Ferrara implementation study, "Intervention": the eleven modules of the IMR manual (Gingerich et al. 2011)
+# Ferrara implementation study, "Intervention": the eleven modules of the IMR manual (Gingerich et al. 2011)
+MODULE_NAMES = {
     "m01": "Recovery Strategies",
     "m02": "Basic Facts About Mental Illness",
     "m03": "The Stress-Vulnerability Model",
@@ -454,7 +455,8 @@ def analyse_programme(
     }
     notes = (
         f"Two-sided tests at alpha = {alpha:g}.",
-        "Categorical: chi-square (Yates-corrected for 2x2, as R) unless an expected count is < 5, then Fisher's exact test.",
+        "Categorical: chi-square (Yates-corrected for 2x2, as R) unless an expected count is < 5, "
+        "then Fisher's exact test.",
         "Continuous: Welch t and Mann-Whitney U for two groups; one-way ANOVA and Kruskal-Wallis for more.",
         f"Counts of 1-{small_cell_threshold - 1} are flagged" + (" and suppressed." if suppress_small_cells else "."),
     )

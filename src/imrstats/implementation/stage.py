@@ -293,8 +293,8 @@ def run_implementation_stage(
     `settings` is the config section `implementation` (only the keys that differ from the defaults in
     workflow/schemas/config.schema.yaml); `seed` (default: the config's `stage_seed("implementation")`, what
     the pipeline passes) is used only for a Monte Carlo Fisher p-value when an r x c table is too large to
-    enumerate exactly. A programme table that cannot be analysed at all raises AnalysisError; a test or figure that cannot be made becomes a
-    flag and the rest of the stage still runs.
+    enumerate exactly. A programme table that cannot be analysed at all raises AnalysisError; a test or figure
+    that cannot be made becomes a flag and the rest of the stage still runs.
     """
     options = section_settings("implementation", settings)
     seed = stage_seed("implementation") if seed is None else int(seed)

@@ -346,6 +346,36 @@ _PARAMETERIZATION_TEXT = {
 PARAMETERIZATIONS = tuple(_PARAMETERIZATION_TEXT)
 
 
+def tau_prior_logp_log_scale(d: Mapping, tau, log_tau):
+    """The tau prior's log density on the log-tau scale as a PyTensor expression: the family is chosen by the
+    numeric code in the container ``d["tau_family"]`` (HalfNormal 0, HalfCauchy 1, LogNormalTau2 2, LogTTau2 3,
+    UniformTau 4) and the hyperparameters are the containers of ``_prior_data``, so one compiled graph serves
+    every shipped prior. Shared by this model and those of ``imrstats.meta.bayes_models``."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    log_tau2 = 2.0 * log_tau
+    # log p(log_tau) = log p_tau(tau) + log_tau  (half-normal, half-Cauchy), or
+    # log p(log_tau) = log p_t(log tau^2) + log 2 (priors stated on log tau^2).
+    half_normal = (
+        _LOG_2 - 0.5 * math.log(2 * math.pi) - pt.log(d["hn_scale"]) - 0.5 * (tau / d["hn_scale"]) ** 2 + log_tau
+    )
+    half_cauchy = math.log(2 / math.pi) - pt.log(d["hc_scale"]) - pt.log1p((tau / d["hc_scale"]) ** 2) + log_tau
+    lognormal = pm.logp(pm.Normal.dist(d["ln_mean"], d["ln_sd"]), log_tau2) + _LOG_2
+    log_t = pm.logp(pm.StudentT.dist(nu=d["lt_nu"], mu=d["lt_loc"], sigma=d["lt_scale"]), log_tau2) + _LOG_2
+    uniform = pt.switch(pt.lt(tau, d["u_upper"]), log_tau - pt.log(d["u_upper"]), -np.inf)
+    family = d["tau_family"]
+    return pt.switch(
+        pt.eq(family, 0),
+        half_normal,
+        pt.switch(
+            pt.eq(family, 1),
+            half_cauchy,
+            pt.switch(pt.eq(family, 2), lognormal, pt.switch(pt.eq(family, 3), log_t, uniform)),
+        ),
+    )
+
+
 def build_model(capacity: int, parameterization: str = "marginal"):
     """The normal-normal model over `capacity` study slots (a PyMC model, not compiled).
 
@@ -367,29 +397,7 @@ def build_model(capacity: int, parameterization: str = "marginal"):
         mu = pm.Normal("mu", d["mu_loc"], d["mu_scale"])
         log_tau = pm.Flat("log_tau")
         tau = pm.Deterministic("tau", pt.exp(log_tau))
-        log_tau2 = 2.0 * log_tau
-        # log p(log_tau) = log p_tau(tau) + log_tau  (half-normal, half-Cauchy), or
-        # log p(log_tau) = log p_t(log tau^2) + log 2 (priors stated on log tau^2).
-        half_normal = (
-            _LOG_2 - 0.5 * math.log(2 * math.pi) - pt.log(d["hn_scale"]) - 0.5 * (tau / d["hn_scale"]) ** 2 + log_tau
-        )
-        half_cauchy = math.log(2 / math.pi) - pt.log(d["hc_scale"]) - pt.log1p((tau / d["hc_scale"]) ** 2) + log_tau
-        lognormal = pm.logp(pm.Normal.dist(d["ln_mean"], d["ln_sd"]), log_tau2) + _LOG_2
-        log_t = pm.logp(pm.StudentT.dist(nu=d["lt_nu"], mu=d["lt_loc"], sigma=d["lt_scale"]), log_tau2) + _LOG_2
-        uniform = pt.switch(pt.lt(tau, d["u_upper"]), log_tau - pt.log(d["u_upper"]), -np.inf)
-        family = d["tau_family"]
-        pm.Potential(
-            "tau_prior",
-            pt.switch(
-                pt.eq(family, 0),
-                half_normal,
-                pt.switch(
-                    pt.eq(family, 1),
-                    half_cauchy,
-                    pt.switch(pt.eq(family, 2), lognormal, pt.switch(pt.eq(family, 3), log_t, uniform)),
-                ),
-            ),
-        )
+        pm.Potential("tau_prior", tau_prior_logp_log_scale(d, tau, log_tau))
         if parameterization == "marginal":
             marginal_sd = pt.sqrt(se**2 + tau**2)
             pm.Potential("loglik", pt.sum(mask * pm.logp(pm.Normal.dist(mu, marginal_sd), y)))

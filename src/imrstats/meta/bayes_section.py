@@ -10,7 +10,13 @@ import pandas as pd
 from markupsafe import escape
 
 from imrstats.meta.bayes import SHIPPED_TAU_PRIORS
-from imrstats.meta.bayes_stage import cumulative_sentence, retry_target_accept
+from imrstats.meta.bayes_stage import (
+    BF_DEFINITION,
+    EXACT_ENGINE,
+    NOT_APPLICABLE,
+    cumulative_sentence,
+    retry_target_accept,
+)
 from imrstats.meta.figures import axis_label, slug
 from imrstats.meta.section import cols, rows_of
 from imrstats.meta.stage import DENOMINATOR_RULE
@@ -26,19 +32,36 @@ _SHOW_POOLED = [
     "ci_low",
     "ci_high",
     "median",
+    "hpd_low",
+    "hpd_high",
     "mcse_mean",
     "ess_bulk",
     "r_hat",
     "notes",
     "method",
 ]
-_SHOW_EFFECTS = ["study", "yi", "sei", "theta_mean", "theta_sd", "theta_low", "theta_high", "method"]
+_SHOW_EFFECTS = [
+    "study",
+    "yi",
+    "sei",
+    "theta_mean",
+    "theta_sd",
+    "theta_median",
+    "theta_low",
+    "theta_high",
+    "theta_hpd_low",
+    "theta_hpd_high",
+    "method",
+]
 _SHOW_SENS = [
     "prior",
     "prior_tau",
     "mu_mean",
+    "mu_sd",
     "mu_low",
     "mu_high",
+    "mu_hpd_low",
+    "mu_hpd_high",
     "tau_median",
     "mu_new_low",
     "mu_new_high",
@@ -53,6 +76,7 @@ _SHOW_CUM = [
     "k",
     "added",
     "mu_mean",
+    "mu_sd",
     "mu_low",
     "mu_high",
     "tau_median",
@@ -80,6 +104,30 @@ _SHOW_DIAG = [
     "tune",
     "target_accept",
     "passed",
+]
+_SHOW_EXACT_FITS = [
+    "outcome_label",
+    "analysis",
+    "prior",
+    "year",
+    "k",
+    "engine",
+    "quadrature_panels",
+    "quadrature_nodes",
+    "mixture_nodes",
+    "sampler_diagnostics",
+]
+_SHOW_FACTORS = [
+    "prior",
+    "main_prior",
+    "k",
+    "log_marginal_likelihood",
+    "bf_tau0",
+    "bf_mu0",
+    "bf_tau0_minimum",
+    "bf_mu0_minimum",
+    "notes",
+    "method",
 ]
 
 
@@ -125,13 +173,30 @@ def render_bayes_part(tables: dict[str, pd.DataFrame], record: dict, figures: se
     traces = [
         figure_html(f"bayes_trace_{slug(label)}", f"{label}: trace and rank plots of mu and tau (main prior)")
         for label in outcomes
+        if f"bayes_trace_{slug(label)}" in figures
     ]
     traces += [
         figure_html(
             f"bayes_trace_{slug('implementation_' + measure)}", f"implementation {measure}: trace and rank plots"
         )
         for measure in measures
+        if f"bayes_trace_{slug('implementation_' + measure)}" in figures
     ]
+    exact = b.get("engine", "exact") == "exact"
+    if exact:
+        diagnostics = table_html(
+            cols(fits, _SHOW_EXACT_FITS),
+            caption="Every fit: the quadrature behind it (panels of 16 Gauss-Legendre nodes on log(tau); nodes of "
+            f"the normal mixtures); sampler diagnostics (R-hat, ESS, divergences): {NOT_APPLICABLE}",
+            method=f"{EXACT_ENGINE}; imrstats.meta.bayes_exact (accuracy: docs/methods.md)",
+        )
+    else:
+        diagnostics = table_html(
+            cols(fits, _SHOW_DIAG),
+            caption="Every fit: the worst R-hat and bulk ESS over mu, tau, "
+            "mu_new and the study effects, divergences, and whether it needed the retry",
+            method="rank-normalised split R-hat and bulk ESS (Vehtari et al. 2021, ArviZ)",
+        )
     return render_template(
         "meta/bayes_section.html.j2",
         enabled=True,
@@ -152,13 +217,19 @@ def render_bayes_part(tables: dict[str, pd.DataFrame], record: dict, figures: se
         denominator_rule=DENOMINATOR_RULE,
         impl_prior_mu=_prior_label(priors, "mu (logit)"),
         impl_tau=_prior_label(priors, "tau (logit)"),
-        diagnostics=table_html(
-            cols(fits, _SHOW_DIAG),
-            caption="Every fit: the worst R-hat and bulk ESS over mu, tau, "
-            "mu_new and the study effects, divergences, and whether it needed the retry",
-            method="rank-normalised split R-hat and bulk ESS (Vehtari et al. 2021, ArviZ)",
-        ),
+        diagnostics=diagnostics,
         traces=traces,
+        exact=exact,
+        engine=EXACT_ENGINE if exact else "NUTS",
+        n_draws=b.get("exact_draws"),
+        beyond=[
+            table_html(tables[name], caption=caption)
+            for name, caption in (
+                ("bayes_robust_t", "Robust model: t-distributed study effects (meta.bayes.robust_t)"),
+                ("bayes_meta_regression", "Bayesian meta-regression on one moderator (meta.bayes.meta_regression)"),
+            )
+            if name in tables and len(tables[name])
+        ],
     )
 
 
@@ -169,20 +240,34 @@ def _outcome_html(tables: dict[str, pd.DataFrame], label: str, figures: set[str]
         table_html(
             cols(estimates, _SHOW_POOLED),
             caption=f"{label}: posterior of the pooled effect mu, the between-study SD tau and the effect "
-            "in a new trial (mu_new); probabilities are shares of the draws",
+            "in a new trial (mu_new); "
+            + (
+                "exact (mean, SD, median, 95% equal-tailed ci and shortest hpd intervals, probabilities)"
+                if "hpd_low" in estimates.columns
+                else "probabilities are shares of the draws"
+            ),
         ),
         table_html(
             cols(rows_of(tables, "bayes_study_effects", label), _SHOW_EFFECTS),
             caption=f"{label}: study effects as reported (yi) and shrunken towards the pooled effect "
-            "(theta: posterior mean, SD, 95% interval)",
+            "(theta: posterior mean, SD, median, 95% interval; hpd: shortest 95% interval where given)",
         ),
     ]
+    factors = rows_of(tables, "bayes_factors", label)
+    if len(factors):
+        parts.append(
+            table_html(
+                cols(factors, _SHOW_FACTORS),
+                caption=f"{label}: marginal likelihood and Bayes factors per tau prior. {BF_DEFINITION}.",
+            )
+        )
     if f"bayes_posterior_{slug(label)}" in figures:
         parts.append(
             figure_html(
                 f"bayes_posterior_{slug(label)}",
                 f"{label}: posterior density of mu (with the predictive effect of a new trial, "
-                "dashed) and of tau, prior density in red; histograms of the MCMC draws",
+                "dashed) and of tau, prior density in red; "
+                + ("exact densities" if "hpd_low" in estimates.columns else "histograms of the MCMC draws"),
             )
         )
     sensitivity = rows_of(tables, "bayes_sensitivity", label)
@@ -191,7 +276,8 @@ def _outcome_html(tables: dict[str, pd.DataFrame], label: str, figures: set[str]
             table_html(
                 cols(sensitivity, [*_SHOW_SENS, *_probability_columns(sensitivity), "method"]),
                 caption=f"{label}: prior sensitivity (same data, each shipped tau prior; posterior "
-                "means and 95% equal-tailed intervals; 'gate' says whether the fit passed)",
+                "means and 95% equal-tailed intervals"
+                + ("; 'gate' says whether the fit passed)" if "gate" in sensitivity.columns else "; exact)"),
             )
         )
     cumulative = rows_of(tables, "bayes_cumulative", label)

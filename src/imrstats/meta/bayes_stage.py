@@ -1,8 +1,11 @@
 """Bayesian pooling for the meta-analysis stage: the same effects, with priors, posteriors and their checks.
 
 Pools exactly the effects the frequentist analysis pooled (``meta_stage.outcome_inputs``) with the
-normal-normal hierarchical model of ``imrstats.meta.bayes`` (study effects integrated out for sampling;
-NUTS via nutpie). Per outcome:
+normal-normal hierarchical model. Engine (``meta.bayes.engine``): ``exact`` (default) computes every fit's
+posterior by quadrature over tau (``imrstats.meta.bayes_exact``, the method of R's bayesmeta, Roever 2020),
+with the marginal likelihood and Bayes factors, and exact i.i.d. draws only where draws are written or
+plotted; ``nuts`` samples the same model with NUTS (``imrstats.meta.bayes``; study effects integrated out
+for sampling; nutpie) behind the gate below. Per outcome:
 the posterior of mu and tau, the shrunken study effects, the predictive effect of a new trial,
 P(effect > 0) and P(effect > MID); a prior-sensitivity table across the shipped heterogeneity priors;
 a cumulative Bayesian analysis by publication year. The implementation proportions (McGuire et al.
@@ -14,7 +17,7 @@ derived from Cochrane meta-analyses of exactly this kind of outcome and comparis
 half-Cauchy are shown beside it in the sensitivity table. Log odds ratios get the Turner et al. 2015
 (Stat Med 34:984-998) prior built for them. Raw mean differences have no scale-free prior: flagged, not pooled.
 
-Every fit goes through one gate (R-hat <= 1.01, bulk ESS >= 400 per parameter, zero divergences;
+With ``nuts``, every fit goes through one gate (R-hat <= 1.01, bulk ESS >= 400 per parameter, zero divergences;
 Vehtari et al. 2021). A failing fit is refitted once with twice the tuning and draws and a higher
 target_accept. If a main fit fails again, ``AnalysisError`` names outcome, prior, parameter and criterion
 and the stage fails. A prior-sensitivity or cumulative fit that fails again does the same with
@@ -52,6 +55,7 @@ from imrstats.meta.bayes import (
     summary_row,
     tau_prior_from_spec,
 )
+from imrstats.meta.bayes_models import run_bayes_sensitivity_models
 from imrstats.meta.figures import bayes_figures, slug
 from imrstats.meta.tables import stack_frames, with_leading_columns
 from imrstats.pipeline.stage_result import StageResult
@@ -133,16 +137,17 @@ def gated_fit(
     prior_tau: TauPrior,
     mid: float | None,
     seed: int,
-    draws: int,
-    tune: int,
-    chains: int,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
     context: str,
     on_failure: str = "fail",
 ) -> GatedFit:
     """Fit, check the gate (R-hat, bulk ESS, divergences); on failure refit once with 2x tune, 2x draws and
     ``retry_target_accept``. If that fails too: ``on_failure="fail"`` raises ``AnalysisError`` naming
     ``context`` (outcome, prior, step), the parameter and the criterion; ``"flag"`` returns the fit with
-    ``failure`` set to that message (the caller blanks its numbers and flags it)."""
+    ``failure`` set to that message (the caller blanks its numbers and flags it). With the exact engine
+    (``ExactSampler``) there is nothing to gate: one fit, ``draws``, ``tune`` and ``chains`` have no effect."""
     first = sampler.fit(
         yi,
         sei,
@@ -155,7 +160,7 @@ def gated_fit(
         tune=tune,
         chains=chains,
     )
-    if first.diagnostics.ok:
+    if first.diagnostics is None or first.diagnostics.ok:  # None: an exact fit, nothing to gate
         return GatedFit(first, 1)
     reason = "; ".join(first.diagnostics.problems())
     retry = copy.copy(sampler)  # shares the compiled model; only the step-size target differs
@@ -188,6 +193,8 @@ def gated_fit(
 
 def diagnostic_row(fit: GatedFit, **ids) -> dict:
     d = fit.result.diagnostics
+    if d is None:  # an exact fit: no sampler, so no R-hat, ESS or divergences
+        return exact_fit_row(fit.result, **ids)
     return {
         **ids,
         "k": fit.result.k,
@@ -204,6 +211,306 @@ def diagnostic_row(fit: GatedFit, **ids) -> dict:
         "target_accept": d.target_accept,
         "passed": fit.passed,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# The exact engine (meta.bayes.engine = exact): bayes_exact.fit_exact behind the sampler interface
+
+
+EXACT_ENGINE = "exact, quadrature (Roever 2020 bayesmeta method)"
+NUTS_ENGINE = "NUTS (PyMC via nutpie)"
+NOT_APPLICABLE = "exact: not applicable"
+EXACT_SUMMARIES = ("mean", "sd", "median", "low", "high", "hpd_low", "hpd_high")
+BF_DEFINITION = (
+    "p(y): the marginal likelihood (mu and tau integrated over their priors); BF(tau = 0) = p(y | tau = 0) / p(y) "
+    "and BF(mu = 0) = p(y | mu = 0) / p(y), > 1 favours the point hypothesis; 'minimum': the same numerator over "
+    "max_tau p(y | tau) or max_mu p(y | mu) (bayesmeta's bayesfactor, Roever 2020, J Stat Softw 93(6))"
+)
+
+
+def engine_name(b: dict) -> str:
+    """The engine's name for tables, summaries and the CLI (``meta.bayes.engine``)."""
+    return EXACT_ENGINE if b.get("engine", "exact") == "exact" else NUTS_ENGINE
+
+
+class ExactResult:
+    """One exact fit (``bayes_exact.ExactFit``, kept as ``exact``) in the shape the stage reads from a
+    ``BayesResult``: ``estimates`` (mu, tau, mu_new with mean = estimate, SD = se, median, equal-tailed ci_*,
+    shortest hpd_*; P(mu > 0), P(mu > MID), P(mu_new > 0), P(mu_new > MID)), ``study_effects``, ``k``, ``seed``,
+    ``method``, the prior labels, ``diagnostics = None`` (nothing is sampled, so there is nothing to gate) and
+    ``posterior``: ``n_draws`` exact i.i.d. draws (``bayes_exact.draw``, seed ``spawn_seed(seed, 3)``) as a
+    DataTree with the sampler's groups and dims (posterior: chain = 1 x draw; theta over study), made on first
+    use only (tables need no draws)."""
+
+    def __init__(self, fit, *, prior_mu: Normal, prior_tau: TauPrior, seed: int, n_draws: int):
+        self.exact = fit
+        self.k = fit.k
+        self.seed = int(seed)
+        self.n_draws = int(n_draws)
+        self.prior_mu = prior_mu.label()
+        self.prior_tau = prior_tau.label()
+        self.diagnostics = None
+        level = f"{100 * fit.ci:g}%"
+        self.method = (
+            f"Bayesian normal-normal random-effects model, {EXACT_ENGINE}: posterior of tau by adaptive "
+            "Gauss-Legendre quadrature on log(tau); mu, mu_new and theta as normal mixtures over tau; "
+            f"mu ~ {self.prior_mu}, {self.prior_tau}; posterior mean, SD, median, {level} equal-tailed and "
+            "shortest intervals"
+        )
+        self.estimates = _exact_estimates(fit, self.method)
+        self.study_effects = _exact_study_effects(fit, self.method)
+        self._posterior = None
+
+    def draws(self) -> dict[str, np.ndarray]:
+        from imrstats.meta import bayes_exact
+
+        return bayes_exact.draw(self.exact, self.n_draws, spawn_seed(self.seed, 3))
+
+    @property
+    def posterior(self):
+        if self._posterior is None:
+            self._posterior = _exact_tree(self)
+        return self._posterior
+
+    def estimate(self, quantity: str) -> float:
+        row = self.estimates.loc[self.estimates["quantity"] == quantity]
+        if row.empty:
+            raise KeyError(f"no quantity {quantity!r}; have {list(self.estimates['quantity'])}")
+        return float(row["estimate"].iloc[0])
+
+
+# columns of ExactFit.values (rows mu, tau, mu_new, theta_1..k), bayes_exact.SUMMARY_COLUMNS without the labels
+_MEAN, _SD, _MEDIAN, _LOW, _HIGH, _HPD_LOW, _HPD_HIGH, _P0, _PMID = range(9)
+
+
+def _exact_estimates(fit, method: str) -> pd.DataFrame:
+    """Rows mu, tau, mu_new (estimate = mean, se = SD, equal-tailed ci_*, median, shortest hpd_*) and the
+    probabilities, as ``results.to_frame`` lays out Estimate rows (built from the arrays: 40 fits stay cheap)."""
+    v = fit.values
+    note = "; ".join(fit.notes)
+    rows = []
+    for i, name in enumerate(("mu", "tau", "mu_new")):
+        notes = ["predictive effect of a new trial"] if name == "mu_new" else []
+        if note and np.isnan(v[i, :_HPD_LOW]).any():
+            notes.append(note)
+        rows.append(
+            (name, *v[i, [_MEAN, _SD, _LOW, _HIGH]], method, "; ".join(notes), *v[i, [_MEDIAN, _HPD_LOW, _HPD_HIGH]])
+        )
+    thresholds = [("0", _P0, "")] + (
+        [] if fit.mid is None else [(f"{fit.mid:g}", _PMID, "threshold is the minimal important difference")]
+    )
+    p_method = method.split("; posterior mean")[0] + "; exact posterior probability"
+    for i, name in ((0, "mu"), (2, "mu_new")):
+        for text, column, notes in thresholds:
+            rows.append(
+                (
+                    f"P({name} > {text})",
+                    v[i, column],
+                    math.nan,
+                    math.nan,
+                    math.nan,
+                    p_method,
+                    notes,
+                    math.nan,
+                    math.nan,
+                    math.nan,
+                )
+            )
+    frame = pd.DataFrame(
+        rows,
+        columns=["quantity", "estimate", "se", "ci_low", "ci_high", "method", "notes", "median", "hpd_low", "hpd_high"],
+    )
+    for column in ("df", "statistic", "p"):
+        frame[column] = math.nan
+    return frame[
+        [
+            "quantity",
+            "estimate",
+            "se",
+            "ci_low",
+            "ci_high",
+            "df",
+            "statistic",
+            "p",
+            "method",
+            "notes",
+            "median",
+            "hpd_low",
+            "hpd_high",
+        ]
+    ]
+
+
+def _exact_study_effects(fit, method: str) -> pd.DataFrame:
+    theta = fit.values[3:]
+    columns = {
+        "theta_mean": _MEAN,
+        "theta_sd": _SD,
+        "theta_median": _MEDIAN,
+        "theta_low": _LOW,
+        "theta_high": _HIGH,
+        "theta_hpd_low": _HPD_LOW,
+        "theta_hpd_high": _HPD_HIGH,
+    }
+    return pd.DataFrame(
+        {
+            "study": list(fit.labels),
+            "yi": fit.y,
+            "sei": fit.se,
+            **{name: theta[:, j].astype(float) for name, j in columns.items()},
+            "method": method,
+        }
+    )
+
+
+def _exact_tree(result: ExactResult):
+    """The exact draws as an xarray DataTree shaped like the sampler's (posterior: mu, tau, mu_new over
+    (chain, draw), theta over (chain, draw, study); observed_data y and constant_data se over study), with no
+    wall-clock attribute, so a seed writes the same bytes."""
+    import xarray as xr
+
+    d = result.draws()
+    n, study = result.n_draws, np.asarray(result.exact.labels, dtype=str)
+    coords = {"chain": np.arange(1), "draw": np.arange(n)}
+    posterior = xr.Dataset(
+        {
+            "mu": (("chain", "draw"), d["mu"][None, :]),
+            "tau": (("chain", "draw"), d["tau"][None, :]),
+            "theta": (("chain", "draw", "study"), d["theta"][None, :, :]),
+            "mu_new": (("chain", "draw"), d["mu_new"][None, :]),
+        },
+        coords={**coords, "study": study},
+        attrs={
+            "model": "normal-normal random-effects meta-analysis",
+            "engine": EXACT_ENGINE,
+            "sampler": "none: exact i.i.d. draws (tau by inverse CDF of its quadrature posterior, then the "
+            "normal conditionals; imrstats.meta.bayes_exact.draw)",
+            "prior_mu": result.prior_mu,
+            "prior_tau": result.prior_tau,
+            "seed": result.seed,
+            "draw_seed": spawn_seed(result.seed, 3),
+            "interval": "equal-tailed",
+        },
+    )
+    return xr.DataTree.from_dict(
+        {
+            "posterior": posterior,
+            "observed_data": xr.Dataset({"y": ("study", result.exact.y)}, coords={"study": study}),
+            "constant_data": xr.Dataset({"se": ("study", result.exact.se)}, coords={"study": study}),
+        }
+    )
+
+
+class ExactSampler:
+    """The exact engine behind the interface ``gated_fit`` calls (``fit(yi, sei, labels, *, prior_mu, prior_tau,
+    mid, seed, ...)``): NUTS's draws, tune and chains are accepted and have no effect; ``n_draws`` exact draws
+    are made when a posterior is written or plotted. ``fits`` counts the fits."""
+
+    engine = "exact"
+    target_accept = math.nan
+
+    def __init__(self, n_draws: int = 4000):
+        self.n_draws = int(n_draws)
+        self.fits = 0
+
+    def fit(self, yi, sei, labels=None, *, prior_mu: Normal, prior_tau: TauPrior, mid=None, seed: int, ci=0.95, **_):
+        from imrstats.meta import bayes_exact
+
+        fit = bayes_exact.fit_exact(
+            yi, sei, labels, prior_mu=(prior_mu.loc, prior_mu.scale), prior_tau=prior_tau, mid=mid, ci=ci
+        )
+        self.fits += 1
+        return ExactResult(fit, prior_mu=prior_mu, prior_tau=prior_tau, seed=seed, n_draws=self.n_draws)
+
+
+def stage_sampler(b: dict, k_max: int):
+    """The engine ``meta.bayes.engine`` names: ``ExactSampler`` (exact) or the shared compiled NUTS model."""
+    if b.get("engine", "exact") == "exact":
+        return ExactSampler(b.get("exact_draws", 4000))
+    return shared_sampler(
+        capacity=max(8, 8 * math.ceil(k_max / 8)),
+        target_accept=float(b["target_accept"]),
+        parameterization=b["parameterization"],
+    )
+
+
+def exact_summary_row(result: ExactResult) -> dict:
+    """One flat row of an exact fit for the sensitivity and cumulative tables: mean, SD, median, equal-tailed
+    (low, high) and shortest (hpd_low, hpd_high) intervals of mu, tau and mu_new, and the probabilities."""
+    v = result.exact.values
+    order = (_MEAN, _SD, _MEDIAN, _LOW, _HIGH, _HPD_LOW, _HPD_HIGH)
+    row = {}
+    for i, name in enumerate(("mu", "tau", "mu_new")):
+        row.update({f"{name}_{s}": float(v[i, j]) for s, j in zip(EXACT_SUMMARIES, order)})
+    probabilities = result.estimates.loc[result.estimates["quantity"].str.startswith("P(")]
+    row.update(zip(probabilities["quantity"], probabilities["estimate"].astype(float)))
+    return row
+
+
+def exact_fit_row(result: ExactResult, **ids) -> dict:
+    """A row of the fits table for an exact fit: the quadrature, and 'exact: not applicable' for the sampler."""
+    q = result.exact.quadrature
+    return {
+        **ids,
+        "k": result.k,
+        "engine": EXACT_ENGINE,
+        "quadrature_panels": q["panels"],
+        "quadrature_nodes": q["nodes"],
+        "mixture_nodes": q["mixture_nodes"],
+        "sampler_diagnostics": NOT_APPLICABLE,
+        "attempts": 1,
+        "passed": True,
+    }
+
+
+def bayes_factor_row(result: ExactResult) -> dict:
+    """The marginal likelihood and bayesmeta's Bayes factors of an exact fit (``BF_DEFINITION``)."""
+    f = result.exact
+    bf = f.bf_values
+    return {
+        "k": f.k,
+        "prior_mu": result.prior_mu,
+        "prior_tau": result.prior_tau,
+        "log_marginal_likelihood": float(f.log_marginal_likelihood),
+        "marginal_likelihood": float(f.marginal_likelihood),
+        "bf_tau0": float(bf[0, 0]),
+        "bf_mu0": float(bf[0, 1]),
+        "bf_tau0_minimum": float(bf[1, 0]),
+        "bf_mu0_minimum": float(bf[1, 1]),
+        "tau_max_likelihood": float(f.ml_marginal["tau"]),
+        "mu_max_likelihood": float(f.ml_marginal["mu"]),
+        "notes": "; ".join(n for n in f.notes if "Bayes factor" in n or "marginal likelihood" in n),
+        "method": f"{EXACT_ENGINE}; {BF_DEFINITION}",
+    }
+
+
+def _exact_proportion_rows(result: ExactResult) -> pd.DataFrame:
+    """Percent rows of an exact logit-scale fit: exact median and equal-tailed interval back-transformed
+    (quantiles commute with expit); the SD of 100 expit(.) by 300-point Gauss-Hermite on each mixture component
+    (40 points leave ~1e-5 where a component's SD is ~9 on the logit scale, as mu_new's can be; 300 agree with
+    adaptive quadrature of the exact density to ~1e-14, tested)."""
+    f = result.exact
+    frame = f.to_frame()
+    x, w = np.polynomial.hermite.hermgauss(300)
+    rows = []
+    for row, name, quantity in ((0, "mu", "pooled proportion (%)"), (1, "mu_new", "proportion in a new study (%)")):
+        r = frame.loc[frame["parameter"] == name].iloc[0]
+        values = 100 * expit(f.cond_mean[row][:, None] + math.sqrt(2) * f.cond_sd[row][:, None] * x)
+        m1 = f.weights @ (values @ w) / math.sqrt(math.pi)
+        m2 = f.weights @ ((values**2) @ w) / math.sqrt(math.pi)
+        rows.append(
+            {
+                "quantity": quantity,
+                "estimate": float(100 * expit(r["median"])),
+                "se": float(math.sqrt(max(m2 - m1**2, 0.0))),
+                "ci_low": float(100 * expit(r["ci_low"])),
+                "ci_high": float(100 * expit(r["ci_high"])),
+                "method": result.method.split("; posterior mean")[0] + f"; posterior median, SD and "
+                f"{100 * f.ci:g}% equal-tailed interval of 100 expit(.)",
+                "notes": "back-transformed from the logit scale",
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +532,10 @@ def _method_text(fit: GatedFit) -> str:
 
 
 def _table_row(fit: GatedFit) -> dict:
-    """summary_row of a fit; a fit that failed the gate keeps only its diagnostics, never its numbers."""
+    """summary_row of a fit; a fit that failed the gate keeps only its diagnostics, never its numbers.
+    An exact fit: its exact summaries (no gate, no sampler columns)."""
+    if isinstance(fit.result, ExactResult):
+        return exact_summary_row(fit.result)
     row = summary_row(fit.result)
     if not fit.passed:
         row = {
@@ -296,6 +606,8 @@ def pool_outcome_bayes(
             flags.append(fit.failure)
         return fit
 
+    exact = isinstance(main.result, ExactResult)
+    bf_rows = [{"prior": prior_key, "main_prior": True, **bayes_factor_row(main.result)}] if exact else []
     sens_rows = []
     for j, key in enumerate(sensitivity_keys):
         named = SHIPPED_TAU_PRIORS[key]
@@ -304,6 +616,8 @@ def pool_outcome_bayes(
         else:
             fit = secondary(y, se, labels, named.prior, (1, j), f"sensitivity prior {key}")
             diagnostics.append(diagnostic_row(fit, analysis="prior sensitivity", prior=key, year=None))
+            if exact:
+                bf_rows.append({"prior": key, "main_prior": False, **bayes_factor_row(fit.result)})
         sens_rows.append(
             {
                 "prior": key,
@@ -354,13 +668,17 @@ def pool_outcome_bayes(
         "sensitivity": pd.DataFrame(sens_rows),
         "cumulative": pd.DataFrame(cum_rows),
         "diagnostics": pd.DataFrame(diagnostics).astype({"year": "Int64"}),
+        "bayes_factors": pd.DataFrame(bf_rows),
         "flags": flags,
     }
 
 
 def proportion_rows(result: BayesResult, ci: float = 0.95) -> pd.DataFrame:
     """Back-transform a logit-scale fit to percent: posterior median and equal-tailed interval of
-    100 expit(mu) and 100 expit(mu_new) (quantiles commute with the monotone expit; the mean does not)."""
+    100 expit(mu) and 100 expit(mu_new) (quantiles commute with the monotone expit; the mean does not).
+    An exact fit: its exact quantiles back-transformed, the SD by Gauss-Hermite over its normal mixture."""
+    if isinstance(result, ExactResult):
+        return _exact_proportion_rows(result)
     post = result.posterior["posterior"]
     rows = []
     for name, quantity in (("mu", "pooled proportion (%)"), ("mu_new", "proportion in a new study (%)")):
@@ -455,11 +773,7 @@ def bayes_pooling(
         except (AnalysisError, InputError, OSError) as error:
             flags.append(f"implementation proportions not pooled: {error}")
     k_max = max([len(p["data"]) for p in plan] + [len(d) for d in impl_inputs.values()] + [1])
-    sampler = shared_sampler(
-        capacity=max(8, 8 * math.ceil(k_max / 8)),
-        target_accept=float(b["target_accept"]),
-        parameterization=b["parameterization"],
-    )
+    sampler = stage_sampler(b, k_max)
     start = time.perf_counter()
     pooled, posteriors = {}, {}
     for p in progress(plan, desc="meta: Bayesian pooling (outcome x priors x cumulative)", unit="outcome"):
@@ -509,7 +823,18 @@ def bayes_pooling(
     seconds = time.perf_counter() - start
     tables = _tables(plan, pooled, impl_pooled, b, prior_mu, impl_prior_mu, impl_tau)
     figures = bayes_figures(plan, pooled, impl_pooled, prior_mu, impl_prior_mu, impl_tau)
+    # the models beyond the normal-normal family (robust t study effects, meta-regression), in PyMC; both off
+    # by default (meta.bayes.robust_t / meta_regression), when the hook returns at once without importing PyMC
+    beyond = run_bayes_sensitivity_models(pooling_inputs, s, spawn_seed(seed, label_code("sensitivity_models")))
+    tables.update(beyond["tables"])
+    notes.extend(beyond["notes"])
+    flags.extend(beyond["flags"])
     record = _record(b, seed, mid, tables, notes, sampler)
+    record["sensitivity_models"] = {
+        "robust_t": b["robust_t"],
+        "meta_regression": b["meta_regression"],
+        "compiles": beyond["compile_log"],
+    }
     summary = _summary(b, plan, pooled, impl_pooled, tables, notes, flags, prior_mu, mid)
     return BayesStageResult(
         "meta_bayes", tables, figures, record, summary, flags=flags, posteriors=posteriors, seconds=seconds
@@ -574,11 +899,12 @@ def _priors_table(plan, b, prior_mu, impl_prior_mu, impl_tau, with_impl: bool) -
 
 def _tables(plan, pooled, impl_pooled, b, prior_mu, impl_prior_mu, impl_tau) -> dict[str, pd.DataFrame]:
     by_label = {p["label"]: p for p in plan}
-    est, eff, sens, cum, diag = [], [], [], [], []
+    est, eff, sens, cum, diag, bfs = [], [], [], [], [], []
     for label, part in pooled.items():
         p, k = by_label[label], part["fit"].result.k
         ids = dict(outcome_label=label, measure=p["measure"], prior=p["prior"], k=k)
         est.append(with_leading_columns(part["estimates"], **ids, direction=FAVOURS))
+        bfs.append(with_leading_columns(part["bayes_factors"], outcome_label=label, measure=p["measure"]))
         eff.append(with_leading_columns(part["study_effects"], **ids, direction=FAVOURS))
         sens.append(
             with_leading_columns(part["sensitivity"], outcome_label=label, measure=p["measure"], direction=FAVOURS)
@@ -608,6 +934,12 @@ def _tables(plan, pooled, impl_pooled, b, prior_mu, impl_prior_mu, impl_tau) -> 
         )
         eff.append(with_leading_columns(part["study_effects"], **ids, direction="logit proportion"))
         diag.append(with_leading_columns(part["diagnostics"], outcome_label=f"implementation: {measure}"))
+        bfs.append(
+            with_leading_columns(
+                part["bayes_factors"], outcome_label=f"implementation: {measure}", measure="logit proportion"
+            )
+        )
+    factors = {"bayes_factors": stack_frames(bfs)} if any(len(f) for f in bfs) else {}
     return {
         "bayes_priors": _priors_table(plan, b, prior_mu, impl_prior_mu, impl_tau, bool(impl_pooled)),
         "bayes_pooled": stack_frames(est),
@@ -615,6 +947,7 @@ def _tables(plan, pooled, impl_pooled, b, prior_mu, impl_prior_mu, impl_tau) -> 
         "bayes_sensitivity": stack_frames(sens),
         "bayes_cumulative": stack_frames(cum),
         "bayes_diagnostics": stack_frames(diag),
+        **factors,
     }
 
 
@@ -625,13 +958,25 @@ def _record(b, seed, mid, tables, notes, sampler) -> dict:
         "seed": seed,
         "mid": mid,
         "direction": FAVOURS,
-        "gate": {
-            "max_rhat": RHAT_MAX,
-            "min_ess_bulk": ESS_BULK_MIN,
-            "max_divergences": 0,
-            "retry": f"once, with 2x tune and draws and target_accept {retry_target_accept(b['target_accept']):g}",
-        },
-        "sampler": {"capacity": sampler.capacity, "compiles": len(sampler.compile_log)},
+        "engine": engine_name(b),
+        **(
+            {
+                "gate": NOT_APPLICABLE,
+                "sampler": {"draws": sampler.n_draws, "kind": "exact i.i.d. draws (posteriors/ only)"},
+                "bayes_factors_definition": BF_DEFINITION,
+            }
+            if isinstance(sampler, ExactSampler)
+            else {
+                "gate": {
+                    "max_rhat": RHAT_MAX,
+                    "min_ess_bulk": ESS_BULK_MIN,
+                    "max_divergences": 0,
+                    "retry": "once, with 2x tune and draws and target_accept "
+                    f"{retry_target_accept(b['target_accept']):g}",
+                },
+                "sampler": {"capacity": sampler.capacity, "compiles": len(sampler.compile_log)},
+            }
+        ),
         "notes": notes,
         **{name.removeprefix("bayes_"): to_records(frame) for name, frame in tables.items()},
     }
@@ -655,14 +1000,23 @@ def _summary(b, plan, pooled, impl_pooled, tables, notes, flags, prior_mu, mid) 
     fits = tables["bayes_diagnostics"]
     retried = int((fits["attempts"] > 1).sum()) if len(fits) else 0
     form = "theta integrated out" if b["parameterization"] == "marginal" else "non-centred"
-    lines = [
-        f"Bayesian pooling (normal-normal, {form}; NUTS via nutpie, {b['chains']} x {b['draws']} draws; "
+    priors = (
         f"mu ~ {prior_mu.label()}; tau prior {b['tau_prior']} for SMDs, {b['tau_prior_log_or']} for log ORs; "
-        f"posterior mean [95% interval]). Gate R-hat <= 1.01, bulk ESS >= 400, 0 divergences: "
-        f"{int(fits['passed'].astype(bool).sum()) if len(fits) else 0} of {len(fits)} fits passed, "
-        f"{retried} needed one retry.",
-        "",
-    ]
+        "posterior mean [95% interval]"
+    )
+    if b.get("engine", "exact") == "exact":
+        head = (
+            f"Bayesian pooling (normal-normal; {EXACT_ENGINE}, {len(fits)} fits; {priors}). Sampler "
+            f"diagnostics: {NOT_APPLICABLE}."
+        )
+    else:
+        head = (
+            f"Bayesian pooling (normal-normal, {form}; NUTS via nutpie, {b['chains']} x {b['draws']} draws; "
+            f"{priors}). Gate R-hat <= 1.01, bulk ESS >= 400, 0 divergences: "
+            f"{int(fits['passed'].astype(bool).sum()) if len(fits) else 0} of {len(fits)} fits passed, "
+            f"{retried} needed one retry."
+        )
+    lines = [head, ""]
     for label, part in pooled.items():
         est = part["estimates"].set_index("quantity")
         line = (
@@ -674,6 +1028,13 @@ def _summary(b, plan, pooled, impl_pooled, tables, notes, flags, prior_mu, mid) 
         if mid and f"P(mu > {mid:g})" in est.index:
             line += f", P(mu > {mid:g}) = {fmt(est.at[f'P(mu > {mid:g})', 'estimate'])}"
         lines.append(line)
+        if len(part["bayes_factors"]):
+            bf = part["bayes_factors"].iloc[0]
+            lines.append(
+                f"    Bayes factors (main prior; > 1 favours the point hypothesis): BF(tau = 0) = "
+                f"{fmt(bf['bf_tau0'])}, BF(mu = 0) = {fmt(bf['bf_mu0'])}; log p(y) = "
+                f"{fmt(bf['log_marginal_likelihood'])}"
+            )
         sens = part["sensitivity"]
         if len(sens) > 1:
             lines.append(

@@ -234,14 +234,19 @@ def _by_rows(measure: str, args: list, hib, labels: list[str], **options) -> Eff
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
             es = _one_measure(measure, args, hib, **options)
-        except AnalysisError as error:
-            bad = []
+        except AnalysisError:
+            by_message: dict[str, list[str]] = {}
             for i in range(len(labels)):
+                row = [a[i : i + 1] for a in args]
                 try:
-                    _one_measure(measure, [a[i : i + 1] for a in args], None if hib is None else hib[i : i + 1], **options)
-                except AnalysisError:
-                    bad.append(labels[i])
-            raise AnalysisError(f"{error}{' (' + ', '.join(bad) + ')' if bad else ''}") from None
+                    _one_measure(measure, row, None if hib is None else hib[i : i + 1], **options)
+                except AnalysisError as row_error:
+                    by_message.setdefault(str(row_error).rstrip("."), []).append(labels[i])
+            if not by_message:
+                raise
+            raise AnalysisError(
+                "; ".join(f"{', '.join(names)}: {message}" for message, names in by_message.items())
+            ) from None
     yi, vi = np.atleast_1d(es.yi), np.atleast_1d(es.vi)
     bad = ~(np.isfinite(yi) & np.isfinite(vi))
     if np.any(bad):

@@ -177,6 +177,8 @@ def posterior_figure(
 ):
     """Posterior density (histogram of the draws) of mu, with the predictive effect of a new trial, and of
     tau, each with its prior density overlaid (Normal pdf for mu; ``prior_tau.logpdf_tau`` for tau)."""
+    if getattr(result, "exact", None) is not None:
+        return _exact_posterior_figure(result.exact, prior_mu, prior_tau, title=title, xlabel=xlabel)
     fig, axes = new_figure(10.0, 3.8, nrows=1, ncols=2, squeeze=False)
     ax_mu, ax_tau = axes[0]
     mu, tau, mu_new = (_draws(result, n).ravel() for n in ("mu", "tau", "mu_new"))
@@ -218,6 +220,43 @@ def posterior_figure(
         density = np.exp(prior_tau.logpdf_tau(grid))
     ax_tau.plot(grid, density, color="tab:red", label=f"prior: {prior_tau.label()}")
     ax_tau.set_ylim(0, 1.3 * heights.max())  # the log(tau^2) priors have a pole at tau = 0
+    ax_tau.set_xlim(0, top)
+    ax_tau.set_xlabel("tau (between-study SD)")
+    ax_tau.legend(fontsize=7, loc="upper right")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _exact_posterior_figure(fit, prior_mu: Normal, prior_tau: TauPrior, *, title: str, xlabel: str):
+    """The exact posterior densities (``bayes_exact.ExactFit.pdf``) of mu and mu_new (dashed) and of tau, each with
+    its prior density overlaid: the same panels as the sampled figure, curves instead of histograms."""
+    fig, axes = new_figure(10.0, 3.8, nrows=1, ncols=2, squeeze=False)
+    ax_mu, ax_tau = axes[0]
+    frame = fit.to_frame().set_index("parameter")
+    new_low, new_high = frame.at["mu_new", "ci_low"], frame.at["mu_new", "ci_high"]
+    lo, hi = new_low - 0.3 * (new_high - new_low), new_high + 0.3 * (new_high - new_low)
+    grid = np.linspace(lo, hi, 400)
+    density = fit.pdf("mu", grid)
+    ax_mu.fill_between(grid, density, color="tab:blue", alpha=0.45, label="posterior of mu (exact)")
+    ax_mu.plot(grid, fit.pdf("mu_new", grid), color="tab:blue", ls="--", label="predictive: new trial")
+    ax_mu.plot(
+        grid, stats.norm.pdf(grid, prior_mu.loc, prior_mu.scale), color="tab:red", label=f"prior {prior_mu.label()}"
+    )
+    ax_mu.axvline(0, color="grey", lw=0.8)
+    ax_mu.set_ylim(
+        0, 1.25 * max(density.max(), stats.norm.pdf(0, 0, prior_mu.scale) if lo <= prior_mu.loc <= hi else 0)
+    )
+    ax_mu.set_xlabel(xlabel)
+    ax_mu.set_ylabel("density")
+    ax_mu.legend(fontsize=7, loc="upper left")
+    top = float(fit.tau_posterior.ppf(0.995)[0])
+    grid = np.linspace(top / 2000, top, 400)
+    density = fit.pdf("tau", grid)
+    ax_tau.fill_between(grid, density, color="tab:green", alpha=0.45, label="posterior of tau (exact)")
+    with np.errstate(divide="ignore", over="ignore"):
+        prior = np.exp(prior_tau.logpdf_tau(grid))
+    ax_tau.plot(grid, prior, color="tab:red", label=f"prior: {prior_tau.label()}")
+    ax_tau.set_ylim(0, 1.3 * density.max())  # the log(tau^2) priors have a pole at tau = 0
     ax_tau.set_xlim(0, top)
     ax_tau.set_xlabel("tau (between-study SD)")
     ax_tau.legend(fontsize=7, loc="upper right")
@@ -273,8 +312,8 @@ def cumulative_bayes_figure(table: pd.DataFrame, *, title: str = "", xlabel: str
 
 
 def bayes_figures(plan, pooled, impl_pooled, prior_mu, impl_prior_mu, impl_tau) -> dict:
-    """Posterior and trace / rank plots of every main fit, and the cumulative plot of an outcome with two or more
-    steps (``bayes_pooling``'s plan and pooled parts)."""
+    """Posterior and (sampled fits only) trace / rank plots of every main fit, and the cumulative plot of an
+    outcome with two or more steps (``bayes_pooling``'s plan and pooled parts)."""
     figures = {}
     by_label = {p["label"]: p for p in plan}
     for label, part in pooled.items():
@@ -286,7 +325,8 @@ def bayes_figures(plan, pooled, impl_pooled, prior_mu, impl_prior_mu, impl_tau) 
             xlabel=axis_label(p["measure"]),
             title=f"{label}: posterior (shaded) and prior (red); k = {result.k}",
         )
-        figures[f"bayes_trace_{name}"] = trace_rank_figure(result, title=f"{label}: trace and rank plots")
+        if result.diagnostics is not None:  # a sampled fit; an exact fit has no chains
+            figures[f"bayes_trace_{name}"] = trace_rank_figure(result, title=f"{label}: trace and rank plots")
         if len(part["cumulative"]) >= 2:
             figures[f"bayes_cumulative_{name}"] = cumulative_bayes_figure(
                 part["cumulative"],
@@ -302,5 +342,8 @@ def bayes_figures(plan, pooled, impl_pooled, prior_mu, impl_prior_mu, impl_tau) 
             xlabel="logit proportion",
             title=f"implementation {measure}: posterior (shaded) and prior (red); k = {result.k}",
         )
-        figures[f"bayes_trace_{name}"] = trace_rank_figure(result, title=f"implementation {measure}: trace and rank")
+        if result.diagnostics is not None:
+            figures[f"bayes_trace_{name}"] = trace_rank_figure(
+                result, title=f"implementation {measure}: trace and rank"
+            )
     return figures

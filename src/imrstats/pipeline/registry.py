@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -11,33 +10,8 @@ import pandas as pd
 from imrstats.config import stage_seed
 from imrstats.data.clean import clean_tables
 from imrstats.data.stage import read_clean, read_inputs
+from imrstats.pipeline.plan import PIPELINE, STAGE_NAMES, Stage, plan_stages  # noqa: F401  (the stage list)
 from imrstats.pipeline.stage_result import StageResult
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One statistical stage of the pipeline: its name (the rule, the config section, the results folder
-    and the sub-package), its title in the report and what it does."""
-
-    name: str
-    title: str
-    what: str
-
-
-# The statistical stages, in the order of the report: the one list of stages. The workflow reads it
-# (workflow/rules/common.smk: STAGES; the Snakefile includes workflow/rules/<name>.smk for each, the report
-# rule collects their sections) and so does the report's front page (its pending list).
-PIPELINE = (
-    Stage(
-        "trial", "Trial", "ITT MMRM with multiple imputation, complete case, per protocol, subgroups, MNAR sensitivity"
-    ),
-    Stage("services", "Service use", "Poisson, negative binomial, zero-inflated and hurdle models"),
-    Stage("meta", "Meta-analysis", "effect sizes, frequentist random effects, Bayesian pooling"),
-    Stage("evidence", "Evidence in context", "the trial's result within the published evidence"),
-    Stage("implementation", "Implementation", "programme registry descriptives"),
-    Stage("audit", "Audit", "consistency checks of published numbers (GRIM, GRIMMER, recomputed tests)"),
-)
-STAGE_NAMES = tuple(stage.name for stage in PIPELINE)
 
 # stage name -> (module, function); each function is run_<stage>_stage(tables, settings, *, seed)
 STAGES = {
@@ -84,12 +58,16 @@ def run_stage(name: str, tables: dict[str, pd.DataFrame], config: dict) -> Stage
 
 
 def run_evidence(
-    config: dict, trial_dir: str | Path | None = None, published: pd.DataFrame | None = None
+    config: dict,
+    trial_dir: str | Path | None = None,
+    published: pd.DataFrame | None = None,
+    meta_dir: str | Path | None = None,
 ) -> StageResult:
     """The trial joins the published evidence: needs the trial stage's results (``trial_dir``: the trial
     stage's folder, its result.json and tables/; default ``<results_dir>/trial``) and the meta settings
-    (``published``: the curated published rows, default those of ``meta.published_outcomes``). The
-    published-only Bayesian fits use the meta stage's seed path, so they reproduce the meta report's draws."""
+    (``published``: the curated published rows, default those of ``meta.published_outcomes``). ``meta_dir``
+    (the meta stage's output folder): its published-only Bayesian fits are taken from there instead of
+    refitted; without it they are fitted with the meta stage's seed path, so they reproduce its draws."""
     from imrstats.evidence.stage import run_evidence_stage
 
     trial_dir = Path(config["results_dir"]) / "trial" if trial_dir is None else trial_dir
@@ -99,6 +77,7 @@ def run_evidence(
         seed=stage_seed("meta", config),
         trial_dir=trial_dir,
         published=published,
+        meta_dir=meta_dir,
     )
 
 
@@ -110,14 +89,18 @@ def run_stage_on_files(name: str, inputs: dict[str, str | list[str]], config: di
     """For the workflow: run a stage on exactly the files its rule declares. ``inputs`` are the rule's named
     inputs: ``tables`` (the cleaned tables; the folder holding them is read), ``trial`` (the trial stage's
     result.json; its folder holds tables/ too), ``published`` (the curated published rows the evidence stage
-    compares with), ``outcomes`` and ``rates`` (the meta stage's published data), ``csv`` (the audit's
+    compares with), ``meta`` (the meta stage's result.json; its folder holds posteriors/, whose published-only
+    fits the evidence stage reuses), ``outcomes`` and ``rates`` (the meta stage's published data), ``csv`` (the audit's
     CSVs). A stage that declares no cleaned tables gets none."""
     if name == "evidence":
         from imrstats.data.published import load_published_outcomes
 
         return with_section(
             run_evidence(
-                config, trial_dir=Path(inputs["trial"]).parent, published=load_published_outcomes(inputs["published"])
+                config,
+                trial_dir=Path(inputs["trial"]).parent,
+                published=load_published_outcomes(inputs["published"]),
+                meta_dir=Path(inputs["meta"]).parent if "meta" in inputs else None,
             )
         )
     files = {

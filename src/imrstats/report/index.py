@@ -30,8 +30,12 @@ def data_summary(
     tables: dict[str, pd.DataFrame], primary: dict | None = None, itt: dict | None = None
 ) -> dict[str, pd.DataFrame]:
     """Aggregate tables describing the cleaned data: allocation, follow-up, outcome completeness; the CONSORT
-    flow's ITT rows from ``itt``, the trial stage's ITT record of the primary outcome (`primary_itt_record`)."""
+    flow's ITT rows from ``itt``, the trial stage's ITT record of the primary outcome (`primary_itt_record`).
+    Without participants and assessments (an input folder of a programme registry alone) only the tables of
+    what is there."""
     out = {}
+    if not {"participants", "assessments"} <= tables.keys():
+        return _programme_summary(tables, out)
     part = tables["participants"]
     registry = load_registry()
     primary = primary or {"outcome": "gaf_f", "timepoint": "post"}
@@ -69,6 +73,10 @@ def data_summary(
             .round(2)
             .reset_index()
         )
+    return _programme_summary(tables, out)
+
+
+def _programme_summary(tables: dict[str, pd.DataFrame], out: dict) -> dict:
     if "programme" in tables:
         out["programme"] = tables["programme"].groupby("service_type").size().rename("participants").reset_index()
     return out
@@ -93,6 +101,22 @@ def _wrap_wide_tables(html_text: str) -> str:
     return re.sub(r"(<table[^>]*>.*?</table>)", r"<div class='scroll'>\1</div>", html_text, flags=re.S)
 
 
+def shown_path(path: str | Path | None) -> str:
+    """A path as the report shows it: relative to the working directory when it lies inside it, else only its
+    name; never an absolute path of the machine that made the report."""
+    if path is None:
+        return ""
+    try:
+        resolved, here = Path(path).resolve(), Path.cwd().resolve()
+    except (OSError, RuntimeError):
+        return Path(path).name
+    if resolved == here:
+        return "."
+    if here in resolved.parents:
+        return str(resolved.relative_to(here))
+    return resolved.name or Path(path).name
+
+
 def render_index(
     config: dict,
     summary: dict[str, pd.DataFrame],
@@ -100,9 +124,12 @@ def render_index(
     log: pd.DataFrame,
     sections: list[str] = (),
     done: set[str] = frozenset(),
+    skipped: dict[str, str] | None = None,
 ) -> str:
     """The front page (``report/templates/index/index.html.j2``): what was run, the input check and cleaning
-    log, the CONSORT flow, baseline and observed outcomes, then each stage's section."""
+    log, the CONSORT flow, baseline and observed outcomes, then each stage's section; the stages skipped for
+    want of their input tables, each with its reason (``skipped``: {stage name: reason})."""
+    skipped = dict(skipped or {})
     severity = problems["severity"] if not problems.empty else pd.Series(dtype=str)
     rules = (
         (
@@ -119,16 +146,17 @@ def render_index(
     page = render_template(
         "index/index.html.j2",
         source=config["data"]["source"],
-        input_dir=str(config["data"]["input_dir"]),
+        input_dir=shown_path(config["data"]["input_dir"]),
         seed=int(config["seed"]),
         versions=", ".join(f"{k} {v}" for k, v in package_versions().items()),
         n_errors=int((severity == "error").sum()),
         n_warnings=int((severity == "warning").sum()),
         cleaning_rules=rules,
-        consort_png=_consort_png(summary["consort_flow"]),
+        consort_png=_consort_png(summary["consort_flow"]) if "consort_flow" in summary else None,
         summary=summary,
         sections=list(sections),
-        pending=[(name, what) for key, name, what in PENDING_STAGES if key not in done],
+        skipped=[(name, skipped[key]) for key, name, _ in PENDING_STAGES if key in skipped and key not in done],
+        pending=[(name, what) for key, name, what in PENDING_STAGES if key not in done and key not in skipped],
     )
     return _wrap_wide_tables(page)
 
@@ -176,6 +204,7 @@ def write_index(
     problems_csv: str | Path,
     out_path: str | Path,
     stage_dirs: list[str | Path] = (),
+    skipped: dict[str, str] | None = None,
 ) -> None:
     tables = read_clean(data_dir)
     primary = config.get("trial", {}).get("primary")
@@ -190,4 +219,4 @@ def write_index(
             target = out_path.parent / "tables" / f"{stage_dir.name}_{csv.name}"
             write_text(csv.read_text(), target)
     sections, done = stage_sections(stage_dirs)
-    write_text(render_index(config, summary, problems, log, sections, done), out_path)
+    write_text(render_index(config, summary, problems, log, sections, done, skipped), out_path)

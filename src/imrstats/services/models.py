@@ -681,8 +681,8 @@ def fit_hurdle_nb(
 
     Zero part: logistic regression of P(Y > 0) on `zero_terms` (None = the count terms, pscl's
     default), so its odds ratio is for *any* event; like pscl with `| z`, the zero part takes no
-    offset (add exposure as a covariate if follow-up lengths differ a lot). Count part: zero-truncated NB2 with offset on
-    the positive counts. The likelihood separates, so the parts are fitted separately; SEs from
+    offset (add exposure as a covariate if follow-up lengths differ a lot). Count part: zero-truncated NB2 with
+    offset on the positive counts. The likelihood separates, so the parts are fitted separately; SEs from
     the inverse observed information of each part (Mullahy 1986, J. Econometrics 33:341-365).
     """
     X, names, y, offset, terms = _inputs(frame, outcome, covariates)

@@ -83,7 +83,8 @@ class OutcomeAnalysis(ResultMixin):
 def analyse_outcome(frame: pd.DataFrame, outcome: str, settings: dict) -> OutcomeAnalysis:
     """Descriptives, checks, the four models, their comparison and rootograms for one outcome.
 
-    Model failures become flags (the other models still run); `settings` is the checked `services` section (`section_settings`).
+    Model failures become flags (the other models still run); `settings` is the checked `services` section
+    (`section_settings`).
     """
     observed = frame.dropna(subset=[outcome])
     descriptives = services.describe_counts(observed, outcome)

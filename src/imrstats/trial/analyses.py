@@ -223,9 +223,13 @@ def impute_outcome(
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     imputed = np.empty((m, len(rows), len(targets)))
     cov_imputed = {c: np.broadcast_to(v, (m, len(rows))).copy() for c, v in coded.items()}
-    if by_arm and any((~np.isnan(v[(rows["arm"] == arm).to_numpy()])).sum() < 2 for v in coded.values() for arm in ARMS):
+    if by_arm and any(
+        (~np.isnan(v[(rows["arm"] == arm).to_numpy()])).sum() < 2 for v in coded.values() for arm in ARMS
+    ):
         by_arm = False
-        short = [c for c, v in coded.items() if any((~np.isnan(v[(rows["arm"] == a).to_numpy()])).sum() < 2 for a in ARMS)]
+        short = [
+            c for c, v in coded.items() if any((~np.isnan(v[(rows["arm"] == a).to_numpy()])).sum() < 2 for a in ARMS)
+        ]
         notes.append(
             f"{', '.join(short)} observed for fewer than 2 participants of an arm: imputed jointly (arm as a "
             "predictor) instead of within each arm"
@@ -476,7 +480,9 @@ def completed_designs(imp: OutcomeImputation, covariates, deltas, extra=None):
     y_cols = [imp.targets.index(t) for t in TIMEPOINTS]
     b_col = imp.targets.index("baseline")
     if not per_imputation:
-        design = build_mmrm_design(long_format(rows, covariates, np.zeros(len(rows)), extra), covariates=covs, times=TIMEPOINTS)
+        design = build_mmrm_design(
+            long_format(rows, covariates, np.zeros(len(rows)), extra), covariates=covs, times=TIMEPOINTS
+        )
         order = pd.Index(rows["id"]).get_indexer(list(design.ids))
         designs = [_with_baseline(design, imp.imputed[i, order, b_col]) for i in range(imp.m)]
     else:
@@ -486,7 +492,11 @@ def completed_designs(imp: OutcomeImputation, covariates, deltas, extra=None):
             for c in imputed_covs:
                 completed[c] = imp.covariate_values[c][i]
             extra_i = {k: (v[i] if np.ndim(v) == 3 else v) for k, v in (extra or {}).items()}
-            bases.append(build_mmrm_design(long_format(completed, covariates, np.zeros(len(rows)), extra_i), covariates=covs, times=TIMEPOINTS))
+            bases.append(
+                build_mmrm_design(
+                    long_format(completed, covariates, np.zeros(len(rows)), extra_i), covariates=covs, times=TIMEPOINTS
+                )
+            )
         design = bases[0]
         if any(b.columns != design.columns or b.ids != design.ids for b in bases):
             raise AnalysisError(
@@ -730,12 +740,14 @@ def itt_mi_mmrm(
     excluded = sum(counts["n_excluded_by_arm"].values())
     if excluded:
         flags.append(
-            f"{outcome or 'ITT'}: {excluded} randomised participant(s) EXCLUDED from the ITT analysis for a missing baseline "
-            f"covariate (trial.missing_covariates: exclude): analysed "
+            f"{outcome or 'ITT'}: {excluded} randomised participant(s) EXCLUDED from the ITT analysis for a "
+            "missing baseline covariate (trial.missing_covariates: exclude): analysed "
             + ", ".join(f"{a} {counts['n_analysed_by_arm'][a]} of {counts['n_randomised_by_arm'][a]}" for a in ARMS)
         )
     if imputation.n_no_arm:
-        flags.append(f"{outcome or 'ITT'}: {imputation.n_no_arm} participant row(s) without an arm (IMR or TAU) not analysed")
+        flags.append(
+            f"{outcome or 'ITT'}: {imputation.n_no_arm} participant row(s) without an arm (IMR or TAU) not analysed"
+        )
     flags.extend(f"{outcome or 'ITT'}: {note}" for note in imputation.notes)
     n_total = sum(counts["n_analysed_by_arm"].values())
     contrasts["n_analysed"] = n_total

@@ -77,7 +77,12 @@ def consort_counts(
         ):
             rows.append({"stage": stage, **{arm: int((itt.get(key) or {}).get(arm, 0)) for arm in ARMS}})
     cc = f"Analysed, complete case ({primary} at {primary_timepoint})"
-    rows.append({"stage": cc, **{arm: int(participants.loc[participants["arm"] == arm, "id"].isin(primary_ids).sum()) for arm in ARMS}})
+    rows.append(
+        {
+            "stage": cc,
+            **{arm: int(participants.loc[participants["arm"] == arm, "id"].isin(primary_ids).sum()) for arm in ARMS},
+        }
+    )
     return pd.DataFrame(rows)
 
 
@@ -86,7 +91,9 @@ def consort_figure(counts: pd.DataFrame):
     import matplotlib.pyplot as plt
 
     side_of = dict(SIDE)
-    side_of.update({s: ITT_ANALYSED for s in counts["stage"] if s.startswith("ITT: ") and s.endswith("imputed at >= 1 visit")})
+    side_of.update(
+        {s: ITT_ANALYSED for s in counts["stage"] if s.startswith("ITT: ") and s.endswith("imputed at >= 1 visit")}
+    )
     main = counts[~counts["stage"].isin(side_of)].reset_index(drop=True)
     side: dict[str, list[str]] = {}
     for stage in counts["stage"]:

@@ -519,8 +519,8 @@ def subscale_ancova(
     covariates: Sequence[str] = (),
     level: float = 0.95,
 ) -> pd.DataFrame:
-    """Jensen et al. 2019, Table 4 post hoc: OLS ``timepoint ~ arm + covariate_timepoint (+ covariates)`` among participants
-    with both values; IMR - TAU with its t CI and p, the type III F (= t^2) and n / mean / SD per arm."""
+    """Jensen et al. 2019, Table 4 post hoc: OLS ``timepoint ~ arm + covariate_timepoint (+ covariates)`` among
+    participants with both values; IMR - TAU with its t CI and p, the type III F (= t^2) and n / mean / SD per arm."""
     for tp in (timepoint, covariate_timepoint):
         if tp not in ("baseline", *TIMEPOINTS):
             raise AnalysisError(f"timepoint {tp!r} is not one of baseline, {', '.join(TIMEPOINTS)}")

@@ -6,9 +6,10 @@ size laid over the pipeline's `simulate.trial` section), cleaned by `imrstats.da
 the per-visit estimates next to the truth; `aggregate` turns many replicates into the performance
 measures of Morris, White & Crowther (2019), "Using simulation studies to evaluate statistical methods",
 Stat Med 38:2074-2102, Table 6, each with its Monte Carlo standard error (MCSE);
-`imrstats.trial.simstudy_section.render_simstudy_report` renders them as one HTML page. Replicates are independent: replicate r of scenario s draws from the
-seed ``derive_seed(seed, "simstudy.<s>.<r>")``, so any subset can run in any order, on any machine,
-and give the same numbers (the Snakemake workflow `workflow/simulation.smk` runs one job per replicate).
+`imrstats.trial.simstudy_section.render_simstudy_report` renders them as one HTML page. Replicates are
+independent: replicate r of scenario s draws from the seed ``derive_seed(seed, "simstudy.<s>.<r>")``, so any
+subset can run in any order, on any machine, and give the same numbers (the Snakemake workflow
+`workflow/simulation.smk` runs one job per replicate).
 
 The truth of a replicate is the scenario's ``true_effects[outcome][timepoint]`` (0 where not given): the
 generator shifts the arm means by -/+ half of it before scores are rounded and clipped to the instrument's
@@ -111,16 +112,11 @@ def resolve_study_config(study: dict, pipeline_config: dict) -> dict:
 def load_study_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
     """Read config/simulation.yaml (or ``path``), apply ``overrides``, validate, and resolve it against
     the pipeline config it names (``base_config``; null = the embedded config/config.yaml)."""
-    import yaml
-
-    from imrstats.config import load_config
+    from imrstats.config import load_config, load_yaml_file
     from imrstats.core.paths import CONFIG_DIR
 
     path = Path(path) if path else CONFIG_DIR / "simulation.yaml"
-    try:
-        study = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: simulation config not found") from None
+    study = load_yaml_file(path, "simulation config")  # size limit, no aliases: one SettingsError naming the file
     if not isinstance(study, dict):
         raise InputError(f"{path}: a config must be a mapping of keys to values")
     study = deep_update(study, overrides or {})
@@ -324,9 +320,11 @@ def performance_measures(
     empirical_se   sqrt(sum (th_i - mean)^2 / (n-1)) MCSE EmpSE / sqrt(2 (n - 1))
     mse            mean((th_i - th)^2)              MCSE sqrt(sum ((th_i - th)^2 - MSE)^2 / (n (n - 1)))
     model_se       sqrt(mean(se_i^2))               MCSE sqrt(Var(se^2) / (4 n ModSE^2))
-    rel_error_model_se_pct  100 (ModSE / EmpSE - 1) MCSE 100 (ModSE / EmpSE) sqrt(Var(se^2) / (4 n ModSE^4) + 1 / (2 (n - 1)))
+    rel_error_model_se_pct  100 (ModSE / EmpSE - 1) MCSE 100 (ModSE / EmpSE)
+                                                      * sqrt(Var(se^2) / (4 n ModSE^4) + 1 / (2 (n - 1)))
     coverage       mean(ci_low_i <= th <= ci_high_i) MCSE sqrt(C (1 - C) / n)
-    rejection      mean(p_i <= alpha)               MCSE sqrt(R (1 - R) / n)   (power if th != 0, type I error if th = 0)
+    rejection      mean(p_i <= alpha)               MCSE sqrt(R (1 - R) / n)
+                                                    (power if th != 0, type I error if th = 0)
 
     where Var(se^2) = sum (se_i^2 - mean(se^2))^2 / (n - 1). Needs n >= 2 replicates."""
     th = np.asarray(estimates, float)

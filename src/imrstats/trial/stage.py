@@ -274,7 +274,8 @@ def _analyse_subscales(
     by_instrument: dict | None = None,
     prepared: dict | None = None,
 ) -> list[dict]:
-    """Jensen et al. 2019, Table 4 post hoc subscale ANCOVAs and the IMRS three-factor subscales analysed like the totals."""
+    """Jensen et al. 2019, Table 4 post hoc subscale ANCOVAs and the IMRS three-factor subscales analysed like the
+    totals."""
     level = 1 - float(s["alpha"])
     out = []
     for key in s["subscale_ancova_outcomes"]:

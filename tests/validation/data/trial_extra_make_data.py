@@ -1,6 +1,6 @@
-"""Make trial_extra_<outcome>.csv: outcome frames (imrstats.trial.analyses.outcome_frame) of the cleaned default synthetic
-trial (config/config.yaml's seed) for the secondary trial analyses (imrstats.trial.secondary) pinned in test_trial_extra_vs_r.py. Synthetic data only:
-ids are generator ids.
+"""Make trial_extra_<outcome>.csv: outcome frames (imrstats.trial.analyses.outcome_frame) of the cleaned default
+synthetic trial (config/config.yaml's seed) for the secondary trial analyses (imrstats.trial.secondary) pinned in
+test_trial_extra_vs_r.py. Synthetic data only: ids are generator ids.
 
 Run from the repository root: .venv/bin/python tests/validation/data/trial_extra_make_data.py
 """

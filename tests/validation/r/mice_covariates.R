@@ -10,7 +10,7 @@
 # Run from the repository root: N_REP=20 Rscript tests/validation/r/mice_covariates.R
 suppressPackageStartupMessages(library(mice))
 cat("mice", format(packageVersion("mice")), "R", R.version.string, "\n")
-d <- read.csv("tests/validation/data/mi_trial_covariates.csv", stringsAsFactors = TRUE)
+d <- read.csv("tests/validation/data/mi_trial_covariates.csv", stringsAsFactors = TRUE, na.strings = c("", "NA"))
 d$arm <- relevel(d$arm, ref = "TAU")
 n_rep <- as.integer(Sys.getenv("N_REP", "20"))
 visit <- c("y_baseline", "y_post", "y_fu12", "sex", "age")
@@ -22,6 +22,7 @@ impute_arm <- function(part, seed) {
   mice(part, m = 100, maxit = 5, method = meth, predictorMatrix = pred, visitSequence = visit,
        seed = seed, printFlag = FALSE)
 }
+cat("missing:", colSums(is.na(d)), "\n")
 for (rep in seq_len(n_rep)) {
   t0 <- proc.time()[["elapsed"]]
   imp_imr <- impute_arm(d[d$arm == "IMR", ], 2000 + rep)
