@@ -49,7 +49,7 @@ test: $(STAMP) browser
 	$(PYTEST) -m pipeline --durations=15
 
 test-fast: $(STAMP)
-	$(PYTEST) -m "not pipeline" --durations=15
+	$(PYTEST) -m "not pipeline" -n 2 --dist loadfile --durations=15
 
 # Python (ruff: lint, then format), the Snakemake files (snakefmt), the workflow (snakemake --lint); all
 # configured in pyproject.toml except the last.
