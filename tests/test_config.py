@@ -5,7 +5,7 @@ import yaml
 
 from conftest import PROJECT
 from imrstats.config import (
-    _schema,
+    config_schema,
     defaults,
     load_config,
     overlay,
@@ -106,7 +106,7 @@ def _properties(node, prefix=""):
 def test_every_key_has_its_default_in_the_schema():
     missing = [
         path
-        for path, sub in _properties(_schema())
+        for path, sub in _properties(config_schema())
         if "default" not in sub and path != "meta.bayes.implementation.tau_prior.nu"
     ]  # only for the log-t family; 5 in the code
     assert not missing, f"schema keys without a default: {missing}"
@@ -198,8 +198,8 @@ def test_schema_enums_are_the_codes_choices():
     from imrstats.trial import analyses
     from imrstats.trial.mmrm import DF_METHODS
 
-    props = dict(_properties(_schema()))
-    defs = _schema()["$defs"]
+    props = dict(_properties(config_schema()))
+    defs = config_schema()["$defs"]
 
     def enum(path):
         return set(props[path].get("enum") or props[path]["items"]["enum"])

@@ -53,13 +53,14 @@ _TYPE_NAMES = {
 
 
 @lru_cache(maxsize=1)
-def _schema() -> dict:
+def config_schema() -> dict:
+    """The config schema (workflow/schemas/config.schema.yaml) as a mapping, read once."""
     return yaml.safe_load(CONFIG_SCHEMA.read_text())
 
 
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(_schema())
+    return jsonschema.Draft202012Validator(config_schema())
 
 
 def _resolve(node: dict) -> dict:
@@ -67,7 +68,7 @@ def _resolve(node: dict) -> dict:
     ref = node.get("$ref")
     if not ref:
         return node
-    target = _schema()
+    target = config_schema()
     for part in ref.removeprefix("#/").split("/"):
         target = target[part]
     return {**_resolve(target), **{k: v for k, v in node.items() if k != "$ref"}}
@@ -92,7 +93,7 @@ def _fill(node: dict):
 
 @lru_cache(maxsize=1)
 def _defaults() -> dict:
-    return _fill(_schema())
+    return _fill(config_schema())
 
 
 def defaults() -> dict:
@@ -101,7 +102,7 @@ def defaults() -> dict:
 
 
 def _section_node(path: list[str]) -> dict | None:
-    node = _schema()
+    node = config_schema()
     for key in path:
         node = _resolve(node).get("properties", {}).get(key)
         if node is None:
@@ -117,7 +118,7 @@ def overlay(base: dict, updates: dict | None, _node: dict | None = None) -> dict
     """A copy of ``base`` with ``updates`` laid over it: a structured section of the schema (one with
     ``properties``) merges key by key (an empty one, None, changes nothing); any other value (number, list,
     free-form mapping) replaces."""
-    node = _resolve(_schema() if _node is None else _node)
+    node = _resolve(config_schema() if _node is None else _node)
     out = copy.deepcopy(base)
     for key, value in (updates or {}).items():
         sub = node.get("properties", {}).get(key)

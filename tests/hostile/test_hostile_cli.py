@@ -277,7 +277,7 @@ def test_audit_missing_file(tmp_path):
 
 
 def test_audit_decimal_comma_is_no_false_accusation(tmp_path):
-    """Issue 17 case 4: a printed mean 45,2 was 'outside the scale's range' with a 'largest possible SD 0'.
+    """No false accusation: a printed mean 45,2 was 'outside the scale's range' with a 'largest possible SD 0'.
     Read as check reads it, it is 45.2: the findings are those of the same row printed with points."""
     comma, dot = write(tmp_path / "comma.csv", AUDIT_COMMA), write(tmp_path / "dot.csv", AUDIT_DOT)
     runs = {}

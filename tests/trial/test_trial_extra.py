@@ -187,7 +187,7 @@ def stage(clean):
     return with_section(run_trial_stage(clean, FAST, seed=3))
 
 
-def test_stage_has_issue10_tables_figures_and_sections(stage):
+def test_stage_has_the_plan_extra_tables_figures_and_sections(stage):
     for name in (
         "trial_diagnostics",
         "trial_within_group_change",
@@ -221,7 +221,7 @@ def test_failed_diagnostic_check_is_flagged_and_shown(stage):
     assert "trial_itt_contrasts" in stage.tables  # the run went on
 
 
-def test_no_participant_id_leaks_from_issue10_outputs(stage, clean):
+def test_no_participant_id_leaks_from_the_plan_extra_outputs(stage, clean):
     ids = set(clean["participants"]["id"].astype(str))
     blobs = [stage.html, stage.summary, to_json(stage.record)] + [f.to_csv(index=False) for f in stage.tables.values()]
     for blob in blobs:
@@ -249,7 +249,7 @@ def test_degenerate_inputs_are_flagged_and_the_rest_runs(clean):
     assert "<div class='flag'>" in res.html
 
 
-def test_issue10_settings_are_checked():
+def test_plan_extra_settings_are_checked():
     assert section_settings("trial", {})["diagnostics_figures"] == "flagged"
     with pytest.raises(SettingsError, match="trial.diagnostics_figures: must be one of all, flagged, none"):
         section_settings("trial", {"diagnostics_figures": "some"})

@@ -302,7 +302,7 @@ def read_heterogeneity_priors(path: str | os.PathLike) -> dict[str, NamedPrior]:
 _LOG_2 = math.log(2.0)
 
 
-def _prior_data(prior_mu: Normal, prior_tau: TauPrior) -> dict[str, float]:
+def prior_data(prior_mu: Normal, prior_tau: TauPrior) -> dict[str, float]:
     """Values for the hyperparameter containers. Slots of the families not in use keep safe
     defaults (1.0), so no branch of the switch ever evaluates log(0) or 1/0."""
     if not isinstance(prior_mu, Normal):
@@ -349,7 +349,7 @@ PARAMETERIZATIONS = tuple(_PARAMETERIZATION_TEXT)
 def tau_prior_logp_log_scale(d: Mapping, tau, log_tau):
     """The tau prior's log density on the log-tau scale as a PyTensor expression: the family is chosen by the
     numeric code in the container ``d["tau_family"]`` (HalfNormal 0, HalfCauchy 1, LogNormalTau2 2, LogTTau2 3,
-    UniformTau 4) and the hyperparameters are the containers of ``_prior_data``, so one compiled graph serves
+    UniformTau 4) and the hyperparameters are the containers of ``prior_data``, so one compiled graph serves
     every shipped prior. Shared by this model and those of ``imrstats.meta.bayes_models``."""
     import pymc as pm
     import pytensor.tensor as pt
@@ -392,7 +392,7 @@ def build_model(capacity: int, parameterization: str = "marginal"):
         y = pm.Data("y", np.zeros(capacity))
         se = pm.Data("se", np.ones(capacity))
         mask = pm.Data("mask", np.zeros(capacity))
-        d = {name: pm.Data(name, value) for name, value in _prior_data(Normal(), HalfNormal(1.0)).items()}
+        d = {name: pm.Data(name, value) for name, value in prior_data(Normal(), HalfNormal(1.0)).items()}
 
         mu = pm.Normal("mu", d["mu_loc"], d["mu_scale"])
         log_tau = pm.Flat("log_tau")
@@ -459,8 +459,35 @@ class Diagnostics(ResultMixin):
         return {"ok": self.ok, "problems": self.problems()}
 
 
+class GatedPosterior:
+    """What every NUTS-sampled result shares (``estimates``, ``diagnostics``): reading one estimate, and the
+    sampler gate. A result names what failed in ``gate_subject()`` and its advice in ``gate_advice``."""
+
+    gate_advice = "review the prior"
+
+    def gate_subject(self) -> str:
+        raise NotImplementedError
+
+    def check_diagnostics(self):
+        """Raise AnalysisError if R-hat > 1.01, bulk ESS < 400 or any divergence; else return self."""
+        problems = self.diagnostics.problems()
+        if problems:
+            raise AnalysisError(
+                f"{self.gate_subject()} failed the sampler gate: "
+                + "; ".join(problems)
+                + f". Increase draws/tune or target_accept, or {self.gate_advice}; do not report these numbers."
+            )
+        return self
+
+    def estimate(self, quantity: str) -> float:
+        row = self.estimates.loc[self.estimates["quantity"] == quantity]
+        if row.empty:
+            raise KeyError(f"no quantity {quantity!r}; have {list(self.estimates['quantity'])}")
+        return float(row["estimate"].iloc[0])
+
+
 @dataclass(frozen=True)
-class BayesResult(ResultMixin):
+class BayesResult(GatedPosterior, ResultMixin):
     """Posterior of one Bayesian meta-analysis.
 
     estimates: rows for mu, tau, mu_new (predictive effect in a new trial) and the posterior
@@ -478,22 +505,8 @@ class BayesResult(ResultMixin):
     method: str
     posterior: object = field(repr=False, compare=False)
 
-    def check_diagnostics(self) -> "BayesResult":
-        """Raise AnalysisError if R-hat > 1.01, bulk ESS < 400 or any divergence; else return self."""
-        problems = self.diagnostics.problems()
-        if problems:
-            raise AnalysisError(
-                f"Bayesian meta-analysis ({self.prior_tau}; k = {self.k}) failed the sampler gate: "
-                + "; ".join(problems)
-                + ". Increase draws/tune or target_accept, or review the prior; do not report these numbers."
-            )
-        return self
-
-    def estimate(self, quantity: str) -> float:
-        row = self.estimates.loc[self.estimates["quantity"] == quantity]
-        if row.empty:
-            raise KeyError(f"no quantity {quantity!r}; have {list(self.estimates['quantity'])}")
-        return float(row["estimate"].iloc[0])
+    def gate_subject(self) -> str:
+        return f"Bayesian meta-analysis ({self.prior_tau}; k = {self.k})"
 
     _json_skip = ("posterior",)
 
@@ -604,7 +617,7 @@ class BayesMeta:
         """
         import nutpie
 
-        y, se, labels = _validate_inputs(yi, sei, labels)
+        y, se, labels = validate_inputs(yi, sei, labels)
         if not (isinstance(draws, int) and draws >= 100 and isinstance(tune, int) and tune >= 100):
             raise InputError(f"draws and tune must be integers >= 100, got draws={draws}, tune={tune}")
         if not (isinstance(chains, int) and chains >= 2):
@@ -618,10 +631,10 @@ class BayesMeta:
             y=np.concatenate([y, np.zeros(pad)]),
             se=np.concatenate([se, np.ones(pad)]),
             mask=np.concatenate([np.ones(k), np.zeros(pad)]),
-            **_prior_data(prior_mu, prior_tau),
+            **prior_data(prior_mu, prior_tau),
         )
         if isinstance(prior_tau, UniformTau):
-            model = _start_inside_bound(model, math.log(prior_tau.upper))
+            model = start_inside_bound(model, math.log(prior_tau.upper))
         cores = self.cores or min(chains, os.cpu_count() or 1)
         start = time.perf_counter()
         trace = nutpie.sample(
@@ -650,8 +663,8 @@ class BayesMeta:
         mu_new = mu + tau * rng.standard_normal(mu.shape)
         draws_by_name = {"mu": mu, "tau": tau, "mu_new": mu_new}
         draws_by_name.update({f"theta[{lab}]": theta[:, :, i] for i, lab in enumerate(labels)})
-        rhat, ess = _rhat_ess(draws_by_name)
-        diagnostics = _diagnose(rhat, ess, divergences, chains, draws, tune, self.target_accept, seconds)
+        rhat, ess = rhat_ess(draws_by_name)
+        diagnostics = diagnose(rhat, ess, divergences, chains, draws, tune, self.target_accept, seconds)
         method = (
             f"Bayesian normal-normal random-effects model ({_PARAMETERIZATION_TEXT[self.parameterization]}), "
             f"NUTS via nutpie "
@@ -677,7 +690,7 @@ class BayesMeta:
         )
 
 
-def _start_inside_bound(model, log_upper: float):
+def start_inside_bound(model, log_upper: float):
     """nutpie starts each chain at log_tau = 0 jittered by U(-1, 1) (PyMC's initial point); under a
     Uniform(0, upper) prior with upper < e^1 some starts would have zero density and the sampler would
     refuse to begin. Shift the jittered start below log(upper) (keeping each chain's own jitter), so
@@ -708,7 +721,7 @@ def shared_sampler(capacity: int = 16, target_accept: float = 0.99, parameteriza
     return _SHARED[key]
 
 
-def _validate_inputs(yi, sei, labels):
+def validate_inputs(yi, sei, labels):
     y = np.asarray(yi, dtype=float).ravel()
     se = np.asarray(sei, dtype=float).ravel()
     if y.size == 0:
@@ -731,7 +744,7 @@ def _validate_inputs(yi, sei, labels):
     return y, se, labels
 
 
-def _rhat_ess(draws_by_name) -> tuple[dict, dict]:
+def rhat_ess(draws_by_name) -> tuple[dict, dict]:
     """Rank-normalised split R-hat and bulk ESS (Vehtari et al. 2021) per parameter."""
     import arviz as az
 
@@ -740,7 +753,7 @@ def _rhat_ess(draws_by_name) -> tuple[dict, dict]:
     return rhat, ess
 
 
-def _diagnose(rhat, ess, divergences, chains, draws, tune, target_accept, seconds) -> Diagnostics:
+def diagnose(rhat, ess, divergences, chains, draws, tune, target_accept, seconds) -> Diagnostics:
     # nan (e.g. a constant chain) must fail the gate, so rank nan as worst.
     worst_rhat = max(rhat, key=lambda n: math.inf if math.isnan(rhat[n]) else rhat[n])
     worst_ess = min(ess, key=lambda n: -math.inf if math.isnan(ess[n]) else ess[n])
@@ -758,7 +771,7 @@ def _diagnose(rhat, ess, divergences, chains, draws, tune, target_accept, second
     )
 
 
-def _mcse_mean(x: np.ndarray) -> float:
+def mcse_mean(x: np.ndarray) -> float:
     import arviz as az
 
     if np.ptp(x) == 0:
@@ -783,7 +796,7 @@ def _posterior_estimates(draws_by_name, rhat, ess, mid, ci, method) -> pd.DataFr
                 notes="predictive effect of a new trial" if name == "mu_new" else "",
                 extra={
                     "median": float(np.median(flat)),
-                    "mcse_mean": _mcse_mean(x),
+                    "mcse_mean": mcse_mean(x),
                     "ess_bulk": ess[name],
                     "r_hat": rhat[name],
                 },
@@ -797,7 +810,7 @@ def _posterior_estimates(draws_by_name, rhat, ess, mid, ci, method) -> pd.DataFr
                 Estimate(
                     quantity=f"P({target} > {text})",
                     estimate=float(indicator.mean()),
-                    se=_mcse_mean(indicator),
+                    se=mcse_mean(indicator),
                     method=method.split("; posterior mean")[0] + "; share of posterior draws (se = MCSE)",
                     notes="threshold is the minimal important difference" if value != 0.0 else "",
                 )
@@ -940,7 +953,7 @@ def cumulative_bayes(
     published up to and including that year, once at least `min_studies` are available. Returns one
     row per year: year, k, studies added that year, posterior summaries, probabilities and diagnostics.
     """
-    y, se, labels = _validate_inputs(yi, sei, labels)
+    y, se, labels = validate_inputs(yi, sei, labels)
     years = np.asarray(years)
     if years.shape != y.shape or not np.all(np.isfinite(years.astype(float))):
         raise InputError(f"years must hold one finite year per study ({y.size}), got {years.tolist()}")

@@ -61,17 +61,18 @@ from imrstats.meta.bayes import (
     RHAT_MAX,
     SHIPPED_TAU_PRIORS,
     Diagnostics,
+    GatedPosterior,
     HalfNormal,
     Normal,
     TauPrior,
     UniformTau,
-    _diagnose,
-    _mcse_mean,
-    _prior_data,
-    _rhat_ess,
-    _start_inside_bound,
-    _validate_inputs,
+    diagnose,
+    mcse_mean,
+    prior_data,
+    rhat_ess,
+    start_inside_bound,
     tau_prior_logp_log_scale,
+    validate_inputs,
 )
 from imrstats.results import Estimate, ResultMixin, summary_block, to_frame
 
@@ -85,7 +86,7 @@ _CENTRES = ("mean",)
 
 
 @dataclass(frozen=True)
-class ModelResult(ResultMixin):
+class ModelResult(GatedPosterior, ResultMixin):
     """Posterior of one fit of a model beyond the normal-normal family.
 
     estimates: tidy Estimate rows (posterior mean = estimate, SD = se, equal-tailed interval; median, MCSE,
@@ -106,22 +107,10 @@ class ModelResult(ResultMixin):
 
     _json_skip = ("draws",)
 
-    def check_diagnostics(self) -> "ModelResult":
-        """Raise AnalysisError if R-hat > 1.01, bulk ESS < 400 or any divergence; else return self."""
-        problems = self.diagnostics.problems()
-        if problems:
-            raise AnalysisError(
-                f"{self.model} (k = {self.k}) failed the sampler gate: "
-                + "; ".join(problems)
-                + ". Increase draws/tune or target_accept, or review the priors; do not report these numbers."
-            )
-        return self
+    gate_advice = "review the priors"
 
-    def estimate(self, quantity: str) -> float:
-        row = self.estimates.loc[self.estimates["quantity"] == quantity]
-        if row.empty:
-            raise KeyError(f"no quantity {quantity!r}; have {list(self.estimates['quantity'])}")
-        return float(row["estimate"].iloc[0])
+    def gate_subject(self) -> str:
+        return f"{self.model} (k = {self.k})"
 
     def to_frame(self) -> pd.DataFrame:
         return self.estimates.copy()
@@ -162,7 +151,7 @@ def _estimate_rows(draws_by_name, rhat, ess, ci, method, notes=None, probabiliti
                 notes=notes.get(name, ""),
                 extra={
                     "median": float(np.median(flat)),
-                    "mcse_mean": _mcse_mean(x),
+                    "mcse_mean": mcse_mean(x),
                     "ess_bulk": ess[name],
                     "r_hat": rhat[name],
                 },
@@ -174,7 +163,7 @@ def _estimate_rows(draws_by_name, rhat, ess, ci, method, notes=None, probabiliti
             Estimate(
                 quantity=f"P({target} > {text})",
                 estimate=float(indicator.mean()),
-                se=_mcse_mean(indicator),
+                se=mcse_mean(indicator),
                 method=f"{ENGINE}; share of posterior draws (se = MCSE)",
                 notes=note,
             )
@@ -232,7 +221,7 @@ class _Compiled:
         if not (isinstance(chains, int) and chains >= 2):
             raise InputError(f"chains must be an integer >= 2 (R-hat needs several chains), got {chains}")
         if isinstance(prior_tau, UniformTau):
-            model = _start_inside_bound(model, math.log(prior_tau.upper))
+            model = start_inside_bound(model, math.log(prior_tau.upper))
         start = time.perf_counter()
         trace = nutpie.sample(
             model,
@@ -272,7 +261,7 @@ class MetaRegression(_Compiled):
             se = pm.Data("se", np.ones(capacity))
             x = pm.Data("x", np.zeros(capacity))
             mask = pm.Data("mask", np.zeros(capacity))
-            d = {n: pm.Data(n, v) for n, v in _prior_data(Normal(), HalfNormal(1.0)).items()}
+            d = {n: pm.Data(n, v) for n, v in prior_data(Normal(), HalfNormal(1.0)).items()}
             b1_loc, b1_scale = pm.Data("b1_loc", 0.0), pm.Data("b1_scale", 1.0)
             beta0 = pm.Normal("beta0", d["mu_loc"], d["mu_scale"])
             beta1 = pm.Normal("beta1", b1_loc, b1_scale)
@@ -306,7 +295,7 @@ class MetaRegression(_Compiled):
         beta0 is the mean effect at x = `centre` ("mean": the mean of x; or a number, e.g. 0 for the
         uncentred intercept); its prior `prior_beta0` is stated there. Diagnostics are computed, not enforced:
         call ``result.check_diagnostics()`` to gate."""
-        y, se, labels = _validate_inputs(yi, sei, labels)
+        y, se, labels = validate_inputs(yi, sei, labels)
         x = np.asarray(x, dtype=float).ravel()
         if x.shape != y.shape:
             raise InputError(f"moderator {moderator!r} has {x.size} values for {y.size} effects; give one per study")
@@ -336,15 +325,15 @@ class MetaRegression(_Compiled):
             mask=_padded(np.ones(k), cap, 0.0),
             b1_loc=float(prior_beta1.loc),
             b1_scale=float(prior_beta1.scale),
-            **_prior_data(prior_beta0, prior_tau),
+            **prior_data(prior_beta0, prior_tau),
         )
         trace, seconds = self._sample(model, prior_tau=prior_tau, seed=seed, draws=draws, tune=tune, chains=chains)
         draws_by_name = {
             name: np.asarray(trace.posterior[name].values, dtype=float) for name in ("beta0", "beta1", "tau")
         }
         divergences = int(np.asarray(trace.sample_stats["diverging"].values).sum())
-        rhat, ess = _rhat_ess(draws_by_name)
-        diagnostics = _diagnose(rhat, ess, divergences, chains, draws, tune, self.target_accept, seconds)
+        rhat, ess = rhat_ess(draws_by_name)
+        diagnostics = diagnose(rhat, ess, divergences, chains, draws, tune, self.target_accept, seconds)
         method = (
             f"{ENGINE}: Bayesian meta-regression on {moderator} (centred at {c:g}; study effects integrated out), "
             f"{chains} chains x {draws} draws after {tune} tuning, target_accept {self.target_accept:g}; "
@@ -396,7 +385,7 @@ class RobustT(_Compiled):
             y = pm.Data("y", np.zeros(capacity))
             se = pm.Data("se", np.ones(capacity))
             mask = pm.Data("mask", np.zeros(capacity))
-            d = {n: pm.Data(n, v) for n, v in _prior_data(Normal(), HalfNormal(1.0)).items()}
+            d = {n: pm.Data(n, v) for n, v in prior_data(Normal(), HalfNormal(1.0)).items()}
             if self.nu_prior is None:
                 nu = pm.Data("nu", 4.0)
             else:
@@ -428,7 +417,7 @@ class RobustT(_Compiled):
     ) -> ModelResult:
         """Sample mu, tau (and nu if it has a prior), the lambda_i; then theta_i and mu_new (see the module
         docstring). `nu` is used only when the model was built with nu fixed."""
-        y, se, labels = _validate_inputs(yi, sei, labels)
+        y, se, labels = validate_inputs(yi, sei, labels)
         if self.nu_prior is None and not (isinstance(nu, (int, float)) and math.isfinite(nu) and nu > 0):
             raise InputError(f"nu (degrees of freedom of the study effects) must be a finite number > 0, got {nu!r}")
         _check_ci(ci)
@@ -439,7 +428,7 @@ class RobustT(_Compiled):
             y=_padded(y, cap, 0.0),
             se=_padded(se, cap, 1.0),
             mask=_padded(np.ones(k), cap, 0.0),
-            **_prior_data(prior_mu, prior_tau),
+            **prior_data(prior_mu, prior_tau),
         )
         if self.nu_prior is None:
             data["nu"] = float(nu)
@@ -464,8 +453,8 @@ class RobustT(_Compiled):
         if self.nu_prior is not None:
             draws_by_name["nu"] = nu_draws
         draws_by_name.update({f"theta[{lab}]": theta[:, :, i] for i, lab in enumerate(labels)})
-        rhat, ess = _rhat_ess(draws_by_name)
-        diagnostics = _diagnose(rhat, ess, divergences, chains, draws, tune, self.target_accept, seconds)
+        rhat, ess = rhat_ess(draws_by_name)
+        diagnostics = diagnose(rhat, ess, divergences, chains, draws, tune, self.target_accept, seconds)
         nu_text = f"nu = {float(nu):g} fixed" if self.nu_prior is None else NU_PRIORS[self.nu_prior]
         method = (
             f"{ENGINE}: random-effects model with Student-t study effects ({nu_text}; scale mixture, study "

@@ -201,7 +201,7 @@ _DIAGNOSTIC_MODELS = (("diagnostics_mmrm", None), ("diagnostics_cc_post", "post"
 
 
 def _analyse_extra(frame: pd.DataFrame, key: str, s: dict, out: dict, attempt, flags: list[str]) -> None:
-    """Issue 10 analyses of one outcome (diagnostics, within-group change, attendance, CACE); each failure
+    """The rest of the analysis plan for one outcome (diagnostics, within-group change, attendance, CACE); each failure
     is a flag via ``attempt`` and the rest still runs. Failed diagnostic checks are flagged, never dropped."""
     level, alpha, covs = 1 - float(s["alpha"]), float(s["alpha"]), list(s["covariates"])
     if key in s["diagnostics_outcomes"]:
