@@ -162,7 +162,7 @@ def test_section_settings_fill_a_partial_section():
         (
             "trial",
             {"primary": {"timepoint": "baseline"}},
-            "trial.primary.timepoint: must be one of post, fu12, got 'baseline'",
+            "trial.primary.timepoint: 'baseline' is not one of the post-baseline visits ['post', 'fu12']",
         ),
         ("services", {"alpha": 1.5}, "services.alpha: must be < 1, got 1.5"),
         ("services", {"outcomes": ["admissions", "admissions"]}, "services.outcomes: lists an item twice"),
@@ -196,6 +196,7 @@ def test_schema_enums_are_the_codes_choices():
     from imrstats.meta.stage import ESTIMATORS
     from imrstats.services.models import SELECTION_RULES
     from imrstats.trial import analyses
+    from imrstats.trial.design import BASELINE_SLOPES
     from imrstats.trial.mmrm import DF_METHODS
 
     props = dict(_properties(config_schema()))
@@ -205,7 +206,10 @@ def test_schema_enums_are_the_codes_choices():
         return set(props[path].get("enum") or props[path]["items"]["enum"])
 
     assert enum("trial.df_method") == set(DF_METHODS)
-    assert enum("trial.primary.timepoint") == enum("trial.subgroup_timepoint") == set(analyses.TIMEPOINTS)
+    assert enum("trial.baseline_slope") == set(BASELINE_SLOPES)
+    # the visits are the study's own (trial.visits): the timepoint settings are checked against them in code
+    assert "enum" not in props["trial.primary.timepoint"] and "enum" not in props["trial.subgroup_timepoint"]
+    assert section_settings("trial", {})["visits"] == list(analyses.TIMEPOINTS)
     assert enum("services.selection_rule") == set(SELECTION_RULES)
     assert enum("meta.bayes.parameterization") == set(PARAMETERIZATIONS)
     assert set(defs["tau_prior_key"]["enum"]) == set(SHIPPED_TAU_PRIORS)

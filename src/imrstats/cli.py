@@ -13,10 +13,11 @@ from imrstats.config import load_config, stage_seed, step_seed
 from imrstats.errors import AnalysisError, InputError
 
 
-def _config(args) -> dict:
+def _config(args, overrides: dict | None = None) -> dict:
     """The settings: the defaults overlaid with config/config.yaml, the user's ``--config`` file (only the keys
-    it changes) and ``--seed``; a bad key raises SettingsError naming it."""
-    overrides = {}
+    it changes), ``overrides`` (e.g. the study spec of ``--study``) and ``--seed``; a bad key raises
+    SettingsError naming it."""
+    overrides = dict(overrides or {})
     if getattr(args, "seed", None) is not None:
         overrides["seed"] = args.seed
     return load_config(args.config, overrides)
@@ -37,8 +38,27 @@ def cmd_check(args) -> int:
     from imrstats.data.check import console_lines, has_errors
     from imrstats.data.stage import run_check
 
-    config = _config(args)
-    problems = run_check(args.paths, config, args.problems)
+    if bool(args.paths) == bool(args.study):
+        raise InputError("give one input: the input tables (a folder or files), or --study SPEC")
+    if args.study:
+        from imrstats.core.io import write_csv
+        from imrstats.data.check import problems_frame
+        from imrstats.data.stage import check_study
+        from imrstats.data.study import load_study
+
+        config = _config(args, {"data": {"study": args.study}})
+        study = load_study(args.study)
+        problems = check_study(study, config)
+        if args.problems:
+            write_csv(problems_frame(problems), args.problems)
+        print(
+            f"{args.study}: {len(study.participants)} participants, {len(study.assessments)} assessment rows, "
+            f"{len(study.log)} changes made reading the export (missing codes, recodes, rows dropped; in the "
+            "cleaning log)"
+        )
+    else:
+        config = _config(args)
+        problems = run_check(args.paths, config, args.problems)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity == "warning"]
     for line in console_lines(problems, args.problems or args.json):
@@ -352,19 +372,47 @@ def cmd_stage(args) -> int:
 
 
 def cmd_trial(args) -> int:
-    """One outcome of the trial stage on a user's tables: ITT MI-MMRM, complete case, sensitivity."""
-    from imrstats.pipeline.registry import clean_inputs
-    from imrstats.trial.stage import run_trial_outcome
+    """The trial stage on a user's data: canonical tables (``--in``, one outcome) or a study spec (``--study``:
+    every outcome of the study, or ``--outcome``): ITT MI-MMRM, likelihood MMRM, complete case, sensitivity."""
+    from imrstats.trial.stage import run_trial_outcome, run_trial_stage
 
-    config = _config(args)
-    result = run_trial_outcome(
-        clean_inputs([args.input], config),
-        args.outcome,
-        config["trial"],
-        seed=stage_seed("trial", config),
-        imputations=args.imputations,
-        df_method=args.df_method,
-    )
+    if (args.input is None) == (args.study is None):
+        raise InputError("give the data as --in FOLDER (canonical tables, with --outcome) or --study SPEC")
+    if args.study is None:
+        if args.outcome is None:
+            raise InputError("--outcome is required with --in (an instrument registry key, e.g. gaf_f)")
+        from imrstats.pipeline.registry import clean_inputs
+
+        config = _config(args)
+        tables = clean_inputs([args.input], config)
+    else:
+        from imrstats.data.check import has_errors
+        from imrstats.data.stage import check_study, clean_study
+        from imrstats.data.study import load_study
+
+        config = _config(args, {"data": {"study": args.study}})
+        study = load_study(args.study)
+        problems = check_study(study, config)
+        if has_errors(problems):
+            errors = [str(p) for p in problems if p.severity == "error"]
+            raise InputError(f"{len(errors)} error(s) in the study's data, first: {errors[0]} (run imrstats check)")
+        tables = clean_study(study, config, problems=problems).tables
+    if args.outcome is None:
+        s = dict(config["trial"])
+        if args.imputations is not None:
+            s["imputations"] = int(args.imputations)
+        if args.df_method is not None:
+            s["df_method"] = args.df_method
+        result = run_trial_stage(tables, s, seed=stage_seed("trial", config))
+    else:
+        result = run_trial_outcome(
+            tables,
+            args.outcome,
+            config["trial"],
+            seed=stage_seed("trial", config),
+            imputations=args.imputations,
+            df_method=args.df_method,
+        )
     return report_stage(result, args.json)
 
 
@@ -376,6 +424,28 @@ def cmd_audit(args) -> int:
     if args.alpha is not None:
         settings["alpha"] = args.alpha
     return report_stage(run_audit_stage({}, settings, seed=stage_seed("audit", config)), args.json)
+
+
+def cmd_init(args) -> int:
+    """Draft a study spec from a user's export; say how many guesses to confirm, and whether the draft loads."""
+    from imrstats.data.spec_draft import write_draft
+    from imrstats.data.study import load_study
+
+    target, draft = write_draft(args.file, args.out, force=args.force)
+    print(f"wrote {target}: {draft.guesses} guesses to confirm (the lines marked '# guess:')")
+    try:
+        study = load_study(target)
+    except InputError as exc:
+        print(f"the draft does not load yet; edit it: {one_line(str(exc))}")
+        return 0
+    design = study.design
+    print(
+        f"the draft loads: {len(study.participants)} participants "
+        f"({design.arm_label(design.intervention)} vs {design.arm_label(design.control)}), "
+        f"{len(study.assessments)} assessment rows, visits {', '.join(design.all_visits)}, "
+        f"outcomes {', '.join(study.outcomes)}; {len(study.log)} changes logged"
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -404,13 +474,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "check", parents=[settings_file], help="validate input tables; exit 0 when clean, 2 with a problem list"
     )
-    p.add_argument("paths", nargs="+", help="a directory of tables, or table files (participants.csv, ...)")
+    p.add_argument("paths", nargs="*", help="a directory of tables, or table files (participants.csv, ...)")
+    p.add_argument("--study", help="a study spec (docs/study_spec.md): check your export read through it")
     p.add_argument(
         "--problems",
         help="also write every problem as CSV (the console lists up to 25 rows per rule and says how many more)",
     )
     p.add_argument("--json", help="also write every problem as JSON")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "init", parents=[settings_file], help="draft a study spec (YAML) that maps your own export to the analysis"
+    )
+    p.add_argument("file", metavar="DATAFILE", help="your export: .sav, .dta, .csv, .xlsx or .parquet")
+    p.add_argument("--out", help="the spec to write (default: study.yaml beside the data file)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing spec")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("clean", parents=[settings_file], help="typed canonical tables and cleaning_log.csv")
     p.add_argument("--in", dest="input", required=True, help="directory holding the input tables")
@@ -458,10 +537,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_stage)
 
     p = sub.add_parser(
-        "trial", parents=[settings_file], help="ITT MMRM with multiple imputation (and complete case) for one outcome"
+        "trial",
+        parents=[settings_file],
+        help="the trial's ITT MMRM with multiple imputation, complete case and sensitivity analyses",
     )
-    p.add_argument("--in", dest="input", required=True, help="directory holding participants and assessments")
-    p.add_argument("--outcome", required=True, help="instrument registry key, e.g. gaf_f")
+    p.add_argument("--in", dest="input", help="directory holding participants and assessments (canonical tables)")
+    p.add_argument(
+        "--study",
+        help="a study spec mapping your own export (docs/study_spec.md; draft one with `imrstats init`): its design, "
+        "outcomes and covariates set the analysis",
+    )
+    p.add_argument(
+        "--outcome",
+        help="instrument key, e.g. gaf_f (required with --in; with --study the default is every outcome of the study)",
+    )
     p.add_argument("--imputations", type=int, help="number of imputations m (default: config, 100)")
     p.add_argument(
         "--df-method",

@@ -35,7 +35,7 @@ if "rfc3987_syntax" not in sys.modules:
 import jsonschema  # noqa: E402
 
 from imrstats.core.paths import CONFIG_SCHEMA, DEFAULT_CONFIG
-from imrstats.errors import SettingsError
+from imrstats.errors import InputError, SettingsError
 
 _TYPE_NAMES = {
     "integer": "an integer",
@@ -300,15 +300,25 @@ def _semantic_problems(config: dict, paths: bool = True) -> list[tuple[str, str]
 
     registry = load_registry()
     problems = []
+    try:
+        trial_registry = trial_instruments(config["trial"], registry)
+    except (SettingsError, InputError) as err:
+        problems.append(("trial.instruments", "; ".join(str(err).splitlines())))
+        trial_registry = registry
     for key in config["simulate"]["trial"].get("true_effects") or {}:
         if key not in registry:
             problems.append(
                 (f"simulate.trial.true_effects.{key}", f"'{key}' is not an instrument in config/instruments.yaml")
             )
     for name in ("outcomes", "subscale_ancova_outcomes", "subscale_itt_outcomes"):
-        unknown = [k for k in config["trial"][name] if k not in registry]
+        unknown = [k for k in config["trial"][name] if k not in trial_registry]
         if unknown:
-            problems.append((f"trial.{name}", f"{unknown} not in the instrument registry (config/instruments.yaml)"))
+            problems.append(
+                (
+                    f"trial.{name}",
+                    f"{unknown} not in the instrument registry (config/instruments.yaml) or trial.instruments",
+                )
+            )
     items = {it.key for inst in registry.values() for it in inst.items}
     for key in config["clean"].get("missing_codes_by_instrument") or {}:
         if key not in registry and key not in items:
@@ -318,12 +328,25 @@ def _semantic_problems(config: dict, paths: bool = True) -> list[tuple[str, str]
                     f"'{key}' is not an instrument or item in config/instruments.yaml",
                 )
             )
+    if config["data"]["source"] == "study" and not config["data"].get("study"):
+        problems.append(("data.study", "required when data.source is 'study': the study spec's path"))
+    elif config["data"].get("study") and config["data"]["source"] != "study":
+        problems.append(
+            (
+                "data.source",
+                f"is {config['data']['source']!r} but data.study is set: give one input (data.study alone reads "
+                "the study spec's export)",
+            )
+        )
     if config["data"]["source"] == "directory" and not config["data"].get("input_dir"):
         problems.append(("data.input_dir", "required when data.source is 'directory'"))
     elif config["data"]["source"] == "directory" and paths:
         problems += input_dir_problems(config["data"]["input_dir"])
     if paths:
         problems += results_dir_problems(config)
+    from imrstats.trial.design import design_problems  # the study design's visits and arms
+
+    problems += design_problems(config["trial"])
     age_range = config["simulate"]["trial"]["age_range"]
     if age_range[0] >= age_range[1]:
         problems.append(("simulate.trial.age_range", f"lower bound {age_range[0]} must be below {age_range[1]}"))
@@ -525,13 +548,54 @@ def read_config_file(path: str | Path) -> dict:
 def load_config(path: str | Path | None = None, overrides: dict | None = None, *, source: str | None = None) -> dict:
     """The settings of a run: the defaults, overlaid with config/config.yaml, the user's file ``path`` (only
     the keys it changes) and ``overrides``; validated (`SettingsError` names the key path)."""
-    config = overlay(_defaults(), read_config_file(DEFAULT_CONFIG))
+    base = overlay(_defaults(), read_config_file(DEFAULT_CONFIG))
+    layers = []  # the user's own keys, in order
     if path is not None:
-        config = overlay(config, read_config_file(path))
+        layers.append(read_config_file(path))
     if overrides:
         check_config_size(overrides, source or "settings overrides")
-        config = overlay(config, overrides)
+        layers.append(overrides)
+    config = _with_study(base, layers)  # a study spec's implied settings, under the user's own
     return validate_config(config, source=source or str(path or DEFAULT_CONFIG))
+
+
+def trial_instruments(trial: dict, registry: dict | None = None) -> dict:
+    """The instrument registry the trial stage reads: the package's (config/instruments.yaml) extended by
+    ``trial.instruments`` (a study spec's own instruments, or the user's). A key the package registry already
+    holds is refused (`imrstats.data.instruments.extend_registry`)."""
+    from imrstats.data.instruments import extend_registry, load_registry
+
+    registry = load_registry() if registry is None else registry
+    extra = trial.get("instruments") or {}
+    if not extra:
+        return registry
+    from imrstats.data.study import spec_instruments
+
+    return extend_registry(registry, spec_instruments({"instruments": extra}, "trial.instruments"), "trial.instruments")
+
+
+def _with_study(base: dict, layers: list[dict]) -> dict:
+    """The settings with a study spec's (``data.study``) implied settings laid between the shipped config
+    (``base``) and the user's own ``layers``, so that anything the user sets wins
+    (`imrstats.data.study.study_settings`). ``data.study`` given alone makes ``data.source`` 'study'."""
+    config = base
+    for layer in layers:
+        config = overlay(config, layer)
+    data = config.get("data") or {}
+    if not isinstance(data, dict) or not data.get("study") or not isinstance(data["study"], str):
+        return config
+    if not any(isinstance(layer.get("data"), dict) and "source" in layer["data"] for layer in layers):
+        config["data"]["source"] = "study"
+    if config["data"].get("source") != "study":
+        return config  # the conflict is reported by validation, naming data.source
+    from imrstats.data.study import load_study, study_settings
+
+    study = load_study(data["study"])
+    config = overlay(base, study_settings(study))
+    for layer in layers:
+        config = overlay(config, layer)
+    config["data"]["source"] = "study"
+    return config
 
 
 def section_settings(section: str, raw: dict | None = None) -> dict:

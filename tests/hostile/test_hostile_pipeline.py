@@ -273,7 +273,7 @@ def test_programme_only_folder_plans_the_implementation_stage_alone(pipeline_pro
     proc = snakemake(pipeline_project, tmp_path / "work", f"data: {{source: directory, input_dir: in}}\n{NO_BAYES}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = set(re.findall(r"^rule (\w+):", proc.stdout + proc.stderr, flags=re.M))
-    assert jobs == {"check", "clean", "meta", "implementation", "audit", "report_index", "provenance", "all"}, jobs
+    assert jobs == {"clean", "meta", "implementation", "audit", "report", "all"}, jobs
     assert "results/data/programme.parquet" in proc.stdout and "participants.parquet" not in proc.stdout
     assert not (tmp_path / "work" / "results").exists()
 

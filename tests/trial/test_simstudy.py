@@ -321,9 +321,8 @@ def test_profiles_ask_for_the_same_per_rule_resources():
         "implementation",
         "audit",
         "clean",
-        "check",
         "simulate",
-        "report_index",
+        "report",
         "simstudy_replicate",
         "simstudy_aggregate",
     }

@@ -1,4 +1,4 @@
-# Data stage: synthetic inputs (default), check, clean.
+# Data stage: synthetic inputs (default), then check and clean.
 
 
 rule simulate:
@@ -14,7 +14,9 @@ rule simulate:
         "../scripts/simulate.py"
 
 
-rule check:
+# One job checks and then cleans (a process each would spend more time importing than working): the check's
+# problem list is written first, and any error stops the run before anything is cleaned.
+rule clean:
     input:
         unpack(input_tables),
     output:
@@ -23,21 +25,6 @@ rule check:
             caption="../report/problems.rst",
             category="Data",
         ),
-    log:
-        f"{RESULTS}/logs/check.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/check.tsv"
-    conda:
-        "../envs/imrstats.yaml"
-    script:
-        "../scripts/check.py"
-
-
-rule clean:
-    input:
-        unpack(input_tables),
-        problems=f"{RESULTS}/checks/problems.csv",
-    output:
         tables=expand(f"{RESULTS}/data/{{table}}.parquet", table=CLEAN_TABLES),
         log=report(
             f"{RESULTS}/data/cleaning_log.csv",

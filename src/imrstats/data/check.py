@@ -28,7 +28,6 @@ Every problem is returned (and written by `--problems` / `--json`); the console 
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -72,6 +71,24 @@ class Problem:
 
 def load_table_schemas() -> dict:
     return yaml.safe_load((SCHEMA_DIR / "tables.schema.yaml").read_text())
+
+
+def table_schemas(design=None) -> dict:
+    """The canonical tables' rules (`load_table_schemas`), with a study's own arm codes and visits when a
+    design (`imrstats.trial.design.StudyDesign`) is given: participants' ``arm`` takes the design's
+    intervention and control codes, assessments' ``timepoint`` its baseline and visits. Without a design, the
+    IMR trial's codes (IMR, TAU; baseline, post, fu12) as the schema file states them."""
+    schemas = load_table_schemas()
+    if design is None:
+        return schemas
+    schemas["participants"]["columns"]["arm"]["codes"] = [str(a) for a in design.arms]
+    schemas["assessments"]["columns"]["timepoint"]["codes"] = [str(v) for v in design.all_visits]
+    return schemas
+
+
+def design_arms(design=None) -> tuple[str, str]:
+    """(intervention, control) codes of a design; the IMR trial's (IMR, TAU) without one."""
+    return ("IMR", "TAU") if design is None else (str(design.intervention), str(design.control))
 
 
 def problems_frame(problems: list[Problem], *, spreadsheet: bool = True) -> pd.DataFrame:
@@ -141,16 +158,18 @@ def id_spelling(values: pd.Series) -> pd.Series:
             return str(int(v)) if v.is_integer() else repr(v)
         return str(v)
 
-    text = values.map(as_text).astype("string").str.strip()
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        text = values.astype("string")  # text already (the common case): no per-cell conversion
+    else:
+        text = values.map(as_text).astype("string")
+    text = text.str.strip()
     return text.str.replace(INTEGRAL_FLOAT_TEXT, r"\1", regex=True)
 
 
 def id_key(spelling: pd.Series) -> pd.Series:
     """The key ids are compared by: `id_spelling`, then Unicode NFKC and case folding ("AAR-0002" is
     "aar-0002")."""
-    return spelling.map(lambda v: v if pd.isna(v) else unicodedata.normalize("NFKC", str(v)).casefold()).astype(
-        "string"
-    )
+    return spelling.astype("string").str.normalize("NFKC").str.casefold()
 
 
 def instrument_range(key, registry: dict, items: dict) -> tuple[float, float] | None:
@@ -192,7 +211,13 @@ class KeptCode:
 
 
 def missing_code_mask(
-    name: str, frame: pd.DataFrame, col: str, kind: str, codes: list, by_instrument: dict | None = None
+    name: str,
+    frame: pd.DataFrame,
+    col: str,
+    kind: str,
+    codes: list,
+    by_instrument: dict | None = None,
+    registry: dict | None = None,
 ) -> tuple[pd.Series, list[KeptCode], pd.Series]:
     """The cells of `col` that hold a missing-value code to be read as missing, the codes kept because they
     lie inside an instrument's valid range, and the numbers read (for the log).
@@ -200,7 +225,8 @@ def missing_code_mask(
     Codes: `codes` (clean.missing_codes of the table; numeric columns only), the user-missing codes the
     file declares on the column (SPSS; any column), and, on the `score` column of assessments, the
     per-instrument codes of `by_instrument`. On that column a table-wide or declared code applies to a row
-    only where it lies outside the row's instrument's range; a per-instrument code always applies."""
+    only where it lies outside the row's instrument's range; a per-instrument code always applies. The ranges
+    come from `registry` (default: the package's instrument registry)."""
     values = frame[col]
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         numeric = pd.to_numeric(values, errors="coerce")
@@ -216,7 +242,7 @@ def missing_code_mask(
     if not (name == "assessments" and col == "score" and "instrument" in frame.columns):
         return candidate, kept, numeric
     by_instrument = by_instrument or {}
-    registry = load_registry()
+    registry = load_registry() if registry is None else registry
     items = item_index(registry)
     instrument = frame["instrument"].astype("string").str.strip()
     blank = pd.Series(False, index=values.index)
@@ -302,6 +328,7 @@ def check_table(
     codes: list,
     allow_identifiers=(),
     by_instrument: dict | None = None,
+    registry: dict | None = None,
 ) -> dict[str, pd.Series]:
     """Column-level rules for one table; returns the parsed columns for the cross-table checks."""
     file = frame.attrs.get("source", name)
@@ -332,7 +359,7 @@ def check_table(
         if col not in frame.columns:
             continue
         values = frame[col]
-        coded, kept, _ = missing_code_mask(name, frame, col, rule["type"], codes, by_instrument)
+        coded, kept, _ = missing_code_mask(name, frame, col, rule["type"], codes, by_instrument, registry)
         missing = _missing_mask(values) | coded
         for k in kept:
             out.add(file, None, col, f"{k.code:g}", k.text, "warning")
@@ -445,9 +472,9 @@ def _check_identifier_values(file, col, series, out, allow_identifiers):
             )
 
 
-def check_assessment_scores(frame: pd.DataFrame, parsed: dict, out: _Collector):
+def check_assessment_scores(frame: pd.DataFrame, parsed: dict, out: _Collector, registry: dict | None = None):
     file = frame.attrs.get("source", "assessments")
-    registry = load_registry()
+    registry = load_registry() if registry is None else registry
     items = item_index(registry)
     if "instrument" not in parsed or "score" not in parsed:
         return
@@ -486,7 +513,7 @@ def _check_observed_scores(file, instrument: pd.Series, score: pd.Series, out: _
             out.add(file, None, "score", key, f"completeness: instrument '{key}' has no observed score", "warning")
 
 
-def check_cross_tables(tables: dict[str, pd.DataFrame], parsed: dict[str, dict], out: _Collector):
+def check_cross_tables(tables: dict[str, pd.DataFrame], parsed: dict[str, dict], out: _Collector, design=None):
     part = parsed.get("participants")
     if part is None or "id" not in part:
         return
@@ -531,7 +558,8 @@ def check_cross_tables(tables: dict[str, pd.DataFrame], parsed: dict[str, dict],
                 )
     if "arm" in part:
         counts = part["arm"].value_counts()
-        for arm in ("IMR", "TAU"):
+        intervention, control = design_arms(design)
+        for arm in (intervention, control):
             if counts.get(arm, 0) == 0:
                 out.add(
                     pfile,
@@ -540,7 +568,7 @@ def check_cross_tables(tables: dict[str, pd.DataFrame], parsed: dict[str, dict],
                     None,
                     f"arm balance: no participant in arm {arm}; a two-arm analysis is impossible",
                 )
-        n1, n2 = counts.get("IMR", 0), counts.get("TAU", 0)
+        n1, n2 = counts.get(intervention, 0), counts.get(control, 0)
         if n1 and n2:
             p = stats.binomtest(int(n1), int(n1 + n2), 0.5).pvalue
             if p < 0.001:
@@ -548,19 +576,19 @@ def check_cross_tables(tables: dict[str, pd.DataFrame], parsed: dict[str, dict],
                     pfile,
                     None,
                     "arm",
-                    f"IMR {n1} / TAU {n2}",
+                    f"{intervention} {n1} / {control} {n2}",
                     f"arm balance: allocation far from 1:1 (binomial p = {p:.2g}); check the arm codes",
                     "warning",
                 )
         if "sessions_attended" in part:
-            tau_attended = ((part["arm"] == "TAU") & (part["sessions_attended"] > 0)).fillna(False).astype(bool)
+            tau_attended = ((part["arm"] == control) & (part["sessions_attended"] > 0)).fillna(False).astype(bool)
             for idx in np.flatnonzero(tau_attended.to_numpy()):
                 out.add(
                     pfile,
                     idx + 1,
                     "sessions_attended",
                     part["sessions_attended"].iloc[idx],
-                    "consistency: a TAU participant cannot have attended IMR sessions",
+                    f"consistency: a {control} participant cannot have attended {intervention} sessions",
                 )
     if "site" in part:
         for site, count in part["site"].value_counts().items():
@@ -570,7 +598,8 @@ def check_cross_tables(tables: dict[str, pd.DataFrame], parsed: dict[str, dict],
                 )
     if "assessments" in parsed and {"id", "timepoint"} <= parsed["assessments"].keys():
         a = parsed["assessments"]
-        with_baseline = set(id_key(a["id"])[(a["timepoint"] == "baseline").fillna(False).astype(bool)].dropna())
+        baseline = "baseline" if design is None else str(design.baseline)
+        with_baseline = set(id_key(a["id"])[(a["timepoint"] == baseline).fillna(False).astype(bool)].dropna())
         lacking = sorted(ids - with_baseline)
         if lacking:
             out.add(
@@ -638,14 +667,22 @@ def check_tables(
     missing_codes_by_instrument: dict | None = None,
     allow_identifier_columns=(),
     today: date | None = None,
+    design=None,
+    registry: dict | None = None,
 ) -> list[Problem]:
     """All problems in the given canonical tables (any subset of participants, assessments, service_use,
     programme), errors and warnings, in file order. Tables read from a folder (`attrs['folder']`) must
     include participants when they hold assessments or service use (an error otherwise); given as single
-    files, its absence is a warning."""
-    schemas = load_table_schemas()
+    files, its absence is a warning.
+
+    ``design`` (an `imrstats.trial.design.StudyDesign`, e.g. a study spec's) sets the arm codes and visits
+    the tables may hold (`table_schemas`); ``registry`` the instruments scores are checked against (e.g. the
+    registry extended by a study spec's instruments). Without them, the IMR trial's codes and the package's
+    registry."""
+    schemas = table_schemas(design)
+    registry = load_registry() if registry is None else registry
     missing_codes = missing_codes or {}
-    by_instrument = check_codes_by_instrument(missing_codes_by_instrument)
+    by_instrument = check_codes_by_instrument(missing_codes_by_instrument, registry)
     out = _Collector()
     _check_participants_present(tables, out)
     parsed = {}
@@ -667,22 +704,23 @@ def check_tables(
             codes=list(missing_codes.get(name, [])),
             allow_identifiers=tuple(allow_identifier_columns),
             by_instrument=by_instrument,
+            registry=registry,
         )
     if "assessments" in parsed:
-        check_assessment_scores(tables["assessments"], parsed["assessments"], out)
+        check_assessment_scores(tables["assessments"], parsed["assessments"], out, registry)
     if "service_use" in parsed:
         check_service_use(tables["service_use"], parsed["service_use"], out)
     if "programme" in parsed:
         check_programme(tables["programme"], parsed["programme"], out, today)
-    check_cross_tables(tables, parsed, out)
+    check_cross_tables(tables, parsed, out, design)
     return out.problems
 
 
-def check_codes_by_instrument(by_instrument: dict | None) -> dict:
+def check_codes_by_instrument(by_instrument: dict | None, registry: dict | None = None) -> dict:
     """clean.missing_codes_by_instrument, its keys checked against the instrument registry (instruments,
-    subscales and items)."""
+    subscales and items; `registry`, default the package's)."""
     by_instrument = dict(by_instrument or {})
-    registry = load_registry()
+    registry = load_registry() if registry is None else registry
     items = item_index(registry)
     unknown = [k for k in by_instrument if k not in registry and k not in items]
     if unknown:

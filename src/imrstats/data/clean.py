@@ -35,9 +35,9 @@ from imrstats.data.check import (
     has_errors,
     id_key,
     id_spelling,
-    load_table_schemas,
     missing_code_mask,
     parse_column,
+    table_schemas,
 )
 from imrstats.data.instruments import Instrument, load_registry
 from imrstats.errors import InputError
@@ -115,9 +115,11 @@ def type_table(
     *,
     by_instrument: dict | None = None,
     spelling_of: dict | None = None,
+    registry: dict | None = None,
 ) -> pd.DataFrame:
     """Typed copy of one table with ids written one way, missing codes applied and code case normalised
-    (every change logged)."""
+    (every change logged). ``registry``: the instruments whose ranges decide a missing code on a score
+    (default: the package's registry)."""
     out = {}
     canonical = canonical_ids(name, frame, spelling_of, log)
     ids = canonical if canonical is not None else pd.Series([None] * len(frame))
@@ -129,7 +131,7 @@ def type_table(
             continue
         raw = frame[col]
         values = raw
-        is_code, kept, numeric = missing_code_mask(name, frame, col, rule["type"], codes, by_instrument)
+        is_code, kept, numeric = missing_code_mask(name, frame, col, rule["type"], codes, by_instrument, registry)
         declared = declared_missing_mask(numeric, (frame.attrs.get("declared_missing") or {}).get(col, []))
         for k in kept:
             log.append(_log_row(name, instrument=k.instrument, column=col, old=k.code, new=k.code, rule=k.text))
@@ -306,16 +308,29 @@ def clean_tables(
     prorate: bool = True,
     allow_identifier_columns=(),
     missing_codes_by_instrument: dict | None = None,
+    design=None,
+    registry: dict | None = None,
+    problems: list | None = None,
 ) -> CleanResult:
-    """Typed canonical tables and the cleaning log. Refuses input that `check` finds errors in."""
+    """Typed canonical tables and the cleaning log. Refuses input that `check` finds errors in.
+
+    ``design`` (an `imrstats.trial.design.StudyDesign`, e.g. a study spec's) sets the arm codes and visits
+    the tables may hold and the order of visits in the cleaned assessments; ``registry`` the instruments
+    (e.g. extended by a study spec's). Without them, the IMR trial's codes and the package's registry.
+    ``problems``: what `check_tables` found on these same tables with these same settings, when the caller
+    has just checked them (the workflow's one data job); None checks them here."""
     missing_codes = missing_codes or {}
-    by_instrument = check_codes_by_instrument(missing_codes_by_instrument)
-    problems = check_tables(
-        tables,
-        missing_codes=missing_codes,
-        missing_codes_by_instrument=by_instrument,
-        allow_identifier_columns=allow_identifier_columns,
-    )
+    registry = load_registry() if registry is None else registry
+    by_instrument = check_codes_by_instrument(missing_codes_by_instrument, registry)
+    if problems is None:
+        problems = check_tables(
+            tables,
+            missing_codes=missing_codes,
+            missing_codes_by_instrument=by_instrument,
+            allow_identifier_columns=allow_identifier_columns,
+            design=design,
+            registry=registry,
+        )
     if has_errors(problems):
         errors = [str(p) for p in problems if p.severity == "error"]
         raise InputError(
@@ -323,8 +338,7 @@ def clean_tables(
             + "\n  ".join(errors[:20])
             + (f"\n  ... and {len(errors) - 20} more (run `imrstats check`)" if len(errors) > 20 else "")
         )
-    schemas = load_table_schemas()
-    registry = load_registry()
+    schemas = table_schemas(design)
     log: list[dict] = []
     out: dict[str, pd.DataFrame] = {}
     spelling_of = None
@@ -340,10 +354,12 @@ def clean_tables(
             log,
             by_instrument=by_instrument,
             spelling_of=spelling_of,
+            registry=registry,
         )
     if "assessments" in out:
         scales, items = score_items(out["assessments"], registry, prorate, log)
-        order = {"baseline": 0, "post": 1, "fu12": 2}
+        visits = ("baseline", "post", "fu12") if design is None else tuple(str(v) for v in design.all_visits)
+        order = {visit: i for i, visit in enumerate(visits)}
         scales = (
             scales.assign(_t=scales["timepoint"].map(order))
             .sort_values(["id", "_t", "instrument"])

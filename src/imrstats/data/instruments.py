@@ -71,6 +71,12 @@ def _load(path: str) -> dict[str, Instrument]:
     from imrstats.config import load_yaml_file
 
     raw = load_yaml_file(path, "instrument registry")  # size limit, no aliases
+    return registry_from_mapping(raw, path)
+
+
+def registry_from_mapping(raw: dict, path: str) -> dict[str, Instrument]:
+    """Instruments (totals and subscales) by key from a mapping laid out as config/instruments.yaml is
+    (``path`` names where it came from in error messages). A study spec's own instruments are read by it too."""
     registry: dict[str, Instrument] = {}
     required = ("name", "short", "min", "max", "higher_is_better", "integer", "rater", "source")
     for key, spec in raw.items():
@@ -131,6 +137,25 @@ def _load(path: str) -> dict[str, Instrument]:
 def load_registry(path: str | Path | None = None) -> dict[str, Instrument]:
     """All instruments (totals and subscales) by key."""
     return _load(str(path or INSTRUMENTS_FILE))
+
+
+def extend_registry(
+    registry: dict[str, Instrument], extra: dict[str, Instrument], source: str = "study spec"
+) -> dict[str, Instrument]:
+    """A new registry: ``registry`` with the instruments of ``extra`` added (e.g. those a study spec declares;
+    `imrstats.data.study.study_registry`). The package's registry file is never changed. A key (instrument,
+    subscale or item) that ``registry`` already holds is an InputError naming it: a study may use a registry
+    instrument as it is, not redefine it."""
+    if not extra:
+        return dict(registry)
+    known = set(registry) | set(item_index(registry))
+    clash = sorted(k for k in set(extra) | set(item_index(extra)) if k in known)
+    if clash:
+        raise InputError(
+            f"{source}: instrument key(s) {', '.join(clash)} already in the instrument registry; use the registry's "
+            "instrument as it is, or declare yours under another key"
+        )
+    return {**registry, **extra}
 
 
 def item_index(registry: dict[str, Instrument] | None = None) -> dict[str, tuple[str, Item]]:

@@ -48,7 +48,7 @@ import pandas as pd
 from scipy import stats
 
 from imrstats.config import section_settings, stage_seed
-from imrstats.errors import AnalysisError, InputError
+from imrstats.errors import AnalysisError, InputError, SettingsError
 from imrstats.meta import effect_sizes as es
 from imrstats.meta.random_effects import MetaResult, rma
 from imrstats.pipeline.stage_result import StageResult
@@ -68,14 +68,46 @@ SD_SOURCES = ("visit_sd", "baseline_sd")
 def evidence_settings(settings: dict | None) -> tuple[dict, dict]:
     """The (evidence, meta) sections, each overlaid on its defaults and checked by
     `imrstats.config.section_settings` (defaults in workflow/schemas/config.schema.yaml; a bad key raises
-    `SettingsError` naming it). ``settings`` is ``{"evidence": ..., "meta": ...}`` (what the rule passes)
-    or the evidence section alone (meta defaults)."""
+    `SettingsError` naming it). ``settings`` is ``{"evidence": ..., "meta": ...}`` (what the rule passes;
+    with the trial section under ``trial``, read by `check_trial_design`) or the evidence section alone (meta
+    defaults)."""
     raw = dict(settings or {})
-    if set(raw) <= {"evidence", "meta"} and raw:
+    if set(raw) <= {"evidence", "meta", "trial"} and raw:
         ev_raw, meta_raw = raw.get("evidence"), raw.get("meta")
     else:
         ev_raw, meta_raw = raw, None
     return section_settings("evidence", ev_raw), section_settings("meta", meta_raw)
+
+
+def check_trial_design(ev: dict, trial: dict | None) -> None:
+    """The trial's study design (``trial``: the config's trial section, `StudyDesign.from_settings`) must be
+    one this stage can compare with the published IMR trials: ``evidence.timepoints`` visits of the design
+    and its arms IMR and TAU (the codes the trial stage's descriptives carry). Otherwise a `SettingsError`
+    naming the key and the design's visits or arms (a study of another design sets ``evidence.enabled:
+    false``)."""
+    from imrstats.trial.design import StudyDesign
+
+    design = StudyDesign.from_settings(trial)
+    problems = []
+    absent = [tp for tp in ev["timepoints"] if tp not in design.visits]
+    if absent:
+        problems.append(
+            (
+                "evidence.timepoints",
+                f"{absent} not among the trial's post-baseline visits {list(design.visits)} (trial.visits); "
+                "name visits of the design, or set evidence.enabled: false",
+            )
+        )
+    if design.arms != ("IMR", "TAU"):
+        problems.append(
+            (
+                "evidence.enabled",
+                f"the trial's arms {list(design.arms)} (trial.arms) are not IMR and TAU, the arms of the published "
+                "trials it is compared with; set evidence.enabled: false",
+            )
+        )
+    if problems:
+        raise SettingsError(problems)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -785,7 +817,9 @@ def run_evidence_stage(
     meta_dir: str | Path | None = None,
 ) -> StageResult:
     """The trial added to the published evidence (module docstring). ``settings``: ``{"evidence": ...,
-    "meta": ...}`` (or the evidence section alone). The trial's results come from ``trial`` (the trial
+    "meta": ..., "trial": ...}`` (or the evidence section alone); given ``trial`` (the config's trial section),
+    its study design must have the ``evidence.timepoints`` among its visits and IMR, TAU as its arms
+    (`check_trial_design`). The trial's results come from ``trial`` (the trial
     stage's StageResult, tables or record) or else ``trial_dir``; the published rows from ``published`` or
     ``meta.published_outcomes``. ``tables`` (the cleaned data) is not used: only aggregates enter.
     ``seed`` (default: the config's `stage_seed("meta")`, what the pipeline passes) seeds the Bayesian
@@ -801,6 +835,8 @@ def run_evidence_stage(
     ev, meta = evidence_settings(settings)
     if not ev["enabled"]:
         return _disabled()
+    if isinstance(settings, dict) and "trial" in settings:
+        check_trial_design(ev, settings["trial"])
     seed = stage_seed("meta") if seed is None else int(seed)
     trial = read_trial_results(trial_dir) if trial is None else trial
     effects = _trial_effects(trial, ev, meta)

@@ -45,10 +45,11 @@ PIPELINE = (
 STAGE_NAMES = tuple(stage.name for stage in PIPELINE)
 
 
-def plan_stages(tables_found) -> tuple[list[str], dict[str, str]]:
+def plan_stages(tables_found, where: str = "in the input folder") -> tuple[list[str], dict[str, str]]:
     """Which stages of `PIPELINE` can run on the input tables found (names: participants, assessments,
     service_use, programme): the names of those that run, in order, and {name: why it is skipped} for the
-    others (a missing input table, or a stage it reads that is skipped). The workflow runs only the first."""
+    others (a missing input table, or a stage it reads that is skipped). The workflow runs only the first.
+    ``where`` says where tables were looked for, in the reason (e.g. "mapped by the study spec")."""
     found = set(tables_found)
     run: list[str] = []
     skipped: dict[str, str] = {}
@@ -59,7 +60,7 @@ def plan_stages(tables_found) -> tuple[list[str], dict[str, str]]:
             tables = " and ".join(stage.needs)
             absent = " and ".join(missing)
             skipped[stage.name] = (
-                f"no {absent} table{'s' if len(missing) > 1 else ''} in the input folder "
+                f"no {absent} table{'s' if len(missing) > 1 else ''} {where} "
                 f"(the {stage.title.lower()} stage needs {tables})"
             )
         elif waiting:

@@ -67,13 +67,14 @@ def run_evidence(
     stage's folder, its result.json and tables/; default ``<results_dir>/trial``) and the meta settings
     (``published``: the curated published rows, default those of ``meta.published_outcomes``). ``meta_dir``
     (the meta stage's output folder): its published-only Bayesian fits are taken from there instead of
-    refitted; without it they are fitted with the meta stage's seed path, so they reproduce its draws."""
+    refitted; without it they are fitted with the meta stage's seed path, so they reproduce its draws. The
+    trial section's study design must suit the comparison (`imrstats.evidence.stage.check_trial_design`)."""
     from imrstats.evidence.stage import run_evidence_stage
 
     trial_dir = Path(config["results_dir"]) / "trial" if trial_dir is None else trial_dir
     return run_evidence_stage(
         {},
-        {"evidence": config["evidence"], "meta": config["meta"]},
+        {"evidence": config["evidence"], "meta": config["meta"], "trial": config.get("trial") or {}},
         seed=stage_seed("meta", config),
         trial_dir=trial_dir,
         published=published,

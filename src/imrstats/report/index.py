@@ -1,7 +1,10 @@
 """The HTML report's front page. Aggregates only: counts, shares and means, never a participant's row.
 
-Each statistical stage adds its section as it lands; until then the page says which stages are pending.
-Every table shown is also written as CSV beside the report (results/report/tables/).
+The trial's part of the page (CONSORT flow, baseline table, allocation, outcomes observed) follows the study
+design of the config's ``trial`` section (`imrstats.trial.design.StudyDesign`: arms, visits and their labels),
+its ``outcomes`` and the instrument registry extended by ``trial.instruments`` (`imrstats.config.trial_instruments`);
+the default is the IMR trial's. Each statistical stage adds its section as it lands; until then the page says
+which stages are pending. Every table shown is also written as CSV beside the report (results/report/tables/).
 """
 
 from __future__ import annotations
@@ -13,60 +16,113 @@ from pathlib import Path
 
 import pandas as pd
 
+from imrstats.config import trial_instruments
 from imrstats.core.io import write_csv, write_text
 from imrstats.core.provenance import package_versions
-from imrstats.data.instruments import TRIAL_OUTCOMES, load_registry
+from imrstats.data.instruments import TRIAL_OUTCOMES, Instrument
 from imrstats.data.stage import read_clean
+from imrstats.errors import SettingsError
 from imrstats.pipeline.registry import PIPELINE
 from imrstats.report.figures import png_bytes
 from imrstats.report.html import render_template
 from imrstats.trial.consort import baseline_table, consort_counts, consort_figure
+from imrstats.trial.design import StudyDesign
 
 # (name, title, what it does) of every statistical stage, from the pipeline's one stage list
 PENDING_STAGES = [(stage.name, stage.title, stage.what) for stage in PIPELINE]
 
 
+def trial_outcomes(trial: dict | None) -> tuple[str, ...]:
+    """The trial's outcomes as the config's ``trial.outcomes`` lists them (default: the IMR trial's eleven,
+    `imrstats.data.instruments.TRIAL_OUTCOMES`)."""
+    return tuple(str(k) for k in ((trial or {}).get("outcomes") or TRIAL_OUTCOMES))
+
+
+def trial_primary(trial: dict | None, design: StudyDesign | None = None) -> dict:
+    """The primary outcome and its visit (``trial.primary``); unset, the first of ``trial.outcomes`` at the
+    design's first post-baseline visit (the IMR trial: GAF-F post-intervention)."""
+    trial = trial or {}
+    design = StudyDesign.from_settings(trial) if design is None else design
+    primary = trial.get("primary") or {}
+    return {
+        "outcome": str(primary.get("outcome") or trial_outcomes(trial)[0]),
+        "timepoint": str(primary.get("timepoint") or design.visits[0]),
+    }
+
+
+def outcome_instruments(outcomes, registry: dict[str, Instrument]) -> dict[str, Instrument]:
+    """Each outcome's registry entry; an outcome that neither the registry nor ``trial.instruments`` holds is a
+    `SettingsError` naming ``trial.outcomes``."""
+    unknown = [key for key in outcomes if key not in registry]
+    if unknown:
+        raise SettingsError(
+            [
+                (
+                    "trial.outcomes",
+                    f"{', '.join(map(repr, unknown))} not in the instrument registry (config/instruments.yaml) "
+                    "nor declared under trial.instruments",
+                )
+            ]
+        )
+    return {key: registry[key] for key in outcomes}
+
+
 def data_summary(
-    tables: dict[str, pd.DataFrame], primary: dict | None = None, itt: dict | None = None
+    tables: dict[str, pd.DataFrame],
+    primary: dict | None = None,
+    itt: dict | None = None,
+    trial: dict | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Aggregate tables describing the cleaned data: allocation, follow-up, outcome completeness; the CONSORT
     flow's ITT rows from ``itt``, the trial stage's ITT record of the primary outcome (`primary_itt_record`).
-    Without participants and assessments (an input folder of a programme registry alone) only the tables of
-    what is there."""
+    ``trial``: the config's trial section (default the IMR trial's): its design (arms, visits, labels;
+    `StudyDesign.from_settings`), ``outcomes`` and ``instruments``; ``primary`` (default ``trial.primary``,
+    `trial_primary`). Arms and visits are headed by their labels. Without participants and assessments (an
+    input folder of a programme registry alone) only the tables of what is there."""
     out = {}
     if not {"participants", "assessments"} <= tables.keys():
         return _programme_summary(tables, out)
+    trial = trial or {}
+    design = StudyDesign.from_settings(trial)
+    outcomes = trial_outcomes(trial)
+    instruments = outcome_instruments(outcomes, trial_instruments(trial))
+    primary = {**trial_primary(trial, design), **(primary or {})}
     part = tables["participants"]
-    registry = load_registry()
-    primary = primary or {"outcome": "gaf_f", "timepoint": "post"}
+    arms = design.arms
+    label = {arm: design.arm_label(arm) for arm in arms}
     out["consort_flow"] = consort_counts(
-        part, tables["assessments"], primary=primary["outcome"], primary_timepoint=primary["timepoint"], itt=itt
+        part,
+        tables["assessments"],
+        primary=primary["outcome"],
+        primary_timepoint=primary["timepoint"],
+        itt=itt,
+        design=design,
     )
     out["baseline"] = baseline_table(
-        part, tables["assessments"], TRIAL_OUTCOMES, {k: registry[k].short for k in TRIAL_OUTCOMES}
+        part, tables["assessments"], outcomes, {k: inst.short for k, inst in instruments.items()}, design=design
     )
-    out["allocation"] = (
-        part.groupby(["site", "arm"]).size().unstack("arm", fill_value=0).rename_axis(None, axis=1).reset_index()
+    allocation = part.groupby(["site", "arm"]).size().unstack("arm", fill_value=0)
+    # the design's arms first (intervention, control), any other arm code in the data after them, never dropped
+    allocation = allocation.reindex(
+        columns=[*arms, *sorted(c for c in allocation.columns if c not in arms)], fill_value=0
     )
+    out["allocation"] = allocation.rename(columns=label).rename_axis(None, axis=1).reset_index()
     assess = tables["assessments"].merge(part[["id", "arm"]], on="id")
-    registry = load_registry()
     rows = []
-    for key in TRIAL_OUTCOMES:
+    for key, inst in instruments.items():
         sub = assess[(assess["instrument"] == key) & assess["score"].notna()]
-        row = {
-            "instrument": registry[key].short,
-            "range": registry[key].range_text,
-            "direction": registry[key].direction_text,
-        }
-        for tp in ("baseline", "post", "fu12"):
-            for arm in ("IMR", "TAU"):
+        row = {"instrument": inst.short, "range": inst.range_text, "direction": inst.direction_text}
+        for tp in design.all_visits:
+            for arm in arms:
                 vals = sub[(sub["timepoint"] == tp) & (sub["arm"] == arm)]["score"]
-                row[f"{tp} {arm} n"] = int(vals.size)
-                row[f"{tp} {arm} mean (SD)"] = f"{vals.mean():.1f} ({vals.std():.1f})" if vals.size > 1 else ""
+                head = f"{design.visit_label(tp)} {label[arm]}"
+                row[f"{head} n"] = int(vals.size)
+                row[f"{head} mean (SD)"] = f"{vals.mean():.1f} ({vals.std():.1f})" if vals.size > 1 else ""
         rows.append(row)
     out["outcomes_observed"] = pd.DataFrame(rows)
     if "service_use" in tables:
         su = tables["service_use"].merge(part[["id", "arm"]], on="id")
+        su["arm"] = su["arm"].map(lambda arm: label.get(arm, arm))
         out["service_use"] = (
             su.groupby(["period", "arm"])[["admissions", "bed_days", "er_visits", "outpatient_contacts"]]
             .mean()
@@ -82,14 +138,14 @@ def _programme_summary(tables: dict[str, pd.DataFrame], out: dict) -> dict:
     return out
 
 
-def _consort_png(counts: pd.DataFrame) -> str:
+def _consort_png(counts: pd.DataFrame, design: StudyDesign) -> str:
     """The CONSORT flow diagram as base64 PNG text, embedded in the page (no file beside the report is needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = consort_figure(counts)
+    fig = consort_figure(counts, design)
     data = png_bytes(fig, dpi=100)
 
     plt.close(fig)
@@ -117,6 +173,11 @@ def shown_path(path: str | Path | None) -> str:
     return resolved.name or Path(path).name
 
 
+def with_article(label: str) -> str:
+    """A label with its indefinite article as prose reads it: "an IMR", "an Active", "a Drug"."""
+    return f"{'an' if label[:1].lower() in 'aeiou' else 'a'} {label}"
+
+
 def render_index(
     config: dict,
     summary: dict[str, pd.DataFrame],
@@ -127,9 +188,11 @@ def render_index(
     skipped: dict[str, str] | None = None,
 ) -> str:
     """The front page (``report/templates/index/index.html.j2``): what was run, the input check and cleaning
-    log, the CONSORT flow, baseline and observed outcomes, then each stage's section; the stages skipped for
-    want of their input tables, each with its reason (``skipped``: {stage name: reason})."""
+    log, the CONSORT flow, baseline and observed outcomes (the study design of ``config["trial"]``), then each
+    stage's section; the stages skipped for want of their input tables, each with its reason (``skipped``:
+    {stage name: reason})."""
     skipped = dict(skipped or {})
+    design = StudyDesign.from_settings(config.get("trial"))
     severity = problems["severity"] if not problems.empty else pd.Series(dtype=str)
     rules = (
         (
@@ -146,13 +209,15 @@ def render_index(
     page = render_template(
         "index/index.html.j2",
         source=config["data"]["source"],
-        input_dir=shown_path(config["data"]["input_dir"]),
+        input_dir=shown_path(config["data"].get("study") or config["data"]["input_dir"]),
         seed=int(config["seed"]),
         versions=", ".join(f"{k} {v}" for k, v in package_versions().items()),
         n_errors=int((severity == "error").sum()),
         n_warnings=int((severity == "warning").sum()),
         cleaning_rules=rules,
-        consort_png=_consort_png(summary["consort_flow"]) if "consort_flow" in summary else None,
+        consort_png=_consort_png(summary["consort_flow"], design) if "consort_flow" in summary else None,
+        intervention=with_article(design.arm_label(design.intervention)),
+        imr_trial=design.arms == ("IMR", "TAU") and design.all_visits == ("baseline", "post", "fu12"),
         summary=summary,
         sections=list(sections),
         skipped=[(name, skipped[key]) for key, name, _ in PENDING_STAGES if key in skipped and key not in done],
@@ -189,7 +254,7 @@ def stage_sections(stage_dirs: list[str | Path]) -> tuple[list[str], set[str]]:
 def primary_itt_record(stage_dirs, primary: dict | None) -> dict | None:
     """The primary outcome's ITT record in the trial stage's result.json (who was analysed per arm), or None
     when the trial stage is not among ``stage_dirs`` or did not analyse that outcome."""
-    outcome = (primary or {}).get("outcome", "gaf_f")
+    outcome = (primary or {}).get("outcome", TRIAL_OUTCOMES[0])
     for stage_dir in map(Path, stage_dirs):
         path = stage_dir / "result.json"
         if stage_dir.name == "trial" and path.exists():
@@ -207,8 +272,9 @@ def write_index(
     skipped: dict[str, str] | None = None,
 ) -> None:
     tables = read_clean(data_dir)
-    primary = config.get("trial", {}).get("primary")
-    summary = data_summary(tables, primary, primary_itt_record(stage_dirs, primary))
+    trial = config.get("trial") or {}
+    primary = trial_primary(trial)
+    summary = data_summary(tables, primary, primary_itt_record(stage_dirs, primary), trial)
     problems = pd.read_csv(problems_csv, dtype=str)
     log = pd.read_csv(Path(data_dir) / "cleaning_log.csv", dtype=str)
     out_path = Path(out_path)

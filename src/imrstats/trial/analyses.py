@@ -4,6 +4,10 @@ subgroup interactions, MNAR delta / tipping point, multiplicity (Jensen et al. 2
 Data: one row per randomised participant (`outcome_frame`): arm, covariates, sessions attended and the
 outcome at baseline, post-intervention (``post``) and 12-month follow-up (``fu12``).
 
+The study design (`trial.design.StudyDesign`, keyword ``design``; an imputation carries its own) names the
+arms and the K >= 1 post-baseline visits: the default is the IMR trial's (IMR vs TAU; post, fu12), and
+every analysis below reads "IMR - TAU", "post" and "fu12" as intervention - control and the study's visits.
+
 Choices where the paper is vague ("the automatic procedure in SPSS ... 100 imputation estimates"):
 
 * **Imputation model.** Chained equations (`imputation.impute_chained`; proper draws of the regression
@@ -59,19 +63,22 @@ from scipy import stats
 
 from imrstats.errors import AnalysisError
 from imrstats.results import Estimate, ResultMixin, confint_t, summary_block, to_frame
-from imrstats.trial.design import (
+from imrstats.trial.design import (  # noqa: F401  (ALL_TIMEPOINTS, ARMS, TIMEPOINTS: the IMR trial's, re-exported)
     ALL_TIMEPOINTS,
     ARMS,
     DEFAULT_COVARIATES,
+    DEFAULT_DESIGN,
     TIMEPOINTS,
+    StudyDesign,
     analysable_rows,
+    and_join,
     covariate_dummies,
     long_format,
+    mmrm_design,
 )
 from imrstats.trial.mice import impute_chained
 from imrstats.trial.mmrm import (
     MMRMResult,
-    build_mmrm_design,
     fit_mmrm_chains,
     fit_mmrm_many,
     reference_grid,
@@ -85,12 +92,30 @@ from imrstats.trial.rubin import pool_rubin
 # --------------------------------------------------------------------------------------------------
 
 
+PARTICIPANT_COLUMNS = ("site", "sex", "age", "diagnosis", "sessions_attended")
+_NUMERIC_COLUMNS = ("age", "sessions_attended")
+
+
 def outcome_frame(
-    participants: pd.DataFrame, assessments: pd.DataFrame, outcome: str, *, auxiliary: Sequence[str] = ()
+    participants: pd.DataFrame,
+    assessments: pd.DataFrame,
+    outcome: str,
+    *,
+    auxiliary: Sequence[str] = (),
+    design: StudyDesign = DEFAULT_DESIGN,
+    columns: Sequence[str] = PARTICIPANT_COLUMNS,
 ) -> pd.DataFrame:
-    """One row per participant: id, arm, site, sex, age, diagnosis, sessions_attended and the outcome at
-    baseline, post and fu12 (NaN = missing); ``auxiliary`` instruments' baselines as ``aux_<key>``."""
-    need_p = ["id", "arm", "site", "sex", "age", "diagnosis", "sessions_attended"]
+    """One row per participant: id, arm, the participant ``columns`` (default site, sex, age, diagnosis,
+    sessions_attended; each one required) and the outcome at baseline (column ``baseline``, whatever the baseline
+    visit's code) and at each post-baseline visit of ``design`` (columns named by the visit codes; NaN =
+    missing); ``auxiliary`` instruments' baselines as ``aux_<key>``. ``sessions_attended``, when not among
+    ``columns``, is a column of NaN (no attendance recorded)."""
+    need_p = ["id", "arm", *columns]
+    clash = [v for v in design.visits if v in ("id", "arm", *columns) or v.startswith("aux_")]
+    if clash:
+        raise AnalysisError(
+            f"visit name(s) {clash} are also participant columns of the trial frame: rename the visits (trial.visits)"
+        )
     absent = [c for c in need_p if c not in participants.columns]
     absent += [c for c in ("id", "timepoint", "instrument", "score") if c not in assessments.columns]
     if absent:
@@ -106,20 +131,34 @@ def outcome_frame(
         {
             "id": participants["id"].astype(str).to_numpy(),
             "arm": participants["arm"].astype(object).where(participants["arm"].notna(), None).to_numpy(),
-            "site": participants["site"].astype(object).to_numpy(),
-            "sex": participants["sex"].astype(object).to_numpy(),
-            "age": pd.to_numeric(participants["age"]).astype(float).to_numpy(),
-            "diagnosis": participants["diagnosis"].astype(object).to_numpy(),
-            "sessions_attended": pd.to_numeric(participants["sessions_attended"]).astype(float).to_numpy(),
         }
     )
-    for col in ("arm", "site", "sex", "diagnosis"):
-        base[col] = [None if pd.isna(v) else str(v) for v in base[col]]
+    base["arm"] = [None if pd.isna(v) else str(v) for v in base["arm"]]
+    carried = list(dict.fromkeys(columns)) + ([] if "sessions_attended" in columns else ["sessions_attended"])
+    for col in carried:
+        if col not in columns:
+            base[col] = np.nan
+            continue
+        values = participants[col]
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if col in _NUMERIC_COLUMNS or numeric:
+            base[col] = pd.to_numeric(values).astype(float).to_numpy()
+        else:
+            base[col] = [None if pd.isna(v) else str(v) for v in values.astype(object)]
     if base["id"].duplicated().any():
         raise AnalysisError("participant ids are not unique: one row per randomised participant is needed")
-    out = base.join(_wide_scores(assessments, outcome, ALL_TIMEPOINTS), on="id")
+    scores = _wide_scores(assessments, outcome, design.all_visits)
+    if scores.empty or scores[list(design.visits)].isna().all().all():
+        present = sorted(
+            set(assessments.loc[assessments["instrument"].astype(str) == outcome, "timepoint"].astype(str))
+        )
+        raise AnalysisError(
+            f"no {outcome!r} score at any post-baseline visit {list(design.visits)}; its timepoints are {present}: "
+            "name the visits as the assessments' timepoint column does (trial.visits, trial.baseline_visit)"
+        )
+    out = base.join(scores.rename(columns={design.baseline: "baseline"}), on="id")
     for key in auxiliary:
-        aux = _wide_scores(assessments, key, ("baseline",)).rename(columns={"baseline": f"aux_{key}"})
+        aux = _wide_scores(assessments, key, (design.baseline,)).rename(columns={design.baseline: f"aux_{key}"})
         out = out.join(aux, on="id")
     return out.sort_values("id", kind="stable").reset_index(drop=True)
 
@@ -146,7 +185,8 @@ def _wide_scores(assessments: pd.DataFrame, instrument: str, timepoints) -> pd.D
 
 @dataclass(frozen=True)
 class OutcomeImputation:
-    """m completed copies of baseline, post, fu12 (and auxiliary baselines) for the analysable rows.
+    """m completed copies of the outcome at baseline and each post-baseline visit of ``design`` (and auxiliary
+    baselines) for the analysable rows.
 
     ``imputed`` is (m, n, k) with columns ``targets`` in the row order of ``frame``; ``missing`` (n, k)
     marks the cells that were imputed (used by the delta adjustment)."""
@@ -166,7 +206,7 @@ class OutcomeImputation:
     covariate_values: dict = field(default_factory=dict, compare=False, repr=False)
     covariate_missing: dict = field(default_factory=dict, compare=False, repr=False)
     missing_covariates: str = "impute"
-    n_no_arm: int = 0  # rows without an arm (not randomised to IMR or TAU): never analysed
+    n_no_arm: int = 0  # rows without an arm (not randomised to either arm): never analysed
     excluded_by_arm: dict = field(default_factory=dict)  # ``exclude``: per arm, participants left out
     notes: tuple = ()
     # per-imputation covariance estimates of the plain ITT fit, filled by the first ITT fit and used as
@@ -174,6 +214,7 @@ class OutcomeImputation:
     fitted_sigmas: dict = field(default_factory=dict, compare=False, repr=False)
     # plain ITT fits made ahead by `prefit_itt` (several outcomes' chains in one batch), used by the ITT fit
     itt_fits: dict = field(default_factory=dict, compare=False, repr=False)
+    design: StudyDesign = DEFAULT_DESIGN  # the study's arms and visits: every analysis of these imputations uses it
 
     def column(self, name: str) -> np.ndarray:
         return self.imputed[:, :, self.targets.index(name)]
@@ -190,8 +231,10 @@ def impute_outcome(
     by_arm: bool = True,
     seed: int | np.random.Generator,
     missing_covariates: str = "impute",
+    design: StudyDesign = DEFAULT_DESIGN,
 ) -> OutcomeImputation:
-    """Impute the outcome's missing baseline / post / fu12 (and ``aux_*`` baselines) m times by MICE.
+    """Impute the outcome's missing baseline and post-baseline visits (and ``aux_*`` baselines) m times by MICE:
+    chained equations over the baseline and the K visits of ``design``, each imputed from the others.
 
     Within each arm separately (``by_arm``) from the covariates, or jointly with arm as a predictor.
     ``seed`` (int or Generator) drives every draw.
@@ -209,32 +252,35 @@ def impute_outcome(
     n_no_arm = int(frame["arm"].isna().sum()) if "arm" in frame.columns else 0
     excluded_by_arm: dict = {}
     if missing_covariates == "exclude":
-        rows, n_dropped = analysable_rows(frame, covariates)
+        rows, n_dropped = analysable_rows(frame, covariates, design)
         gone = frame["arm"].notna() & frame[covariates].isna().any(axis=1)
-        excluded_by_arm = {arm: int((gone & (frame["arm"] == arm)).sum()) for arm in ARMS}
+        excluded_by_arm = {arm: int((gone & (frame["arm"] == arm)).sum()) for arm in design.arms}
     else:
         absent = [c for c in covariates if c not in frame.columns]
         if absent:
             raise AnalysisError(f"trial frame lacks column(s) {absent}; build it with outcome_frame()")
-        rows, n_dropped = analysable_rows(frame, [])
+        rows, n_dropped = analysable_rows(frame, [], design)
     cov_missing = {c: rows[c].isna().to_numpy() for c in covariates if rows[c].isna().any()}
     coded, cov_methods, notes = _covariate_targets(rows, covariates, method)
-    targets = list(ALL_TIMEPOINTS) + [c for c in rows.columns if c.startswith("aux_")]
+    n_outcome = len(design.outcome_columns)
+    targets = list(design.outcome_columns) + [c for c in rows.columns if c.startswith("aux_")]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     imputed = np.empty((m, len(rows), len(targets)))
     cov_imputed = {c: np.broadcast_to(v, (m, len(rows))).copy() for c, v in coded.items()}
     if by_arm and any(
-        (~np.isnan(v[(rows["arm"] == arm).to_numpy()])).sum() < 2 for v in coded.values() for arm in ARMS
+        (~np.isnan(v[(rows["arm"] == arm).to_numpy()])).sum() < 2 for v in coded.values() for arm in design.arms
     ):
         by_arm = False
         short = [
-            c for c, v in coded.items() if any((~np.isnan(v[(rows["arm"] == a).to_numpy()])).sum() < 2 for a in ARMS)
+            c
+            for c, v in coded.items()
+            if any((~np.isnan(v[(rows["arm"] == a).to_numpy()])).sum() < 2 for a in design.arms)
         ]
         notes.append(
             f"{', '.join(short)} observed for fewer than 2 participants of an arm: imputed jointly (arm as a "
             "predictor) instead of within each arm"
         )
-    groups = [rows["arm"] == arm for arm in ARMS] if by_arm else [pd.Series(True, index=rows.index)]
+    groups = [rows["arm"] == arm for arm in design.arms] if by_arm else [pd.Series(True, index=rows.index)]
     for mask in groups:
         sel = mask.to_numpy()
         part_covs, filled = {}, {}  # covariate targets of this part; constant ones filled with their value
@@ -276,7 +322,7 @@ def impute_outcome(
         f"MICE {name}, m = {m}, maxit = {maxit}, "
         + ("imputed within each arm" if by_arm else "arm as a predictor")
         + f"; predictors: {', '.join(covariates)} and the outcome's other visits"
-        + (f" and auxiliary baselines {', '.join(targets[3:])}" if len(targets) > 3 else "")
+        + (f" and auxiliary baselines {', '.join(targets[n_outcome:])}" if len(targets) > n_outcome else "")
         + (
             "; missing baseline covariates imputed in the same chained equations ("
             + ", ".join(f"{c} {int(cov_missing[c].sum())} by {cov_methods[c]}" for c in coded)
@@ -307,6 +353,7 @@ def impute_outcome(
         n_no_arm=n_no_arm,
         excluded_by_arm=excluded_by_arm,
         notes=tuple(notes),
+        design=design,
     )
 
 
@@ -365,6 +412,8 @@ def _with_baseline(design, baseline_by_design_row: np.ndarray):
     for j, term in enumerate(design.grid_terms):
         if term[0] == "numeric_by_visit" and term[1] == "baseline":
             X[:, term[2], j] = np.where(design.present[:, term[2]], baseline_by_design_row, 0.0)
+        elif term[0] == "numeric" and term[1] == "baseline":  # one common baseline slope
+            X[:, :, j] = np.where(design.present, baseline_by_design_row[:, None], 0.0)
     numeric = dict(design.numeric_values, baseline=b)
     return dataclasses.replace(design, X=X, numeric_values=numeric)
 
@@ -425,7 +474,7 @@ def fit_imputations(
 ) -> tuple[ImputedFits, object]:
     """Fit the MMRM to each completed data set (warm-started) and collect L beta and L'cov L, where
     ``L_fn(fit) -> (L, labels)`` reads ``fit.columns`` / ``contrast_L`` / ``means_L`` (`_FitView`);
-    ``delta`` is added to the IMR arm's imputed post / fu12 values."""
+    ``delta`` is added to the intervention arm's imputed post-baseline values."""
     fits, design = _fit_imputations_deltas(imp, covariates, L_fn, [delta], extra=extra, df_method=df_method)
     return fits[0], design
 
@@ -469,20 +518,19 @@ def _fit_imputations_deltas(
 
 def completed_designs(imp: OutcomeImputation, covariates, deltas, extra=None):
     """The MMRM design (built once), its copy per imputation with that imputation's baseline, and per delta
-    the (m, participants, visits) outcome grids with delta added to the IMR arm's imputed post / fu12.
+    the (m, participants, visits) outcome grids with delta added to the intervention arm's imputed
+    post-baseline values (the study design is the imputation's, ``imp.design``).
 
     Imputed covariates (``imp.covariate_values``) and ``extra`` columns given per imputation ((m, n, T)
     arrays, e.g. an interaction with an imputed subgroup) make each imputation's design its own."""
-    rows = imp.frame
+    rows, study = imp.frame, imp.design
     covs = tuple(covariates) + tuple(extra or {})
     imputed_covs = [c for c in covariates if c in imp.covariate_values]
     per_imputation = imputed_covs or any(np.ndim(v) == 3 for v in (extra or {}).values())
-    y_cols = [imp.targets.index(t) for t in TIMEPOINTS]
+    y_cols = [imp.targets.index(t) for t in study.visits]
     b_col = imp.targets.index("baseline")
     if not per_imputation:
-        design = build_mmrm_design(
-            long_format(rows, covariates, np.zeros(len(rows)), extra), covariates=covs, times=TIMEPOINTS
-        )
+        design = mmrm_design(long_format(rows, covariates, np.zeros(len(rows)), extra, study), covs, study)
         order = pd.Index(rows["id"]).get_indexer(list(design.ids))
         designs = [_with_baseline(design, imp.imputed[i, order, b_col]) for i in range(imp.m)]
     else:
@@ -493,9 +541,7 @@ def completed_designs(imp: OutcomeImputation, covariates, deltas, extra=None):
                 completed[c] = imp.covariate_values[c][i]
             extra_i = {k: (v[i] if np.ndim(v) == 3 else v) for k, v in (extra or {}).items()}
             bases.append(
-                build_mmrm_design(
-                    long_format(completed, covariates, np.zeros(len(rows)), extra_i), covariates=covs, times=TIMEPOINTS
-                )
+                mmrm_design(long_format(completed, covariates, np.zeros(len(rows)), extra_i, study), covs, study)
             )
         design = bases[0]
         if any(b.columns != design.columns or b.ids != design.ids for b in bases):
@@ -505,10 +551,10 @@ def completed_designs(imp: OutcomeImputation, covariates, deltas, extra=None):
             )
         order = pd.Index(rows["id"]).get_indexer(list(design.ids))
         designs = [_with_baseline(b, imp.imputed[i, order, b_col]) for i, b in enumerate(bases)]
-    shifted = imp.missing[:, y_cols] & (rows["arm"].to_numpy() == "IMR")[:, None]
+    shifted = imp.missing[:, y_cols] & (rows["arm"].to_numpy() == study.intervention)[:, None]
     grids = []
     for delta in deltas:
-        shift = delta * shifted if delta else np.zeros((len(rows), len(TIMEPOINTS)))
+        shift = delta * shifted if delta else np.zeros((len(rows), len(study.visits)))
         grids.append(np.stack([(imp.imputed[i][:, y_cols] + shift)[order] for i in range(imp.m)]))
     return design, designs, grids
 
@@ -594,8 +640,8 @@ def _pool_rows(fits: ImputedFits, df_complete, labels, quantity, extras, method_
 
 @dataclass(frozen=True)
 class ITTResult(ResultMixin):
-    """Pooled ITT MI-MMRM: IMR - TAU per visit (``contrasts``) and adjusted means per arm and visit,
-    each row with Rubin's diagnostics (riv, lambda, fmi, m, df_complete)."""
+    """Pooled ITT MI-MMRM: intervention - control per visit (``contrasts``) and adjusted means per arm and
+    visit, each row with Rubin's diagnostics (riv, lambda, fmi, m, df_complete)."""
 
     outcome: str
     contrasts: pd.DataFrame
@@ -617,7 +663,9 @@ class ITTResult(ResultMixin):
     n_outcome_imputed_by_arm: dict = field(default_factory=dict)  # participants with >= 1 imputed outcome value
     n_covariate_cells_imputed: dict = field(default_factory=dict)
     missing_covariates: str = "impute"
+    design: StudyDesign = DEFAULT_DESIGN
 
+    _json_skip = ("design",)
     _json_rename = {
         "n_dropped": "n_dropped_missing_covariates",
         "n_not_converged": "n_fits_not_converged",
@@ -625,7 +673,7 @@ class ITTResult(ResultMixin):
     }
 
     def to_frame(self) -> pd.DataFrame:
-        """The pooled IMR - TAU contrasts per visit, then the adjusted means per arm and visit."""
+        """The pooled intervention - control contrasts per visit, then the adjusted means per arm and visit."""
         return pd.concat([self.contrasts, self.adjusted_means], ignore_index=True)
 
     def confint(self, level: float = 0.95) -> pd.DataFrame:
@@ -654,7 +702,9 @@ class ITTResult(ResultMixin):
     def population_text(self) -> str:
         """'IMR 80 of 80, TAU 79 of 80' (+ excluded / imputed covariates): who the pooled numbers describe."""
         text = ", ".join(
-            f"{arm} {self.n_analysed_by_arm.get(arm, 0)} of {self.n_randomised_by_arm.get(arm, 0)}" for arm in ARMS
+            f"{self.design.arm_label(arm)} {self.n_analysed_by_arm.get(arm, 0)} of "
+            f"{self.n_randomised_by_arm.get(arm, 0)}"
+            for arm in self.design.arms
         )
         excluded = sum(self.n_excluded_by_arm.values())
         if excluded:
@@ -680,10 +730,14 @@ def itt_mi_mmrm(
     level: float = 0.95,
     df_method: str = "satterthwaite",
     missing_covariates: str = "impute",
+    design: StudyDesign = DEFAULT_DESIGN,
 ) -> ITTResult:
-    """ITT analysis: impute (or reuse ``imputation``), fit the MMRM to each completed data set and pool
-    the IMR - TAU contrast per visit and the adjusted means per arm and visit by Rubin's rules
-    (Barnard-Rubin df with df_complete = n - p_k). Non-converged fits are counted and flagged."""
+    """ITT analysis: impute (or reuse ``imputation``, made with the same ``design``), fit the MMRM to each
+    completed data set and pool the intervention - control contrast per visit and the adjusted means per arm
+    and visit by Rubin's rules (Barnard-Rubin df with df_complete = n - p_k). Non-converged fits are counted
+    and flagged."""
+    if imputation is not None and imputation.design != design:
+        raise AnalysisError("the imputation was made for another study design than the one given to itt_mi_mmrm")
     if imputation is None:
         if seed is None:
             raise AnalysisError("itt_mi_mmrm needs a seed (or a ready imputation): imputation is random")
@@ -697,11 +751,13 @@ def itt_mi_mmrm(
             by_arm=by_arm,
             seed=seed,
             missing_covariates=missing_covariates,
+            design=design,
         )
+    study = design
     fits, design = fit_imputations(imputation, covariates, _means_and_contrasts, df_method=df_method)
     _, labels = _means_and_contrasts(fits.first)
     dfc_visit = complete_data_df(design)
-    dfc = np.array([dfc_visit[TIMEPOINTS.index(t)] for _, t, _ in labels])
+    dfc = np.array([dfc_visit[study.visits.index(t)] for _, t, _ in labels])
     mmrm_method = fits.first.method
     note = f"{imputation.method_text}; per imputation: {mmrm_method}"
     rows = _pool_rows(
@@ -709,9 +765,9 @@ def itt_mi_mmrm(
         dfc,
         labels,
         lambda j: (
-            f"IMR - TAU at {labels[j][1]}"
+            f"{study.contrast_label} at {study.visit_label(labels[j][1])}"
             if labels[j][0] == "contrast"
-            else f"adjusted mean {labels[j][2]} at {labels[j][1]}"
+            else f"adjusted mean {study.arm_label(labels[j][2])} at {study.visit_label(labels[j][1])}"
         ),
         lambda j: {
             "outcome": outcome,
@@ -721,7 +777,7 @@ def itt_mi_mmrm(
         note,
     )
     rows = [_relevel(r, level) for r in rows]
-    k = len(TIMEPOINTS)
+    k = len(study.visits)
     flags = []
     if fits.n_not_converged:
         flags.append(
@@ -731,7 +787,7 @@ def itt_mi_mmrm(
     contrasts = to_frame(rows[:k])
     contrasts["n_not_converged"] = fits.n_not_converged
     counts = _itt_counts(frame, imputation, design)
-    expected = {arm: counts["n_randomised_by_arm"][arm] - counts["n_excluded_by_arm"].get(arm, 0) for arm in ARMS}
+    expected = {arm: counts["n_randomised_by_arm"][arm] - counts["n_excluded_by_arm"].get(arm, 0) for arm in study.arms}
     if counts["n_analysed_by_arm"] != expected:
         flags.append(
             f"{outcome or 'ITT'}: the ITT model analysed {counts['n_analysed_by_arm']} participants per arm, not the "
@@ -742,17 +798,21 @@ def itt_mi_mmrm(
         flags.append(
             f"{outcome or 'ITT'}: {excluded} randomised participant(s) EXCLUDED from the ITT analysis for a "
             "missing baseline covariate (trial.missing_covariates: exclude): analysed "
-            + ", ".join(f"{a} {counts['n_analysed_by_arm'][a]} of {counts['n_randomised_by_arm'][a]}" for a in ARMS)
+            + ", ".join(
+                f"{study.arm_label(a)} {counts['n_analysed_by_arm'][a]} of {counts['n_randomised_by_arm'][a]}"
+                for a in study.arms
+            )
         )
     if imputation.n_no_arm:
         flags.append(
-            f"{outcome or 'ITT'}: {imputation.n_no_arm} participant row(s) without an arm (IMR or TAU) not analysed"
+            f"{outcome or 'ITT'}: {imputation.n_no_arm} participant row(s) without an arm "
+            f"({study.arm_label(study.intervention)} or {study.arm_label(study.control)}) not analysed"
         )
     flags.extend(f"{outcome or 'ITT'}: {note}" for note in imputation.notes)
     n_total = sum(counts["n_analysed_by_arm"].values())
     contrasts["n_analysed"] = n_total
-    for arm in ARMS:
-        contrasts[f"n_{arm.lower()}"] = counts["n_analysed_by_arm"][arm]
+    for arm in study.arms:
+        contrasts[f"n_{study.arm_key(arm)}"] = counts["n_analysed_by_arm"][arm]
     contrasts["n_randomised"] = sum(counts["n_randomised_by_arm"].values())
     contrasts["n_excluded_missing_covariates"] = excluded
     contrasts["n_covariates_imputed"] = sum(counts["n_covariates_imputed_by_arm"].values())
@@ -766,13 +826,14 @@ def itt_mi_mmrm(
         n_dropped=imputation.n_dropped,
         n_imputed={t: int(imputation.missing[:, j].sum()) for j, t in enumerate(imputation.targets)},
         n_not_converged=fits.n_not_converged,
-        df_complete={t: float(dfc_visit[i]) for i, t in enumerate(TIMEPOINTS)},
-        mean_satterthwaite_df={t: float(fits.satterthwaite[:, i].mean()) for i, t in enumerate(TIMEPOINTS)},
+        df_complete={t: float(dfc_visit[i]) for i, t in enumerate(study.visits)},
+        mean_satterthwaite_df={t: float(fits.satterthwaite[:, i].mean()) for i, t in enumerate(study.visits)},
         imputation_method=imputation.method_text,
         method=f"ITT MI-MMRM: {imputation.method_text}; {mmrm_method}; Rubin's rules, Barnard-Rubin df "
         "(df_complete = n - p per visit)",
         flags=tuple(flags),
         missing_covariates=imputation.missing_covariates,
+        design=study,
         **counts,
     )
 
@@ -780,21 +841,21 @@ def itt_mi_mmrm(
 def _itt_counts(frame: pd.DataFrame, imputation: OutcomeImputation, design) -> dict:
     """Per arm: analysed (the fitted design's participants), randomised (rows of ``frame`` in the arm), excluded
     for a missing covariate, with imputed covariates and with an imputed outcome value; imputed covariate cells."""
-    rows = imputation.frame
+    rows, study = imputation.frame, imputation.design
     arm_of = np.asarray(design.arm_of, dtype=bool)
-    analysed = {"IMR": int(arm_of.sum()), "TAU": int((~arm_of).sum())}
-    randomised = {arm: int((frame["arm"] == arm).sum()) for arm in ARMS}
+    analysed = {study.intervention: int(arm_of.sum()), study.control: int((~arm_of).sum())}
+    randomised = {arm: int((frame["arm"] == arm).sum()) for arm in study.arms}
     cov_any = np.zeros(len(rows), dtype=bool)
     for miss in imputation.covariate_missing.values():
         cov_any |= miss
-    outcome_any = imputation.missing[:, : len(ALL_TIMEPOINTS)].any(axis=1)
-    in_arm = {arm: (rows["arm"] == arm).to_numpy() for arm in ARMS}
+    outcome_any = imputation.missing[:, : len(study.outcome_columns)].any(axis=1)
+    in_arm = {arm: (rows["arm"] == arm).to_numpy() for arm in study.arms}
     return {
         "n_analysed_by_arm": analysed,
         "n_randomised_by_arm": randomised,
-        "n_excluded_by_arm": {arm: int(imputation.excluded_by_arm.get(arm, 0)) for arm in ARMS},
-        "n_covariates_imputed_by_arm": {arm: int((cov_any & in_arm[arm]).sum()) for arm in ARMS},
-        "n_outcome_imputed_by_arm": {arm: int((outcome_any & in_arm[arm]).sum()) for arm in ARMS},
+        "n_excluded_by_arm": {arm: int(imputation.excluded_by_arm.get(arm, 0)) for arm in study.arms},
+        "n_covariates_imputed_by_arm": {arm: int((cov_any & in_arm[arm]).sum()) for arm in study.arms},
+        "n_outcome_imputed_by_arm": {arm: int((outcome_any & in_arm[arm]).sum()) for arm in study.arms},
         "n_covariate_cells_imputed": {c: int(v.sum()) for c, v in imputation.covariate_missing.items()},
     }
 
@@ -818,17 +879,20 @@ def likelihood_mmrm(
     covariates: Sequence[str] = DEFAULT_COVARIATES,
     level: float = 0.95,
     df_method: str = "satterthwaite",
+    design: StudyDesign = DEFAULT_DESIGN,
 ) -> MMRMResult:
     """MMRM on the observed data without imputation (valid under MAR given the model's covariates):
-    participants with an observed baseline and at least one observed post-baseline visit."""
-    rows, _ = analysable_rows(frame, covariates)
+    participants with an observed baseline and at least one observed post-baseline visit. The K visits of
+    ``design`` with an unstructured K x K covariance, the baseline slope per visit or common
+    (``design.baseline_slope``); contrasts intervention - control per visit."""
+    rows, _ = analysable_rows(frame, covariates, design)
     rows = rows.loc[rows["baseline"].notna()].reset_index(drop=True)
     if rows.empty:
         raise AnalysisError("no participant has an observed baseline: the likelihood MMRM needs it as a covariate")
-    long = long_format(rows, covariates, rows["baseline"].to_numpy())
-    long["y"] = rows[list(TIMEPOINTS)].to_numpy().reshape(-1)
-    design = build_mmrm_design(long, covariates=covariates, times=TIMEPOINTS)
-    return design.fit(long["y"].to_numpy(), level=level, df_method=df_method)
+    long = long_format(rows, covariates, rows["baseline"].to_numpy(), design=design)
+    long["y"] = rows[list(design.visits)].to_numpy().reshape(-1)
+    built = mmrm_design(long, covariates, design)
+    return built.fit(long["y"].to_numpy(), level=level, df_method=df_method)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -836,12 +900,17 @@ def likelihood_mmrm(
 # --------------------------------------------------------------------------------------------------
 
 
-def count_exclusions(frame: pd.DataFrame, covariates: Sequence[str] = (), observed: Sequence = ()) -> dict:
-    """Who an analysis leaves out: ``n_randomised`` (rows with arm IMR or TAU), ``n_excluded`` and
+def count_exclusions(
+    frame: pd.DataFrame,
+    covariates: Sequence[str] = (),
+    observed: Sequence = (),
+    design: StudyDesign = DEFAULT_DESIGN,
+) -> dict:
+    """Who an analysis leaves out: ``n_randomised`` (rows in either arm of ``design``), ``n_excluded`` and
     ``excluded_because`` ("3 a missing covariate (age, sex); 12 no post"), each participant counted under the
     first reason that applies: a missing covariate, then each entry of ``observed`` (a column, or a tuple of
     columns of which at least one must be observed) in turn."""
-    rows = frame.loc[frame["arm"].isin(ARMS)]
+    rows = frame.loc[frame["arm"].isin(design.arms)]
     steps = []
     if len(covariates):
         steps.append((f"a missing covariate ({', '.join(covariates)})", rows[list(covariates)].isna().any(axis=1)))
@@ -859,16 +928,17 @@ def count_exclusions(frame: pd.DataFrame, covariates: Sequence[str] = (), observ
     return {"n_randomised": int(len(rows)), "n_excluded": total, "excluded_because": "; ".join(parts)}
 
 
-def describe_by_arm(frame: pd.DataFrame, *, outcome: str = "") -> pd.DataFrame:
-    """Observed n, mean and SD (divisor n - 1) per arm and timepoint (Jensen et al. 2019, Table 3, complete case)."""
+def describe_by_arm(frame: pd.DataFrame, *, outcome: str = "", design: StudyDesign = DEFAULT_DESIGN) -> pd.DataFrame:
+    """Observed n, mean and SD (divisor n - 1) per arm and visit (Jensen et al. 2019, Table 3, complete case);
+    ``timepoint`` holds the visit codes."""
     out = []
-    for tp in ALL_TIMEPOINTS:
-        for arm in ARMS:
+    for tp in design.outcome_columns:
+        for arm in design.arms:
             y = frame.loc[frame["arm"] == arm, tp].dropna()
             out.append(
                 {
                     "outcome": outcome,
-                    "timepoint": tp,
+                    "timepoint": design.visit_code(tp),
                     "arm": arm,
                     "n": int(len(y)),
                     "mean": float(y.mean()) if len(y) else math.nan,
@@ -879,21 +949,33 @@ def describe_by_arm(frame: pd.DataFrame, *, outcome: str = "") -> pd.DataFrame:
 
 
 def complete_case(
-    frame: pd.DataFrame, *, outcome: str = "", covariates: Sequence[str] = DEFAULT_COVARIATES, level: float = 0.95
+    frame: pd.DataFrame,
+    *,
+    outcome: str = "",
+    covariates: Sequence[str] = DEFAULT_COVARIATES,
+    level: float = 0.95,
+    design: StudyDesign = DEFAULT_DESIGN,
+    timepoints: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(descriptives, ANCOVA): n / mean / SD per arm and timepoint, and per post-baseline visit the OLS
-    IMR - TAU coefficient of y_t ~ arm + baseline + covariates among participants with y_t and baseline
-    observed (R: ``lm``; t test on n - p df)."""
-    rows, _ = analysable_rows(frame, covariates)
+    """(descriptives, ANCOVA): n / mean / SD per arm and visit, and per post-baseline visit (``timepoints``,
+    default every visit of ``design``) the OLS intervention - control coefficient of y_t ~ arm + baseline +
+    covariates among participants with y_t and baseline observed (R: ``lm``; t test on n - p df)."""
+    rows, _ = analysable_rows(frame, covariates, design)
+    timepoints = design.visits if timepoints is None else tuple(timepoints)
+    unknown = [t for t in timepoints if t not in design.visits]
+    if unknown:
+        raise AnalysisError(f"timepoint(s) {unknown} are not post-baseline visits {list(design.visits)}")
     estimates = []
-    for tp in TIMEPOINTS:
+    key_i, key_c = (f"n_{design.arm_key(a)}" for a in design.arms)
+    for tp in timepoints:
         cc = rows.loc[rows[tp].notna() & rows["baseline"].notna()]
         Z, _ = covariate_dummies(cc, covariates)
-        X = np.column_stack([np.ones(len(cc)), (cc["arm"] == "IMR").to_numpy(float), cc["baseline"].to_numpy(), Z])
+        treated = (cc["arm"] == design.intervention).to_numpy(float)
+        X = np.column_stack([np.ones(len(cc)), treated, cc["baseline"].to_numpy(), Z])
         fit = fit_ols(X, cc[tp].to_numpy(), f"complete-case ANCOVA of {outcome or 'the outcome'} at {tp}")
         estimates.append(
             Estimate.from_t(
-                f"IMR - TAU at {tp}",
+                f"{design.contrast_label} at {design.visit_label(tp)}",
                 fit.beta[1],
                 math.sqrt(fit.cov[1, 1]),
                 fit.df,
@@ -903,13 +985,13 @@ def complete_case(
                     "outcome": outcome,
                     "timepoint": tp,
                     "n": int(len(cc)),
-                    "n_imr": int((cc["arm"] == "IMR").sum()),
-                    "n_tau": int((cc["arm"] == "TAU").sum()),
-                    **count_exclusions(frame, covariates, ("baseline", tp)),
+                    key_i: int((cc["arm"] == design.intervention).sum()),
+                    key_c: int((cc["arm"] == design.control).sum()),
+                    **count_exclusions(frame, covariates, ("baseline", tp), design),
                 },
             )
         )
-    return describe_by_arm(rows, outcome=outcome), to_frame(estimates)
+    return describe_by_arm(rows, outcome=outcome, design=design), to_frame(estimates)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -922,44 +1004,50 @@ def per_protocol(
     *,
     outcome: str = "",
     threshold: int = 10,
-    timepoints: Sequence[str] = TIMEPOINTS,
+    timepoints: Sequence[str] | None = None,
     level: float = 0.95,
+    design: StudyDesign = DEFAULT_DESIGN,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Within the IMR arm (Jensen et al. 2019, Table 4): (groups, continuous).
+    """Within the intervention arm (Jensen et al. 2019, Table 4: the IMR arm): (groups, continuous), at each
+    post-baseline visit of ``design`` (or ``timepoints``).
 
     ``groups``: per visit, n / mean / SD for 0-``threshold`` and > ``threshold`` sessions, the difference
     (high - low) with its pooled-variance t CI, and the one-way ANOVA F, df and p (equal to the t test).
     ``continuous``: the slope of the outcome on sessions attended (OLS, per session), its t test
     (identical to the one-way ANOVA F of the paper's "attendance as a continuous variable")."""
-    imr = frame.loc[frame["arm"] == "IMR"]
+    timepoints = design.visits if timepoints is None else tuple(timepoints)
+    imr = frame.loc[frame["arm"] == design.intervention]
+    arm_name, key = design.arm_label(design.intervention), design.arm_key(design.intervention)
+    if imr["sessions_attended"].isna().all():
+        raise AnalysisError(f"no sessions attended recorded in the {arm_name} arm: no per-protocol analysis")
     groups, slopes = [], []
     for tp in timepoints:
         d = imr.loc[imr[tp].notna() & imr["sessions_attended"].notna()]
         high = d["sessions_attended"].to_numpy() > threshold
         y = d[tp].to_numpy()
         row = {"outcome": outcome, "timepoint": tp, "threshold": threshold}
-        gone = count_exclusions(imr, (), ("sessions_attended", tp))
-        row.update(n_imr_randomised=gone["n_randomised"], n_excluded=gone["n_excluded"])
+        gone = count_exclusions(imr, (), ("sessions_attended", tp), design)
+        row.update({f"n_{key}_randomised": gone["n_randomised"], "n_excluded": gone["n_excluded"]})
         row["excluded_because"] = gone["excluded_because"]
         for name, sel in ((f"0-{threshold}", ~high), (f">{threshold}", high)):
-            key = "low" if name.startswith("0") else "high"
+            part = "low" if name.startswith("0") else "high"
             row.update(
                 {
-                    f"n_{key}": int(sel.sum()),
-                    f"mean_{key}": float(y[sel].mean()) if sel.any() else math.nan,
-                    f"sd_{key}": float(y[sel].std(ddof=1)) if sel.sum() > 1 else math.nan,
+                    f"n_{part}": int(sel.sum()),
+                    f"mean_{part}": float(y[sel].mean()) if sel.any() else math.nan,
+                    f"sd_{part}": float(y[sel].std(ddof=1)) if sel.sum() > 1 else math.nan,
                 }
             )
         X = np.column_stack([np.ones(len(d)), high.astype(float)])
         what = f"per-protocol ANOVA of {outcome or 'the outcome'} at {tp}"
         fit = fit_ols(X, y, what)
         est = Estimate.from_t(
-            f"{'>'}{threshold} minus 0-{threshold} sessions at {tp}",
+            f"{'>'}{threshold} minus 0-{threshold} sessions at {design.visit_label(tp)}",
             fit.beta[1],
             math.sqrt(fit.cov[1, 1]),
             fit.df,
             level,
-            "IMR arm only, observed cases; one-way ANOVA (F = t^2, pooled variance)",
+            f"{arm_name} arm only, observed cases; one-way ANOVA (F = t^2, pooled variance)",
             extra=row,
         )
         groups.append(dataclasses.replace(est, extra={**row, "F": est.statistic**2, "df1": 1, "df2": fit.df}))
@@ -967,17 +1055,17 @@ def per_protocol(
         fit = fit_ols(X, y, f"per-protocol regression on sessions of {outcome or 'the outcome'} at {tp}")
         slopes.append(
             Estimate.from_t(
-                f"change per session attended at {tp}",
+                f"change per session attended at {design.visit_label(tp)}",
                 fit.beta[1],
                 math.sqrt(fit.cov[1, 1]),
                 fit.df,
                 level,
-                "IMR arm only, observed cases; OLS of outcome on sessions attended",
+                f"{arm_name} arm only, observed cases; OLS of outcome on sessions attended",
                 extra={
                     "outcome": outcome,
                     "timepoint": tp,
                     "n": int(len(d)),
-                    "n_imr_randomised": gone["n_randomised"],
+                    f"n_{key}_randomised": gone["n_randomised"],
                     "n_excluded": gone["n_excluded"],
                     "excluded_because": gone["excluded_because"],
                 },
@@ -991,14 +1079,14 @@ def per_protocol(
 # --------------------------------------------------------------------------------------------------
 
 
-def _subgroup_levels(rows: pd.DataFrame, subgroup: str) -> list[str]:
+def _subgroup_levels(rows: pd.DataFrame, subgroup: str, design: StudyDesign = DEFAULT_DESIGN) -> list[str]:
     if subgroup not in rows.columns:
         raise AnalysisError(f"subgroup variable {subgroup!r} is not a column; choose from {list(rows.columns)}")
     levels = sorted(rows[subgroup].dropna().astype(str).unique())
     if len(levels) < 2:
         raise AnalysisError(f"subgroup {subgroup!r} has {len(levels)} level(s): no interaction to test")
     for lev in levels:
-        for arm in ARMS:
+        for arm in design.arms:
             if not ((rows[subgroup].astype(str) == lev) & (rows["arm"] == arm)).any():
                 raise AnalysisError(
                     f"subgroup {subgroup}={lev!r} has no {arm} participant: the arm x {subgroup} "
@@ -1017,12 +1105,12 @@ def subgroup_interactions(
     level: float = 0.95,
     df_method: str = "satterthwaite",
 ) -> pd.DataFrame:
-    """Arm x ``subgroup`` in the ITT MI-MMRM: visit-specific interaction columns IMR x level x visit are
-    added to the analysis model (``subgroup`` stays a covariate); per visit, the pooled interaction
-    (difference of the IMR - TAU effect between a level and the reference level, Rubin / Barnard-Rubin)
-    and the pooled IMR - TAU effect within each level."""
-    rows = imputation.frame
-    levels = _subgroup_levels(rows, subgroup)
+    """Arm x ``subgroup`` in the ITT MI-MMRM: visit-specific interaction columns intervention x level x visit
+    are added to the analysis model (``subgroup`` stays a covariate); per visit of the imputation's design, the
+    pooled interaction (difference of the intervention - control effect between a level and the reference
+    level, Rubin / Barnard-Rubin) and the pooled intervention - control effect within each level."""
+    rows, study = imputation.frame, imputation.design
+    levels = _subgroup_levels(rows, subgroup, study)
     covs = tuple(covariates) if subgroup in covariates else (*covariates, subgroup)
     imputed = imputation.covariate_values.get(subgroup) if subgroup in covariates else None
     if imputed is None and rows[subgroup].isna().any():
@@ -1030,7 +1118,8 @@ def subgroup_interactions(
             f"subgroup {subgroup!r} is missing for {int(rows[subgroup].isna().sum())} participant(s) and is not "
             "an imputed covariate: add it to trial.covariates so that everyone stays in the ITT model"
         )
-    treated = (rows["arm"] == "IMR").to_numpy(float)
+    treated = (rows["arm"] == study.intervention).to_numpy(float)
+    visits, contrast = study.visits, study.contrast_label
     extra, index = {}, {}
     for lev in levels[1:]:
         # per imputation when the subgroup variable was imputed: (m, n) membership, else (n,)
@@ -1039,14 +1128,14 @@ def subgroup_interactions(
             if imputed is None
             else (imputed.astype(str) == lev).astype(float)
         )
-        for k, tp in enumerate(TIMEPOINTS):
-            name = f"imr_x_{subgroup}_{lev}_{tp}"
-            cols = np.zeros(in_level.shape + (len(TIMEPOINTS),))
+        for k, tp in enumerate(visits):
+            name = f"{study.arm_key(study.intervention)}_x_{subgroup}_{lev}_{tp}"
+            cols = np.zeros(in_level.shape + (len(visits),))
             cols[..., k] = treated * in_level
             extra[name], index[(lev, tp)] = cols, name
 
     specs = []  # (kind, level, timepoint)
-    for tp in TIMEPOINTS:
+    for tp in visits:
         specs += [("interaction", lev, tp) for lev in levels[1:]]
         specs += [("within", lev, tp) for lev in levels]
 
@@ -1055,24 +1144,27 @@ def subgroup_interactions(
         L = np.zeros((len(specs), len(res.columns)))
         for r, (kind, lev, tp) in enumerate(specs):
             if kind == "within":
-                L[r, col[f"arm[IMR]:time[{tp}]"]] = 1.0
+                L[r, col[f"arm[{study.intervention}]:time[{tp}]"]] = 1.0
             if lev != levels[0]:
                 L[r, col[index[(lev, tp)]]] = 1.0
         return L, specs
 
     fits, design = fit_imputations(imputation, covs, L_fn, extra=extra, df_method=df_method)
     dfc_visit = complete_data_df(design)
-    dfc = np.array([dfc_visit[TIMEPOINTS.index(tp)] for _, _, tp in specs])
-    note = f"{imputation.method_text}; MMRM with IMR x {subgroup} x visit columns" + _kr_note(df_method)
+    dfc = np.array([dfc_visit[visits.index(tp)] for _, _, tp in specs])
+    note = (
+        f"{imputation.method_text}; MMRM with {study.arm_label(study.intervention)} x {subgroup} x visit columns"
+        + _kr_note(df_method)
+    )
     pooled = _pool_rows(
         fits,
         dfc,
         specs,
         lambda j: (
-            f"interaction: (IMR - TAU | {subgroup}={specs[j][1]}) - (IMR - TAU | {subgroup}={levels[0]}) "
-            f"at {specs[j][2]}"
+            f"interaction: ({contrast} | {subgroup}={specs[j][1]}) - ({contrast} | {subgroup}={levels[0]}) "
+            f"at {study.visit_label(specs[j][2])}"
             if specs[j][0] == "interaction"
-            else f"IMR - TAU within {subgroup}={specs[j][1]} at {specs[j][2]}"
+            else f"{contrast} within {subgroup}={specs[j][1]} at {study.visit_label(specs[j][2])}"
         ),
         lambda j: {
             "outcome": outcome,
@@ -1094,20 +1186,26 @@ def subgroup_interaction_cc(
     subgroup: str,
     *,
     outcome: str = "",
-    timepoint: str = "fu12",
+    timepoint: str | None = None,
     covariates: Sequence[str] = DEFAULT_COVARIATES,
+    design: StudyDesign = DEFAULT_DESIGN,
 ) -> tuple[pd.DataFrame, dict]:
-    """Complete-case arm x ``subgroup`` at one visit: (descriptives, test). Descriptives: n / mean / SD per
+    """Complete-case arm x ``subgroup`` at one visit (default the last visit of ``design``): (descriptives,
+    test). Descriptives: n / mean / SD per
     level and arm with the within-level Welch-free pooled t test p (as Jensen et al. 2019, Table 4); test: the ANCOVA
     interaction F test, y ~ baseline + covariates + arm * subgroup vs the model without arm:subgroup
     (R: ``anova(lm(...))`` with the interaction last)."""
-    rows, _ = analysable_rows(frame, [c for c in covariates if c != subgroup] + [subgroup])
-    levels = _subgroup_levels(rows, subgroup)
+    timepoint = design.visits[-1] if timepoint is None else timepoint
+    if timepoint not in design.visits:
+        raise AnalysisError(f"timepoint must be one of {design.visits}, got {timepoint!r}")
+    rows, _ = analysable_rows(frame, [c for c in covariates if c != subgroup] + [subgroup], design)
+    levels = _subgroup_levels(rows, subgroup, design)
     cc = rows.loc[rows[timepoint].notna() & rows["baseline"].notna()]
+    ki, kc = (design.arm_key(arm) for arm in design.arms)
     desc = []
     for lev in levels:
         part = cc.loc[cc[subgroup].astype(str) == lev]
-        a, b = (part.loc[part["arm"] == arm, timepoint].to_numpy() for arm in ARMS)
+        a, b = (part.loc[part["arm"] == arm, timepoint].to_numpy() for arm in design.arms)
         p = stats.ttest_ind(a, b).pvalue if len(a) > 1 and len(b) > 1 else math.nan
         desc.append(
             {
@@ -1115,19 +1213,19 @@ def subgroup_interaction_cc(
                 "subgroup": subgroup,
                 "level": lev,
                 "timepoint": timepoint,
-                "n_imr": len(a),
-                "mean_imr": a.mean() if len(a) else math.nan,
-                "sd_imr": a.std(ddof=1) if len(a) > 1 else math.nan,
-                "n_tau": len(b),
-                "mean_tau": b.mean() if len(b) else math.nan,
-                "sd_tau": b.std(ddof=1) if len(b) > 1 else math.nan,
+                f"n_{ki}": len(a),
+                f"mean_{ki}": a.mean() if len(a) else math.nan,
+                f"sd_{ki}": a.std(ddof=1) if len(a) > 1 else math.nan,
+                f"n_{kc}": len(b),
+                f"mean_{kc}": b.mean() if len(b) else math.nan,
+                f"sd_{kc}": b.std(ddof=1) if len(b) > 1 else math.nan,
                 "p_t_test": float(p),
             }
         )
     others = [c for c in covariates if c != subgroup]
     Z, _ = covariate_dummies(cc, others)
     S, _ = covariate_dummies(cc, [subgroup])
-    treated = (cc["arm"] == "IMR").to_numpy(float)
+    treated = (cc["arm"] == design.intervention).to_numpy(float)
     X0 = np.column_stack([np.ones(len(cc)), cc["baseline"].to_numpy(), Z, treated, S])
     X1 = np.column_stack([X0, S * treated[:, None]])
     what = f"complete-case arm x {subgroup} model of {outcome or 'the outcome'} at {timepoint}"
@@ -1139,7 +1237,9 @@ def subgroup_interaction_cc(
         "subgroup": subgroup,
         "timepoint": timepoint,
         "n": int(len(cc)),
-        **count_exclusions(frame, [c for c in covariates if c != subgroup] + [subgroup], ("baseline", timepoint)),
+        **count_exclusions(
+            frame, [c for c in covariates if c != subgroup] + [subgroup], ("baseline", timepoint), design
+        ),
         "F": float(F),
         "df1": int(df1),
         "df2": int(f1.df),
@@ -1157,7 +1257,7 @@ def subgroup_interaction_cc(
 
 @dataclass(frozen=True)
 class TippingPoint(ResultMixin):
-    """Delta-adjusted pooled IMR - TAU at ``timepoint`` over the grid, and the tipping point(s).
+    """Delta-adjusted pooled intervention - control at ``timepoint`` over the grid, and the tipping point(s).
 
     ``points``: one row per direction searched (deltas below / above 0) with the delta at which the
     CI's significance status first changes (NaN if not within the grid) and a sentence saying so."""
@@ -1168,15 +1268,17 @@ class TippingPoint(ResultMixin):
     points: pd.DataFrame
     significant_at_zero: bool
     method: str
+    design: StudyDesign = DEFAULT_DESIGN
 
+    _json_skip = ("design",)
     _json_rename = {"points": "tipping_points"}
 
     def to_frame(self) -> pd.DataFrame:
-        """The delta-adjusted pooled IMR - TAU at ``timepoint`` over the grid, one Estimate row per delta."""
+        """The delta-adjusted pooled intervention - control at ``timepoint`` over the grid, one row per delta."""
         return to_frame(
             [
                 Estimate(
-                    f"IMR - TAU at {self.timepoint}, delta {r['delta']:+g}",
+                    f"{self.design.contrast_label} at {self.design.visit_label(self.timepoint)}, delta {r['delta']:+g}",
                     r["estimate"],
                     r["se"],
                     r["ci_low"],
@@ -1211,7 +1313,7 @@ def delta_tipping_point(
     imputation: OutcomeImputation,
     *,
     deltas: Sequence[float],
-    timepoint: str = "post",
+    timepoint: str | None = None,
     outcome: str = "",
     covariates: Sequence[str] = DEFAULT_COVARIATES,
     higher_is_better: bool = True,
@@ -1219,19 +1321,22 @@ def delta_tipping_point(
     verify: bool = True,
     df_method: str = "satterthwaite",
 ) -> TippingPoint:
-    """Delta-adjusted MI (MNAR sensitivity): for each delta (outcome units) add delta to the IMR arm's
-    imputed post and fu12 values, refit the MMRM on every completed data set and pool the IMR - TAU
-    contrast at ``timepoint``. The tipping point, per direction from 0, is the delta at which the
+    """Delta-adjusted MI (MNAR sensitivity): for each delta (outcome units) add delta to the intervention
+    arm's imputed post-baseline values (every visit of the imputation's design), refit the MMRM on every
+    completed data set and pool the intervention - control contrast at ``timepoint`` (any visit; default the
+    first). The tipping point, per direction from 0, is the delta at which the
     ``level`` CI first includes 0 (if the ITT result excludes it) or first excludes 0 (if it includes it):
     the first grid point where the status changes, refined by linear interpolation of the relevant CI
     bound between it and its neighbour towards 0; with ``verify`` the pooled CI is recomputed at the
     interpolated delta (``ci_low_at_tip`` / ``ci_high_at_tip``: the crossing bound should be ~0)."""
     deltas = sorted({float(d) for d in deltas} | {0.0})
+    study = imputation.design
+    timepoint = study.visits[0] if timepoint is None else timepoint
     if len(deltas) < 2:
         raise AnalysisError("delta grid needs at least one non-zero shift")
-    if timepoint not in TIMEPOINTS:
-        raise AnalysisError(f"timepoint must be one of {TIMEPOINTS}, got {timepoint!r}")
-    k = TIMEPOINTS.index(timepoint)
+    if timepoint not in study.visits:
+        raise AnalysisError(f"timepoint must be one of {study.visits}, got {timepoint!r}")
+    k = study.visits.index(timepoint)
 
     def L_fn(res):
         return res.contrast_L[[k]], [timepoint]
@@ -1259,22 +1364,36 @@ def delta_tipping_point(
 
     grid = pd.DataFrame(pooled_at(deltas))  # every delta refits the same m completed data sets: one batch
     zero = grid.loc[grid["delta"] == 0.0].iloc[0]
-    points = [_tip(grid, side, bool(zero["excludes_zero"]), higher_is_better, outcome, timepoint) for side in (-1, 1)]
+    points = [
+        _tip(grid, side, bool(zero["excludes_zero"]), higher_is_better, outcome, timepoint, study) for side in (-1, 1)
+    ]
     check = [point for point in points if point["reached"] and verify]
     for point, at in zip(check, pooled_at([p["tipping_delta"] for p in check]) if check else []):
         # check the interpolated tipping point by refitting there
         point.update(ci_low_at_tip=at["ci_low"], ci_high_at_tip=at["ci_high"], estimate_at_tip=at["estimate"])
     method = (
-        f"delta-adjusted MI: delta added to the IMR arm's imputed post and fu12 values of the same "
+        f"delta-adjusted MI: delta added to the {study.arm_label(study.intervention)} arm's imputed "
+        f"{and_join([study.visit_label(v) for v in study.visits])} values of the same "
         f"{imputation.m} imputations, MMRM refitted and pooled (Rubin, Barnard-Rubin df); tipping point by "
         "grid search refined by linear interpolation of the CI bound" + _kr_note(df_method)
     )
-    return TippingPoint(outcome, timepoint, grid, pd.DataFrame(points), bool(zero["excludes_zero"]), method)
+    return TippingPoint(
+        outcome, timepoint, grid, pd.DataFrame(points), bool(zero["excludes_zero"]), method, design=study
+    )
 
 
-def _tip(grid: pd.DataFrame, side: int, sig0: bool, higher_is_better: bool, outcome: str, timepoint: str) -> dict:
+def _tip(
+    grid: pd.DataFrame,
+    side: int,
+    sig0: bool,
+    higher_is_better: bool,
+    outcome: str,
+    timepoint: str,
+    design: StudyDesign = DEFAULT_DESIGN,
+) -> dict:
     part = grid.loc[grid["delta"] * side >= 0].sort_values("delta", key=lambda s: s.abs()).reset_index(drop=True)
-    favour = "favouring IMR" if (side > 0) == higher_is_better else "against IMR"
+    arm = design.arm_label(design.intervention)
+    favour = f"favouring {arm}" if (side > 0) == higher_is_better else f"against {arm}"
     change = "includes 0" if sig0 else "excludes 0"
     out = {
         "outcome": outcome,
@@ -1303,8 +1422,9 @@ def _tip(grid: pd.DataFrame, side: int, sig0: bool, higher_is_better: bool, outc
         bound=bound,
         reached=True,
         statement=(
-            f"Adding {tip:+.3g} points to the IMR arm's missing values ({favour}) makes the "
-            f"95% CI of IMR - TAU at {timepoint} {'include' if sig0 else 'exclude'} 0."
+            f"Adding {tip:+.3g} points to the {arm} arm's missing values ({favour}) makes the "
+            f"95% CI of {design.contrast_label} at {design.visit_label(timepoint)} "
+            f"{'include' if sig0 else 'exclude'} 0."
         ),
     )
     return out

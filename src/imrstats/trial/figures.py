@@ -10,6 +10,10 @@ import pandas as pd
 
 from imrstats.report.figures import new_figure
 from imrstats.trial import analyses as trial
+from imrstats.trial.design import DEFAULT_DESIGN, StudyDesign
+
+# one colour per visit, in visit order (the forest plot)
+VISIT_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
 
 
 def trial_figures(
@@ -19,23 +23,27 @@ def trial_figures(
     registry,
     diagnostic_keys: tuple[str, ...],
     into: dict | None = None,
+    design: StudyDesign = DEFAULT_DESIGN,
 ) -> dict:
     """Every figure of the trial stage, by name (the report refers to figures/<name>.png). `diagnostic_keys`:
     the result keys of the fitted models whose residual diagnostics are drawn, one panel row each. Figures are
-    added to `into` as they are drawn, so those drawn before a failure are kept."""
+    added to `into` as they are drawn, so those drawn before a failure are kept. Arms and visits are printed
+    with ``design``'s labels."""
     figures = {} if into is None else into
     if "trial_itt_contrasts" in tables:
         sds = {r["outcome"]: float(np.nanstd(baseline_values(r), ddof=1)) for r in results if "itt" in r}
-        figures["trial_itt_forest"] = forest_figure(tables["trial_itt_contrasts"], sds)
+        figures["trial_itt_forest"] = forest_figure(tables["trial_itt_contrasts"], sds, design)
     for r in results:
         if "tipping" in r:
             figures[f"trial_tipping_{r['outcome']}"] = tipping_figure(r["tipping"], registry[r["outcome"]].short)
     for r in results:
         diags = [r[n] for n in diagnostic_keys if n in r]
         if diags and draw_diagnostics(r["outcome"], diags, s):
-            figures[f"trial_diagnostics_{r['outcome']}"] = diagnostics_figure(diags, registry[r["outcome"]].short)
+            figures[f"trial_diagnostics_{r['outcome']}"] = diagnostics_figure(
+                diags, registry[r["outcome"]].short, design
+            )
     if any("attendance_points" in r for r in results):
-        figures["trial_attendance"] = attendance_figure(results, registry, s)
+        figures["trial_attendance"] = attendance_figure(results, registry, s, design)
     return figures
 
 
@@ -55,7 +63,7 @@ def draw_diagnostics(key: str, diags: list, s: dict) -> bool:
     )
 
 
-def diagnostics_figure(diags: list, label: str):
+def diagnostics_figure(diags: list, label: str, design: StudyDesign = DEFAULT_DESIGN):
     """Per model (row): normal Q-Q of the residuals, residuals vs fitted, Cook's distance, residuals vs baseline."""
     from scipy import stats
 
@@ -68,7 +76,8 @@ def diagnostics_figure(diags: list, label: str):
         lim = [min(osm.min(), osr.min()), max(osm.max(), osr.max())]
         row[0].plot(lim, lim, color="black", lw=0.8)
         row[0].set_title(
-            f"{label}, {d.model} {d.timepoint}\nnormal Q-Q; Shapiro-Wilk p = {c.loc['shapiro_wilk', 'p']:.3g}",
+            f"{label}, {d.model} {'+'.join(design.visit_label(v) for v in d.timepoint.split('+'))}\nnormal Q-Q; "
+            f"Shapiro-Wilk p = {c.loc['shapiro_wilk', 'p']:.3g}",
             fontsize=8,
         )
         row[1].plot(d.fitted, d.residuals, ".", ms=3)
@@ -95,7 +104,7 @@ def diagnostics_figure(diags: list, label: str):
     return fig
 
 
-def attendance_figure(results, registry, s):
+def attendance_figure(results, registry, s, design: StudyDesign = DEFAULT_DESIGN):
     panels = [r for r in results if "attendance_points" in r]
     fig, axes = new_figure(3.4 * len(panels), 3.2, ncols=len(panels))
     axes = np.atleast_1d(axes)
@@ -113,18 +122,20 @@ def attendance_figure(results, registry, s):
             lw=0.8,
             label=f">{s['per_protocol_threshold']} sessions",
         )
-        ax.set_xlabel("sessions attended (IMR arm)", fontsize=8)
-        ax.set_ylabel(f"{registry[r['outcome']].short} at {s['attendance_timepoint']}", fontsize=8)
+        ax.set_xlabel(f"sessions attended ({design.arm_label(design.intervention)} arm)", fontsize=8)
+        ax.set_ylabel(f"{registry[r['outcome']].short} at {design.visit_label(s['attendance_timepoint'])}", fontsize=8)
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def tipping_figure(tp: trial.TippingPoint, label: str):
+    design = tp.design
+    contrast, arm = design.contrast_label, design.arm_label(design.intervention)
     fig, ax = new_figure(6.4, 4.0)
     g = tp.grid
     ax.fill_between(g["delta"], g["ci_low"], g["ci_high"], alpha=0.25, color="tab:blue", label="95% CI (Rubin)")
-    ax.plot(g["delta"], g["estimate"], "o-", color="tab:blue", label="pooled IMR - TAU")
+    ax.plot(g["delta"], g["estimate"], "o-", color="tab:blue", label=f"pooled {contrast}")
     ax.axhline(0, color="black", lw=0.8)
     for _, p in tp.points.iterrows():
         if p["reached"]:
@@ -137,28 +148,34 @@ def tipping_figure(tp: trial.TippingPoint, label: str):
                 ha="left",
                 va="bottom",
             )
-    ax.set_xlabel(f"delta added to the IMR arm's imputed values ({label} points)")
-    ax.set_ylabel(f"IMR - TAU at {tp.timepoint}")
+    ax.set_xlabel(f"delta added to the {arm} arm's imputed values ({label} points)")
+    ax.set_ylabel(f"{contrast} at {design.visit_label(tp.timepoint)}")
     ax.set_title(f"{label}: delta-adjusted MI (MNAR) sensitivity")
     ax.legend(fontsize=8, loc="best")
     return fig
 
 
-def forest_figure(itt: pd.DataFrame, sds: dict):
-    """ITT effects in baseline-SD units, signed so that positive favours IMR."""
+def forest_figure(itt: pd.DataFrame, sds: dict, design: StudyDesign = DEFAULT_DESIGN):
+    """ITT effects in baseline-SD units, signed so that positive favours the intervention; one colour per visit."""
     fig, ax = new_figure(6.4, 0.35 * len(itt) + 1.2)
     y = np.arange(len(itt))[::-1]
     sign = np.where(itt["direction"] == "higher is better", 1.0, -1.0)
     sd = itt["outcome"].map(sds).to_numpy(dtype=float)
     est, lo, hi = (sign * itt[c].to_numpy() / sd for c in ("estimate", "ci_low", "ci_high"))
     lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
-    colours = np.where(itt["timepoint"] == "post", "tab:blue", "tab:orange")
+    palette = {v: VISIT_COLOURS[k % len(VISIT_COLOURS)] for k, v in enumerate(design.visits)}
+    colours = itt["timepoint"].map(palette).fillna("tab:gray").to_numpy()
     ax.hlines(y, lo, hi, colors=colours)
-    for tp, colour in (("post", "tab:blue"), ("fu12", "tab:orange")):
-        sel = colours == colour
-        ax.scatter(est[sel], y[sel], color=colour, zorder=3, label=tp)
+    for tp in design.visits:
+        sel = (itt["timepoint"] == tp).to_numpy()
+        ax.scatter(est[sel], y[sel], color=palette[tp], zorder=3, label=design.visit_label(tp))
     ax.legend(fontsize=8, loc="best")
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(y, [f"{i} ({t})" for i, t in zip(itt["instrument"], itt["timepoint"])], fontsize=8)
-    ax.set_xlabel("IMR - TAU in baseline SD units (positive favours IMR); ITT MI-MMRM, 95% CI")
+    ax.set_yticks(
+        y, [f"{i} ({design.visit_label(t)})" for i, t in zip(itt["instrument"], itt["timepoint"])], fontsize=8
+    )
+    ax.set_xlabel(
+        f"{design.contrast_label} in baseline SD units (positive favours {design.arm_label(design.intervention)}); "
+        "ITT MI-MMRM, 95% CI"
+    )
     return fig

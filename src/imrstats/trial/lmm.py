@@ -42,8 +42,14 @@ import pandas as pd
 
 from imrstats.errors import AnalysisError
 from imrstats.results import Estimate, ResultMixin, confint_t, summary_block, to_frame
-from imrstats.trial.design import ARMS, DEFAULT_COVARIATES, TIMEPOINTS, analysable_rows, long_format
-from imrstats.trial.mmrm import build_mmrm_design
+from imrstats.trial.design import (
+    DEFAULT_COVARIATES,
+    DEFAULT_DESIGN,
+    StudyDesign,
+    analysable_rows,
+    long_format,
+    mmrm_design,
+)
 
 BOUNDARY_FRACTION = 1e-6
 # BFGS on statsmodels' analytic REML score; its default gradient tolerance (1e-5) leaves tau^2 ~5e-6 (relative)
@@ -116,18 +122,24 @@ class RandomInterceptResult(ResultMixin):
 
 
 def random_intercept_lmm(
-    frame: pd.DataFrame, *, outcome: str = "", covariates: Sequence[str] = DEFAULT_COVARIATES, level: float = 0.95
+    frame: pd.DataFrame,
+    *,
+    outcome: str = "",
+    covariates: Sequence[str] = DEFAULT_COVARIATES,
+    level: float = 0.95,
+    design: StudyDesign = DEFAULT_DESIGN,
 ) -> RandomInterceptResult:
     """Fit the random-intercept LMM (see the module docstring) to one outcome frame (`trial.outcome_frame`)
-    and return IMR - TAU per visit with SE, CI at ``level``, nlme between-within df and t test.
+    and return intervention - control per visit of ``design`` with SE, CI at ``level``, nlme between-within df
+    and t test; the baseline slope per visit or common, as ``design.baseline_slope`` says (the MMRM's mean model).
 
     Raises AnalysisError when nothing is estimable: no observed post-baseline value, one visit only (tau^2
     and sigma^2 are then not separately identifiable) or a collinear design. A visit at which one arm has no
     observation keeps its row with NaN numbers and a note; the other visit is still estimated."""
     if not 0 < level < 1:
         raise AnalysisError(f"level must be in (0, 1), got {level!r}")
-    long, n_dropped = observed_long_format(frame, covariates)
-    times = tuple(t for t in TIMEPOINTS if (long["time"] == t).any())
+    long, n_dropped = observed_long_format(frame, covariates, design)
+    times = tuple(t for t in design.visits if (long["time"] == t).any())
     notes = [f"{n_dropped} participant(s) without arm or complete covariates not analysed"] if n_dropped else []
     if len(times) < 2 or not long["id"].duplicated().any():
         raise AnalysisError(
@@ -135,7 +147,7 @@ def random_intercept_lmm(
             f"observation per participant (visits observed: {list(times)}) the random-intercept and "
             "residual variances are not separately identifiable; report the complete-case ANCOVA"
         )
-    X, names, y, groups = _observed_design(long, covariates, times)
+    X, names, y, groups = _observed_design(long, covariates, times, design)
     fit = _fit_mixedlm(y, X, groups)
     notes += fit["notes"]
     tau2, sigma2 = fit["tau2"], fit["sigma2"]
@@ -148,7 +160,8 @@ def random_intercept_lmm(
     cov = _gls_covariance(X, groups, tau2, sigma2)
     df = between_within_df(X, groups)
     method = (
-        "REML random-intercept LMM (statsmodels MixedLM; 0 + time + arm:time + baseline:time"
+        "REML random-intercept LMM (statsmodels MixedLM; 0 + time + arm:time + "
+        + ("baseline:time" if design.baseline_slope == "separate" else "baseline")
         + "".join(f" + {c}" for c in covariates)
         + "), observed data; GLS covariance; nlme between-within df"
     )
@@ -171,8 +184,9 @@ def random_intercept_lmm(
             method,
             note,
             {"outcome": outcome, "converged": bool(fit["converged"]), "boundary": bool(boundary)},
+            design,
         )
-        for t in TIMEPOINTS
+        for t in design.visits
     ]
     return RandomInterceptResult(
         outcome=outcome,
@@ -190,12 +204,14 @@ def random_intercept_lmm(
     )
 
 
-def observed_long_format(frame: pd.DataFrame, covariates: Sequence[str]) -> tuple[pd.DataFrame, int]:
+def observed_long_format(
+    frame: pd.DataFrame, covariates: Sequence[str], design: StudyDesign = DEFAULT_DESIGN
+) -> tuple[pd.DataFrame, int]:
     """Long rows (participant x visit) with an observed outcome, for participants with an observed baseline."""
-    rows, n_dropped = analysable_rows(frame, covariates)
+    rows, n_dropped = analysable_rows(frame, covariates, design)
     rows = rows.loc[rows["baseline"].notna()].reset_index(drop=True)
-    long = long_format(rows, covariates, rows["baseline"].to_numpy(dtype=float))
-    long["y"] = rows[list(TIMEPOINTS)].to_numpy(dtype=float).reshape(-1)
+    long = long_format(rows, covariates, rows["baseline"].to_numpy(dtype=float), design=design)
+    long["y"] = rows[list(design.visits)].to_numpy(dtype=float).reshape(-1)
     long = long.loc[long["y"].notna()].reset_index(drop=True)
     if long.empty:
         raise AnalysisError(
@@ -205,16 +221,20 @@ def observed_long_format(frame: pd.DataFrame, covariates: Sequence[str]) -> tupl
     return long, n_dropped
 
 
-def _observed_design(long: pd.DataFrame, covariates: Sequence[str], times: tuple):
-    """The MMRM's fixed-effects columns (`mmrm.build_mmrm_design`) on the observed rows, the outcome and the
+def _observed_design(long: pd.DataFrame, covariates: Sequence[str], times: tuple, study: StudyDesign = DEFAULT_DESIGN):
+    """The MMRM's fixed-effects columns (`trial.design.mmrm_design`) on the observed rows, the outcome and the
     participant index. A visit where one arm has no observation loses its arm:time column (0, or equal to
     time[t]): that contrast is not estimable, the rest of the model is."""
-    design = build_mmrm_design(long, covariates=covariates, times=times)
+    design = mmrm_design(long, covariates, study, times=times)
     cells = np.flatnonzero(design.present.reshape(-1))
     X_all = design.X.reshape(-1, design.X.shape[2])[cells]
     y = design.outcome_grid(long["y"].to_numpy()).reshape(-1)[cells]
     groups = np.repeat(np.arange(len(design.ids)), len(times))[cells]
-    one_arm = {f"arm[IMR]:time[{t}]" for t in times if long.loc[long["time"] == t, "arm"].nunique() < len(ARMS)}
+    one_arm = {
+        f"arm[{study.intervention}]:time[{t}]"
+        for t in times
+        if long.loc[long["time"] == t, "arm"].nunique() < len(study.arms)
+    }
     keep = (np.abs(X_all).sum(axis=0) > 0) & np.array([c not in one_arm for c in design.columns])
     X, names = X_all[:, keep], [c for c, k in zip(design.columns, keep) if k]
     if np.linalg.matrix_rank(X) < X.shape[1] or len(y) - X.shape[1] < 1:
@@ -225,24 +245,25 @@ def _observed_design(long: pd.DataFrame, covariates: Sequence[str], times: tuple
     return X, names, y, groups
 
 
-def _contrast_row(t, long, names, fit, cov, df, level, method, note, extra) -> Estimate:
-    """IMR - TAU at visit t (the arm[IMR]:time[t] coefficient), or a NaN row saying why it is not estimable."""
+def _contrast_row(t, long, names, fit, cov, df, level, method, note, extra, design=DEFAULT_DESIGN) -> Estimate:
+    """Intervention - control at visit t (the arm[<intervention>]:time[t] coefficient), or a NaN row saying why
+    it is not estimable."""
     at = long["time"] == t
     extra = {
         **extra,
         "timepoint": t,
-        "n_imr": int((at & (long["arm"] == "IMR")).sum()),
-        "n_tau": int((at & (long["arm"] == "TAU")).sum()),
+        **{f"n_{design.arm_key(a)}": int((at & (long["arm"] == a)).sum()) for a in design.arms},
     }
-    name = f"arm[IMR]:time[{t}]"
+    name = f"arm[{design.intervention}]:time[{t}]"
+    quantity = f"{design.contrast_label} at {design.visit_label(t)}"
     if name in names:
         j = names.index(name)
         return Estimate.from_t(
-            f"IMR - TAU at {t}", fit["beta"][j], math.sqrt(cov[j, j]), df[j], level, method, notes=note, extra=extra
+            quantity, fit["beta"][j], math.sqrt(cov[j, j]), df[j], level, method, notes=note, extra=extra
         )
-    absent = [a for a in ARMS if not (at & (long["arm"] == a)).any()]
+    absent = [a for a in design.arms if not (at & (long["arm"] == a)).any()]
     return Estimate(
-        f"IMR - TAU at {t}",
+        quantity,
         math.nan,
         method=method,
         extra=extra,

@@ -2,7 +2,9 @@
 subscale ANCOVA, attendance dose-response and the complier-average causal effect (CACE).
 
 Data: the one-row-per-participant frame of `trial.outcome_frame` (arm, covariates, sessions attended and
-the outcome at baseline, post and fu12).
+the outcome at baseline, post and fu12). The study design (keyword ``design``, `trial.design.StudyDesign`)
+names the arms and the post-baseline visits; "IMR", "TAU", "post" and "fu12" below are the default design's
+intervention, control, first and last visit.
 
 * **Diagnostics** (seed: "Outliers were identified through Cook's D ... and all outliers were included.
   Residuals were tested for normality, linearity, and homoscedasticity, including using Spearman's
@@ -53,8 +55,17 @@ from scipy import stats
 
 from imrstats.errors import AnalysisError
 from imrstats.results import Estimate, ResultMixin, summary_block, to_frame
-from imrstats.trial.design import ARMS, DEFAULT_COVARIATES, TIMEPOINTS, analysable_rows, covariate_dummies, long_format
-from imrstats.trial.mmrm import MMRMDesign, MMRMResult, build_mmrm_design, fit_mmrm_grid, satterthwaite_df
+from imrstats.trial.design import (
+    DEFAULT_COVARIATES,
+    DEFAULT_DESIGN,
+    StudyDesign,
+    analysable_rows,
+    and_join,
+    covariate_dummies,
+    long_format,
+    mmrm_design,
+)
+from imrstats.trial.mmrm import MMRMDesign, MMRMResult, fit_mmrm_grid, satterthwaite_df
 from imrstats.trial.mmrm.reml import evaluate_reml, newton_reml, pattern_stats, vech_basis
 from imrstats.trial.ols import fit_ols
 
@@ -216,18 +227,21 @@ def cc_diagnostics(
     frame: pd.DataFrame,
     *,
     outcome: str = "",
-    timepoint: str = "fu12",
+    timepoint: str | None = None,
     covariates: Sequence[str] = DEFAULT_COVARIATES,
     alpha: float = 0.05,
+    design: StudyDesign = DEFAULT_DESIGN,
 ) -> ModelDiagnostics:
-    """Diagnostics of the complete-case ANCOVA y_t ~ arm + baseline + covariates (`trial.complete_case`)."""
-    if timepoint not in TIMEPOINTS:
-        raise AnalysisError(f"timepoint must be one of {TIMEPOINTS}, got {timepoint!r}")
-    rows, _ = analysable_rows(frame, covariates)
+    """Diagnostics of the complete-case ANCOVA y_t ~ arm + baseline + covariates (`trial.complete_case`) at
+    ``timepoint`` (default the last visit of ``design``)."""
+    timepoint = design.visits[-1] if timepoint is None else timepoint
+    if timepoint not in design.visits:
+        raise AnalysisError(f"timepoint must be one of {design.visits}, got {timepoint!r}")
+    rows, _ = analysable_rows(frame, covariates, design)
     cc = rows.loc[rows[timepoint].notna() & rows["baseline"].notna()].reset_index(drop=True)
     Z, _ = covariate_dummies(cc, covariates)
     b = cc["baseline"].to_numpy(float)
-    X = np.column_stack([np.ones(len(cc)), (cc["arm"] == "IMR").to_numpy(float), b, Z])
+    X = np.column_stack([np.ones(len(cc)), (cc["arm"] == design.intervention).to_numpy(float), b, Z])
     y = cc[timepoint].to_numpy(float)
     what = f"complete-case ANCOVA of {_name(outcome)} at {timepoint}"
     fit_ols(X, y, what)  # raises a clear error on too few or collinear cases
@@ -271,17 +285,19 @@ def cc_diagnostics(
     )
 
 
-def observed_mmrm_rows(frame: pd.DataFrame, covariates: Sequence[str], what: str) -> pd.DataFrame:
+def observed_mmrm_rows(
+    frame: pd.DataFrame, covariates: Sequence[str], what: str, design: StudyDesign = DEFAULT_DESIGN
+) -> pd.DataFrame:
     """Participants with complete covariates, an observed baseline and at least one observed visit."""
-    rows, _ = analysable_rows(frame, covariates)
-    keep = rows["baseline"].notna() & rows[list(TIMEPOINTS)].notna().any(axis=1)
+    rows, _ = analysable_rows(frame, covariates, design)
+    keep = rows["baseline"].notna() & rows[list(design.visits)].notna().any(axis=1)
     rows = rows.loc[keep].reset_index(drop=True)
-    for tp in TIMEPOINTS:
-        for arm in ARMS:
+    for tp in design.visits:
+        for arm in design.arms:
             if not (rows[tp].notna() & (rows["arm"] == arm)).any():
                 raise AnalysisError(
                     f"{what}: no {arm} participant has an observed {tp} value (with a baseline): "
-                    "the repeated-measures model needs both post and fu12 in each arm"
+                    f"the repeated-measures model needs {and_join(design.visits)} in each arm"
                 )
     return rows
 
@@ -357,21 +373,25 @@ def cooks_distance(
 
 
 def observed_mmrm_design(
-    rows: pd.DataFrame, covariates: Sequence[str], *, shared_baseline: bool = False, quadratic: bool = False
+    rows: pd.DataFrame,
+    covariates: Sequence[str],
+    *,
+    shared_baseline: bool | None = None,
+    quadratic: bool = False,
+    design: StudyDesign = DEFAULT_DESIGN,
 ):
-    long = long_format(rows, covariates, rows["baseline"].to_numpy(float))
+    """The observed-data MMRM design of ``rows`` and its outcome grid; one common baseline slope with
+    ``shared_baseline`` (default: as ``design.baseline_slope`` says), else one per visit."""
+    long = long_format(rows, covariates, rows["baseline"].to_numpy(float), design=design)
     covs = tuple(covariates)
     if quadratic:
         b = rows["baseline"].to_numpy(float)
-        long["baseline_sq"] = np.repeat((b - b.mean()) ** 2, len(TIMEPOINTS))
+        long["baseline_sq"] = np.repeat((b - b.mean()) ** 2, len(design.visits))
         covs = covs + ("baseline_sq",)
-    if shared_baseline:
-        covs = ("baseline",) + covs
-    design = build_mmrm_design(
-        long, baseline=None if shared_baseline else "baseline", covariates=covs, times=TIMEPOINTS
-    )
-    y = rows[list(TIMEPOINTS)].to_numpy(float).reshape(-1)
-    return design, design.outcome_grid(y)
+    common = design.baseline_slope == "common" if shared_baseline is None else shared_baseline
+    built = mmrm_design(long, covs, dataclasses.replace(design, baseline_slope="common" if common else "separate"))
+    y = rows[list(design.visits)].to_numpy(float).reshape(-1)
+    return built, built.outcome_grid(y)
 
 
 def mmrm_diagnostics(
@@ -381,24 +401,28 @@ def mmrm_diagnostics(
     covariates: Sequence[str] = DEFAULT_COVARIATES,
     alpha: float = 0.05,
     cooks_refit: bool = False,
+    design: StudyDesign = DEFAULT_DESIGN,
 ) -> ModelDiagnostics:
     """Diagnostics of the likelihood MMRM on the observed data (the ITT model without imputation):
     normalized residuals, participant-level Cook's distance (`cooks_distance`; ``cooks_refit`` chooses
     REML refits over the fixed-covariance closed form), centred quadratic baseline term."""
     what = f"MMRM diagnostics of {_name(outcome)}"
-    rows = observed_mmrm_rows(frame, covariates, what)
-    design, grid = observed_mmrm_design(rows, covariates)
+    study = design
+    rows = observed_mmrm_rows(frame, covariates, what, study)
+    design, grid = observed_mmrm_design(rows, covariates, design=study)
     fit = fit_mmrm_grid(design, grid)
     observed = design.present & np.isfinite(grid)
     fitted = design.X @ fit.beta
     z = normalized_residuals(design, observed, grid - fitted, fit.sigma)
     cooks, n_failed = cooks_distance(design, grid, fit, refit=cooks_refit)
-    qdesign, qgrid = observed_mmrm_design(rows, covariates, quadratic=True)
+    qdesign, qgrid = observed_mmrm_design(rows, covariates, quadratic=True, design=study)
     qfit = fit_mmrm_grid(qdesign, qgrid)
     fe = qfit.fixed_effects.set_index("term").loc["baseline_sq"]
     quad = (float(fe["statistic"]), float(fe["p"]), float(fe["estimate"]))
-    base = np.repeat(rows["baseline"].to_numpy(float)[:, None], len(TIMEPOINTS), axis=1)[observed]
-    model = "REML GLS MMRM (post, fu12; unstructured covariance) of the observed data"
+    base = np.repeat(rows["baseline"].to_numpy(float)[:, None], len(study.visits), axis=1)[observed]
+    visits = ", ".join(study.visit_label(v) for v in study.visits)
+    slope = "" if study.baseline_slope == "separate" else "; one common baseline slope"
+    model = f"REML GLS MMRM ({visits}; unstructured covariance{slope}) of the observed data"
     checks = _residual_checks(
         z[observed],
         fitted[observed],
@@ -419,7 +443,8 @@ def mmrm_diagnostics(
         checks.loc[checks["check"] == "cooks_distance", "detail"] += (
             f"; {n_failed} delete-one refit(s) did not converge" if n_failed else ""
         )
-    checks.insert(0, "timepoint", "post+fu12")
+    all_visits = "+".join(study.visits)
+    checks.insert(0, "timepoint", all_visits)
     checks.insert(0, "model", "MMRM (observed data)")
     checks.insert(0, "outcome", outcome)
     checks.insert(3, "n", len(design.ids))
@@ -427,7 +452,7 @@ def mmrm_diagnostics(
         checks.loc[len(checks)] = {
             "outcome": outcome,
             "model": "MMRM (observed data)",
-            "timepoint": "post+fu12",
+            "timepoint": all_visits,
             "n": len(design.ids),
             "check": "convergence",
             "statistic": math.nan,
@@ -441,7 +466,7 @@ def mmrm_diagnostics(
     return ModelDiagnostics(
         outcome,
         "MMRM (observed data)",
-        "post+fu12",
+        all_visits,
         len(design.ids),
         checks,
         tuple(int(i) + 1 for i in np.flatnonzero(cooks > 4.0 / len(design.ids))),
@@ -459,23 +484,34 @@ def mmrm_diagnostics(
 
 
 def within_group_change(
-    frame: pd.DataFrame, *, outcome: str = "", covariates: Sequence[str] = (), level: float = 0.95
+    frame: pd.DataFrame,
+    *,
+    outcome: str = "",
+    covariates: Sequence[str] = (),
+    level: float = 0.95,
+    design: StudyDesign = DEFAULT_DESIGN,
 ) -> pd.DataFrame:
-    """Per arm, fu12 - post from Jensen et al. 2019's post hoc mixed model (0 + time + arm:time + baseline +
-    covariates, unstructured covariance, REML, observed data), and IMR change - TAU change;
-    Satterthwaite df. Rows carry ``arm`` (IMR, TAU or 'IMR - TAU'), n and the fit's convergence."""
+    """Per arm, last - first post-baseline visit (the default design's fu12 - post) from Jensen et al. 2019's
+    post hoc mixed model over every visit (0 + time + arm:time + baseline + covariates, unstructured
+    covariance, REML, observed data), and intervention change - control change; Satterthwaite df. Rows carry
+    ``arm`` (the intervention, the control or 'intervention - control', as codes), n (with n per visit of the
+    two) and the fit's convergence. Needs two post-baseline visits or more."""
     what = f"within-group change of {_name(outcome)}"
-    rows = observed_mmrm_rows(frame, covariates, what)
-    design, grid = observed_mmrm_design(rows, covariates, shared_baseline=True)
+    if len(design.visits) < 2:
+        raise AnalysisError(f"{what}: one post-baseline visit ({design.visits[0]}): no change between visits")
+    study, first, last = design, design.visits[0], design.visits[-1]
+    rows = observed_mmrm_rows(frame, covariates, what, study)
+    design, grid = observed_mmrm_design(rows, covariates, shared_baseline=True, design=study)
     fit = fit_mmrm_grid(design, grid, level=level)
     col = {c: j for j, c in enumerate(design.columns)}
+    treat_last, treat_first = (f"arm[{study.intervention}]:time[{t}]" for t in (last, first))
     L = np.zeros((3, len(design.columns)))
-    L[:, col["time[fu12]"]], L[:, col["time[post]"]] = 1.0, -1.0  # TAU (reference arm)
-    L[0, col["arm[IMR]:time[fu12]"]], L[0, col["arm[IMR]:time[post]"]] = 1.0, -1.0
+    L[:, col[f"time[{last}]"]], L[:, col[f"time[{first}]"]] = 1.0, -1.0  # control (reference arm)
+    L[0, col[treat_last]], L[0, col[treat_first]] = 1.0, -1.0
     L[2] = 0.0
-    L[2, col["arm[IMR]:time[fu12]"]], L[2, col["arm[IMR]:time[post]"]] = 1.0, -1.0
+    L[2, col[treat_last]], L[2, col[treat_first]] = 1.0, -1.0
     observed = design.present & np.isfinite(grid)
-    dcov = evaluate_reml(pattern_stats(design.X, grid, observed), fit.sigma, vech_basis(len(TIMEPOINTS))[0])[
+    dcov = evaluate_reml(pattern_stats(design.X, grid, observed), fit.sigma, vech_basis(len(study.visits))[0])[
         "dcov_beta"
     ]
     df = satterthwaite_df(L, fit.cov_beta, dcov, fit.cov_theta)
@@ -485,20 +521,22 @@ def within_group_change(
     model = "0 + time + arm:time + baseline" + "".join(f" + {c}" for c in covariates)
     method = f"REML GLS ({model}; unstructured covariance), observed data; Satterthwaite df"
     out = []
+    change = f"{study.visit_label(last)} - {study.visit_label(first)}"
+    i, c = study.intervention, study.control
     for k, (arm, label) in enumerate(
         (
-            ("IMR", "change fu12 - post, IMR"),
-            ("TAU", "change fu12 - post, TAU"),
-            ("IMR - TAU", "difference in change fu12 - post, IMR - TAU"),
+            (i, f"change {change}, {study.arm_label(i)}"),
+            (c, f"change {change}, {study.arm_label(c)}"),
+            (f"{i} - {c}", f"difference in change {change}, {study.contrast_label}"),
         )
     ):
-        sel = np.ones(len(arm_of), bool) if k == 2 else (arm_of == (arm == "IMR"))
+        sel = np.ones(len(arm_of), bool) if k == 2 else (arm_of == (arm == i))
         extra = {
             "outcome": outcome,
             "arm": arm,
             "n": int(observed[sel].any(axis=1).sum()),
-            "n_post": int(observed[sel, 0].sum()),
-            "n_fu12": int(observed[sel, 1].sum()),
+            f"n_{first}": int(observed[sel, 0].sum()),
+            f"n_{last}": int(observed[sel, len(study.visits) - 1].sum()),
             "converged": bool(fit.converged),
         }
         out.append(Estimate.from_t(label, est[k], se[k], df[k], level, method, notes=fit.notes, extra=extra))
@@ -514,19 +552,24 @@ def subscale_ancova(
     frame: pd.DataFrame,
     *,
     outcome: str = "",
-    timepoint: str = "fu12",
-    covariate_timepoint: str = "post",
+    timepoint: str | None = None,
+    covariate_timepoint: str | None = None,
     covariates: Sequence[str] = (),
     level: float = 0.95,
+    design: StudyDesign = DEFAULT_DESIGN,
 ) -> pd.DataFrame:
     """Jensen et al. 2019, Table 4 post hoc: OLS ``timepoint ~ arm + covariate_timepoint (+ covariates)`` among
-    participants with both values; IMR - TAU with its t CI and p, the type III F (= t^2) and n / mean / SD per arm."""
+    participants with both values (default: the last visit on the one before it, or on the baseline with one
+    visit); intervention - control with its t CI and p, the type III F (= t^2) and n / mean / SD per arm."""
+    timepoint = design.visits[-1] if timepoint is None else timepoint
+    if covariate_timepoint is None:
+        covariate_timepoint = design.visits[-2] if len(design.visits) > 1 else "baseline"
     for tp in (timepoint, covariate_timepoint):
-        if tp not in ("baseline", *TIMEPOINTS):
-            raise AnalysisError(f"timepoint {tp!r} is not one of baseline, {', '.join(TIMEPOINTS)}")
-    rows, _ = analysable_rows(frame, covariates)
+        if tp not in design.outcome_columns:
+            raise AnalysisError(f"timepoint {tp!r} is not one of {', '.join(design.outcome_columns)}")
+    rows, _ = analysable_rows(frame, covariates, design)
     cc = rows.loc[rows[timepoint].notna() & rows[covariate_timepoint].notna()]
-    for arm in ARMS:
+    for arm in design.arms:
         if not (cc["arm"] == arm).any():
             raise AnalysisError(
                 f"subscale ANCOVA of {_name(outcome)}: no {arm} participant has both "
@@ -534,22 +577,28 @@ def subscale_ancova(
             )
     Z, _ = covariate_dummies(cc, covariates)
     X = np.column_stack(
-        [np.ones(len(cc)), (cc["arm"] == "IMR").to_numpy(float), cc[covariate_timepoint].to_numpy(float), Z]
+        [
+            np.ones(len(cc)),
+            (cc["arm"] == design.intervention).to_numpy(float),
+            cc[covariate_timepoint].to_numpy(float),
+            Z,
+        ]
     )
     fit = fit_ols(X, cc[timepoint].to_numpy(float), f"subscale ANCOVA of {_name(outcome)} at {timepoint}")
     extra = {"outcome": outcome, "timepoint": timepoint, "covariate": covariate_timepoint, "n": int(len(cc))}
-    for arm in ARMS:
+    for arm in design.arms:
         y = cc.loc[cc["arm"] == arm, timepoint]
+        key = design.arm_key(arm)
         extra.update(
             {
-                f"n_{arm.lower()}": int(len(y)),
-                f"mean_{arm.lower()}": float(y.mean()),
-                f"sd_{arm.lower()}": float(y.std(ddof=1)) if len(y) > 1 else math.nan,
+                f"n_{key}": int(len(y)),
+                f"mean_{key}": float(y.mean()),
+                f"sd_{key}": float(y.std(ddof=1)) if len(y) > 1 else math.nan,
             }
         )
     formula = f"{timepoint} ~ arm + {covariate_timepoint}" + "".join(f" + {c}" for c in covariates)
     est = Estimate.from_t(
-        f"IMR - TAU at {timepoint}",
+        f"{design.contrast_label} at {design.visit_label(design.visit_code(timepoint))}",
         fit.beta[1],
         math.sqrt(fit.cov[1, 1]),
         fit.df,
@@ -566,24 +615,28 @@ def subscale_ancova(
 # --------------------------------------------------------------------------------------------------
 
 
-def _imr_attendance(frame: pd.DataFrame, timepoint: str, outcome: str, need_baseline: bool) -> pd.DataFrame:
-    if timepoint not in TIMEPOINTS:
-        raise AnalysisError(f"timepoint must be one of {TIMEPOINTS}, got {timepoint!r}")
-    imr = frame.loc[frame["arm"] == "IMR"]
+def _imr_attendance(
+    frame: pd.DataFrame, timepoint: str, outcome: str, need_baseline: bool, design: StudyDesign = DEFAULT_DESIGN
+) -> pd.DataFrame:
+    """The intervention arm's rows with sessions attended and a ``timepoint`` value (and baseline)."""
+    if timepoint not in design.visits:
+        raise AnalysisError(f"timepoint must be one of {design.visits}, got {timepoint!r}")
+    arm = design.arm_label(design.intervention)
+    imr = frame.loc[frame["arm"] == design.intervention]
     if imr.empty:
-        raise AnalysisError("no participant in the IMR arm: attendance analyses need IMR participants")
+        raise AnalysisError(f"no participant in the {arm} arm: attendance analyses need {arm} participants")
     ok = imr[timepoint].notna() & imr["sessions_attended"].notna()
     if need_baseline:
         ok &= imr["baseline"].notna()
     d = imr.loc[ok]
     if len(d) < 3:
         raise AnalysisError(
-            f"attendance analysis of {_name(outcome)}: only {len(d)} IMR participant(s) with "
+            f"attendance analysis of {_name(outcome)}: only {len(d)} {arm} participant(s) with "
             f"sessions attended and a {timepoint} value{' and a baseline' if need_baseline else ''}"
         )
     if (d["sessions_attended"] == d["sessions_attended"].iloc[0]).all():
         raise AnalysisError(
-            f"attendance analysis of {_name(outcome)}: every analysed IMR participant attended "
+            f"attendance analysis of {_name(outcome)}: every analysed {arm} participant attended "
             f"{d['sessions_attended'].iloc[0]:g} sessions; no variation in attendance to relate "
             "the outcome to (was attendance recorded?)"
         )
@@ -591,24 +644,32 @@ def _imr_attendance(frame: pd.DataFrame, timepoint: str, outcome: str, need_base
 
 
 def attendance_dose_response(
-    frame: pd.DataFrame, *, outcome: str = "", threshold: int = 10, timepoint: str = "fu12", level: float = 0.95
+    frame: pd.DataFrame,
+    *,
+    outcome: str = "",
+    threshold: int = 10,
+    timepoint: str | None = None,
+    level: float = 0.95,
+    design: StudyDesign = DEFAULT_DESIGN,
 ) -> pd.DataFrame:
-    """Within the IMR arm, observed cases: (1) one-way ANOVA of the outcome on sessions attended as a
-    continuous variable (F = t^2 of the OLS slope); (2) the slope adjusted for baseline; (3) > threshold
-    minus 0-threshold sessions adjusted for baseline, with n / mean / SD of both groups."""
-    d0 = _imr_attendance(frame, timepoint, outcome, need_baseline=False)
-    name = _name(outcome)
+    """Within the intervention arm, observed cases at ``timepoint`` (default the last visit): (1) one-way ANOVA
+    of the outcome on sessions attended as a continuous variable (F = t^2 of the OLS slope); (2) the slope
+    adjusted for baseline; (3) > threshold minus 0-threshold sessions adjusted for baseline, with n / mean / SD
+    of both groups."""
+    timepoint = design.visits[-1] if timepoint is None else timepoint
+    d0 = _imr_attendance(frame, timepoint, outcome, need_baseline=False, design=design)
+    name, arm, at = _name(outcome), design.arm_label(design.intervention), design.visit_label(timepoint)
     s0, y0 = d0["sessions_attended"].to_numpy(float), d0[timepoint].to_numpy(float)
     f = fit_ols(np.column_stack([np.ones(len(d0)), s0]), y0, f"ANOVA of {name} on sessions")
     base = {"outcome": outcome, "timepoint": timepoint}
     rows = [
         Estimate.from_t(
-            f"change per session attended at {timepoint} (unadjusted)",
+            f"change per session attended at {at} (unadjusted)",
             f.beta[1],
             math.sqrt(f.cov[1, 1]),
             f.df,
             level,
-            f"IMR arm, observed cases; one-way ANOVA of {timepoint} on sessions attended as a continuous "
+            f"{arm} arm, observed cases; one-way ANOVA of {timepoint} on sessions attended as a continuous "
             "variable (OLS slope; F(1, n - 2) = t^2)",
             extra={**base, "n": len(d0), "adjusted_for": ""},
         )
@@ -616,24 +677,24 @@ def attendance_dose_response(
     rows[0] = dataclasses.replace(
         rows[0], extra={**rows[0].extra, "F": rows[0].statistic ** 2, "df1": 1, "df2": int(f.df)}
     )
-    d = _imr_attendance(frame, timepoint, outcome, need_baseline=True)
+    d = _imr_attendance(frame, timepoint, outcome, need_baseline=True, design=design)
     s, y, b = d["sessions_attended"].to_numpy(float), d[timepoint].to_numpy(float), d["baseline"].to_numpy(float)
     f = fit_ols(np.column_stack([np.ones(len(d)), s, b]), y, f"regression of {name} on sessions and baseline")
     rows.append(
         Estimate.from_t(
-            f"change per session attended at {timepoint}, adjusted for baseline",
+            f"change per session attended at {at}, adjusted for baseline",
             f.beta[1],
             math.sqrt(f.cov[1, 1]),
             f.df,
             level,
-            f"IMR arm, observed cases; OLS {timepoint} ~ sessions + baseline; t(n - p)",
+            f"{arm} arm, observed cases; OLS {timepoint} ~ sessions + baseline; t(n - p)",
             extra={**base, "n": len(d), "adjusted_for": "baseline"},
         )
     )
     high = s > threshold
     if high.all() or not high.any():
         raise AnalysisError(
-            f"attendance split of {name}: every analysed IMR participant attended "
+            f"attendance split of {name}: every analysed {arm} participant attended "
             f"{'more than' if high.all() else 'at most'} {threshold} sessions; no contrast"
         )
     f = fit_ols(np.column_stack([np.ones(len(d)), high.astype(float), b]), y, f"attendance split of {name}")
@@ -648,12 +709,12 @@ def attendance_dose_response(
         )
     rows.append(
         Estimate.from_t(
-            f">{threshold} minus 0-{threshold} sessions at {timepoint}, adjusted for baseline",
+            f">{threshold} minus 0-{threshold} sessions at {at}, adjusted for baseline",
             f.beta[1],
             math.sqrt(f.cov[1, 1]),
             f.df,
             level,
-            f"IMR arm, observed cases; OLS {timepoint} ~ (sessions > {threshold}) + baseline; t(n - p)",
+            f"{arm} arm, observed cases; OLS {timepoint} ~ (sessions > {threshold}) + baseline; t(n - p)",
             extra=extra,
         )
     )
@@ -679,29 +740,33 @@ def cace_iv(
     *,
     outcome: str = "",
     threshold: int = 10,
-    timepoint: str = "fu12",
+    timepoint: str | None = None,
     covariates: Sequence[str] = DEFAULT_COVARIATES,
     level: float = 0.95,
+    design: StudyDesign = DEFAULT_DESIGN,
 ) -> pd.DataFrame:
     """Complier-average causal effect of attending more than ``threshold`` sessions, by 2SLS with the
     randomised arm as the instrument (module docstring); rows: the CACE, the ITT effect (reduced form)
-    and the first stage (IMR - TAU difference in the proportion attending > threshold), all in the
-    same sample (observed ``timepoint`` and baseline, complete covariates)."""
-    if timepoint not in TIMEPOINTS:
-        raise AnalysisError(f"timepoint must be one of {TIMEPOINTS}, got {timepoint!r}")
-    rows, _ = analysable_rows(frame, covariates)
+    and the first stage (intervention - control difference in the proportion attending > threshold), all in
+    the same sample (observed ``timepoint`` (default the last visit) and baseline, complete covariates)."""
+    timepoint = design.visits[-1] if timepoint is None else timepoint
+    if timepoint not in design.visits:
+        raise AnalysisError(f"timepoint must be one of {design.visits}, got {timepoint!r}")
+    rows, _ = analysable_rows(frame, covariates, design)
     d = rows.loc[rows[timepoint].notna() & rows["baseline"].notna() & rows["sessions_attended"].notna()]
     name = _name(outcome)
-    for arm in ARMS:
+    for arm in design.arms:
         if not (d["arm"] == arm).any():
             raise AnalysisError(f"CACE of {name}: no {arm} participant with {timepoint}, baseline and sessions")
-    z = (d["arm"] == "IMR").to_numpy(float)
+    label_i, label_c = (design.arm_label(a) for a in design.arms)
+    key, at = design.arm_key(design.intervention), design.visit_label(timepoint)
+    z = (d["arm"] == design.intervention).to_numpy(float)
     sessions = d["sessions_attended"].to_numpy(float)
     tau_attended = int(((z == 0) & (sessions > 0)).sum())
     complied = z * (sessions > threshold)
     if not complied.any():
         raise AnalysisError(
-            f"CACE of {name}: no IMR participant attended more than {threshold} sessions; the "
+            f"CACE of {name}: no {label_i} participant attended more than {threshold} sessions; the "
             "complier effect is not identified (no one received the treatment)"
         )
     y = d[timepoint].to_numpy(float)
@@ -710,11 +775,11 @@ def cace_iv(
     beta, cov, df = _tsls(y, np.column_stack([complied, exog]), np.column_stack([z, exog]))
     rhs = " + ".join(["baseline", *covariates])
     assumption = (
-        f"rests on the exclusion restriction (randomisation to IMR affects {timepoint} only through "
-        f"attending > {threshold} sessions) and one-sided non-compliance (TAU cannot attend)"
+        f"rests on the exclusion restriction (randomisation to {label_i} affects {timepoint} only through "
+        f"attending > {threshold} sessions) and one-sided non-compliance ({label_c} cannot attend)"
     )
     notes = assumption + (
-        f"; {tau_attended} TAU participant(s) recorded with sessions > 0 were coded as non-compliers"
+        f"; {tau_attended} {label_c} participant(s) recorded with sessions > 0 were coded as non-compliers"
         if tau_attended
         else ""
     )
@@ -723,12 +788,12 @@ def cace_iv(
         "timepoint": timepoint,
         "threshold": threshold,
         "n": int(len(d)),
-        "n_imr": int(z.sum()),
-        "n_compliers_imr": int(complied.sum()),
-        "compliance_imr": float(complied.sum() / z.sum()),
+        f"n_{key}": int(z.sum()),
+        f"n_compliers_{key}": int(complied.sum()),
+        f"compliance_{key}": float(complied.sum() / z.sum()),
     }
     cace = Estimate.from_t(
-        f"CACE of attending >{threshold} sessions at {timepoint}",
+        f"CACE of attending >{threshold} sessions at {at}",
         beta[0],
         math.sqrt(cov[0, 0]),
         df,
@@ -738,7 +803,7 @@ def cace_iv(
     )
     fs = fit_ols(np.column_stack([z, exog]), complied, f"CACE first stage of {name}")
     first = Estimate.from_t(
-        f"first stage: IMR - TAU in P(attended >{threshold})",
+        f"first stage: {label_i} - {label_c} in P(attended >{threshold})",
         fs.beta[0],
         math.sqrt(fs.cov[0, 0]),
         fs.df,
@@ -748,7 +813,7 @@ def cace_iv(
     )
     rf = fit_ols(np.column_stack([z, exog]), y, f"CACE reduced form of {name}")
     itt = Estimate.from_t(
-        f"ITT (reduced form): IMR - TAU at {timepoint}",
+        f"ITT (reduced form): {label_i} - {label_c} at {at}",
         rf.beta[0],
         math.sqrt(rf.cov[0, 0]),
         rf.df,

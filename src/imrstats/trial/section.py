@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from imrstats.pipeline.stage_result import StageResult
 from imrstats.report.html import render_template
+from imrstats.trial.design import StudyDesign, and_join
 
 # bookkeeping columns of the pooled rows, not shown in the report (they stay in the CSV)
 _HIDDEN = ["notes", "m", "qbar", "ubar", "b", "t", "quantity"]
@@ -26,15 +27,16 @@ def _shown(tables: dict, name: str, caption: str, method: str = "", figures: lis
     }
 
 
-def _main_tables(tables: dict, figures, s: dict) -> list[dict]:
+def _main_tables(tables: dict, figures, s: dict, d: StudyDesign) -> list[dict]:
     thr = s["per_protocol_threshold"]
+    contrast, arm = d.contrast_label, d.arm_label(d.intervention)
     tipping = [
         (k, f"Tipping-point analysis, {k.removeprefix('trial_tipping_')}")
         for k in figures
         if k.startswith("trial_tipping_")
     ]
     forest = (
-        [("trial_itt_forest", "ITT effects in baseline-SD units (positive favours IMR)")]
+        [("trial_itt_forest", f"ITT effects in baseline-SD units (positive favours {arm})")]
         if "trial_itt_forest" in figures
         else []
     )
@@ -42,7 +44,7 @@ def _main_tables(tables: dict, figures, s: dict) -> list[dict]:
         _shown(
             tables,
             "trial_itt_contrasts",
-            "ITT: IMR - TAU per outcome and visit (pooled over imputations); riv = "
+            f"ITT: {contrast} per outcome and visit (pooled over imputations); riv = "
             "relative increase in variance, fmi = fraction of missing information; p_holm / p_bh: Holm / "
             "Benjamini-Hochberg over the secondary outcomes at that visit",
             figures=forest,
@@ -71,12 +73,12 @@ def _main_tables(tables: dict, figures, s: dict) -> list[dict]:
             "(sensitivity to the covariance structure: compound symmetry instead of an unstructured covariance; "
             "a secondary model, not a substitute for the MMRM)",
         ),
-        _shown(tables, "trial_per_protocol", f"Per protocol (IMR arm): 0-{thr} vs >{thr} sessions"),
-        _shown(tables, "trial_per_protocol_sessions", "Per protocol (IMR arm): attendance as a continuous variable"),
+        _shown(tables, "trial_per_protocol", f"Per protocol ({arm} arm): 0-{thr} vs >{thr} sessions"),
+        _shown(tables, "trial_per_protocol_sessions", f"Per protocol ({arm} arm): attendance as a continuous variable"),
         _shown(
             tables,
             "trial_subgroup_interaction_cc",
-            f"Subgroup interactions at {s['subgroup_timepoint']} (complete case)",
+            f"Subgroup interactions at {d.visit_label(s['subgroup_timepoint'])} (complete case)",
         ),
         _shown(
             tables,
@@ -89,7 +91,8 @@ def _main_tables(tables: dict, figures, s: dict) -> list[dict]:
             tables,
             "trial_tipping_grid",
             "MNAR sensitivity: delta-adjusted MI over the grid",
-            "delta added to the IMR arm's imputed post and fu12 values, MMRM refitted, pooled by Rubin's rules",
+            f"delta added to the {arm} arm's imputed {and_join([d.visit_label(v) for v in d.visits])} values, "
+            "MMRM refitted, pooled by Rubin's rules",
         ),
         _shown(
             tables,
@@ -103,8 +106,9 @@ def _main_tables(tables: dict, figures, s: dict) -> list[dict]:
     return [t for t in specs if t is not None]
 
 
-def _secondary_tables(tables: dict, s: dict) -> dict[str, dict]:
-    tp = s["attendance_timepoint"]
+def _secondary_tables(tables: dict, s: dict, d: StudyDesign) -> dict[str, dict]:
+    tp = d.visit_label(s["attendance_timepoint"])
+    arm, first, last = d.arm_label(d.intervention), d.visit_label(d.visits[0]), d.visit_label(d.visits[-1])
     specs = {
         "trial_diagnostics": _shown(
             tables,
@@ -112,15 +116,15 @@ def _secondary_tables(tables: dict, s: dict) -> dict[str, dict]:
             "Diagnostics per outcome and model (passed: p >= alpha; Cook's rows are row numbers in the analysed data)",
         ),
         "trial_within_group_change": _shown(
-            tables, "trial_within_group_change", "Change fu12 - post per arm (positive = the score rose)"
+            tables, "trial_within_group_change", f"Change {last} - {first} per arm (positive = the score rose)"
         ),
         "trial_subscales": _shown(
-            tables, "trial_subscales", "Post hoc subscales: IMR - TAU (p_holm / p_bh within this family)"
+            tables, "trial_subscales", f"Post hoc subscales: {d.contrast_label} (p_holm / p_bh within this family)"
         ),
         "trial_subscale_complete_case": _shown(
             tables, "trial_subscale_complete_case", "IMRS subscales: complete-case ANCOVA per visit"
         ),
-        "trial_attendance": _shown(tables, "trial_attendance", f"Attendance dose-response at {tp} (IMR arm)"),
+        "trial_attendance": _shown(tables, "trial_attendance", f"Attendance dose-response at {tp} ({arm} arm)"),
         "trial_cace": _shown(
             tables, "trial_cace", "CACE by instrumental variables (assumes the exclusion restriction)"
         ),
@@ -131,6 +135,7 @@ def _secondary_tables(tables: dict, s: dict) -> dict[str, dict]:
 def render_trial_section(result: StageResult) -> str:
     """The trial section of the report: ITT and sensitivity analyses, then the secondary analyses."""
     s = result.record["settings"]
+    d = StudyDesign.from_settings(s)
     figures = list(result.figures)
     diagnostics = [
         (
@@ -145,8 +150,30 @@ def render_trial_section(result: StageResult) -> str:
         "trial/section.html.j2",
         s=s,
         flag_list=result.flags,
-        main=_main_tables(result.tables, figures, s),
-        secondary=_secondary_tables(result.tables, s),
+        main=_main_tables(result.tables, figures, s, d),
+        secondary=_secondary_tables(result.tables, s, d),
         diagnostics_figures=diagnostics,
         attendance_figure="trial_attendance" in figures,
+        design=_design_text(d, s),
     )
+
+
+def _design_text(d: StudyDesign, s: dict) -> dict:
+    """The study design as the section's prose names it (arms and visits by their labels)."""
+    previous = d.visits[-2] if len(d.visits) > 1 else d.baseline
+    return {
+        "intervention": d.arm_label(d.intervention),
+        "control": d.arm_label(d.control),
+        "contrast": d.contrast_label,
+        "all_visits": ", ".join(d.visit_text(v) for v in d.all_visits),
+        "visits": d.visits_text,
+        "slope": d.slope_text,
+        "first": d.visit_text(d.visits[0]),
+        "last": d.visit_text(d.visits[-1]),
+        "previous": d.visit_text(previous),
+        "first_code": d.visit_label(d.visits[0]),
+        "last_code": d.visit_label(d.visits[-1]),
+        "several_visits": len(d.visits) > 1,
+        "attendance_visit": d.visit_label(s["attendance_timepoint"]),
+        "primary_visit": d.visit_label(s["primary"]["timepoint"]),
+    }

@@ -34,6 +34,10 @@ from imrstats.core.seeds import derive_seed
 from imrstats.data.simulate import simulate_assessments, simulate_participants
 from imrstats.errors import AnalysisError, InputError
 from imrstats.results import Estimate, identifiers_first, to_frame, to_jsonable
+from imrstats.trial.design import DEFAULT_DESIGN
+
+# the simulator (imrstats.data.simulate) makes the IMR trial: IMR vs TAU, baseline, post and fu12
+SIMULATED_DESIGN = DEFAULT_DESIGN
 
 ESTIMATORS = {
     "mi_mmrm": "ITT MI-MMRM (MICE, MMRM per imputation, Rubin's rules)",
@@ -184,6 +188,7 @@ def run_replicate(config: dict, scenario: dict | str, rep: int, seed: int) -> di
     from imrstats.data.clean import clean_tables
     from imrstats.trial import analyses as trial
 
+    design = SIMULATED_DESIGN
     if "trial_model" not in config:
         raise InputError("run_replicate needs a resolved study config (resolve_study_config / load_study_config)")
     scenario = scenario_by_name(config, scenario) if isinstance(scenario, str) else scenario
@@ -203,7 +208,7 @@ def run_replicate(config: dict, scenario: dict | str, rep: int, seed: int) -> di
     rows, observed = [], {}
     for outcome in config["outcomes"]:
         frame = trial.outcome_frame(tables["participants"], tables["assessments"], outcome)
-        observed[outcome] = {tp: float(frame[tp].notna().mean()) for tp in trial.ALL_TIMEPOINTS}
+        observed[outcome] = {design.visit_code(c): float(frame[c].notna().mean()) for c in design.outcome_columns}
         for estimator in config["estimators"]:
             try:
                 found = _analyse(
@@ -212,7 +217,7 @@ def run_replicate(config: dict, scenario: dict | str, rep: int, seed: int) -> di
                 error = ""
             except AnalysisError as err:
                 found, error = {}, str(err)
-            for tp in trial.TIMEPOINTS:
+            for tp in design.visits:
                 row = found.get(tp, {})
                 rows.append(
                     {

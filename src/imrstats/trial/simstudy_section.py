@@ -12,6 +12,7 @@ from imrstats.report.html import render_template
 from imrstats.trial.simstudy import (
     ESTIMATORS,
     MORRIS,
+    SIMULATED_DESIGN,
     performance_flags,
     performance_table,
     scenario_trial_model,
@@ -31,7 +32,9 @@ def scenario_table(config: dict) -> pd.DataFrame:
     rows = []
     for s in config["scenarios"]:
         model = scenario_trial_model(config["trial_model"], s) if "trial_model" in config else {}
-        effects = "; ".join(f"{o} {tp} {truth_of(s, o, tp):g}" for o in config["outcomes"] for tp in ("post", "fu12"))
+        effects = "; ".join(
+            f"{o} {tp} {truth_of(s, o, tp):g}" for o in config["outcomes"] for tp in SIMULATED_DESIGN.visits
+        )
         missing = model.get("visit_missing", s.get("visit_missing", {}))
         rows.append(
             {
@@ -39,7 +42,7 @@ def scenario_table(config: dict) -> pd.DataFrame:
                 "description": s.get("description", ""),
                 "n_participants": model.get("n_participants", s.get("n_participants")),
                 "visit_missing": ", ".join(f"{k} {v:g}" for k, v in missing.items()),
-                "true effects (IMR - TAU)": effects,
+                f"true effects ({SIMULATED_DESIGN.contrast_label})": effects,
             }
         )
     return pd.DataFrame(rows)

@@ -14,20 +14,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from imrstats.config import section_settings, stage_seed
+from imrstats.config import section_settings, stage_seed, trial_instruments
 from imrstats.core.progress import progress
 from imrstats.core.seeds import derive_seed
-from imrstats.data.instruments import load_registry
 from imrstats.errors import AnalysisError
 from imrstats.pipeline.stage_result import StageResult
 from imrstats.report.format import format_ci, format_number, format_p
 from imrstats.trial import analyses as trial
 from imrstats.trial import lmm as trial_lmm
 from imrstats.trial import secondary as trial_extra
+from imrstats.trial.design import StudyDesign
 from imrstats.trial.figures import trial_figures
 
 # The stage's settings: the config's `trial` section, defaults in workflow/schemas/config.schema.yaml
-# (imrstats.config.section_settings).
+# (imrstats.config.section_settings). The study design (arms, visits, labels, baseline slope) is read from the
+# same section (`StudyDesign.from_settings`); every analysis below takes it.
 
 
 # --------------------------------------------------------------------------------------------------
@@ -50,16 +51,32 @@ def _assessments_of(tables, keys, by_instrument: dict | None) -> pd.DataFrame:
     return by_instrument[keys[0]] if len(keys) == 1 else pd.concat([by_instrument[k] for k in keys])
 
 
-def _outcome_frame(tables, key: str, s: dict, by_instrument: dict | None) -> pd.DataFrame:
+def _participant_columns(tables, s: dict) -> list[str]:
+    """The participants' columns the analyses read: covariates, subgroups and sessions attended (when recorded)."""
+    cols = [*s["covariates"], *s["subgroups"], *s["within_group_covariates"]]
+    if "sessions_attended" in tables["participants"].columns:
+        cols.append("sessions_attended")
+    return list(dict.fromkeys(cols))
+
+
+def _outcome_frame(tables, key: str, s: dict, by_instrument: dict | None, design: StudyDesign) -> pd.DataFrame:
     return trial.outcome_frame(
         tables["participants"],
         _assessments_of(tables, [key, *s["auxiliary_baselines"]], by_instrument),
         key,
         auxiliary=s["auxiliary_baselines"],
+        design=design,
+        columns=_participant_columns(tables, s),
     )
 
 
-def _impute(frame: pd.DataFrame, key: str, s: dict, seed: int) -> trial.OutcomeImputation:
+def _diagnostic_models(design: StudyDesign) -> tuple:
+    """(result key, visit) of the models whose residuals are checked: the observed-data MMRM (None: every
+    visit), then the complete-case ANCOVA at each visit."""
+    return (("diagnostics_mmrm", None), *((f"diagnostics_cc_{v}", v) for v in design.visits))
+
+
+def _impute(frame: pd.DataFrame, key: str, s: dict, seed: int, design: StudyDesign) -> trial.OutcomeImputation:
     return trial.impute_outcome(
         frame,
         covariates=list(s["covariates"]),
@@ -70,10 +87,11 @@ def _impute(frame: pd.DataFrame, key: str, s: dict, seed: int) -> trial.OutcomeI
         by_arm=bool(s["impute_by_arm"]),
         seed=derive_seed(seed, f"trial.impute.{key}"),
         missing_covariates=s["missing_covariates"],
+        design=design,
     )
 
 
-def _prepare_outcomes(tables, keys, s: dict, seed: int, by_instrument: dict | None) -> dict:
+def _prepare_outcomes(tables, keys, s: dict, seed: int, by_instrument: dict | None, design: StudyDesign) -> dict:
     """Frame and imputation of every outcome ahead of its analyses (errors kept to be reported in place),
     then all outcomes' plain ITT MMRM fits in one batch (`trial.prefit_itt`); the numbers are those each
     outcome's own calls make: the imputation seed is per outcome and every fit has its own chain's start."""
@@ -81,8 +99,8 @@ def _prepare_outcomes(tables, keys, s: dict, seed: int, by_instrument: dict | No
     for key in dict.fromkeys(keys):
         item = prepared[key] = {}
         try:
-            item["frame"] = _outcome_frame(tables, key, s, by_instrument)
-            item["imputation"] = _impute(item["frame"], key, s, seed)
+            item["frame"] = _outcome_frame(tables, key, s, by_instrument, design)
+            item["imputation"] = _impute(item["frame"], key, s, seed, design)
         except AnalysisError as err:
             item["error"] = err
     trial.prefit_itt([p["imputation"] for p in prepared.values() if "imputation" in p], covariates=s["covariates"])
@@ -98,9 +116,11 @@ def _analyse_outcome(
     flags: list[str],
     by_instrument: dict | None = None,
     prepared: dict | None = None,
+    design: StudyDesign | None = None,
 ) -> dict:
     """Every analysis of one outcome; each failure is recorded as a flag and the others still run.
     ``prepared``: the outcome's frame and imputation made ahead (`_prepare_outcomes`), used once."""
+    design = StudyDesign.from_settings(s) if design is None else design
     level = 1 - float(s["alpha"])
     covs = list(s["covariates"])
     out: dict = {"outcome": key}
@@ -110,15 +130,16 @@ def _analyse_outcome(
     elif "error" in ready:
         raise ready["error"]
     else:
-        frame = _outcome_frame(tables, key, s, by_instrument)
+        frame = _outcome_frame(tables, key, s, by_instrument, design)
     out["frame_n"] = len(frame)
+    sessions = "sessions_attended" in tables["participants"].columns
 
     def imputation():
         if "imputation" in ready:
             return ready["imputation"]
         if "error" in ready:
             raise ready["error"]
-        return _impute(frame, key, s, seed)
+        return _impute(frame, key, s, seed, design)
 
     def attempt(name, fn):
         try:
@@ -126,16 +147,23 @@ def _analyse_outcome(
         except AnalysisError as err:
             flags.append(f"{key}: {name.replace('_', ' ')} not reported: {err}")
 
-    attempt("complete_case", lambda: trial.complete_case(frame, outcome=key, covariates=covs, level=level))
+    attempt(
+        "complete_case",
+        lambda: trial.complete_case(frame, outcome=key, covariates=covs, level=level, design=design),
+    )
     dfm = s["df_method"]
-    attempt("likelihood", lambda: trial.likelihood_mmrm(frame, covariates=covs, level=level, df_method=dfm))
+    attempt(
+        "likelihood",
+        lambda: trial.likelihood_mmrm(frame, covariates=covs, level=level, df_method=dfm, design=design),
+    )
     if "likelihood" in out:
-        out["likelihood_n"] = trial.count_exclusions(frame, covs, ("baseline", trial.TIMEPOINTS))
+        out["likelihood_n"] = trial.count_exclusions(frame, covs, ("baseline", design.visits), design)
     if "likelihood" in out and not out["likelihood"].converged:
         flags.append(f"{key}: the likelihood MMRM did not converge ({out['likelihood'].notes})")
     if key in s["random_intercept_outcomes"]:
         attempt(
-            "random_intercept", lambda: trial_lmm.random_intercept_lmm(frame, outcome=key, covariates=covs, level=level)
+            "random_intercept",
+            lambda: trial_lmm.random_intercept_lmm(frame, outcome=key, covariates=covs, level=level, design=design),
         )
         ri = out.get("random_intercept")
         if ri is not None and (not ri.converged or ri.boundary):
@@ -149,20 +177,24 @@ def _analyse_outcome(
     if imp is not None:
         attempt(
             "itt",
-            lambda: trial.itt_mi_mmrm(frame, outcome=key, covariates=covs, imputation=imp, level=level, df_method=dfm),
+            lambda: trial.itt_mi_mmrm(
+                frame, outcome=key, covariates=covs, imputation=imp, level=level, df_method=dfm, design=design
+            ),
         )
         if "itt" in out:
             flags.extend(out["itt"].flags)
-    if key in s["per_protocol_outcomes"]:
+    if key in s["per_protocol_outcomes"] and sessions:
         attempt(
             "per_protocol",
-            lambda: trial.per_protocol(frame, outcome=key, threshold=int(s["per_protocol_threshold"]), level=level),
+            lambda: trial.per_protocol(
+                frame, outcome=key, threshold=int(s["per_protocol_threshold"]), level=level, design=design
+            ),
         )
     for sg in s["subgroups"] if key in s["subgroup_outcomes"] else []:
         attempt(
             f"subgroup_cc_{sg}",
             lambda: trial.subgroup_interaction_cc(
-                frame, sg, outcome=key, timepoint=s["subgroup_timepoint"], covariates=covs
+                frame, sg, outcome=key, timepoint=s["subgroup_timepoint"], covariates=covs, design=design
             ),
         )
         if key in s["subgroup_mi_outcomes"] and imp is not None:
@@ -172,7 +204,7 @@ def _analyse_outcome(
                     frame, sg, imputation=imp, outcome=key, covariates=covs, level=level, df_method=dfm
                 ),
             )
-    _analyse_extra(frame, key, s, out, attempt, flags)
+    _analyse_extra(frame, key, s, out, attempt, flags, design, sessions)
     if key in s["tipping_outcomes"] and imp is not None:
         sd = float(np.nanstd(frame["baseline"], ddof=1))
         deltas = [round(float(d) * sd, 6) for d in s["delta_grid_sd"]]
@@ -197,70 +229,77 @@ def _analyse_outcome(
     return out
 
 
-_DIAGNOSTIC_MODELS = (("diagnostics_mmrm", None), ("diagnostics_cc_post", "post"), ("diagnostics_cc_fu12", "fu12"))
-
-
-def _analyse_extra(frame: pd.DataFrame, key: str, s: dict, out: dict, attempt, flags: list[str]) -> None:
+def _analyse_extra(
+    frame: pd.DataFrame,
+    key: str,
+    s: dict,
+    out: dict,
+    attempt,
+    flags: list[str],
+    design: StudyDesign,
+    sessions: bool = True,
+) -> None:
     """The rest of the analysis plan for one outcome (diagnostics, within-group change, attendance, CACE); each failure
-    is a flag via ``attempt`` and the rest still runs. Failed diagnostic checks are flagged, never dropped."""
+    is a flag via ``attempt`` and the rest still runs. Failed diagnostic checks are flagged, never dropped.
+    ``sessions``: whether sessions attended are recorded (the attendance analyses need them)."""
     level, alpha, covs = 1 - float(s["alpha"]), float(s["alpha"]), list(s["covariates"])
+    models = _diagnostic_models(design)
     if key in s["diagnostics_outcomes"]:
-        for name, tp in _DIAGNOSTIC_MODELS:
+        for name, tp in models:
             attempt(
                 name,
                 (
                     lambda: trial_extra.mmrm_diagnostics(
-                        frame, outcome=key, covariates=covs, alpha=alpha, cooks_refit=bool(s["cooks_refit"])
+                        frame,
+                        outcome=key,
+                        covariates=covs,
+                        alpha=alpha,
+                        cooks_refit=bool(s["cooks_refit"]),
+                        design=design,
                     )
                 )
                 if tp is None
                 else (
                     lambda tp=tp: trial_extra.cc_diagnostics(
-                        frame, outcome=key, timepoint=tp, covariates=covs, alpha=alpha
+                        frame, outcome=key, timepoint=tp, covariates=covs, alpha=alpha, design=design
                     )
                 ),
             )
-        failed = [
-            f"{out[n].model} {out[n].timepoint}: {f}" for n, _ in _DIAGNOSTIC_MODELS if n in out for f in out[n].failed
-        ]
+        failed = [f"{out[n].model} {out[n].timepoint}: {f}" for n, _ in models if n in out for f in out[n].failed]
         if failed:
             flags.append(
                 f"{key}: diagnostic check(s) failed at alpha = {alpha:g} (results kept, read them with "
                 f"this in mind): " + "; ".join(failed)
             )
-        big = [
-            f"{out[n].model} {out[n].timepoint}"
-            for n, _ in _DIAGNOSTIC_MODELS
-            if n in out and np.nanmax(out[n].cooks) > 1
-        ]
+        big = [f"{out[n].model} {out[n].timepoint}" for n, _ in models if n in out and np.nanmax(out[n].cooks) > 1]
         if big:
             flags.append(f"{key}: a participant has Cook's distance > 1 in {', '.join(big)} (kept in the analysis)")
     if key in s["within_group_outcomes"]:
         attempt(
             "within_group_change",
             lambda: trial_extra.within_group_change(
-                frame, outcome=key, covariates=list(s["within_group_covariates"]), level=level
+                frame, outcome=key, covariates=list(s["within_group_covariates"]), level=level, design=design
             ),
         )
         if "within_group_change" in out and not out["within_group_change"]["converged"].all():
             flags.append(
                 f"{key}: the within-group change model did not converge ({out['within_group_change']['notes'].iloc[0]})"
             )
-    if key in s["attendance_outcomes"]:
+    if key in s["attendance_outcomes"] and sessions:
         tp, threshold = s["attendance_timepoint"], int(s["per_protocol_threshold"])
         attempt(
             "attendance",
             lambda: trial_extra.attendance_dose_response(
-                frame, outcome=key, threshold=threshold, timepoint=tp, level=level
+                frame, outcome=key, threshold=threshold, timepoint=tp, level=level, design=design
             ),
         )
         attempt(
             "cace",
             lambda: trial_extra.cace_iv(
-                frame, outcome=key, threshold=threshold, timepoint=tp, covariates=covs, level=level
+                frame, outcome=key, threshold=threshold, timepoint=tp, covariates=covs, level=level, design=design
             ),
         )
-        imr = frame.loc[(frame["arm"] == "IMR"), ["sessions_attended", tp]].dropna()
+        imr = frame.loc[(frame["arm"] == design.intervention), ["sessions_attended", tp]].dropna()
         if len(imr) and "attendance" in out:
             out["attendance_points"] = imr.to_numpy(dtype=float)  # for the figure only, never tabled
 
@@ -273,29 +312,39 @@ def _analyse_subscales(
     flags: list[str],
     by_instrument: dict | None = None,
     prepared: dict | None = None,
+    design: StudyDesign | None = None,
 ) -> list[dict]:
     """Jensen et al. 2019, Table 4 post hoc subscale ANCOVAs and the IMRS three-factor subscales analysed like the
     totals."""
+    design = StudyDesign.from_settings(s) if design is None else design
     level = 1 - float(s["alpha"])
     out = []
     for key in s["subscale_ancova_outcomes"]:
         try:
-            frame = trial.outcome_frame(tables["participants"], _assessments_of(tables, [key], by_instrument), key)
-            out.append({"outcome": key, "ancova": trial_extra.subscale_ancova(frame, outcome=key, level=level)})
+            frame = trial.outcome_frame(
+                tables["participants"],
+                _assessments_of(tables, [key], by_instrument),
+                key,
+                design=design,
+                columns=_participant_columns(tables, s),
+            )
+            out.append(
+                {"outcome": key, "ancova": trial_extra.subscale_ancova(frame, outcome=key, level=level, design=design)}
+            )
         except AnalysisError as err:
             flags.append(f"{key}: subscale ANCOVA not reported: {err}")
     for key in s["subscale_itt_outcomes"]:
         try:
-            out.append(_analyse_outcome(tables, key, s, seed, registry, flags, by_instrument, prepared))
+            out.append(_analyse_outcome(tables, key, s, seed, registry, flags, by_instrument, prepared, design))
         except AnalysisError as err:
             flags.append(f"{key}: subscale not analysed: {err}")
     return out
 
 
-def _extra_tables(results, sub_results, s, registry) -> dict[str, pd.DataFrame]:
+def _extra_tables(results, sub_results, s, registry, design: StudyDesign) -> dict[str, pd.DataFrame]:
     diag = []
     for r in results:
-        for name, _ in _DIAGNOSTIC_MODELS:
+        for name, _ in _diagnostic_models(design):
             if name in r:
                 c = r[name].checks.copy()
                 c["rows_above_4_over_n"] = np.where(
@@ -312,7 +361,9 @@ def _extra_tables(results, sub_results, s, registry) -> dict[str, pd.DataFrame]:
     itt = _stack(sub_results, "itt", lambda r: r.contrasts)
     parts = []
     if not anc.empty:
-        parts.append(anc.assign(analysis=f"complete-case ANCOVA {anc['timepoint'].iloc[0]} ~ arm + post"))
+        parts.append(
+            anc.assign(analysis=f"complete-case ANCOVA {anc['timepoint'].iloc[0]} ~ arm + {anc['covariate'].iloc[0]}")
+        )
     if not itt.empty:
         parts.append(itt.assign(analysis="ITT MI-MMRM (as the total)"))
     fam = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
@@ -327,25 +378,27 @@ def _extra_tables(results, sub_results, s, registry) -> dict[str, pd.DataFrame]:
     return {k: v for k, v in out.items() if not v.empty}
 
 
-def _extra_summary(tables) -> list[str]:
+def _extra_summary(tables, design: StudyDesign) -> list[str]:
     lines = []
     d = tables.get("trial_diagnostics")
     if d is not None:
         tested = d.loc[d["passed"].notna()]
         failed = tested.loc[tested["passed"] == False]  # noqa: E712
+        max_cooks = d.loc[d["check"] == "cooks_distance", "statistic"].max()
         lines += [
             "",
             f"Diagnostics: {len(failed)} of {len(tested)} residual checks failed (see warnings); "
-            f"Cook's D > 4/n kept (seed), max D = {d.loc[d['check'] == 'cooks_distance', 'statistic'].max():.3f}",
+            f"Cook's D > 4/n kept in the analysis, max D = {max_cooks:.3f}",
         ]
     w = tables.get("trial_within_group_change")
     if w is not None:
-        lines += ["", "Within-group change fu12 - post (post hoc mixed model):"]
+        change = f"{design.visit_label(design.visits[-1])} - {design.visit_label(design.visits[0])}"
+        lines += ["", f"Within-group change {change} (post hoc mixed model):"]
         for key, g in w.groupby("outcome", sort=False):
             lines.append(
                 f"  {key:<16}"
                 + "  ".join(
-                    f"{r['arm']} {format_number(r['estimate'])} (p {format_p(r['p'], missing='NA')})"
+                    f"{_arm_text(r['arm'], design)} {format_number(r['estimate'])} (p {format_p(r['p'], missing='NA')})"
                     for _, r in g.iterrows()
                 )
             )
@@ -365,9 +418,17 @@ def _extra_summary(tables) -> list[str]:
             lines.append(
                 f"  {r['outcome']:<16}{format_number(r['estimate']):>8}  "
                 f"{format_ci(r['ci_low'], r['ci_high'])}  "
-                f"p {format_p(r['p'], missing='NA')}  (compliance in IMR {r['compliance_imr']:.2f})"
+                f"p {format_p(r['p'], missing='NA')}  (compliance in {design.arm_label(design.intervention)} "
+                f"{r[f'compliance_{design.arm_key(design.intervention)}']:.2f})"
             )
     return lines
+
+
+def _arm_text(arm: str, design: StudyDesign) -> str:
+    """An ``arm`` column's value as printed: an arm's label, or the contrast label for the difference row."""
+    if arm == f"{design.intervention} - {design.control}":
+        return design.contrast_label
+    return design.arm_label(arm)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -381,7 +442,7 @@ def _stack(results: list[dict], name: str, pick=lambda v: v) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _itt_table(results, s, registry) -> pd.DataFrame:
+def _itt_table(results, s, registry, design: StudyDesign) -> pd.DataFrame:
     itt = _stack(results, "itt", lambda r: r.contrasts)
     if itt.empty:
         return itt
@@ -393,33 +454,34 @@ def _itt_table(results, s, registry) -> pd.DataFrame:
     )
     itt["p_holm"] = np.nan
     itt["p_bh"] = np.nan
-    for tp in trial.TIMEPOINTS:  # one family per timepoint: the secondary outcomes
+    for tp in design.visits:  # one family per timepoint: the secondary outcomes
         sec = (itt["timepoint"] == tp) & (itt["outcome"] != primary["outcome"])
         itt.loc[sec, "p_holm"] = trial.adjust_pvalues(itt.loc[sec, "p"], "holm")
         itt.loc[sec, "p_bh"] = trial.adjust_pvalues(itt.loc[sec, "p"], "bh")
     return itt
 
 
-def _table3(results, registry) -> pd.DataFrame:
-    """Jensen et al. 2019, Table 3: ITT adjusted means (SE) at fu12 and p, complete-case n / mean / SD per arm."""
+def _table3(results, registry, design: StudyDesign) -> pd.DataFrame:
+    """Jensen et al. 2019, Table 3: ITT adjusted means (SE) per visit and p, complete-case n / mean / SD per arm."""
     rows = []
     for r in results:
         row = {"outcome": r["outcome"], "instrument": registry[r["outcome"]].short}
         if "itt" in r:
             means = r["itt"].adjusted_means
-            for tp in trial.TIMEPOINTS:
-                for arm in trial.ARMS:
+            for tp in design.visits:
+                for arm in design.arms:
                     m = means.loc[(means["timepoint"] == tp) & (means["arm"] == arm)].iloc[0]
-                    row[f"itt_{tp}_mean_{arm.lower()}"], row[f"itt_{tp}_se_{arm.lower()}"] = m["estimate"], m["se"]
+                    a = design.arm_key(arm)
+                    row[f"itt_{tp}_mean_{a}"], row[f"itt_{tp}_se_{a}"] = m["estimate"], m["se"]
                 c = r["itt"].contrasts.set_index("timepoint").loc[tp]
                 row[f"itt_{tp}_diff"], row[f"itt_{tp}_p"] = c["estimate"], c["p"]
         if "complete_case" in r:
             desc, ancova = r["complete_case"]
-            for tp in trial.TIMEPOINTS:
-                for arm in trial.ARMS:
+            for tp in design.visits:
+                for arm in design.arms:
                     d = desc.loc[(desc["timepoint"] == tp) & (desc["arm"] == arm)].iloc[0]
                     for stat in ("n", "mean", "sd"):
-                        row[f"cc_{tp}_{stat}_{arm.lower()}"] = d[stat]
+                        row[f"cc_{tp}_{stat}_{design.arm_key(arm)}"] = d[stat]
                 row[f"cc_{tp}_p"] = ancova.set_index("timepoint").loc[tp, "p"]
         rows.append(row)
     return pd.DataFrame(rows)
@@ -438,9 +500,9 @@ def _subgroup_tables(results) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
     return cat(desc), pd.DataFrame(tests), cat(mi)
 
 
-def _build_tables(results, s, registry) -> dict[str, pd.DataFrame]:
+def _build_tables(results, s, registry, design: StudyDesign) -> dict[str, pd.DataFrame]:
     tables = {
-        "trial_itt_contrasts": _itt_table(results, s, registry),
+        "trial_itt_contrasts": _itt_table(results, s, registry, design),
         "trial_itt_adjusted_means": _stack(results, "itt", lambda r: r.adjusted_means),
         "trial_likelihood_mmrm": pd.concat(
             [
@@ -465,7 +527,7 @@ def _build_tables(results, s, registry) -> dict[str, pd.DataFrame]:
         ),
         "trial_descriptives": _stack(results, "complete_case", lambda r: r[0]),
         "trial_complete_case": _stack(results, "complete_case", lambda r: r[1]),
-        "trial_table3": _table3(results, registry),
+        "trial_table3": _table3(results, registry, design),
         "trial_per_protocol": _stack(results, "per_protocol", lambda r: r[0]),
         "trial_per_protocol_sessions": _stack(results, "per_protocol", lambda r: r[1]),
     }
@@ -496,21 +558,25 @@ def _population_lines(results) -> list[str]:
     return ["", "ITT analysed:"] + [f"  {key:<16}{text}" for key, text in texts.items()]
 
 
-def _summary(tables, results, s, flags, seed) -> str:
+def _summary(tables, results, s, flags, seed, design: StudyDesign) -> str:
     lines = [
         f"Trial stage: ITT MMRM with multiple imputation (m = {s['imputations']}, {s['imputation_method']}, "
         f"{'within arm' if s['impute_by_arm'] else 'arm as predictor'}), seed {seed}",
-        "IMR - TAU on each instrument's own scale; pooled by Rubin's rules, Barnard-Rubin df.",
+        f"{design.contrast_label} on each instrument's own scale; pooled by Rubin's rules, Barnard-Rubin df.",
         "",
     ]
+    width = max(6, *(len(design.visit_label(v)) + 1 for v in design.visits))
     itt = tables.get("trial_itt_contrasts")
     if itt is not None:
-        lines.append(f"{'outcome':<16}{'visit':<6}{'diff':>8}  {'95% CI':<18}{'df':>6}{'p':>8}{'fmi':>6}{'p_holm':>8}")
+        lines.append(
+            f"{'outcome':<16}{'visit':<{width}}{'diff':>8}  {'95% CI':<18}{'df':>6}{'p':>8}{'fmi':>6}{'p_holm':>8}"
+        )
         for _, r in itt.iterrows():
             ci = format_ci(r["ci_low"], r["ci_high"])
             tag = " *primary" if r["role"] == "primary" else ""
             lines.append(
-                f"{r['instrument']:<16}{r['timepoint']:<6}{format_number(r['estimate']):>8}  {ci:<18}"
+                f"{r['instrument']:<16}{design.visit_label(r['timepoint']):<{width}}{format_number(r['estimate']):>8}  "
+                f"{ci:<18}"
                 f"{format_number(r['df'], 0):>6}{format_p(r['p'], missing='NA'):>8}"
                 f"{format_number(r['fmi']):>6}{format_p(r['p_holm'], missing='NA'):>8}{tag}"
             )
@@ -518,7 +584,7 @@ def _summary(tables, results, s, flags, seed) -> str:
     for r in results:
         if "tipping" in r:
             lines.append("")
-            lines.append(f"MNAR tipping point ({r['outcome']} at {r['tipping'].timepoint}):")
+            lines.append(f"MNAR tipping point ({r['outcome']} at {design.visit_label(r['tipping'].timepoint)}):")
             lines += [f"  {p}" for p in r["tipping"].points["statement"]]
     cc = tables.get("trial_subgroup_interaction_cc")
     if cc is not None:
@@ -527,7 +593,7 @@ def _summary(tables, results, s, flags, seed) -> str:
             "Subgroup interactions (complete case, F test): "
             + "; ".join(f"{t['outcome']} x {t['subgroup']} p = {t['p']:.3f}" for _, t in cc.iterrows())
         )
-    lines += _extra_summary(tables)
+    lines += _extra_summary(tables, design)
     if flags:
         lines.append("")
         lines += [f"WARNING: {f}" for f in flags]
@@ -539,7 +605,7 @@ def _summary(tables, results, s, flags, seed) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def _record(results, s, seed, tables, sub_results=()) -> dict:
+def _record(results, s, seed, tables, sub_results=(), design: StudyDesign | None = None) -> dict:
     rec = {"settings": s, "seed": seed, "outcomes": {}}
     for r in results:
         o = {}
@@ -566,7 +632,8 @@ def _record(results, s, seed, tables, sub_results=()) -> dict:
     ):
         if name in tables:
             rec[name.removeprefix("trial_")] = tables[name].to_dict("records")
-    rec["diagnostics"] = [r[n].to_dict() for r in results for n, _ in _DIAGNOSTIC_MODELS if n in r]
+    models = _diagnostic_models(StudyDesign.from_settings(s) if design is None else design)
+    rec["diagnostics"] = [r[n].to_dict() for r in results for n, _ in models if n in r]
     rec["subscale_outcomes"] = {r["outcome"]: r["itt"].to_dict() for r in sub_results if "itt" in r}
     return rec
 
@@ -579,35 +646,47 @@ def run_trial_stage(
     `stage_seed("trial")`, which is also the default) seeds each outcome's imputation through
     `derive_seed(seed, "trial.impute.<outcome>")`."""
     s = section_settings("trial", settings)
+    design = StudyDesign.from_settings(s)
+    s = design.resolve_settings(s)  # visit settings left null: the last visit
     seed = stage_seed("trial") if seed is None else int(seed)
     for name in ("participants", "assessments"):
         if name not in tables:
             raise AnalysisError(f"the trial stage needs the cleaned '{name}' table; tables given: {sorted(tables)}")
-    registry = load_registry()  # every listed outcome is a registry key (checked with the settings)
+    registry = trial_instruments(s)  # every listed outcome is a registry key or in trial.instruments (checked)
     flags: list[str] = []
+    if "sessions_attended" not in tables["participants"].columns and (
+        s["per_protocol_outcomes"] or s["attendance_outcomes"]
+    ):
+        flags.append(
+            "the participants table has no sessions_attended column: the per-protocol, attendance and CACE "
+            "analyses are not run"
+        )
     results = []
     bar = progress(s["outcomes"], desc=f"trial: outcomes (m = {s['imputations']} imputations each)", unit="outcome")
     by_instrument = _instrument_rows(tables["assessments"]) if "instrument" in tables["assessments"] else None
-    prepared = _prepare_outcomes(tables, list(s["outcomes"]) + list(s["subscale_itt_outcomes"]), s, seed, by_instrument)
+    prepared = _prepare_outcomes(
+        tables, list(s["outcomes"]) + list(s["subscale_itt_outcomes"]), s, seed, by_instrument, design
+    )
     for key in bar:
         try:
-            results.append(_analyse_outcome(tables, key, s, seed, registry, flags, by_instrument, prepared))
+            results.append(_analyse_outcome(tables, key, s, seed, registry, flags, by_instrument, prepared, design))
         except AnalysisError as err:
             flags.append(f"{key}: not analysed: {err}")
-    sub_results = _analyse_subscales(tables, s, seed, registry, flags, by_instrument, prepared)
-    out_tables = _build_tables(results, s, registry)
-    out_tables.update(_extra_tables(results, sub_results, s, registry))
+    sub_results = _analyse_subscales(tables, s, seed, registry, flags, by_instrument, prepared, design)
+    out_tables = _build_tables(results, s, registry, design)
+    out_tables.update(_extra_tables(results, sub_results, s, registry, design))
     figures = {}
     try:
-        trial_figures(results, out_tables, s, registry, tuple(n for n, _ in _DIAGNOSTIC_MODELS), into=figures)
+        diagnostic_keys = tuple(n for n, _ in _diagnostic_models(design))
+        trial_figures(results, out_tables, s, registry, diagnostic_keys, into=figures, design=design)
     except Exception as err:  # a figure must never sink the numbers
         flags.append(f"a figure could not be drawn: {err}")
     return StageResult(
         stage="trial",
         tables=out_tables,
         figures=figures,
-        record=_record(results, s, seed, out_tables, sub_results),
-        summary=_summary(out_tables, results, s, flags, seed),
+        record=_record(results, s, seed, out_tables, sub_results, design),
+        summary=_summary(out_tables, results, s, flags, seed, design),
         flags=flags,
     )
 

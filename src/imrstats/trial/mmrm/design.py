@@ -1,14 +1,15 @@
 """The MMRM's fixed-effects design on a participant x visit grid, and the emmeans reference grid.
 
 Fixed effects (default): ``0 + time + arm:time + baseline:time + covariates``, i.e. a mean per visit,
-an IMR - TAU difference per visit, a baseline slope per visit, and covariates shared across visits
+a treatment - reference difference per visit, a baseline slope per visit (or, with the baseline among the
+covariates, one common slope), and covariates shared across visits
 (categorical ones treatment-coded against their first sorted level, numeric ones as is). The design is
 built once (`build_mmrm_design`) and refitted on new outcomes (`MMRMDesign.fit`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -44,6 +45,15 @@ class MMRMDesign:
     treatment_arm: str
     arm_of: np.ndarray
     n_dropped_covariates: int
+    # printed labels of arm and visit codes (the contrast and adjusted-mean texts); a code without one is printed
+    arm_labels: dict = field(default_factory=dict)
+    time_labels: dict = field(default_factory=dict)
+
+    def arm_label(self, arm) -> str:
+        return str(self.arm_labels.get(arm, arm))
+
+    def time_label(self, time) -> str:
+        return str(self.time_labels.get(time, time))
 
     def outcome_grid(self, y) -> np.ndarray:
         """Place an outcome vector aligned with the design's data rows onto the participant x visit grid."""
@@ -132,12 +142,17 @@ def build_mmrm_design(
     reference_arm: str = "TAU",
     treatment_arm: str = "IMR",
     times=None,
+    arm_labels: dict | None = None,
+    time_labels: dict | None = None,
 ) -> MMRMDesign:
     """Build the MMRM design from long data (one row per participant x post-baseline visit).
 
     Visits are ``times`` in the given order (default: the categories of a categorical ``time`` column,
     else the sorted distinct values); rows at other visits are ignored. Rows with a missing arm,
     baseline or covariate are dropped (counted in ``n_dropped_covariates``, reported in the notes).
+    ``arm_labels`` / ``time_labels``: printed labels of the arm and visit codes in the contrast and
+    adjusted-mean texts (default: the codes). ``baseline=None`` with ``"baseline"`` among the covariates
+    gives one common baseline slope instead of one per visit.
     """
     covariates = tuple(covariates)
     needed = [id, time, arm] + ([baseline] if baseline else []) + list(covariates)
@@ -199,6 +214,8 @@ def build_mmrm_design(
         treatment_arm=treatment_arm,
         arm_of=arm_of,
         n_dropped_covariates=int((in_visits & ~complete).sum()),
+        arm_labels=dict(arm_labels or {}),
+        time_labels=dict(time_labels or {}),
     )
 
 

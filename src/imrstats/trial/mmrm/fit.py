@@ -38,8 +38,9 @@ def check_estimable(design: MMRMDesign, observed: np.ndarray, X: np.ndarray | No
         for arm_name, treated in ((design.treatment_arm, True), (design.reference_arm, False)):
             if not (observed[:, k] & (design.arm_of == treated)).any():
                 raise AnalysisError(
-                    f"no {arm_name} participant has an observed outcome at visit {t!r}: the IMR - TAU "
-                    "difference there is not estimable; drop the visit (times=...) or check the data"
+                    f"no {arm_name} participant has an observed outcome at visit {t!r}: the "
+                    f"{design.treatment_arm} - {design.reference_arm} difference there is not estimable; drop the "
+                    "visit (times=...) or check the data"
                 )
     for a in range(len(design.times)):
         for b in range(a):
@@ -97,7 +98,7 @@ def fit_mmrm(
     df_method: str = "satterthwaite",
     level: float = 0.95,
 ) -> MMRMResult:
-    """Fit an MMRM (unstructured covariance, REML) to long data and report IMR - TAU per visit.
+    """Fit an MMRM (unstructured covariance, REML) to long data and report treatment - reference per visit.
 
     ``data`` has one row per participant x post-baseline visit; rows with a missing ``outcome`` are
     allowed and dropped (participants with at least one observed visit are all used). Fixed effects:

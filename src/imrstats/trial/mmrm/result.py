@@ -21,7 +21,7 @@ class MMRMResult(ResultMixin):
     """A fitted MMRM.
 
     Numbers are held as arrays (cheap to make, so 100 refits per outcome stay fast); the Estimate
-    frames ``fixed_effects``, ``contrasts`` (IMR - TAU per visit) and ``adjusted_means`` (arm x visit)
+    frames ``fixed_effects``, ``contrasts`` (treatment - reference per visit) and ``adjusted_means`` (arm x visit)
     and the ``covariance`` frame are built on first access. ``converged`` is False (and ``notes``
     says why) when the REML maximisation did not converge.
 
@@ -56,6 +56,7 @@ class MMRMResult(ResultMixin):
     df_method: str = "satterthwaite"
     cov_beta_model: np.ndarray | None = None
     dcov_beta: np.ndarray | None = None
+    means_texts: tuple = ()  # the adjusted means' printed quantities (default "adjusted mean <arm> at <visit>")
 
     @property
     def contrast_estimate(self) -> np.ndarray:
@@ -86,7 +87,7 @@ class MMRMResult(ResultMixin):
 
     @cached_property
     def adjusted_means(self) -> pd.DataFrame:
-        labels = [f"adjusted mean {a} at {t}" for a, t in self.means_labels]
+        labels = list(self.means_texts) or [f"adjusted mean {a} at {t}" for a, t in self.means_labels]
         extras = [{"arm": a, "timepoint": str(t)} for a, t in self.means_labels]
         return to_frame(
             self._estimates(self.means_L, labels, self.means_df, f"{self.method}; {self.grid_method}", extras)
@@ -131,7 +132,7 @@ class MMRMResult(ResultMixin):
         ]
 
     def to_frame(self) -> pd.DataFrame:
-        """The IMR - TAU contrasts per visit, then the adjusted means per arm and visit."""
+        """The treatment - reference contrasts per visit, then the adjusted means per arm and visit."""
         return pd.concat([self.contrasts, self.adjusted_means], ignore_index=True)
 
     def confint(self, level: float | None = None) -> pd.DataFrame:
@@ -206,7 +207,12 @@ def assemble_result(
         means_labels=tuple(labels),
         means_df=df_of(L_means, cov_beta, dcov, cov_theta),
         contrast_L=L_diff,
-        contrast_labels=tuple(f"{design.treatment_arm} - {design.reference_arm} at {t}" for t in times),
+        contrast_labels=tuple(
+            f"{design.arm_label(design.treatment_arm)} - {design.arm_label(design.reference_arm)} at "
+            f"{design.time_label(t)}"
+            for t in design.times
+        ),
+        means_texts=tuple(f"adjusted mean {design.arm_label(a)} at {design.time_label(t)}" for a, t in labels),
         contrast_df=df_of(L_diff, cov_beta, dcov, cov_theta),
         reml_loglik=float(fit["loglik"]),
         converged=converged,
