@@ -12,6 +12,9 @@ PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 CORES ?= all
 export PYTENSOR_FLAGS ?= compiledir=$(CURDIR)/.pytensor
 export MPLBACKEND ?= Agg
+# one BLAS thread per process: the pipeline's jobs and the tests run side by side on the cores
+export OPENBLAS_NUM_THREADS ?= 1
+export OMP_NUM_THREADS ?= 1
 
 .PHONY: run test test-fast lint env report clean-results browser
 

@@ -4,6 +4,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# one BLAS thread, as the CLI and the workflow's jobs use (many small matrices; see src/imrstats/cli.py)
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 PROJECT = Path(__file__).resolve().parent.parent
 EXAMPLES = PROJECT / "data" / "examples"
 VALIDATION_DATA = PROJECT / "tests" / "validation" / "data"

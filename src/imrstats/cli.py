@@ -6,11 +6,20 @@ value, rule) and the command exits with status 2.
 
 from __future__ import annotations
 
-import argparse
-import sys
+import os
 
-from imrstats.config import load_config, stage_seed, step_seed
-from imrstats.errors import AnalysisError, InputError
+# imrstats computes with many small matrices: a BLAS thread per core only costs (OpenBLAS's threads spin while
+# they wait, and under load they fight for the cores). One thread, unless you export another number; set
+# before numpy is imported.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from imrstats.config import load_config, stage_seed, step_seed  # noqa: E402
+from imrstats.errors import AnalysisError, InputError  # noqa: E402
 
 
 def _config(args, overrides: dict | None = None) -> dict:
@@ -89,182 +98,158 @@ def cmd_clean(args) -> int:
     return 0
 
 
-META_NUMBER_COLUMNS = (
-    "yi",
-    "vi",
-    "effect",
-    "se",
-    "n_imr",
-    "mean_imr",
-    "sd_imr",
-    "n_tau",
-    "mean_tau",
-    "sd_tau",
-    "events_imr",
-    "events_tau",
-    "events",
-    "n",
-)
-_COMMA_RULE = "a comma is read as a decimal point only where that is unambiguous (40,5): write 1000, not 1,000"
-
-
-def shown(value, limit: int = 80) -> str:
-    """A value as an error line shows it: at most ``limit`` characters (a hostile cell can be megabytes)."""
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _row_name(frame, i: int) -> str:
-    """Row ``i`` (0-based) of the table as a person reads it: row 1 = first data row, and its study label."""
-    study = f" (study {shown(repr(frame['study'].iloc[i]))})" if "study" in frame.columns else ""
-    return f"row {i + 1}{study}"
-
-
-def read_meta_table(path) -> tuple:
+def read_meta_table(path):
     """The table `imrstats meta` pools (CSV with , ; or tab, Parquet, SPSS, Stata, Excel: `core.io.read_table`),
-    its numeric columns parsed as `imrstats check` parses them (`data.check.parse_column`: a decimal comma 40,5
-    is read as 40.5 with a note, an ambiguous 1,000 is refused). Returns (frame, notes). A cell that is not a
-    finite number is an InputError naming file, row, column, value and rule."""
-    import numpy as np
-
+    as read; its number columns are parsed by `imrstats.meta.inputs.read_effects` as `imrstats check` parses
+    them (a decimal comma 40,5 is read as 40.5 with a note, an ambiguous 1,000 is refused)."""
     from imrstats.core.io import read_table
-    from imrstats.data.check import decimal_comma_mask, parse_column
 
     frame = read_table(path)
     if frame.empty:
         raise InputError(f"{path}: no data rows (only a header)")
-    notes = []
-    for column in [c for c in frame.columns if c in META_NUMBER_COLUMNS]:
-        values = frame[column]
-        parsed, bad = parse_column(values, "number")
-        bad = bad | (parsed.notna() & ~np.isfinite(parsed.fillna(0.0)))
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(
-                f"{path}: {_row_name(frame, i)}, column {column}, value '{shown(values.iloc[i])}': not a finite number"
-                + (f" ({_COMMA_RULE})" if "," in str(values.iloc[i]) else "")
-            )
-        for i in np.flatnonzero(decimal_comma_mask(values).to_numpy()):
-            notes.append(
-                f"{path}: {_row_name(frame, i)}, column {column}: '{values.iloc[i]}' has a decimal comma, read as "
-                f"{parsed.iloc[i]:g}"
-            )
-        frame[column] = parsed
-    return frame, notes
-
-
-def _meta_rows_valid(frame, columns: list[str], path) -> None:
-    """Every study needs its own label (when the table has a study column) and a value in each column pooled;
-    a sampling variance or SE must be > 0. Each problem is an InputError naming file, row, column, value, rule."""
-    import numpy as np
-
-    if "study" in frame.columns:
-        labels = frame["study"].astype("string").str.strip()
-        blank = labels.isna() | (labels == "")
-        if blank.any():
-            i = int(np.flatnonzero(blank.to_numpy())[0])
-            raise InputError(f"{path}: row {i + 1}, column study, value '': blank; rule: every study needs a label")
-        twice = labels.duplicated(keep=False)
-        if twice.any():
-            label = labels[twice].iloc[0]
-            rows = " and ".join(str(i + 1) for i in np.flatnonzero((labels == label).to_numpy()))
-            raise InputError(
-                f"{path}: rows {rows}, column study, value {shown(repr(label))}: the same study twice; rule: one "
-                "effect per study (pool one outcome at a time with --outcome, or give each comparison its own label)"
-            )
-    for column in columns:
-        values = frame[column]
-        missing = values.isna()
-        if missing.any():
-            i = int(np.flatnonzero(missing.to_numpy())[0])
-            raise InputError(
-                f"{path}: {_row_name(frame, i)}, column {column}, value '': blank; rule: a value is needed"
-            )
-        if column in ("vi", "se"):
-            bad = values <= 0
-            if bad.any():
-                i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise InputError(
-                    f"{path}: {_row_name(frame, i)}, column {column}, value '{values.iloc[i]:g}': rule: a sampling "
-                    f"{'variance' if column == 'vi' else 'standard error'} must be > 0"
-                )
-
-
-def meta_input(frame, outcome: str | None, measure: str, path="the table"):
-    """Effect sizes for `imrstats meta` from any CSV: arm summaries (n/mean/SD per arm, or events), or a
-    reported effect with its SE (columns yi + vi, or effect + se). Returns (yi, vi, labels, description).
-    Studies are named by their label in every error; a label given twice is an error."""
-    from imrstats.data.instruments import load_registry
-    from imrstats.meta.effect_sizes import MEASURE_COLUMNS, escalc
-
-    if outcome is not None:
-        if "instrument" not in frame.columns:
-            raise InputError(f"{path}: --outcome needs an 'instrument' column in the table")
-        frame = frame[frame["instrument"] == outcome]
-        if frame.empty:
-            raise InputError(f"{path}: no rows with instrument '{outcome}'")
-    labels = frame["study"].astype(str).str.strip() if "study" in frame.columns else None
-    if {"yi", "vi"} <= set(frame.columns):
-        _meta_rows_valid(frame, ["yi", "vi"], path)
-        return frame["yi"].to_numpy(float), frame["vi"].to_numpy(float), labels, "effects as given (yi, vi)"
-    if {"effect", "se"} <= set(frame.columns) and not {"mean_imr", "events_imr"} & set(frame.columns):
-        _meta_rows_valid(frame, ["effect", "se"], path)
-        return (
-            frame["effect"].to_numpy(float),
-            frame["se"].to_numpy(float) ** 2,
-            labels,
-            "effects as given (effect, se)",
-        )
-    needed = MEASURE_COLUMNS.get(measure)
-    if needed is None:
-        raise InputError(f"{path}: unknown --measure {measure!r}; use one of {', '.join(sorted(MEASURE_COLUMNS))}")
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        header = shown(", ".join(map(str, frame.columns)), 200)
-        raise InputError(
-            f"{path}: none of the column sets imrstats meta reads: yi + vi, effect + se, or for --measure {measure} "
-            f"{', '.join(needed)} (missing: {', '.join(missing)}); the header has {header}"
-        )
-    _meta_rows_valid(frame, needed, path)
-    registry = load_registry()
-    if "instrument" in frame.columns and frame["instrument"].isin(registry).all():
-        higher = [registry[k].higher_is_better for k in frame["instrument"]]
-        direction = "signs from the instrument registry"
-    else:
-        higher, direction = True, "no instrument column: higher values taken as better"
-    table = escalc(frame, measure, higher_is_better=higher)
-    text = {"SMD": "standardized mean difference (Hedges' g)", "MD": "raw mean difference"}.get(measure, measure)
-    return (
-        table["yi"].to_numpy(float),
-        table["vi"].to_numpy(float),
-        labels,
-        f"{text}, IMR minus control; positive favours IMR ({direction})",
-    )
+    return frame
 
 
 def cmd_meta(args) -> int:
+    """`imrstats meta FILE`: read any reviewer's table (`imrstats.meta.inputs.read_effects`: arm summaries, 2x2
+    counts, reported effects, curated rows), pool it with everything the meta stage reports for an outcome
+    (`imrstats.meta.own_evidence`), print it, and write --json and --plot when asked."""
     from imrstats.core.io import write_text
-    from imrstats.meta.random_effects import rma
+    from imrstats.meta.inputs import parse_arms, read_effects
+    from imrstats.meta.own_evidence import (
+        influence_parts,
+        meta_regression,
+        parse_steps,
+        plot_figures,
+        pool_effects,
+        pool_multilevel,
+        record,
+        selection_analysis,
+        subgroup_analysis,
+        summary_text,
+        write_plots,
+    )
     from imrstats.results import to_json
 
     config = _config(args)
     check_prior_option(args)
-    frame, notes = read_meta_table(args.file)
-    yi, vi, labels, description = meta_input(frame, args.outcome, args.measure.upper(), args.file)
-    method = args.method if args.method is not None else config["meta"]["method"]
-    result = rma(yi, vi, method=method, knha=args.knha, slab=labels)
-    pred = result.predict()
-    for note in notes:
+    check_meta_options(args)
+    steps = parse_steps(args.steps) if args.selection else None
+    if args.plot:
+        check_plot_folder(args.plot, args)
+    frame = read_meta_table(args.file)
+    s = config["meta"]
+    inputs = read_effects(
+        frame,
+        measure=args.measure,
+        arms=parse_arms(args.arms, frame.columns),
+        outcome=args.outcome,
+        settings=s,
+        skip_bad_rows=args.skip_bad_rows,
+        path=args.file,
+        several_per_study=args.cluster is not None,
+    )
+    method = args.method if args.method is not None else s["method"]
+    knha = s["knha"] if args.knha is None else args.knha
+    knha_source = "config meta.knha" if args.knha is None else ("--knha" if args.knha else "--no-knha")
+    settings = {"method": method, "knha": knha, "knha_source": knha_source, "level": s["level"]}
+    if args.cluster is not None:
+        part = pool_multilevel(
+            inputs, frame, args.cluster, method=method, level=s["level"], mods=args.mods, path=args.file
+        )
+        pooled = {"multilevel": part, "flags": part["flags"]}
+        settings.update(knha=False, inference="CR2 cluster-robust by study, Satterthwaite df (--cluster)")
+    else:
+        pooled = pool_effects(inputs, method=method, knha=knha, level=s["level"])
+        if args.influence:
+            influence_parts(pooled)
+        if args.mods is not None:
+            seed = step_seed("cli.meta.permutest", config) if args.permutations is not None else None
+            pooled["meta_regression"] = meta_regression(
+                inputs,
+                frame,
+                args.mods,
+                method=method,
+                knha=knha,
+                level=s["level"],
+                permutations=args.permutations,
+                seed=seed,
+                path=args.file,
+            )
+            if seed is not None:
+                settings.update(permutations=args.permutations, permutation_seed=seed)
+                settings["permutation_seed_source"] = "derived from config seed (step cli.meta.permutest)"
+        if args.subgroup is not None:
+            pooled["subgroups"] = subgroup_analysis(
+                inputs, frame, args.subgroup, method=method, knha=knha, level=s["level"], path=args.file
+            )
+        if args.selection:
+            pooled["selection"] = selection_analysis(pooled["fit"], steps=steps, alternative=args.selection_alternative)
+    for note in inputs.notes:
         print(f"NOTE: {note}")
-    print(f"Effect size: {description}; k = {result.k}")
-    print(result.summary())
-    print(f"Prediction interval for a new study: {pred.extra.get('pi_low'):.4f} to {pred.extra.get('pi_high'):.4f}")
-    payload = {"effect_size": description, "notes": notes, "result": result.to_dict(), "prediction": pred.to_dict()}
+    print(summary_text(inputs, pooled, path=args.file, knha_source=knha_source))
+    payload = record(inputs, pooled, path=args.file, settings=settings)
+    if args.plot:
+        title = args.outcome or Path(args.file).stem
+        written = write_plots(plot_figures(inputs, pooled, title=title), args.plot, stem=slug(args.outcome or ""))
+        payload["plots"] = {name: str(path) for name, path in written.items()}
+        for path in written.values():
+            print(f"wrote {path}")
     if args.bayes:
-        payload["bayes"] = meta_bayes_summary(yi, vi, labels, config, prior_key=args.prior)
+        payload["bayes"] = meta_bayes_summary(inputs.yi, inputs.vi, inputs.labels, config, prior_key=args.prior)
     if args.json:
         write_text(to_json(payload), args.json)
     return 0
+
+
+META_CLUSTER_CONFLICTS = (
+    ("outcome", "--outcome", "it picks one row per study; --cluster pools every row"),
+    ("influence", "--influence", "it assumes one effect per study"),
+    ("subgroup", "--subgroup", "it assumes one effect per study"),
+    ("selection", "--selection", "it assumes one effect per study"),
+    ("permutations", "--permutations", "the permutation test assumes one effect per study"),
+    ("bayes", "--bayes", "the Bayesian model assumes one effect per study"),
+)
+
+
+def check_meta_options(args) -> None:
+    """Before any work: the options of ``imrstats meta`` that need another (``--permutations`` needs ``--mods``;
+    ``--steps`` and ``--selection-alternative`` need ``--selection``) or exclude one (``--cluster`` with the parts
+    that assume one effect per study); else one SettingsError naming the option."""
+    from imrstats.errors import SettingsError
+
+    if args.permutations is not None and args.mods is None:
+        raise SettingsError([("--permutations", "permutes the moderators of a meta-regression: give --mods with it")])
+    if args.permutations is not None and args.permutations < 2:
+        raise SettingsError([("--permutations", f"must be an integer >= 2, got {args.permutations}")])
+    for option, name in (("steps", "--steps"), ("selection_alternative", "--selection-alternative")):
+        if getattr(args, option) is not None and not args.selection:
+            raise SettingsError([(name, "sets the step-function selection model: give --selection with it")])
+    if args.cluster is not None:
+        for option, name, why in META_CLUSTER_CONFLICTS:
+            if getattr(args, option):
+                raise SettingsError([("--cluster", f"cannot be combined with {name}: {why}")])
+
+
+def slug(text: str) -> str:
+    """A label as a file-name part (letters, digits, _ . -)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_")
+
+
+def check_plot_folder(path: str, args) -> None:
+    """Before any work: ``--plot DIR`` must be a folder (or not exist yet: it is created), writable, and not an
+    input folder of the command. InputError names the path and why."""
+    import os
+
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{target}: --plot names a file; give a folder for the plots")
+    existing = next((p for p in (target, *target.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{target}: --plot: cannot write in {existing} (permission denied)")
+    check_output_folder(path, args, "--plot")
 
 
 def check_prior_option(args) -> None:
@@ -373,11 +358,17 @@ def cmd_stage(args) -> int:
 
 def cmd_trial(args) -> int:
     """The trial stage on a user's data: canonical tables (``--in``, one outcome) or a study spec (``--study``:
-    every outcome of the study, or ``--outcome``): ITT MI-MMRM, likelihood MMRM, complete case, sensitivity."""
-    from imrstats.trial.stage import run_trial_outcome, run_trial_stage
+    every outcome of the study, or ``--outcome``): ITT MI-MMRM, likelihood MMRM, complete case, sensitivity, the
+    estimands of trial.sensitivity_estimands; ``--estimand NAME``: that estimand alone (on the primary outcome, or
+    ``--outcome``)."""
+    from imrstats.trial.stage import estimand_delta_template, run_trial_estimand, run_trial_outcome, run_trial_stage
 
     if (args.input is None) == (args.study is None):
         raise InputError("give the data as --in FOLDER (canonical tables, with --outcome) or --study SPEC")
+    if args.delta_template is not None:
+        if args.estimand is None:
+            raise InputError("--delta-template needs --estimand NAME (the ICEs and strategies of that estimand)")
+        check_output_path(args.delta_template, args, "--delta-template")
     if args.study is None:
         if args.outcome is None:
             raise InputError("--outcome is required with --in (an instrument registry key, e.g. gaf_f)")
@@ -397,7 +388,22 @@ def cmd_trial(args) -> int:
             errors = [str(p) for p in problems if p.severity == "error"]
             raise InputError(f"{len(errors)} error(s) in the study's data, first: {errors[0]} (run imrstats check)")
         tables = clean_study(study, config, problems=problems).tables
-    if args.outcome is None:
+    if args.delta_template is not None:
+        from imrstats.trial.reference_mi import write_delta_template
+
+        template = estimand_delta_template(tables, args.estimand, config["trial"], outcome=args.outcome)
+        write_delta_template(template, args.delta_template)
+        print(
+            f"wrote {args.delta_template}: the delta table of estimand {args.estimand} ({len(template)} rows, one per "
+            "participant and visit; delta 0): fill in the deltas of the missing values and name the file in "
+            f"trial.estimands.{args.estimand}.delta_file"
+        )
+        return 0
+    if args.estimand is not None:
+        result = run_trial_estimand(
+            tables, args.estimand, config["trial"], outcome=args.outcome, seed=stage_seed("trial", config)
+        )
+    elif args.outcome is None:
         s = dict(config["trial"])
         if args.imputations is not None:
             s["imputations"] = int(args.imputations)
@@ -446,6 +452,32 @@ def cmd_init(args) -> int:
         f"outcomes {', '.join(study.outcomes)}; {len(study.log)} changes logged"
     )
     return 0
+
+
+META_DESCRIPTION = """\
+Random-effects meta-analysis of your own table, one row per study (or per study x outcome with --outcome).
+Input shapes (a row may use any; column names generic, or the IMR names of data/published/):
+  arm summaries      n1, m1, sd1, n2, m2, sd2 (or n_imr, mean_imr, sd_imr, n_tau, mean_tau, sd_tau):
+                     Hedges' g (--measure SMD, the default) or the mean difference (--measure MD)
+  2x2 counts         ai, bi, ci, di (events / non-events per group), or events / n per group e1, n1, e2, n2
+                     (events_imr, n_imr, events_tau, n_tau): --measure RR, OR or RD (1/2 added to the cells
+                     of a study with a zero cell, as metafor)
+  effect + variance  yi, vi (on the pooled scale), taken as given
+  reported effect    effect, se; or effect, ci_low, ci_high (+ ci_level, 0.95 when absent: SE = CI width /
+                     2 z); with --measure RR or OR the effect and CI are ratios as printed (pooled as logs)
+  curated rows       a conversion column per row (smd_from_arms, md_from_arm_means_se, log_or_from_ci,
+                     d_from_p_two_sided, d_total_n_equal_split, d_from_eta_squared, none: d + N, p + n,
+                     OR + CI, eta^2), converted exactly as the pipeline's meta stage converts them
+Optional columns: study (labels), year (labels; cumulative order), sign (+1 / -1, or sign_favouring_imr: -1
+reverses a row so that positive favours group 1), instrument / outcome (--outcome; a registry instrument
+signs effects computed from arm summaries or counts), use, timepoint, analysis (the pipeline's row choice).
+Printed (and in --json): each row's conversion and assumption, and every row left aside with its reason; the
+pooled effect with CI and p, the prediction interval, tau^2, tau, I^2, H^2 with Q-profile CIs, the Q test,
+leave-one-out, the cumulative meta-analysis (by year, else file order) and Egger's test (k >= 3; low power
+below 10), Begg and Mazumdar's rank test and trim-and-fill (k >= 3). Optional: --influence, --mods (with
+--permutations), --subgroup, --selection (with --steps), and --cluster for several rows per study. A row that
+cannot be used stops the run, named (row, column, value, rule), unless --skip-bad-rows.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -497,21 +529,109 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_clean)
 
     p = sub.add_parser(
-        "meta", parents=[settings_file], help="random-effects meta-analysis of a CSV of arm summaries or effects + SEs"
+        "meta",
+        parents=[settings_file],
+        help="random-effects meta-analysis of your own table: arm summaries, 2x2 counts or reported effects",
+        description=META_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "file",
-        help="CSV with n/mean/SD per arm (n_imr, mean_imr, sd_imr, n_tau, ...), or yi + vi, "
-        "or effect + se; optional columns study and instrument",
+        help="your table (CSV with , ; or tab, Parquet, .sav, .dta, .xlsx), one row per study (see the shapes above)",
     )
-    p.add_argument("--outcome", help="keep the rows whose instrument is this registry key")
+    p.add_argument(
+        "--outcome",
+        metavar="KEY",
+        help="pool one outcome: a config meta.outcomes label (its instruments) or a value of the table's instrument "
+        "or outcome column; one row per study, chosen as the pipeline's meta stage chooses (config meta.uses, "
+        "timepoints, analyses); every row left aside is printed with its reason",
+    )
     p.add_argument(
         "--method",
         choices=["REML", "DL", "PM", "ML", "EE", "FE"],
         help="tau^2 estimator (default: config meta.method, REML)",
     )
-    p.add_argument("--measure", default="SMD", help="SMD (default) or MD for arm summaries")
-    p.add_argument("--knha", action="store_true", help="Knapp-Hartung adjustment (t-based tests and CIs)")
+    p.add_argument(
+        "--measure",
+        type=str.upper,
+        choices=["SMD", "MD", "RR", "OR", "RD"],
+        help="what arm summaries (SMD, the default; MD) or 2x2 counts (RR, OR, RD: required for counts) give",
+    )
+    p.add_argument(
+        "--arms",
+        metavar="LABEL1,LABEL2",
+        help="the two groups' labels for the printout, e.g. 'Intervention,Control' (default: group 1, group 2; "
+        "IMR, TAU when the table uses the IMR column names)",
+    )
+    p.add_argument(
+        "--knha",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Knapp-Hartung t(k-1) tests and CIs (--no-knha: Wald z); default: config meta.knha (on in the shipped "
+        "config, as in the pipeline's meta stage)",
+    )
+    p.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="pool the usable rows when some cannot be used (default: stop and name them); each row left out is "
+        "printed and in --json",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="write forest.png (study CIs, weights, pooled diamond, prediction interval) and funnel.png (k >= 3: "
+        "contour-enhanced, with the trim-and-fill studies; k = 2: plain), and the plots of the options, into DIR "
+        "(created when missing; forest_KEY.png etc. with --outcome KEY)",
+    )
+    p.add_argument(
+        "--influence",
+        action="store_true",
+        help="influence diagnostics (metafor influence.rma.uni: rstudent, DFFITS, Cook's distance, cov.r, tau^2 and "
+        "QE without the study, hat, weight, DFBETAS, the influential flag) and baujat.png with --plot",
+    )
+    p.add_argument(
+        "--mods",
+        metavar="FORMULA",
+        help="meta-regression on columns of the table, e.g. 'ablat + year' or 'alloc' (numbers: continuous; labels "
+        "or factor(x): categorical); coefficients, QM, residual heterogeneity, pseudo-R^2, Knapp-Hartung as the run's "
+        "--knha; bubble.png with --plot when one moderator is continuous",
+    )
+    p.add_argument(
+        "--permutations",
+        metavar="N",
+        type=int,
+        help="with --mods: the permutation test of the moderators with N permutations (exact when there are no "
+        "more distinct ones), seeded from config seed",
+    )
+    p.add_argument(
+        "--subgroup",
+        metavar="COLUMN",
+        help="pool each subgroup of COLUMN on its own; test for subgroup differences both ways (mixed-effects "
+        "QM, common tau^2; RevMan's Q-between); forest_subgroups.png with --plot",
+    )
+    p.add_argument(
+        "--cluster",
+        metavar="COLUMN",
+        help="several rows per study: COLUMN names each row's study; the three-level model (effects within "
+        "studies) with CR2 cluster-robust SEs and Satterthwaite df (with --mods: a multilevel meta-regression); "
+        "without it, a study on several rows is an error",
+    )
+    p.add_argument(
+        "--selection",
+        action="store_true",
+        help="step-function selection model (Vevea and Hedges 1995) with its likelihood ratio test, and the Vevea "
+        "and Woods (2005) sensitivity table; exploratory below 10 studies",
+    )
+    p.add_argument(
+        "--steps",
+        metavar="P1,P2,...",
+        help="with --selection: one-sided p-value cut points (default 0.025,1; e.g. 0.025,0.1,1)",
+    )
+    p.add_argument(
+        "--selection-alternative",
+        choices=["greater", "less", "two.sided"],
+        help="with --selection: the side of the p-values (default: the side of the pooled estimate)",
+    )
     p.add_argument(
         "--bayes",
         action="store_true",
@@ -524,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --bayes: the tau prior, a shipped key (e.g. half_normal_0.5, rhodes_mental_health_nonpharm; "
         "default: config meta.bayes.tau_prior)",
     )
-    p.add_argument("--json", help="write the result as JSON")
+    p.add_argument("--json", help="write everything printed (and each row's conversion) as JSON")
     p.set_defaults(func=cmd_meta)
 
     for name, text in (
@@ -552,6 +672,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="instrument key, e.g. gaf_f (required with --in; with --study the default is every outcome of the study)",
     )
     p.add_argument("--imputations", type=int, help="number of imputations m (default: config, 100)")
+    p.add_argument(
+        "--estimand",
+        help="run this estimand of trial.estimands alone (e.g. treatment_policy_jr): its ICH E9(R1) attributes, the "
+        "intercurrent events per arm and strategy, and per visit the contrast and each arm's LS mean",
+    )
+    p.add_argument(
+        "--delta-template",
+        metavar="PATH",
+        help="with --estimand: write the estimand's delta table (one row per participant and visit, delta 0) as CSV "
+        "to fill in and name in trial.estimands.NAME.delta_file; nothing is analysed",
+    )
     p.add_argument(
         "--df-method",
         choices=["satterthwaite", "kenward_roger"],

@@ -347,6 +347,9 @@ def _semantic_problems(config: dict, paths: bool = True) -> list[tuple[str, str]
     from imrstats.trial.design import design_problems  # the study design's visits and arms
 
     problems += design_problems(config["trial"])
+    from imrstats.trial.estimands import estimand_problems  # the estimands' rules, names and outcomes
+
+    problems += estimand_problems(config["trial"])
     age_range = config["simulate"]["trial"]["age_range"]
     if age_range[0] >= age_range[1]:
         problems.append(("simulate.trial.age_range", f"lower bound {age_range[0]} must be below {age_range[1]}"))

@@ -204,3 +204,25 @@ def test_stata_long_export_through_init_and_the_trial_cli(tmp_path, capsys):
     record = json.loads(out_json.read_text())
     assert record["settings"]["visits"] == ["week_4", "week_8", "week_12", "week_24"]
     assert record["settings"]["primary"] == {"outcome": record["settings"]["outcomes"][0], "timepoint": "week_24"}
+
+
+def test_semicolon_csv_export_through_init_check_and_the_trial_cli(tmp_path, capsys):
+    """A spreadsheet's CSV (semicolons, decimal commas, 999 for a missed rating, arms written out): drafted by
+    init, checked through the spec, and analysed by `imrstats trial --study` with the export's own arm and visit
+    names (the 999 codes are blanked on the way: test_csv_semicolons_decimal_commas_init_load_check)."""
+    import json
+
+    made = csv_semicolons(tmp_path)
+    spec = tmp_path / "study.yaml"
+    assert main(["init", str(made["path"]), "--out", str(spec)]) == 0
+    assert main(["check", "--study", str(spec)]) == 0
+    capsys.readouterr()
+    out_json = tmp_path / "trial.json"
+    assert main(["trial", "--study", str(spec), "--imputations", "3", "--json", str(out_json)]) == 0
+    stdout = capsys.readouterr().out
+    assert not any(word in stdout.split() for word in ("IMR", "TAU", "fu12"))
+    record = json.loads(out_json.read_text())
+    assert record["settings"]["outcomes"] == ["hope"]
+    assert record["settings"]["arms"]["intervention"] in ("Intervention", "Control")
+    assert len(record["settings"]["visits"]) == 2  # _w4 and _w8 after the _bl baseline
+    assert record["settings"]["primary"]["timepoint"] == record["settings"]["visits"][-1]

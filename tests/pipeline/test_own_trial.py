@@ -31,14 +31,15 @@ def readme_commands() -> list[str]:
     return [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-def test_readme_lists_the_four_steps():
+def test_readme_lists_the_steps():
     commands = readme_commands()
-    assert [c.split()[0] for c in commands] == [
-        ".venv/bin/imrstats",
-        ".venv/bin/imrstats",
-        ".venv/bin/imrstats",
-        "printf",
-        ".venv/bin/snakemake",
+    assert [c.split()[:2] for c in commands] == [
+        [".venv/bin/imrstats", "init"],
+        [".venv/bin/imrstats", "check"],
+        [".venv/bin/imrstats", "trial"],
+        [".venv/bin/imrstats", "trial"],
+        ["printf", "'data:\\n"],
+        [".venv/bin/snakemake", "--cores"],
     ]
 
 
@@ -77,6 +78,13 @@ def test_trial_cli_prints_the_users_labels_and_the_r_contrast(own_trial):
     record = json.loads((project / "my_trial.json").read_text())
     assert record["settings"]["visits"] == ["week1", "week2", "week4", "week6"]
     assert record["settings"]["imputations"] == 100
+
+
+def test_the_estimand_command_prints_its_attributes_and_the_jr_rows(own_trial):
+    _, runs = own_trial
+    stdout = runs[3][1].stdout
+    assert "treatment_policy_jr" in stdout and "JR" in stdout
+    assert "Drug - Placebo" in stdout and "Week 6" in stdout
 
 
 def test_pipeline_on_the_study_gives_the_r_contrast_and_a_report_in_the_users_words(own_trial):

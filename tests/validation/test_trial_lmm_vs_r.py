@@ -6,9 +6,10 @@ diagnosis, random = ~ 1 | id, method = "REML") and emmeans' IMR - TAU contrast p
 Tolerances (relative): fixed effects, SEs, contrasts, CIs, t, p: 1e-6 against nlme. Variance components: the
 REML surface is flat in them (a relative error e in tau^2 lowers the log-likelihood by ~1e-11 for e = 1e-6),
 so every optimiser stops at a different point within ~1e-6: nlme's default nlminb ~2e-6, its optim ~6e-7 (the
-reference below), statsmodels' BFGS at gtol 1e-8 ~5e-8 from the maximum. They are therefore pinned at 1e-6
-against nlme (observed 6e-7) and at 1e-7 against lme4::lmer with tight nloptwrap tolerances, which reaches the
-maximum to ~1e-8 (observed 3e-8). The REML log-likelihood (the same constant in nlme and statsmodels) at 1e-10.
+reference below); imrstats finds the root of the analytic profile score (Brent), which is the maximum to machine
+precision (observed 3.5e-8 from lmer's). They are therefore pinned at 1e-6 against nlme (observed 6e-7) and
+at 1e-7 against lme4::lmer with tight nloptwrap tolerances, which reaches the maximum to ~1e-8. The REML
+log-likelihood (nlme's constant) at 1e-10.
 The same ~6e-7 offset of nlme's variance components moves a fixed effect by ~1e-7 of its SE, which for a
 coefficient near 0 (sex[male] of GAF-F: 0.14, SE 1.41) is 1.3e-6 of the coefficient: fixed effects are
 pinned at 1e-6 relative against lmer's (fixef at its tighter maximum; observed < 1e-7), and against nlme's

@@ -173,6 +173,23 @@ def log_or(events1, n1, events2, n2, *, higher_is_better=True, add: float = 0.5,
     return EffectSize(_out(_direction_sign(higher_is_better) * yi), _out(vi))
 
 
+def rd(events1, n1, events2, n2, *, higher_is_better=True, add: float = 0.5, to: str = "only0") -> EffectSize:
+    """Risk difference p1 - p2 (IMR minus TAU) with the large-sample variance p1 (1 - p1) / n1 + p2 (1 - p2) / n2
+    (metafor ``measure="RD"``, ``vtype="LS"``; Borenstein et al. 2009, ch. 5), computed, as metafor does by
+    default, after the continuity correction (``add`` to every cell of a study with a zero cell): a study with
+    no events in either arm keeps a finite variance."""
+    a, b, c, d = _two_by_two(events1, n1, events2, n2, add, to)
+    p1, p2 = a / (a + b), c / (c + d)
+    yi = p1 - p2
+    vi = p1 * (1 - p1) / (a + b) + p2 * (1 - p2) / (c + d)
+    if np.any(vi <= 0):
+        raise AnalysisError(
+            "The risk difference has variance 0 (every or no person has the event in both arms) with no "
+            "continuity correction; use to='only0' (metafor's default)."
+        )
+    return EffectSize(_out(_direction_sign(higher_is_better) * yi), _out(vi))
+
+
 def plo(events, n, *, add: float = 0.5, to: str = "only0") -> EffectSize:
     """Logit of a single-arm proportion (dropout, completion) log(x / (n - x)) with variance
     1/x + 1/(n - x) (metafor ``measure="PLO"``), after the continuity correction. Back-transform a
@@ -193,6 +210,7 @@ MEASURE_COLUMNS = {  # the columns each measure of `escalc` reads
     "MD": ["mean_imr", "sd_imr", "n_imr", "mean_tau", "sd_tau", "n_tau"],
     "RR": ["events_imr", "n_imr", "events_tau", "n_tau"],
     "OR": ["events_imr", "n_imr", "events_tau", "n_tau"],
+    "RD": ["events_imr", "n_imr", "events_tau", "n_tau"],
     "PLO": ["events", "n"],
 }
 
@@ -225,6 +243,8 @@ def _one_measure(measure: str, args: list, hib, *, correct: bool, add: float, to
         return md(*args, higher_is_better=hib)
     if measure == "RR":
         return log_rr(*args, higher_is_better=hib, add=add, to=to)
+    if measure == "RD":
+        return rd(*args, higher_is_better=hib, add=add, to=to)
     return log_or(*args, higher_is_better=hib, add=add, to=to)
 
 
@@ -269,7 +289,7 @@ def escalc(
 ) -> pd.DataFrame:
     """Add effect sizes ``yi``, variances ``vi``, the ``measure`` and a ``direction`` column to a table.
 
-    ``measure`` is "SMD", "MD" (columns n_imr, mean_imr, sd_imr, n_tau, mean_tau, sd_tau), "RR", "OR"
+    ``measure`` is "SMD", "MD" (columns n_imr, mean_imr, sd_imr, n_tau, mean_tau, sd_tau), "RR", "OR", "RD"
     (events_imr, n_imr, events_tau, n_tau) or "PLO" (events, n). ``higher_is_better`` is one bool, one
     per row, or the name of a bool column (from the instrument registry). Returns a copy of ``df``.
     """

@@ -347,3 +347,233 @@ def bayes_figures(plan, pooled, impl_pooled, prior_mu, impl_prior_mu, impl_tau) 
                 result, title=f"implementation {measure}: trace and rank"
             )
     return figures
+
+
+# ---------------------------------------------------------------------------------------------
+# Influence and small-study effects (imrstats.meta.influence)
+
+
+def baujat_figure(points: pd.DataFrame, *, equal_effects: bool = False, title: str = ""):
+    """Baujat plot (Baujat et al. 2002, Stat Med 21:2641-2652) of ``imrstats.meta.influence.baujat``'s data, as
+    metafor's ``baujat``: each study's contribution to the heterogeneity (x: squared Pearson residual; for an
+    equal-effects model its share of Cochran's Q) against its influence on the pooled effect (y), labelled by
+    study (with more than 15 studies only the 5 largest on either axis are labelled). Studies at the top right
+    are both heterogeneous and influential."""
+    fig, ax = new_figure(6.0, 4.6)
+    shown = points.dropna(subset=["x", "y"])
+    ax.scatter(shown["x"], shown["y"], color="tab:blue", s=18, zorder=3)
+    if len(shown) > 15:  # label the stand-outs only: the 5 largest on either axis
+        shown = shown.loc[shown["x"].rank(ascending=False).le(5) | shown["y"].rank(ascending=False).le(5)]
+    for label, x, y in zip(shown["slab"], shown["x"], shown["y"]):
+        ax.annotate(str(label), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("contribution to overall heterogeneity" if equal_effects else "squared Pearson residual")
+    ax.set_ylabel("influence on overall result")
+    ax.grid(True, color="0.88", lw=0.6)
+    ax.set_axisbelow(True)
+    ax.set_title(title or "Baujat plot", fontsize=10)
+    return fig
+
+
+def contour_funnel_figure(
+    fit: MetaResult,
+    *,
+    trimfill=None,
+    levels: tuple[float, ...] = (90.0, 95.0, 99.0),
+    refline: float = 0.0,
+    title: str = "",
+    xlabel: str = "effect",
+):
+    """Contour-enhanced funnel plot (Peters et al. 2008, J Clin Epidemiol 61:991-996), as metafor's
+    ``funnel(fit, level = c(90, 95, 99), shade = c("white", "gray55", "gray75"), refline = 0)``: effect against its
+    standard error (inverted axis), shaded by the two-sided p-value of a study at that point against ``refline``
+    (white p > 0.10, dark grey 0.05 < p <= 0.10, mid grey 0.01 < p <= 0.05, light grey p <= 0.01 for the default
+    levels). With ``trimfill`` (``imrstats.meta.influence.trimfill``'s result) the filled-in studies are open
+    circles and the solid line is the pooled effect with them (dashed: the observed studies' pooled effect);
+    otherwise the solid line is ``fit``'s pooled effect."""
+    from matplotlib.patches import Patch
+
+    from imrstats.errors import AnalysisError
+
+    levels = tuple(sorted(float(level) for level in levels))
+    if not levels or any(not 0 < level < 100 for level in levels):
+        raise AnalysisError(f"contour levels are percentages in (0, 100), e.g. (90, 95, 99); got {levels!r}")
+    data = trimfill.data if trimfill is not None else pd.DataFrame({"yi": fit.yi, "vi": fit.vi, "filled": False})
+    se = np.sqrt(data["vi"].to_numpy(float))
+    yi = data["yi"].to_numpy(float)
+    filled = data["filled"].to_numpy(bool)
+    top = 1.05 * se.max()
+    grid = np.linspace(0, top, 200)
+    z = [float(stats.norm.isf((1 - level / 100) / 2)) for level in levels]
+    half = z[-1] * top
+    lo = min(refline - half, float(yi.min())) - 0.05 * half
+    hi = max(refline + half, float(yi.max())) + 0.05 * half
+    fig, ax = new_figure(7.8, 4.6)
+    ax.set_facecolor("0.83")  # beyond the outermost contour: p <= 1 - max(level) / 100
+    # innermost white, then metafor's gray55 / gray75 (further levels in between), outermost region light grey
+    shades = ["white"] + [f"{g:.2f}" for g in np.linspace(0.55, 0.75, len(levels) - 1)]
+    handles = [Patch(facecolor="0.83", edgecolor="0.5", label=f"p \u2264 {1 - levels[-1] / 100:.2f}")]
+    for i in range(len(levels) - 1, -1, -1):  # widest contour first, narrower ones on top
+        ax.fill_betweenx(grid, refline - z[i] * grid, refline + z[i] * grid, color=shades[i], lw=0, zorder=1)
+        upper = 1 - levels[i - 1] / 100 if i > 0 else 1.0
+        lower = 1 - levels[i] / 100
+        label = f"p > {lower:.2f}" if i == 0 else f"{lower:.2f} < p \u2264 {upper:.2f}"
+        handles.append(Patch(facecolor=shades[i], edgecolor="0.5", label=label))
+    ax.axvline(refline, color="0.35", lw=0.7, zorder=2)
+    pooled = trimfill.fit if trimfill is not None else fit
+    ax.axvline(pooled.estimate, color="tab:red", lw=1.2, zorder=2)
+    if trimfill is not None and trimfill.k0 > 0:
+        ax.axvline(fit.estimate, color="tab:red", lw=1.0, ls="--", zorder=2)
+    ax.scatter(yi[~filled], se[~filled], color="black", s=22, zorder=4, label="observed studies")
+    if filled.any():
+        ax.scatter(
+            yi[filled],
+            se[filled],
+            facecolor="white",
+            edgecolor="black",
+            s=22,
+            zorder=4,
+            label="filled-in (trim and fill)",
+        )
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(top, 0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("standard error")
+    points, names = ax.get_legend_handles_labels()
+    ax.legend(handles=handles[::-1] + points, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.subplots_adjust(right=0.7)
+    if not title and trimfill is not None:
+        title = f"contour-enhanced funnel plot; trim and fill ({trimfill.estimator}): {trimfill.k0} filled in"
+    ax.set_title(title or "contour-enhanced funnel plot", fontsize=10)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Meta-regression
+
+
+def bubble_figure(
+    res,
+    moderator: str,
+    *,
+    title: str = "",
+    xlabel: str | None = None,
+    ylabel: str = "effect",
+    prediction_interval: bool = True,
+    points: int = 101,
+):
+    """Bubble plot of a meta-regression (``imrstats.meta.moderators.rma_mods``) on one continuous moderator,
+    as metafor's ``regplot``: each study at (moderator, yi) with area proportional to its weight 1 / (vi +
+    tau^2), the fitted line with its CI band and (dashed) the prediction interval; other moderators are held at
+    their means over the studies (for a categorical one, the mean of its indicator columns), as regplot does."""
+    from imrstats.errors import InputError
+    from imrstats.meta.moderators import ModeratorResult
+
+    if not isinstance(res, ModeratorResult):
+        raise InputError(f"bubble_figure takes the result of rma_mods; got {type(res).__name__}")
+    kinds = {m.name: m.kind for m in res.moderators}
+    if kinds.get(moderator) != "continuous":
+        continuous = [name for name, kind in kinds.items() if kind == "continuous"]
+        raise InputError(
+            f"bubble_figure: {moderator!r} is not a continuous moderator of the model; continuous: {continuous}"
+        )
+    X = np.asarray(res.X)
+    offset = int(res.intercept)
+    j = res.terms.index(moderator)
+    x = X[:, j]
+    y = np.asarray(res.yi)
+    tau2 = 0.0 if res.method in ("EE", "FE") else res.tau2
+    w = 1.0 / (np.asarray(res.vi) + tau2)
+    grid = np.linspace(float(x.min()), float(x.max()), points)
+    coded = np.tile(X[:, offset:].mean(axis=0), (points, 1))
+    coded[:, j - offset] = grid
+    pred = res.predict(coded)
+    fig, ax = new_figure(7.0, 4.8)
+    ax.fill_between(grid, pred["ci_low"], pred["ci_high"], color="tab:blue", alpha=0.2, lw=0, label="CI")
+    ax.plot(grid, pred["estimate"], color="tab:blue", lw=1.5, label="fitted")
+    if prediction_interval and res.method not in ("EE", "FE"):
+        ax.plot(grid, pred["pi_low"], color="tab:blue", lw=0.8, ls="--", label="prediction interval")
+        ax.plot(grid, pred["pi_high"], color="tab:blue", lw=0.8, ls="--")
+    ax.scatter(x, y, s=600 * w / w.max(), facecolor="0.6", edgecolor="black", alpha=0.8, zorder=3, label="studies")
+    ax.axhline(0.0, color="0.4", lw=0.6)
+    ax.set_xlabel(xlabel or moderator)
+    ax.set_ylabel(ylabel)
+    others = [m.name for m in res.moderators if m.name != moderator]
+    held = f"; {', '.join(others)} held at {'its mean' if len(others) == 1 else 'their means'}" if others else ""
+    ax.set_title(title or f"meta-regression on {moderator} ({res.method}{held})", fontsize=10)
+    ax.legend(fontsize=7, loc="best", markerscale=0.4)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Forest plot grouped by subgroup (or by study, for several effects per study)
+
+
+def grouped_forest_figure(
+    data: pd.DataFrame,
+    *,
+    groups: pd.DataFrame | None = None,
+    overall: dict | None = None,
+    level: float = 0.95,
+    title: str = "",
+    xlabel: str = "effect",
+    group_name: str = "subgroup",
+):
+    """A forest plot in blocks: ``data`` (columns ``label``, ``group``, ``yi``, ``vi``) drawn group by group in
+    the order of ``groups`` (else of first appearance), each study with its normal CI and a square sized by its
+    precision 1 / vi; under each group its pooled diamond when ``groups`` gives it (columns ``group``,
+    ``estimate``, ``ci_low``, ``ci_high``, optional ``text``, e.g. the subgroup's k and tau^2); at the foot the
+    overall diamond from ``overall`` (``label``, ``estimate``, ``ci_low``, ``ci_high``, optional ``pi_low`` /
+    ``pi_high`` drawn dashed). Draws only what it is given; computes no reported number."""
+    z = float(stats.norm.isf((1 - level) / 2))
+    order = list(groups["group"]) if groups is not None else list(dict.fromkeys(data["group"]))
+    summaries = {r["group"]: r for r in groups.to_dict("records")} if groups is not None else {}
+    precision = 1.0 / data["vi"].to_numpy(float)
+    size = {i: 4 + 8 * math.sqrt(p / precision.max()) for i, p in zip(data.index, precision)}
+    lines: list[tuple[str, str, dict]] = []  # (kind, label, payload) from the top down
+    for group in order:
+        rows = data.loc[data["group"] == group]
+        lines.append(("header", f"{group_name}: {group}", {}))
+        for i, r in rows.iterrows():
+            lines.append(("study", str(r["label"]), {"y": float(r["yi"]), "v": float(r["vi"]), "size": size[i]}))
+        if group in summaries:
+            lines.append(("diamond", f"{group} (pooled)", summaries[group]))
+    if overall is not None:
+        lines.append(("overall", str(overall.get("label", "Overall")), overall))
+    n = len(lines)
+    fig, ax = new_figure(9.0, 1.6 + 0.36 * n)
+    ticks, names = [], []
+    for j, (kind, label, item) in enumerate(lines):
+        row = n - j
+        ticks.append(row)
+        names.append(label)
+        if kind == "study":
+            lo, hi = item["y"] - z * math.sqrt(item["v"]), item["y"] + z * math.sqrt(item["v"])
+            ax.plot([lo, hi], [row, row], color="black", lw=1)
+            ax.plot(item["y"], row, "s", color="tab:blue", markersize=item["size"])
+            text = f"{item['y']:.2f} [{lo:.2f}, {hi:.2f}]"
+        elif kind in ("diamond", "overall"):
+            est, lo, hi = float(item["estimate"]), float(item["ci_low"]), float(item["ci_high"])
+            if not all(math.isfinite(x) for x in (est, lo, hi)):
+                continue
+            color = "tab:red" if kind == "overall" else "tab:orange"
+            ax.fill([lo, est, hi, est], [row, row + 0.25, row, row - 0.25], color=color)
+            pi_low, pi_high = item.get("pi_low"), item.get("pi_high")
+            if pi_low is not None and pi_high is not None and math.isfinite(pi_low) and math.isfinite(pi_high):
+                ax.plot([pi_low, pi_high], [row, row], ls="--", color=color, lw=1)
+            text = f"{est:.2f} [{lo:.2f}, {hi:.2f}]" + (f"  {item['text']}" if item.get("text") else "")
+        else:
+            text = ""
+        if text:
+            weight = "bold" if kind != "study" else "normal"
+            ax.text(1.02, row, text, transform=ax.get_yaxis_transform(), va="center", fontsize=7.5, weight=weight)
+    ax.set_yticks(ticks)
+    ax.set_yticklabels(names, fontsize=7.5)
+    for tick, (kind, _, _) in zip(ax.get_yticklabels(), lines):
+        if kind in ("header", "overall"):
+            tick.set_fontweight("bold")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_ylim(0.3, n + 0.7)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    fig.subplots_adjust(right=0.66, left=0.27)
+    return fig

@@ -13,14 +13,16 @@ Knapp & Hartung (2003) with t(k - p); I^2 and H^2 from the "typical" within-stud
 Egger's regression test as metafor's ``regtest(model="rma", predictor="sei")`` (Egger et al. 1997).
 
 Departures from metafor, on purpose: missing values and non-positive sampling variances raise an
-``AnalysisError`` instead of being dropped or tolerated; with k = 1 the heterogeneity statistics are NaN
+``AnalysisError`` instead of being dropped or tolerated; in a model through the origin (``fit_design`` with no
+intercept and continuous moderators only) y is not centred for tau^2 and QE (metafor 3.8 centres it, see
+``_centred``); with k = 1 the heterogeneity statistics are NaN
 (metafor reports Q = 0, I^2 = 0, H^2 = 1), and the result carries a note saying no pooling happened.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -103,9 +105,10 @@ def brent_zeroin(
 
 def _projection(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """P = W - W X (X'WX)^-1 X'W, the weighted residual-maker of metafor (W = diag(w))."""
-    W = np.diag(w)
-    XtWX_inv = np.linalg.inv(X.T @ W @ X)
-    return W - W @ X @ XtWX_inv @ X.T @ W
+    WX = w[:, None] * X
+    P = -(WX @ np.linalg.inv(X.T @ WX) @ WX.T)
+    P.flat[:: P.shape[0] + 1] += w  # + W on the diagonal
+    return P
 
 
 def _generalised_q(tau2: float, y: np.ndarray, vi: np.ndarray, X: np.ndarray) -> float:
@@ -124,6 +127,21 @@ def _loglik(tau2: float, y: np.ndarray, vi: np.ndarray, X: np.ndarray, reml: boo
         return -0.5 * k * math.log(2 * math.pi) - 0.5 * float(np.sum(np.log(vi + tau2))) - 0.5 * rss
     logdet = np.linalg.slogdet(XtWX)[1]
     return -0.5 * (k - p) * math.log(2 * math.pi) - 0.5 * float(np.sum(np.log(vi + tau2))) - 0.5 * logdet - 0.5 * rss
+
+
+def _centred(y: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """y minus its mean when the constant lies in the column space of X (an intercept, or a full set of category
+    indicators), else y as it is. metafor centres y for the tau^2 step and Cochran's Q, which changes nothing when
+    P annihilates the constant (P X = 0) and steadies the arithmetic; metafor 3.8 centres in every model, which for
+    a model through the origin (no intercept, continuous moderators only) gives a QE and tau^2 that are not those
+    of the model fitted: imrstats does not centre there (a deliberate departure)."""
+    if np.any(np.all(X == 1.0, axis=0)):  # an intercept column: the common case, decided at once
+        return y - y.mean()
+    ones = np.ones(y.size)
+    coef = np.linalg.lstsq(X, ones, rcond=None)[0]
+    if float(np.max(np.abs(X @ coef - ones))) <= 1e-8:
+        return y - y.mean()
+    return y
 
 
 def _mad(y: np.ndarray) -> float:
@@ -152,7 +170,7 @@ def _tau2_dl(y, vi, X) -> _Tau2:
     return _Tau2(tau2, se, 0)
 
 
-def _tau2_pm(y, vi, X) -> _Tau2:
+def _tau2_pm(y, vi, X, maxiter: int = _MAXITER) -> _Tau2:
     k, p = X.shape
     target = k - p
     tau2_max = max(100.0, 10 * _mad(y) ** 2)
@@ -170,9 +188,11 @@ def _tau2_pm(y, vi, X) -> _Tau2:
                 f"Paule-Mandel: Q(tau^2) still exceeds k - p at tau^2 = {tau2_max:g}; the data are extremely "
                 "heterogeneous: check for a data-entry error or use method='REML'."
             )
-        tau2, converged = brent_zeroin(excess, 0.0, tau2_max, at_zero, at_max, _TOL, _MAXITER)
+        tau2, converged = brent_zeroin(excess, 0.0, tau2_max, at_zero, at_max, _TOL, maxiter)
         if not converged:
-            raise AnalysisError("Paule-Mandel root search did not converge in 100 iterations; use method='REML'.")
+            raise AnalysisError(
+                f"Paule-Mandel root search did not converge in {maxiter} iterations; use method='REML'."
+            )
         iterations = -1
     tau2 = max(0.0, tau2)
     w = 1.0 / (vi + tau2)
@@ -180,15 +200,16 @@ def _tau2_pm(y, vi, X) -> _Tau2:
     return _Tau2(tau2, se, iterations)
 
 
-def _tau2_fisher(y, vi, X, reml: bool) -> _Tau2:
+def _tau2_fisher(y, vi, X, reml: bool, threshold: float = _THRESHOLD, maxiter: int = _MAXITER) -> _Tau2:
     """ML / REML by Fisher scoring exactly as metafor: start from the Hedges (HE) estimate (truncated at
     0), step (y'PPy - tr P) / tr PP for REML or (y'PPy - sum w) / sum w^2 for ML, halve a step that would
-    go below 0, stop when tau^2 changes by < 1e-5, fail after 100 iterations."""
+    go below 0, stop when tau^2 changes by < ``threshold`` (metafor's 1e-5), fail after ``maxiter`` (100)
+    iterations."""
     k, p = X.shape
     hat = np.eye(k) - X @ np.linalg.inv(X.T @ X) @ X.T
     tau2 = max(0.0, (float(y @ hat @ y) - float(np.sum(np.diag(hat) * vi))) / (k - p))
-    change, iterations = _THRESHOLD + 1, 0
-    while change > _THRESHOLD:
+    change, iterations = threshold + 1, 0
+    while change > threshold:
         iterations += 1
         previous = tau2
         w = 1.0 / (vi + tau2)
@@ -204,13 +225,13 @@ def _tau2_fisher(y, vi, X, reml: bool) -> _Tau2:
             step /= 2
         tau2 = tau2 + step
         change = abs(previous - tau2)
-        if iterations > _MAXITER:
+        if iterations > maxiter:
             raise AnalysisError(
-                f"Fisher scoring for {'REML' if reml else 'ML'} did not converge in {_MAXITER} iterations; "
+                f"Fisher scoring for {'REML' if reml else 'ML'} did not converge in {maxiter} iterations; "
                 "try method='PM' or 'DL', and check the data for outliers."
             )
     notes: tuple[str, ...] = ()
-    if _loglik(0.0, y, vi, X, reml) - _loglik(tau2, y, vi, X, reml) > _TOL and tau2 > _THRESHOLD:
+    if _loglik(0.0, y, vi, X, reml) - _loglik(tau2, y, vi, X, reml) > _TOL and tau2 > threshold:
         notes = ("Fisher scoring may have stopped at a local maximum: tau^2 set to 0 (as metafor does).",)
         tau2 = 0.0
     tau2 = max(0.0, tau2)
@@ -223,18 +244,18 @@ def _tau2_fisher(y, vi, X, reml: bool) -> _Tau2:
     return _Tau2(tau2, se, iterations, notes)
 
 
-def _estimate_tau2(y, vi, X, method: str) -> _Tau2:
+def _estimate_tau2(y, vi, X, method: str, threshold: float = _THRESHOLD, maxiter: int = _MAXITER) -> _Tau2:
     k, p = X.shape
     if method in _EQUAL:
         return _Tau2(0.0, math.nan, 0)
     if k < p + 1:
         raise AnalysisError(f"{method} needs at least {p + 1} studies to estimate tau^2; got k = {k}.")
-    yc = y - y.mean()  # metafor centres y for the tau^2 step; P annihilates the intercept anyway
+    yc = _centred(y, X)
     if method == "DL":
         return _tau2_dl(yc, vi, X)
     if method == "PM":
-        return _tau2_pm(yc, vi, X)
-    return _tau2_fisher(yc, vi, X, reml=(method == "REML"))
+        return _tau2_pm(yc, vi, X, maxiter)
+    return _tau2_fisher(yc, vi, X, reml=(method == "REML"), threshold=threshold, maxiter=maxiter)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,11 +284,20 @@ class _Fit:
     notes: tuple[str, ...]
 
 
-def _fit(y: np.ndarray, vi: np.ndarray, X: np.ndarray, method: str, knha: bool, level: float) -> _Fit:
+def _fit(
+    y: np.ndarray,
+    vi: np.ndarray,
+    X: np.ndarray,
+    method: str,
+    knha: bool,
+    level: float,
+    threshold: float = _THRESHOLD,
+    maxiter: int = _MAXITER,
+) -> _Fit:
     k, p = X.shape
     if np.linalg.matrix_rank(X) < p:
         raise AnalysisError("The model matrix is not of full rank (a predictor is constant).")
-    t = _estimate_tau2(y, vi, X, method)
+    t = _estimate_tau2(y, vi, X, method, threshold, maxiter)
     notes = list(t.notes)
     w = 1.0 / (vi + t.tau2)
     vb = np.linalg.inv(X.T @ (w[:, None] * X))
@@ -321,7 +351,7 @@ def _heterogeneity(y, vi, X, tau2: float, method: str) -> tuple[float, float, fl
     if k <= p:
         return 0.0, 1.0, 0.0, 1.0, 0.0
     P = _projection(X, 1.0 / vi)
-    yc = y - y.mean()
+    yc = _centred(y, X)
     q = max(0.0, float(yc @ P @ yc))
     q_p = float(stats.chi2.sf(q, k - p))
     vt = (k - p) / float(np.trace(P))
@@ -415,6 +445,8 @@ class MetaResult(ResultMixin):
     s2w: float
     iterations: int
     notes: tuple[str, ...] = field(default=())
+    threshold: float = _THRESHOLD  # metafor control: the tau^2 convergence threshold the fit used
+    maxiter: int = _MAXITER  # metafor control: the iteration limit the fit used
 
     # -- descriptions --------------------------------------------------------------------------
     @property
@@ -506,10 +538,10 @@ class MetaResult(ResultMixin):
     def to_frame(self) -> pd.DataFrame:
         return to_frame(self.estimates())
 
-    _json_skip = ("yi", "vi", "slab", "notes")  # moved after the scalars by _json_extra
+    _json_skip = ("yi", "vi", "slab", "notes", "threshold", "maxiter")  # moved after the scalars by _json_extra
 
     def _json_extra(self) -> dict:
-        return dict(
+        extra = dict(
             yi=self.yi,
             vi=self.vi,
             slab=self.slab,
@@ -518,6 +550,15 @@ class MetaResult(ResultMixin):
             method_label=self.method_label,
             estimates=self.estimates(),
         )
+        if self.control != {"threshold": _THRESHOLD, "maxiter": _MAXITER}:
+            extra["control"] = self.control
+        return extra
+
+    @property
+    def control(self) -> dict:
+        """metafor's ``control`` entries this fit used: ``threshold`` (tau^2 convergence) and ``maxiter``;
+        refits (leave-one-out, Egger's test, influence, trim-and-fill) use the same."""
+        return {"threshold": self.threshold, "maxiter": self.maxiter}
 
     # -- follow-ups ----------------------------------------------------------------------------
     def predict(self) -> Estimate:
@@ -586,7 +627,7 @@ class MetaResult(ResultMixin):
         X = np.column_stack([np.ones(self.k), np.sqrt(v)])
         if np.ptp(X[:, 1]) == 0:
             raise AnalysisError("All studies have the same standard error, so Egger's predictor is constant.")
-        fit = _fit(y, v, X, self.method, self.knha, self.level)
+        fit = _fit(y, v, X, self.method, self.knha, self.level, self.threshold, self.maxiter)
         caveat = f"k = {self.k}: Egger's test has low power with fewer than 10 studies; interpret with caution"
         notes = "; ".join(([caveat] if self.k < 10 else []) + list(fit.notes))
         label = f"Egger regression (predictor: SE), {self.method_label}"
@@ -636,7 +677,7 @@ class MetaResult(ResultMixin):
         y, v = np.asarray(self.yi)[keep], np.asarray(self.vi)[keep]
         slab = [self.slab[j] for j in np.atleast_1d(np.arange(self.k)[keep])]
         try:
-            sub = rma(y, v, method=self.method, knha=self.knha, level=self.level, slab=slab)
+            sub = rma(y, v, method=self.method, knha=self.knha, level=self.level, slab=slab, **self.control)
         except AnalysisError as error:
             return Estimate(
                 quantity,
@@ -676,14 +717,23 @@ def rma(
     knha: bool = False,
     level: float = 0.95,
     slab: Sequence[str] | None = None,
+    threshold: float = _THRESHOLD,
+    maxiter: int = _MAXITER,
 ) -> MetaResult:
     """Pool effect sizes ``yi`` with sampling variances ``vi`` (metafor ``rma.uni`` without moderators).
 
     ``method``: "REML" (default), "ML", "DL", "PM" (random effects) or "EE"/"FE" (equal/fixed effects:
     the same inverse-variance numbers, named as the analyst prefers). ``knha=True`` uses the
     Knapp-Hartung variance factor and t(k-1) tests and intervals. ``slab`` labels the studies.
+    ``threshold`` and ``maxiter`` are metafor's ``control`` entries of those names (defaults 1e-5 and 100:
+    Fisher scoring stops when tau^2 changes by less than ``threshold``); the result keeps them for its refits.
     k = 1 gives that study's own estimate with a note; heterogeneity is NaN.
     """
+    if not (isinstance(threshold, (int, float)) and threshold > 0 and math.isfinite(threshold)):
+        raise AnalysisError(f"threshold (metafor control) must be a positive number; got {threshold!r}.")
+    if not (isinstance(maxiter, (int, np.integer)) and not isinstance(maxiter, bool) and maxiter >= 1):
+        raise AnalysisError(f"maxiter (metafor control) must be an integer >= 1; got {maxiter!r}.")
+    control = {"threshold": float(threshold), "maxiter": int(maxiter)}
     given = tuple(str(s) for s in slab) if slab is not None else None
     y, v, method = _check_inputs(yi, vi, method, level, given)
     k = y.size
@@ -691,8 +741,8 @@ def rma(
     if len(labels) != k:
         raise AnalysisError(f"slab has {len(labels)} labels for {k} studies.")
     if k == 1:
-        return _single_study(y, v, method, knha, level, labels)
-    fit = _fit(y, v, np.ones((k, 1)), method, knha, level)
+        return replace(_single_study(y, v, method, knha, level, labels), **control)
+    fit = _fit(y, v, np.ones((k, 1)), method, knha, level, control["threshold"], control["maxiter"])
     re = method not in _EQUAL
     return MetaResult(
         yi=tuple(y.tolist()),
@@ -720,6 +770,7 @@ def rma(
         s2w=fit.s2w,
         iterations=fit.iterations,
         notes=fit.notes,
+        **control,
     )
 
 
@@ -760,6 +811,68 @@ def _single_study(y, v, method, knha, level, labels) -> MetaResult:
 
 
 # ---------------------------------------------------------------------------------------------
+# The building blocks for models with moderators (imrstats.meta.moderators)
+
+
+def check_effects(
+    yi, vi, method: str, level: float, labels: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The checks ``rma`` makes on its input, for other fitters: the method (upper-cased) is one of
+    ``METHODS``, 0 < level < 1, yi and vi are finite, of one length and k >= 1, and vi > 0. Returns (yi, vi,
+    method) as float arrays and the method's canonical name; a failed check raises ``AnalysisError`` naming
+    the studies (by ``labels`` when given)."""
+    return _check_inputs(yi, vi, method, level, labels)
+
+
+def fit_design(
+    yi: np.ndarray,
+    vi: np.ndarray,
+    X: np.ndarray,
+    *,
+    method: str = "REML",
+    knha: bool = False,
+    level: float = 0.95,
+    threshold: float = _THRESHOLD,
+    maxiter: int = _MAXITER,
+):
+    """metafor's ``rma.uni`` fit for a given model matrix ``X`` (k x p, full column rank; the intercept, if
+    any, is a column of ones): tau^2 by ``method`` with the same algorithms as ``rma`` (``threshold`` and
+    ``maxiter`` are metafor's ``control`` entries of those names, defaults 1e-5 and 100), the weighted
+    least-squares coefficients with their (Knapp-Hartung scaled) standard errors, z or t(k - p) tests and
+    CIs, the residual heterogeneity QE on k - p df, and I^2 / H^2 from the typical within-study variance
+    (k - p) / tr(P) (metafor's default ``i2def``). Inputs are taken as checked (``check_effects``).
+
+    Returns a frozen record with ``beta``, ``se``, ``statistic``, ``p``, ``ci_low``, ``ci_high`` (arrays of
+    length p), ``df`` (k - p under Knapp-Hartung, else NaN), ``tau2``, ``se_tau2``, ``q`` / ``q_df`` / ``q_p``
+    (QE), ``i2``, ``h2``, ``vt``, ``s2w`` (the Knapp-Hartung variance factor), ``iterations`` and ``notes``.
+    The coefficients' covariance matrix is ``s2w (X' W X)^-1`` with W = diag(1 / (vi + tau^2))."""
+    y, v, X = np.asarray(yi, dtype=float), np.asarray(vi, dtype=float), np.asarray(X, dtype=float)
+    return _fit(y, v, X, str(method).upper(), knha, level, threshold, maxiter)
+
+
+def estimate_tau2(
+    yi: np.ndarray,
+    vi: np.ndarray,
+    X: np.ndarray,
+    *,
+    method: str = "REML",
+    threshold: float = _THRESHOLD,
+    maxiter: int = _MAXITER,
+) -> tuple[float, float, int, tuple[str, ...]]:
+    """tau^2 alone, as ``fit_design`` estimates it for the model matrix ``X`` (for refits that need only the
+    coefficients' test statistics, e.g. permutation tests): (tau^2, its SE, iterations, notes); 0 for EE/FE."""
+    y, v, X = np.asarray(yi, dtype=float), np.asarray(vi, dtype=float), np.asarray(X, dtype=float)
+    t = _estimate_tau2(y, v, X, str(method).upper(), threshold, maxiter)
+    return t.tau2, t.se, t.iterations, t.notes
+
+
+def generalised_q(tau2: float, yi: np.ndarray, vi: np.ndarray, X: np.ndarray) -> float:
+    """The generalised Q statistic y' P(tau^2) y with weights 1 / (vi + tau^2) and residuals from ``X``
+    (DerSimonian & Kacker 2007): Cochran's Q at tau^2 = 0."""
+    return _generalised_q(tau2, np.asarray(yi, dtype=float), np.asarray(vi, dtype=float), np.asarray(X, dtype=float))
+
+
+# ---------------------------------------------------------------------------------------------
 # Q-profile confidence interval for tau^2
 
 
@@ -768,13 +881,52 @@ def _q_profile(res: MetaResult) -> pd.DataFrame:
         raise AnalysisError("A CI for tau^2 needs at least 2 studies.")
     if res.method in _EQUAL:
         raise AnalysisError("An equal-effects model has no tau^2; fit a random-effects model for its CI.")
-    y, v = np.asarray(res.yi), np.asarray(res.vi)
-    X = np.ones((res.k, 1))
+    tau2_lb, tau2_ub, notes = q_profile_tau2(res.yi, res.vi, np.ones((res.k, 1)), res.tau2, res.level)
+    vt = res.vt
     df = res.k - 1
-    alpha = 1 - res.level
+    method = f"Q-profile (Viechtbauer 2007), chi-square({df}) quantiles"
+    note = "; ".join(notes)
+    return to_frame(
+        [
+            Estimate("tau^2", res.tau2, ci_low=tau2_lb, ci_high=tau2_ub, method=method, notes=note),
+            Estimate(
+                "tau",
+                math.sqrt(res.tau2),
+                ci_low=math.sqrt(tau2_lb),
+                ci_high=math.sqrt(tau2_ub),
+                method=method,
+                notes=note,
+            ),
+            Estimate(
+                "I^2 (%)",
+                res.i2,
+                ci_low=100 * tau2_lb / (vt + tau2_lb),
+                ci_high=100 * tau2_ub / (vt + tau2_ub),
+                method=method,
+                notes=note,
+            ),
+            Estimate("H^2", res.h2, ci_low=tau2_lb / vt + 1, ci_high=tau2_ub / vt + 1, method=method, notes=note),
+        ]
+    )
+
+
+def q_profile_tau2(
+    yi: Sequence[float], vi: Sequence[float], X: np.ndarray, tau2: float, level: float
+) -> tuple[float, float, tuple[str, ...]]:
+    """Q-profile confidence bounds for tau^2 in the model with design matrix ``X`` (k x p): the tau^2 values
+    where the generalised Q statistic (weights 1 / (vi + tau^2), residuals from ``X``) equals the chi-square(k - p)
+    quantiles (Viechtbauer 2007, Stat Med 26:37-52), as metafor's ``confint.rma.uni`` with its default search
+    range [0, max(100, 10 tau^2)] and uniroot tolerance. Returns (lower, upper, notes); a null set (Q(0) below
+    the lower quantile) gives (0, 0) with a note, a bound beyond the search range that range's end."""
+    y, v = np.asarray(yi, dtype=float), np.asarray(vi, dtype=float)
+    X = np.asarray(X, dtype=float)
+    df = X.shape[0] - X.shape[1]
+    if df < 1:
+        raise AnalysisError(f"A CI for tau^2 needs more studies than coefficients; k - p = {df}.")
+    alpha = 1 - level
     crit_upper = float(stats.chi2.isf(alpha / 2, df))  # Q(tau^2_lower) = crit_upper
     crit_lower = float(stats.chi2.ppf(alpha / 2, df))  # Q(tau^2_upper) = crit_lower
-    lo, hi = 0.0, max(100.0, 10 * res.tau2)
+    lo, hi = 0.0, max(100.0, 10 * tau2)
     q_lo, q_hi = _generalised_q(lo, y, v, X), _generalised_q(hi, y, v, X)
     notes: list[str] = []
 
@@ -805,31 +957,7 @@ def _q_profile(res: MetaResult) -> pd.DataFrame:
         tau2_lb = lo
     else:
         tau2_lb = root(crit_upper)
-    vt = res.vt
-    method = f"Q-profile (Viechtbauer 2007), chi-square({df}) quantiles"
-    note = "; ".join(notes)
-    return to_frame(
-        [
-            Estimate("tau^2", res.tau2, ci_low=tau2_lb, ci_high=tau2_ub, method=method, notes=note),
-            Estimate(
-                "tau",
-                math.sqrt(res.tau2),
-                ci_low=math.sqrt(tau2_lb),
-                ci_high=math.sqrt(tau2_ub),
-                method=method,
-                notes=note,
-            ),
-            Estimate(
-                "I^2 (%)",
-                res.i2,
-                ci_low=100 * tau2_lb / (vt + tau2_lb),
-                ci_high=100 * tau2_ub / (vt + tau2_ub),
-                method=method,
-                notes=note,
-            ),
-            Estimate("H^2", res.h2, ci_low=tau2_lb / vt + 1, ci_high=tau2_ub / vt + 1, method=method, notes=note),
-        ]
-    )
+    return tau2_lb, tau2_ub, tuple(notes)
 
 
 # ---------------------------------------------------------------------------------------------

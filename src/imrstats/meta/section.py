@@ -7,6 +7,8 @@ part is rendered by ``imrstats.meta.bayes_section`` and follows the frequentist 
 
 from __future__ import annotations
 
+from html import escape
+
 import pandas as pd
 
 from imrstats.data.instruments import load_registry
@@ -14,6 +16,7 @@ from imrstats.errors import InputError
 from imrstats.meta.figures import axis_label
 from imrstats.meta.stage import DENOMINATOR_RULE, FAVOURS
 from imrstats.pipeline.stage_result import StageResult
+from imrstats.report.format import format_number as fmt
 from imrstats.report.html import figure_html, flags_html, render_template, table_html
 
 BAYES_FLAG_PREFIX = "Bayesian pooling: "
@@ -64,6 +67,40 @@ _SHOW_LOO = ["omitted", "k", "estimate", "ci_low", "ci_high", "p", "tau2", "i2",
 _SHOW_EGGER = ["quantity", "estimate", "se", "ci_low", "ci_high", "p", "low_power", "method", "notes"]
 _SHOW_CUM = ["added", "order", "k", "estimate", "ci_low", "ci_high", "p", "tau2", "method"]
 _SHOW_SENS = ["analysis", "k", "estimate", "ci_low", "ci_high", "p", "pi_low", "pi_high", "studies", "method", "notes"]
+_SHOW_INFLUENCE = [
+    "study",
+    "rstudent",
+    "dffits",
+    "cook_d",
+    "cov_r",
+    "tau2_del",
+    "qe_del",
+    "hat",
+    "weight",
+    "dfbetas",
+    "influential",
+    "influential_by",
+    "note",
+    "method",
+]
+_SHOW_TRIMFILL = ["quantity", "k", "estimate", "se", "ci_low", "ci_high", "p", "side", "method", "notes"]
+_SHOW_MULTILEVEL = [
+    "outcome_label",
+    "analysis",
+    "k",
+    "n_studies",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "df",
+    "p",
+    "sigma2_study",
+    "sigma2_effect",
+    "effects",
+    "method",
+    "notes",
+]
 _SHOW_RATES = [
     "measure",
     "study",
@@ -151,6 +188,7 @@ def render_meta_section(result: StageResult) -> str:
         s=s,
         flags=flags_html(flags),
         outcomes=outcomes,
+        multilevel=_multilevel_html(result),
         implementation=_implementation_html(result),
     )
     if "bayes" in result.record:
@@ -232,9 +270,84 @@ def _outcome_html(result: StageResult, label: str, keys: list[str], flags: list[
     sensitivity = rows_of(tables, "meta_sensitivity", label)
     if len(sensitivity):
         parts.append(table_html(cols(sensitivity, _SHOW_SENS), caption=f"{label}: sensitivity analyses ({FAVOURS})"))
+    parts += _small_study_parts(tables, label)
+    several = rows_of(tables, "meta_multilevel", label)
+    if len(several):
+        parts.append(f"<p>{escape(multilevel_line(several))}</p>")
     names = ", ".join(f"{instrument_name(key)} ({key})" for key in keys)
     return render_template(
         "meta/outcome.html.j2", label=label, failed=False, names=names, k=k, measure=axis_label(measure), parts=parts
+    )
+
+
+def _small_study_parts(tables: dict[str, pd.DataFrame], label: str) -> list[str]:
+    """The outcome's influence diagnostics and trim-and-fill (k >= 3), or the line saying why not."""
+    influence = rows_of(tables, "meta_influence", label)
+    filled = rows_of(tables, "meta_trimfill", label)
+    if len(filled) and filled["estimate"].isna().all():
+        return [f"<p>Influence diagnostics and trim-and-fill: {escape(str(filled['notes'].iloc[0]))}.</p>"]
+    parts = []
+    if len(influence):
+        parts.append(
+            table_html(
+                cols(influence, _SHOW_INFLUENCE),
+                caption=f"{label}: influence diagnostics of the main fit (metafor influence.rma.uni; "
+                "'influential' by metafor's rule, named in 'influential_by')",
+            )
+        )
+    if len(filled):
+        parts.append(
+            table_html(
+                cols(filled, _SHOW_TRIMFILL),
+                caption=f"{label}: trim-and-fill (a sensitivity analysis that reads funnel asymmetry as publication "
+                f"bias; k0 = studies estimated missing; {FAVOURS})",
+            )
+        )
+    return parts
+
+
+def multilevel_line(rows: pd.DataFrame) -> str:
+    """One sentence for an outcome's multilevel sensitivity analysis: every row pooled (effects, studies), the
+    CR2 estimate and CI beside the main analysis, or why it was not fitted."""
+    robust = rows.loc[rows["analysis"].str.startswith("multilevel, CR2")]
+    label = rows["outcome_label"].iloc[0]
+    if not len(robust):
+        note = rows.loc[rows["analysis"] == "multilevel", "notes"]
+        return f"Multilevel sensitivity analysis ({label}): {note.iloc[0] if len(note) else 'not fitted'}."
+    r = robust.iloc[0]
+    text = (
+        f"Multilevel sensitivity analysis ({label}, every row: {int(r['k'])} effects in {int(r['n_studies'])} "
+        f"studies; three-level model, CR2 cluster-robust SE): {fmt(r['estimate'])} [{fmt(r['ci_low'])}, "
+        f"{fmt(r['ci_high'])}], Satterthwaite df {fmt(r['df'], 1)}, p = {fmt(r['p'], 3)}"
+    )
+    main = rows.loc[rows["analysis"].str.startswith("main analysis")]
+    if len(main):
+        m = main.iloc[0]
+        text += (
+            f"; main analysis (one row per study, k = {int(m['k'])}): {fmt(m['estimate'])} "
+            f"[{fmt(m['ci_low'])}, {fmt(m['ci_high'])}]"
+        )
+    if r["df"] < 4:
+        text += " (Satterthwaite df below 4: the CR2 interval is unreliable, Tipton 2015)"
+    return text + "."
+
+
+def _multilevel_html(result: StageResult) -> str:
+    """The multilevel sensitivity analyses together (outcomes and the groups of meta.multilevel_groups)."""
+    table = result.tables.get("meta_multilevel")
+    if table is None or not len(table):
+        return ""
+    groups = [g for g in dict.fromkeys(table["outcome_label"]) if g not in result.record["settings"]["outcomes"]]
+    lines = "".join(f"<p>{escape(multilevel_line(table.loc[table['outcome_label'] == g]))}</p>" for g in groups)
+    return render_template(
+        "meta/multilevel.html.j2",
+        rule=result.record.get("multilevel", {}).get("rule", ""),
+        lines=lines,
+        table=table_html(
+            cols(table, _SHOW_MULTILEVEL),
+            caption=f"Several effects per study: every row pooled with the three-level model beside the main analysis "
+            f"({FAVOURS})",
+        ),
     )
 
 

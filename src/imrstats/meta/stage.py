@@ -36,8 +36,9 @@ from imrstats.data.published import (
     load_implementation_rates,
     load_published_outcomes,
 )
-from imrstats.errors import AnalysisError, InputError
+from imrstats.errors import AnalysisError, InputError, SettingsError
 from imrstats.meta import effect_sizes as es
+from imrstats.meta.inputs import convert_row
 from imrstats.meta.random_effects import MetaResult, rma
 from imrstats.meta.tables import stack_frames, with_leading_columns
 from imrstats.pipeline.stage_result import StageResult
@@ -82,49 +83,9 @@ frequentist analysis pooled; its tables and figures are added with a ``bayes_`` 
 
 
 def _convert_row(row: pd.Series) -> tuple[float, float, str, str]:
-    """(yi, vi, measure, the conversion's own assumption) for one curated row, signed to favour IMR."""
-    conversion = row["conversion"]
-    sign = row["sign_favouring_imr"]
-    if pd.isna(sign):
-        raise AnalysisError("sign_favouring_imr is empty: the direction favouring IMR is unknown")
-    hib = bool(int(sign) == 1)
-
-    def num(col):
-        value = row[col]
-        if pd.isna(value):
-            raise AnalysisError(f"conversion '{conversion}' needs '{col}', which is empty")
-        return float(value)
-
-    if conversion == "smd_from_arms":
-        out = es.smd(
-            num("mean_imr"),
-            num("sd_imr"),
-            num("n_imr"),
-            num("mean_tau"),
-            num("sd_tau"),
-            num("n_tau"),
-            higher_is_better=hib,
-        )
-        return float(out.yi), float(out.vi), "SMD", ""
-    if conversion == "md_from_arm_means_se":
-        yi = (1.0 if hib else -1.0) * (num("mean_imr") - num("mean_tau"))
-        return yi, num("se_imr") ** 2 + num("se_tau") ** 2, "MD", "arm SEs independent"
-    if conversion == "log_or_from_ci":
-        c = es.log_or_from_ci(num("effect"), num("ci_low"), num("ci_high"), higher_is_better=hib)
-        return c.yi, c.vi, "log OR", c.assumption
-    if conversion == "d_from_p_two_sided":
-        c = es.smd_from_p(num("p"), num("n_imr"), num("n_tau"), sign=1, higher_is_better=hib)
-        return c.yi, c.vi, "SMD", c.assumption
-    if conversion == "d_total_n_equal_split":
-        c = es.smd_from_d_total_n(num("effect"), num("n_total"), higher_is_better=hib)
-        return c.yi, c.vi, "SMD", c.assumption
-    if conversion == "d_from_eta_squared":
-        half = num("n_total") / 2
-        c = es.smd_from_eta_squared(num("effect"), half, half, sign=1, higher_is_better=hib)
-        return c.yi, c.vi, "SMD", f"total N split equally ({half:g} per arm); {c.assumption}"
-    if conversion == "none":
-        return (1.0 if hib else -1.0) * num("effect"), num("se") ** 2, "as reported", "effect and SE as reported"
-    raise AnalysisError(f"unknown conversion '{conversion}'")
+    """(yi, vi, measure, the conversion's own assumption) for one curated row, signed to favour IMR: the one
+    conversion ``imrstats meta`` shares (``imrstats.meta.inputs.convert_row``)."""
+    return convert_row(row)
 
 
 def effect_table(outcomes: pd.DataFrame, *, skip_invalid: bool = False, level: float = 0.95) -> pd.DataFrame:
@@ -613,6 +574,211 @@ def sensitivity_analyses(effects: pd.DataFrame, instruments: list[str], s: dict)
 
 
 # ---------------------------------------------------------------------------------------------
+# Influence, trim-and-fill and several effects per study (multilevel sensitivity analysis)
+
+MULTILEVEL_RULE = (
+    "every row of the outcome the main analysis could choose from (use in meta.uses, timepoint in meta.timepoints, "
+    "the pooled measure), several per study (timepoints, instruments, raters), one per study x instrument x "
+    "timepoint (the preferred analysis); three-level model (effects within studies) with CR2 cluster-robust SEs "
+    "by study and Satterthwaite df (Tipton and Pustejovsky 2015)"
+)
+
+
+def influence_tables(fit: MetaResult | None, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(influence, trimfill) of one pooled outcome's main fit: metafor's case-deletion diagnostics with the
+    influential flag (``influence.influence``; ``method`` names the fit and the rule) and Duval and Tweedie's
+    trim-and-fill (``influence.trimfill``: L0, the side from Egger's slope as metafor chooses it; rows k0, the
+    pooled effect with the filled-in studies, the observed studies' pooled effect), both from the main model refitted
+    at the optimum (``own_evidence.at_optimum``, as ``imrstats meta`` computes them). k < 3, or a step that cannot
+    run: one row saying why (``notes``)."""
+    from imrstats.meta.influence import INFLUENCE_RULE, influence, trimfill
+    from imrstats.meta.own_evidence import at_optimum
+
+    label = f"trim and fill (L0; Duval and Tweedie 2000); {fit.method_label}" if fit is not None else "trim and fill"
+    if fit is None or k < 3:
+        why = f"not computed: k = {k} (needs k >= 3)" if fit is None or k < 3 else ""
+        return (
+            pd.DataFrame([{"study": "", "note": why, "method": "metafor influence.rma.uni"}]),
+            to_frame([Estimate("k0 (studies estimated missing)", math.nan, method=label, notes=why, extra={"k": k})]),
+        )
+    fit = at_optimum(fit)
+    try:
+        table = influence(fit).rename(columns={"slab": "study"})
+        table["method"] = (
+            f"metafor influence.rma.uni (Viechtbauer and Cheung 2010) of {fit.method_label}; {INFLUENCE_RULE}"
+        )
+    except AnalysisError as error:
+        table = pd.DataFrame([{"study": "", "note": f"not computed: {error}", "method": "metafor influence.rma.uni"}])
+    try:
+        filled = trimfill(fit).to_frame()
+    except AnalysisError as error:
+        filled = to_frame(
+            [
+                Estimate(
+                    "k0 (studies estimated missing)",
+                    math.nan,
+                    method=label,
+                    notes=f"not computed: {error}",
+                    extra={"k": k},
+                )
+            ]
+        )
+    return table, filled
+
+
+def multilevel_rows(selection: pd.DataFrame, analyses) -> pd.DataFrame:
+    """The rows a multilevel sensitivity analysis pools, from ``select_outcome_rows``' candidates: every row
+    included or set aside only because another row of its study is preferred, one per study x instrument x
+    timepoint (the first by ``analyses``: two analyses of one effect are one effect), in publication order;
+    ``effect`` labels each within its study (instrument / timepoint)."""
+    usable = selection.loc[
+        selection["included"] | selection["reason"].str.startswith("another row of this study is preferred")
+    ].copy()
+    rank = usable["analysis"].map({a: i for i, a in enumerate(analyses)}).fillna(len(analyses))
+    usable = usable.assign(_rank=rank).sort_values(["_rank", "row"], kind="stable")
+    usable = usable.drop_duplicates(["study", "instrument", "timepoint"]).drop(columns="_rank")
+    usable["effect"] = usable["instrument"].astype(str) + " / " + usable["timepoint"].astype(str)
+    return usable.sort_values(["year", "study", "row"], kind="stable").reset_index(drop=True)
+
+
+def multilevel_sensitivity(data: pd.DataFrame, s: dict, main: MetaResult | None = None) -> pd.DataFrame:
+    """Every row of one outcome (``multilevel_rows``) pooled with the three-level model (``multilevel.rma_mv``,
+    REML, or ML when meta.method is ML) and its CR2 tests (``multilevel.robust_cr2``), beside the main analysis
+    (``main``: one row per study). Rows: the main analysis, the multilevel model (model-based SE, Wald z), and
+    CR2 (the inference to read); ``k`` effects, ``n_studies``, the variance components, the CSV lines pooled. When
+    no study gives several rows there is nothing to nest: one row says so (the main analysis already pools every
+    row)."""
+    from imrstats.meta.multilevel import multilevel_inputs, robust_cr2
+
+    method = "ML" if s["method"] == "ML" else "REML"
+    measure = data["measure"].iloc[0] if len(data) else ""
+    rows_text = ", ".join(str(r) for r in data["row"])
+    studies = data["study"].nunique()
+    extra = {
+        "k": len(data),
+        "n_studies": studies,
+        "studies": "; ".join(dict.fromkeys(_labels(data.drop_duplicates("study")))) if len(data) else "",
+        "effects": "; ".join(f"{a}: {b}" for a, b in zip(data["study"], data["effect"])),
+        "rows": rows_text,
+    }
+    out: list[Estimate] = []
+    if main is not None:
+        row = _pooled_row(main, f"pooled {measure}")
+        out.append(
+            Estimate(
+                **{
+                    **row.__dict__,
+                    "extra": {
+                        "analysis": "main analysis (one row per study)",
+                        "k": main.k,
+                        "n_studies": main.k,
+                        "studies": "; ".join(main.slab),
+                    },
+                }
+            )
+        )
+    if len(data) == 0 or studies == len(data):
+        why = (
+            "not fitted: no study gives more than one row of this outcome, so nothing is nested (the main analysis "
+            "already pools every row)"
+            if len(data)
+            else "not fitted: no row to pool"
+        )
+        out.append(
+            Estimate(
+                f"pooled {measure}",
+                math.nan,
+                method=MULTILEVEL_RULE,
+                notes=why,
+                extra={"analysis": "multilevel", **extra},
+            )
+        )
+        return to_frame(out)
+    try:
+        entered = multilevel_inputs(
+            data.assign(yi=data["yi"].astype(float), vi=data["vi"].astype(float)),
+            study="study",
+            effect="effect",
+            source="published_outcomes.csv",
+        )
+        model = entered.fit(method=method, level=s["level"])
+        robust = robust_cr2(model)
+    except AnalysisError as error:
+        out.append(
+            Estimate(
+                f"pooled {measure}",
+                math.nan,
+                method=MULTILEVEL_RULE,
+                notes=f"not fitted: {error}",
+                extra={"analysis": "multilevel", **extra},
+            )
+        )
+        return to_frame(out)
+    components = {"sigma2_study": model.sigma2_study, "sigma2_effect": model.sigma2_effect}
+    model_row = model.estimates()[0]
+    robust_row = robust.estimates()[0]
+    out.append(
+        Estimate(
+            f"pooled {measure}",
+            model_row.estimate,
+            model_row.se,
+            model_row.ci_low,
+            model_row.ci_high,
+            math.nan,
+            model_row.statistic,
+            model_row.p,
+            model.method_label,
+            "; ".join(model.notes),
+            {"analysis": "multilevel, model-based SE (Wald z)", **extra, **components},
+        )
+    )
+    out.append(
+        Estimate(
+            f"pooled {measure}",
+            robust_row.estimate,
+            robust_row.se,
+            robust_row.ci_low,
+            robust_row.ci_high,
+            robust_row.df,
+            robust_row.statistic,
+            robust_row.p,
+            robust.method_label,
+            "; ".join(robust.notes),
+            {"analysis": "multilevel, CR2 cluster-robust (Satterthwaite df)", **extra, **components},
+        )
+    )
+    return to_frame(out)
+
+
+def multilevel_groups(s: dict) -> dict[str, tuple[list[str], str]]:
+    """The groups of ``meta.multilevel_groups`` (outcome labels pooled together in one multilevel sensitivity
+    analysis, e.g. client- and clinician-rated IMRS): group -> (its instrument keys, "" or why it is not fitted:
+    a label that is not an outcome of ``meta.outcomes``, e.g. when the config pools fewer outcomes). A group
+    named like an outcome label is a SettingsError."""
+    out = {}
+    for group, labels in s["multilevel_groups"].items():
+        if group in s["outcomes"]:
+            raise SettingsError(
+                [
+                    (
+                        f"meta.multilevel_groups.{group}",
+                        "is an outcome label of meta.outcomes; give the group its own name",
+                    )
+                ]
+            )
+        unknown = [label for label in labels if label not in s["outcomes"]]
+        keys = list(dict.fromkeys(key for label in labels if label in s["outcomes"] for key in s["outcomes"][label]))
+        why = (
+            f"not fitted: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not among the outcomes of "
+            f"meta.outcomes ({', '.join(s['outcomes'])})"
+            if unknown
+            else ""
+        )
+        out[group] = (keys, why)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # The stage
 
 
@@ -668,6 +834,11 @@ def run_meta_stage(
         key: []
         for key in ("effects", "estimators", "heterogeneity", "leave_one_out", "egger", "cumulative", "sensitivity")
     }
+    parts.update(influence=[], trimfill=[])
+    groups = multilevel_groups(s) if s["multilevel"] else {}
+    if s["multilevel"]:
+        parts["multilevel"] = []
+    extra_summary: list[str] = []
     figures: dict = {}
     record: dict = {"settings": s, "direction": FAVOURS, "outcomes": {}}
     summary = []
@@ -695,6 +866,28 @@ def run_meta_stage(
         figures.update(outcome_figures(label, data, pooled))
         record["outcomes"][label] = _outcome_record(label, data, pooled, sensitivity)
         summary.append(_outcome_summary(label, pooled, sensitivity))
+        influence_table, filled = influence_tables(pooled.get("fit"), pooled["k"])
+        parts["influence"].append(with_leading_columns(influence_table, outcome_label=label, direction=FAVOURS))
+        parts["trimfill"].append(with_leading_columns(filled, outcome_label=label, direction=FAVOURS))
+        extra_summary.append(_trimfill_summary(label, filled))
+        if s["multilevel"]:
+            several = multilevel_sensitivity(multilevel_rows(selection, s["analyses"]), s, pooled.get("fit"))
+            parts["multilevel"].append(with_leading_columns(several, outcome_label=label, direction=FAVOURS))
+    for group, (keys, why) in groups.items():
+        if why:
+            several = to_frame(
+                [
+                    Estimate(
+                        "pooled effect", math.nan, method=MULTILEVEL_RULE, notes=why, extra={"analysis": "multilevel"}
+                    )
+                ]
+            )
+        else:
+            selection = select_outcome_rows(
+                effects, keys, uses=s["uses"], timepoints=s["timepoints"], analyses=s["analyses"]
+            )
+            several = multilevel_sensitivity(multilevel_rows(selection, s["analyses"]), s)
+        parts["multilevel"].append(with_leading_columns(several, outcome_label=group, direction=FAVOURS))
     impl_tables, impl_summary = _implementation_part(s, flags, record)
     if impl_tables:
         figures.update(
@@ -711,7 +904,16 @@ def run_meta_stage(
         for k, v in parts.items()
     }
     result_tables.update(impl_tables)
-    text = _summary_text(s, summary, impl_summary)
+    record["influence"] = to_records(result_tables["meta_influence"])
+    record["trimfill"] = to_records(result_tables["meta_trimfill"])
+    if s["multilevel"]:
+        record["multilevel"] = {"rule": MULTILEVEL_RULE, "rows": to_records(result_tables["meta_multilevel"])}
+        extra_summary += _multilevel_summary(result_tables["meta_multilevel"])
+    text = (
+        _summary_text(s, summary, impl_summary)
+        + "\n\nSmall-study effects and dependent effects:\n"
+        + "\n".join(extra_summary)
+    )
     result = StageResult("meta", result_tables, figures, record, text, flags=flags)
     if bayes is not None:
         _merge_bayes(result, bayes(pooling_inputs, s, seed))
@@ -738,6 +940,33 @@ def _outcome_record(label, data, pooled, sensitivity) -> dict:
         "egger": to_records(pooled.get("egger")),
         "sensitivity": to_records(sensitivity),
     }
+
+
+def _trimfill_summary(label: str, filled: pd.DataFrame) -> str:
+    k0 = filled.iloc[0]
+    if not math.isfinite(k0["estimate"]):
+        return f"  {label}: trim and fill {k0['notes']}"
+    adjusted = filled.iloc[1]
+    return (
+        f"  {label}: trim and fill (L0, {k0['side']} side): k0 = {int(k0['estimate'])}; pooled with the filled-in "
+        f"studies {fmt(adjusted['estimate'])} [{fmt(adjusted['ci_low'])}, {fmt(adjusted['ci_high'])}]"
+    )
+
+
+def _multilevel_summary(table: pd.DataFrame) -> list[str]:
+    lines = []
+    for label, rows in table.groupby("outcome_label", sort=False):
+        robust = rows.loc[rows["analysis"].str.startswith("multilevel, CR2")]
+        if len(robust):
+            r = robust.iloc[0]
+            lines.append(
+                f"  {label}: multilevel, every row ({int(r['k'])} effects in {int(r['n_studies'])} studies): "
+                f"{fmt(r['estimate'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}] (CR2, df {fmt(r['df'], 1)})"
+            )
+        else:
+            r = rows.loc[rows["analysis"] == "multilevel"].iloc[0]
+            lines.append(f"  {label}: multilevel {r['notes']}")
+    return lines
 
 
 def _main_row(pooled: dict, method: str) -> pd.Series:

@@ -179,3 +179,59 @@ def forest_figure(itt: pd.DataFrame, sds: dict, design: StudyDesign = DEFAULT_DE
         "ITT MI-MMRM, 95% CI"
     )
     return fig
+
+
+def tipping_2d_figure(tp, label: str = "", units: str = ""):
+    """Heat map of a two-dimensional tipping-point grid (`imrstats.trial.reference_mi.tipping_point_2d`): the
+    contrast at the visit in colour (diverging around 0), the delta added to the control arm's imputed values
+    across and the intervention arm's up (as rbmi's vignette draws it), axes in the outcome's ``units`` and
+    labelled with the arms' labels; the contour p = alpha where the conclusion changes (interpolated between cells)
+    with the exact crossings on the grid lines as dots, the cells with p >= alpha hatched, and the point without a
+    delta marked."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    design = tp.design
+    units = units or (f"{label} points" if label else "outcome units")
+    a = np.asarray(tp.deltas_intervention, dtype=float)
+    c = np.asarray(tp.deltas_control, dtype=float)
+    est, p = tp.matrix("estimate"), tp.matrix("p")
+
+    def edges(v):
+        if len(v) == 1:
+            return np.array([v[0] - 0.5, v[0] + 0.5])
+        mid = (v[1:] + v[:-1]) / 2
+        return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+
+    fig, ax = new_figure(6.4, 5.0)
+    top = float(np.nanmax(np.abs(est))) or 1.0
+    mesh = ax.pcolormesh(edges(c), edges(a), est, cmap="RdBu_r", vmin=-top, vmax=top, shading="flat")
+    bar = fig.colorbar(mesh, ax=ax)
+    bar.set_label(f"{design.contrast_label} at {design.visit_label(tp.timepoint)} ({units})")
+    handles = []
+    if len(a) > 1 and len(c) > 1:
+        if (p >= tp.alpha).any():
+            ax.contourf(c, a, p, levels=[tp.alpha, 1.0 + 1e-9], colors="none", hatches=["///"])
+            handles.append(Patch(facecolor="none", hatch="///", label=f"not significant (p >= {tp.alpha:g})"))
+        if (p < tp.alpha).any() and (p >= tp.alpha).any():
+            ax.contour(c, a, p, levels=[tp.alpha], colors="black", linewidths=1.5)
+            handles.append(Line2D([], [], color="black", lw=1.5, label=f"p = {tp.alpha:g}: the conclusion changes"))
+    points = tp.tipping_points
+    if len(points):
+        ax.plot(points["delta_control"], points["delta_intervention"], "o", color="black", ms=3)
+        handles.append(
+            Line2D([], [], marker="o", color="black", ls="", ms=3, label=f"p = {tp.alpha:g} on a grid line (exact)")
+        )
+    if c[0] <= 0 <= c[-1] and a[0] <= 0 <= a[-1]:
+        ax.plot([0], [0], marker="*", color="gold", mec="black", ms=12, ls="")
+        handles.append(
+            Line2D([], [], marker="*", color="gold", mec="black", ms=12, ls="", label="no delta (primary analysis)")
+        )
+    how = " per visit since the ICE" if tp.cumulative else ""
+    ax.set_xlabel(f"delta added to {design.arm_label(design.control)}'s imputed values{how} ({units})")
+    ax.set_ylabel(f"delta added to {design.arm_label(design.intervention)}'s imputed values{how} ({units})")
+    title = f"{label}: " if label else ""
+    ax.set_title(f"{title}tipping point at {design.visit_label(tp.timepoint)} (alpha = {tp.alpha:g})", fontsize=10)
+    if handles:
+        ax.legend(handles=handles, fontsize=7, loc="upper left", framealpha=0.9)
+    return fig

@@ -10,16 +10,20 @@ observed post and fu12 values. The mean model is the MMRM's (`mmrm.build_mmrm_de
     u_i ~ N(0, tau^2),  e_ij ~ N(0, sigma^2),
 
 i.e. compound symmetry (one variance, one covariance shared by both visits) instead of an unrestricted 2 x 2
-covariance. Fitted by REML with ``statsmodels.regression.mixed_linear_model.MixedLM`` (Lindstrom & Bates
-1988, JASA 83:1014). R's equivalent: ``nlme::lme(y ~ 0 + time + time:arm + time:baseline + covariates,
+covariance. Fitted by REML (Harville 1977; Pinheiro & Bates 2000, sec. 2.2): sigma^2 and beta profiled out in
+closed form, the REML log-likelihood is a function of the variance ratio gamma = tau^2 / sigma^2 alone, and
+with V_i / sigma^2 = I + gamma J (Sherman-Morrison) every piece is a sum over participants; its maximum is
+found by a grid over rho = gamma / (1 + gamma) in [0, 1) and Brent's bounded search in the bracketing cell
+(`fit_random_intercept_reml`), so the fit reaches the maximum to the precision of the likelihood itself
+(lme4's tight fit within ~3e-8). R's equivalent: ``nlme::lme(y ~ 0 + time + time:arm + time:baseline + covariates,
 random = ~ 1 | id, method = "REML")`` with ``emmeans`` contrasts (tests/validation/r/trial_lmm.R).
 
 Choices:
 
 * **Fixed-effect covariance.** ``(X' V^-1 X)^-1`` at the REML variance components (V_i = sigma^2 I +
   tau^2 J), the GLS covariance that nlme's ``vcov`` reports (Pinheiro & Bates 2000, sec. 2.2.3), computed in
-  closed form from statsmodels' variance components; statsmodels' own ``bse_fe`` inverts the joint observed
-  Hessian of the fixed effects and the variance parameters, which differs from it (by up to 0.3% on GAF-F).
+  closed form from the variance components (not the inverse of the joint observed Hessian of the fixed effects
+  and the variance parameters, which statsmodels' ``bse_fe`` reports and which differs by up to 0.3% on GAF-F).
 * **Degrees of freedom.** nlme's between-within ("containment") df (Pinheiro & Bates 2000, sec. 2.4.2;
   ``nlme:::getFixDF``), which emmeans uses for lme fits: a column that varies within some participant is a
   within-participant term with N - n - (number of within columns) df (+ 1 when the model has no intercept
@@ -27,18 +31,19 @@ Choices:
   within term. Satterthwaite df are not computed.
 * **Boundary.** A random-intercept variance below 1e-6 of the total variance is reported as at the
   boundary 0 (the model then reduces to ordinary least squares with this mean model); the fit is flagged,
-  not dropped. A fit that statsmodels reports as not converged is kept with ``converged = False``.
+  not dropped. A fit whose profile score at the solution is not 0 (or, at the boundary, points outward) is
+  kept with ``converged = False`` and a NOT CONVERGED note.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import optimize
 
 from imrstats.errors import AnalysisError
 from imrstats.results import Estimate, ResultMixin, confint_t, summary_block, to_frame
@@ -52,11 +57,8 @@ from imrstats.trial.design import (
 )
 
 BOUNDARY_FRACTION = 1e-6
-# BFGS on statsmodels' analytic REML score; its default gradient tolerance (1e-5) leaves tau^2 ~5e-6 (relative)
-# short of the maximum, 1e-8 reaches it to ~5e-8 (checked against an exact 1-d profile and lme4); tighter ones
-# end in long, failing line searches (precision loss). L-BFGS-B's line search wanders into a singular X'V^-1X on
-# these data, so BFGS, with Powell as the fallback.
-_GTOL = 1e-8
+_MAXITER = 500  # Brent's bounded search on the profile (it needs ~30 evaluations)
+_GRID = 64  # cells of the bracketing grid over rho = gamma / (1 + gamma)
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ def random_intercept_lmm(
             "residual variances are not separately identifiable; report the complete-case ANCOVA"
         )
     X, names, y, groups = _observed_design(long, covariates, times, design)
-    fit = _fit_mixedlm(y, X, groups)
+    fit = fit_random_intercept_reml(y, X, groups)
     notes += fit["notes"]
     tau2, sigma2 = fit["tau2"], fit["sigma2"]
     boundary = tau2 < BOUNDARY_FRACTION * (tau2 + sigma2)
@@ -160,7 +162,7 @@ def random_intercept_lmm(
     cov = _gls_covariance(X, groups, tau2, sigma2)
     df = between_within_df(X, groups)
     method = (
-        "REML random-intercept LMM (statsmodels MixedLM; 0 + time + arm:time + "
+        "REML random-intercept LMM (profile REML, Brent; 0 + time + arm:time + "
         + ("baseline:time" if design.baseline_slope == "separate" else "baseline")
         + "".join(f" + {c}" for c in covariates)
         + "), observed data; GLS covariance; nlme between-within df"
@@ -271,53 +273,104 @@ def _contrast_row(t, long, names, fit, cov, df, level, method, note, extra, desi
     )
 
 
-def _fit_mixedlm(y: np.ndarray, X: np.ndarray, groups: np.ndarray) -> dict:
-    """REML fit by statsmodels MixedLM (random intercept per group). BFGS at gradient tolerance 1e-8; a BFGS
-    run that stops by precision loss counts as converged when its gradient meets statsmodels' own default
-    criterion (|score| / N <= 1e-5). Otherwise (typically a maximum at tau^2 = 0, where BFGS stalls) the model is
-    refitted by Powell's derivative-free method; if that fails too, ``converged`` is False."""
-    from statsmodels.regression.mixed_linear_model import MixedLM  # imported here: only this analysis needs it
+def _profile_m2ll(gamma: float, pieces: dict) -> tuple[float, np.ndarray, float]:
+    """-2 x the REML log-likelihood profiled over beta and sigma^2 at gamma = tau^2 / sigma^2, with its beta and
+    sigma^2. W_i = (V_i / sigma^2)^-1 = I - c_i J, c_i = gamma / (1 + n_i gamma); the constant is nlme's and
+    statsmodels' ((N - p) log 2 pi; no log|X'X| term)."""
+    n, sx, sy = pieces["n"], pieces["sx"], pieces["sy"]
+    N, p = pieces["N"], pieces["p"]
+    c = gamma / (1.0 + n * gamma)
+    A = pieces["XtX"] - (sx * c[:, None]).T @ sx  # X' W X
+    b = pieces["Xty"] - (sx * c[:, None]).T @ sy  # X' W y
+    chol = np.linalg.cholesky(A)
+    beta = np.linalg.solve(A, b)
+    quad = pieces["yty"] - float(np.sum(c * sy * sy)) - float(beta @ b)  # (y - X beta)' W (y - X beta)
+    sigma2 = quad / (N - p)
+    m2ll = (
+        (N - p) * math.log(2 * math.pi * sigma2)
+        + float(np.sum(np.log1p(n * gamma)))
+        + 2.0 * float(np.sum(np.log(np.diag(chol))))
+        + (N - p)
+    )
+    return m2ll, beta, sigma2
 
-    model = MixedLM(y, X, groups)
-    notes: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+
+def _profile_score(gamma: float, pieces: dict) -> float:
+    """d(-2 x profile REML log-likelihood) / d gamma, analytic: (N - p) q'/q + sum_i n_i / (1 + n_i gamma)
+    - tr(A^-1 sum_i s_i s_i' / (1 + n_i gamma)^2), where q is the weighted residual sum of squares at the GLS
+    beta, q' = -sum_i (1' r_i)^2 / (1 + n_i gamma)^2, A = X' W X and s_i = X_i' 1 (W_i 1 = 1 / (1 + n_i gamma))."""
+    n, sx, sy = pieces["n"], pieces["sx"], pieces["sy"]
+    c = gamma / (1.0 + n * gamma)
+    A = pieces["XtX"] - (sx * c[:, None]).T @ sx
+    b = pieces["Xty"] - (sx * c[:, None]).T @ sy
+    beta = np.linalg.solve(A, b)
+    quad = pieces["yty"] - float(np.sum(c * sy * sy)) - float(beta @ b)
+    d = 1.0 / (1.0 + n * gamma) ** 2
+    dquad = -float(np.sum(d * (sy - sx @ beta) ** 2))
+    dlogdet_a = -float(np.sum(np.linalg.solve(A, (sx * d[:, None]).T @ sx).diagonal()))
+    return (pieces["N"] - pieces["p"]) * dquad / quad + float(np.sum(n / (1.0 + n * gamma))) + dlogdet_a
+
+
+def fit_random_intercept_reml(y: np.ndarray, X: np.ndarray, groups: np.ndarray) -> dict:
+    """REML fit of y = X beta + u_group + e (u ~ N(0, tau^2), e ~ N(0, sigma^2)), profiled over beta and
+    sigma^2: the maximum in gamma = tau^2 / sigma^2 is the root of the analytic profile score (`_profile_score`),
+    bracketed on a grid over rho = gamma / (1 + gamma) in [0, 1) and found by Brent's root finder to machine
+    precision (a search on the likelihood's value alone stops ~1e-7 short: the surface is that flat); gamma = 0
+    (the boundary) when the score is already non-negative there. The solution is kept only if the likelihood
+    there is the grid's best; otherwise ``converged`` is False with a NOT CONVERGED note.
+    Returns beta, tau2, sigma2, llf (the REML log-likelihood), converged, notes."""
+    _, index, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    sx = np.zeros((len(counts), X.shape[1]))
+    np.add.at(sx, index, X)
+    sy = np.zeros(len(counts))
+    np.add.at(sy, index, y)
+    N, p = X.shape
+    if N <= p:
+        raise AnalysisError(f"the random-intercept model has {N} observations for {p} fixed effects")
+    pieces = {"n": counts.astype(float), "sx": sx, "sy": sy, "N": N, "p": p, "XtX": X.T @ X, "Xty": X.T @ y}
+    pieces["yty"] = float(y @ y)
+
+    def m2ll(rho: float) -> float:
         try:
-            res = model.fit(reml=True, method=["bfgs"], gtol=_GTOL)
-            grad = _score_norm(model, res)
-            converged = bool(res.converged) or grad <= 1e-5
-            if not converged:
-                notes.append(f"BFGS stopped with |score| / N = {grad:.2g}; refitted by Powell's method")
-                caught.clear()
-                res = model.fit(reml=True, method=["powell"], xtol=1e-8, ftol=1e-12)
-                converged = bool(res.converged)
-        except (np.linalg.LinAlgError, ValueError) as err:
-            raise AnalysisError(f"statsmodels MixedLM failed on the random-intercept model: {err}") from None
-    tau2, sigma2 = float(np.asarray(res.cov_re)[0, 0]), float(res.scale)
-    finite = all(map(math.isfinite, (tau2, sigma2, float(res.llf)))) and np.isfinite(res.fe_params).all()
-    converged = converged and finite and sigma2 > 0
-    if not converged:
-        warned = sorted({str(w.message) for w in caught})
-        notes.insert(
-            0,
-            "NOT CONVERGED: statsmodels MixedLM stopped before the REML maximum"
-            + ("" if finite else " with non-finite estimates")
-            + (f" ({'; '.join(warned)})" if warned else ""),
-        )
+            return _profile_m2ll(rho / (1.0 - rho), pieces)[0]
+        except np.linalg.LinAlgError:
+            return math.inf
+
+    def score(rho: float) -> float:  # the sign of d(-2ll)/d rho is that of d(-2ll)/d gamma
+        return _profile_score(rho / (1.0 - rho), pieces)
+
+    grid = np.linspace(0.0, 1.0 - 1e-9, _GRID + 1)
+    values = np.array([m2ll(r) for r in grid])
+    if not np.isfinite(values).any():
+        raise AnalysisError("the random-intercept model's design is singular (X' V^-1 X not invertible)")
+    i = int(np.nanargmin(values))
+    notes: list[str] = []
+    converged = True
+    if i == 0 and score(0.0) >= 0:
+        rho = 0.0  # the likelihood falls away from the boundary: the maximum is at tau^2 = 0
+    else:
+        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, _GRID)]
+        if not score(lo) < 0 < score(hi):
+            lo, hi = (lo, grid[i]) if score(grid[i]) > 0 else (grid[i], hi)
+        try:
+            rho = float(optimize.brentq(score, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=_MAXITER))
+        except (ValueError, RuntimeError) as err:
+            rho, converged = float(grid[i]), False
+            notes.append(f"NOT CONVERGED: the REML profile score has no root found near the grid's best ({err})")
+        if converged and m2ll(rho) > values[i] + 1e-9 * abs(values[i]):
+            rho, converged = float(grid[i]), False
+            notes.append("NOT CONVERGED: the root of the REML profile score is not the likelihood's maximum")
+    gamma = rho / (1.0 - rho)
+    total, beta, sigma2 = _profile_m2ll(gamma, pieces)
+    converged = converged and sigma2 > 0 and math.isfinite(total)
     return {
-        "beta": np.asarray(res.fe_params, dtype=float),
-        "tau2": max(tau2, 0.0),
+        "beta": beta,
+        "tau2": gamma * sigma2,
         "sigma2": sigma2,
-        "llf": float(res.llf),
+        "llf": -0.5 * total,
         "converged": converged,
         "notes": notes,
     }
-
-
-def _score_norm(model, res) -> float:
-    """|profile REML score| / N at the fit (the quantity statsmodels' gradient tolerance applies to)."""
-    packed = res.params_object.get_packed(use_sqrt=model.use_sqrt, has_fe=False)
-    return float(np.linalg.norm(model.score(packed, profile_fe=True))) / len(model.endog)
 
 
 def _gls_covariance(X: np.ndarray, groups: np.ndarray, tau2: float, sigma2: float) -> np.ndarray:

@@ -2,14 +2,18 @@
 settings in the record, flags) through the templates in `report/templates/trial/`.
 
 The method text under each table is the rows' own `method` column; a table without one (the Table 3
-layout, subgroup descriptives, the tipping-point grid) names its method here.
+layout, subgroup descriptives, the tipping-point grid) names its method here. The estimands (ICH E9(R1)) are shown
+in the user's arm and visit labels, their results beside the primary MAR analysis's.
 """
 
 from __future__ import annotations
 
+import pandas as pd
+
 from imrstats.pipeline.stage_result import StageResult
 from imrstats.report.html import render_template
 from imrstats.trial.design import StudyDesign, and_join
+from imrstats.trial.estimands import ICE_STRATEGIES
 
 # bookkeeping columns of the pooled rows, not shown in the report (they stay in the CSV)
 _HIDDEN = ["notes", "m", "qbar", "ubar", "b", "t", "quantity"]
@@ -132,6 +136,123 @@ def _secondary_tables(tables: dict, s: dict, d: StudyDesign) -> dict[str, dict]:
     return {k: v for k, v in specs.items() if v is not None}
 
 
+def _ice_counts_text(row, d: StudyDesign) -> str:
+    """A ``trial_estimands`` row's counts per arm as text: "Drug: JR 20, no ICE 64 (84 of 84 analysed)"."""
+    parts = []
+    for arm in d.arms:
+        a = d.arm_key(arm)
+        by = [
+            f"{s} {int(row[f'n_{s.lower()}_{a}'])}"
+            for s in ICE_STRATEGIES
+            if f"n_{s.lower()}_{a}" in row.index and pd.notna(row[f"n_{s.lower()}_{a}"])
+        ]
+        parts.append(
+            f"{d.arm_label(arm)}: {', '.join([*by, f'no ICE {int(row[f"n_no_ice_{a}"])}'])} "
+            f"({int(row[f'n_analysed_{a}'])} of {int(row[f'n_randomised_{a}'])} analysed)"
+        )
+    return "; ".join(parts)
+
+
+def _estimand_tables(tables: dict, d: StudyDesign, level: float, figures: list) -> dict | None:
+    """The Estimands table (attributes, intercurrent events with their strategies and counts per arm) and the
+    estimands' results beside the ITT MAR analysis's (contrast and each arm's LS mean per visit), in the arms' and
+    visits' labels; the method of each row is its own ``method`` column."""
+    if "trial_estimands" not in tables:
+        return None
+    est = tables["trial_estimands"]
+    attributes = pd.DataFrame(
+        {
+            "estimand": est["estimand"],
+            "outcome": est["instrument"],
+            "treatment": est["treatment"],
+            "population": est["population"],
+            "variable": est["variable"],
+            "intercurrent events: rule, handling, strategy": est["intercurrent_events"],
+            "population-level summary": est["summary"],
+            "ICEs per arm and strategy": [_ice_counts_text(r, d) for _, r in est.iterrows()],
+            "reference arm": est["reference"],
+            "notes": est["notes"],
+            "method": est["method"],
+        }
+    )
+    contrast = d.contrast_label
+    arms = [(arm, d.arm_key(arm), d.arm_label(arm)) for arm in d.arms]
+    rows = []
+    results = tables.get("trial_estimand_results", pd.DataFrame())
+    itt = tables.get("trial_itt_contrasts", pd.DataFrame())
+    means = tables.get("trial_itt_adjusted_means", pd.DataFrame())
+    for outcome in dict.fromkeys(results.get("outcome", pd.Series(dtype=object))):
+        for visit in d.visits:
+            c = itt.loc[(itt["outcome"] == outcome) & (itt["timepoint"] == visit)] if len(itt) else itt
+            if len(c):
+                c = c.iloc[0]
+                row = {
+                    "analysis": "MAR: ITT MI-MMRM (primary analysis)",
+                    "outcome": c["instrument"],
+                    "visit": d.visit_label(visit),
+                    contrast: c["estimate"],
+                    "SE": c["se"],
+                    "CI low": c["ci_low"],
+                    "CI high": c["ci_high"],
+                    "p": c["p"],
+                }
+                for arm, _, label in arms:
+                    m = means.loc[(means["outcome"] == outcome) & (means["timepoint"] == visit) & (means["arm"] == arm)]
+                    row[f"LS mean {label}"] = m["estimate"].iloc[0] if len(m) else None
+                    row[f"LS mean {label} SE"] = m["se"].iloc[0] if len(m) else None
+                row["method"] = c["method"]
+                rows.append(row)
+            mine = results.loc[(results["outcome"] == outcome) & (results["timepoint"] == visit)]
+            for _, r in mine.iterrows():
+                row = {
+                    "analysis": f"{r['estimand']} ({r['strategies']}, reference {r['reference']})",
+                    "outcome": r["instrument"],
+                    "visit": d.visit_label(visit),
+                    contrast: r["contrast"],
+                    "SE": r["contrast_se"],
+                    "CI low": r["contrast_ci_low"],
+                    "CI high": r["contrast_ci_high"],
+                    "p": r["contrast_p"],
+                }
+                for _, key, label in arms:
+                    row[f"LS mean {label}"] = r[f"lsmean_{key}"]
+                    row[f"LS mean {label} SE"] = r[f"lsmean_{key}_se"]
+                row["method"] = r["method"]
+                rows.append(row)
+    points = tables.get("trial_estimand_tipping_points")
+    tipping = None
+    if points is not None:
+        varied = {"intervention": d.arm_label(d.intervention), "control": d.arm_label(d.control)}
+        tipping = pd.DataFrame(
+            {
+                "estimand": points["estimand"],
+                "outcome": points["outcome"],
+                "visit": points["timepoint"].map(d.visit_label),
+                "delta varied in": points["varied"].map(lambda v: varied.get(v, v)),
+                f"delta {d.arm_label(d.intervention)}": points["delta_intervention"],
+                f"delta {d.arm_label(d.control)}": points["delta_control"],
+                contrast: points["estimate"],
+                "SE": points["se"],
+                "p": points["p"],
+                "from": points["from_conclusion"],
+                "to": points["to_conclusion"],
+                "method": points["method"],
+            }
+        )
+    return {
+        "tipping": tipping,
+        "tipping_figures": [
+            (name, f"Two-dimensional tipping point, {name.removeprefix('trial_estimand_tipping_')}")
+            for name in figures
+            if name.startswith("trial_estimand_tipping_")
+        ],
+        "attributes": attributes,
+        "results": pd.DataFrame(rows),
+        "contrast": contrast,
+        "level": f"{level:.0%}",
+    }
+
+
 def render_trial_section(result: StageResult) -> str:
     """The trial section of the report: ITT and sensitivity analyses, then the secondary analyses."""
     s = result.record["settings"]
@@ -155,6 +276,7 @@ def render_trial_section(result: StageResult) -> str:
         diagnostics_figures=diagnostics,
         attendance_figure="trial_attendance" in figures,
         design=_design_text(d, s),
+        estimands=_estimand_tables(result.tables, d, 1 - float(s["alpha"]), figures),
     )
 
 

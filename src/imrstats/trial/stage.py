@@ -1,15 +1,20 @@
 """The trial stage: every outcome of the instrument registry's trial list analysed as Jensen et al. 2019 planned
 (ITT MI-MMRM, complete case, per protocol, subgroups), plus the MNAR tipping point and multiplicity, and
 (`imrstats.trial.secondary`) model diagnostics, within-group change, the post hoc subscale family,
-attendance dose-response and the complier-average causal effect.
+attendance dose-response and the complier-average causal effect, and the estimands of
+``trial.sensitivity_estimands`` (ICH E9(R1); `imrstats.trial.estimands`: reference-based imputation under each
+intercurrent event's strategy) beside the primary MAR analysis.
 
 `run_trial_stage` returns a `StageResult` (tables, figures, record, summary, flags; its report section is
 rendered by `imrstats.trial.section`, its figures drawn by `imrstats.trial.figures`); a failure in
 one outcome or one sub-analysis becomes a flag and the rest of the stage still runs. `run_trial_outcome`
-is the single-outcome version for ``imrstats trial --outcome KEY``. Statistics live in `imrstats.trial.analyses`.
+is the single-outcome version for ``imrstats trial --outcome KEY``, `run_trial_estimand` one estimand alone for
+``imrstats trial --estimand NAME``. Statistics live in `imrstats.trial.analyses`.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
@@ -17,10 +22,11 @@ import pandas as pd
 from imrstats.config import section_settings, stage_seed, trial_instruments
 from imrstats.core.progress import progress
 from imrstats.core.seeds import derive_seed
-from imrstats.errors import AnalysisError
+from imrstats.errors import AnalysisError, SettingsError
 from imrstats.pipeline.stage_result import StageResult
 from imrstats.report.format import format_ci, format_number, format_p
 from imrstats.trial import analyses as trial
+from imrstats.trial import estimands as trial_estimands
 from imrstats.trial import lmm as trial_lmm
 from imrstats.trial import secondary as trial_extra
 from imrstats.trial.design import StudyDesign
@@ -432,6 +438,109 @@ def _arm_text(arm: str, design: StudyDesign) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
+# Estimands
+# --------------------------------------------------------------------------------------------------
+
+
+def _prepare_estimands(tables, s: dict, design: StudyDesign, by_instrument: dict | None, flags: list[str]) -> list:
+    """Each (estimand of ``trial.sensitivity_estimands``, outcome) to run, with the outcome's trial frame and the
+    estimand's ICE table (and delta table) read ahead of the stage's long work, so that a bad ICE or delta file
+    stops the run at once (an `InputError` naming file, row, column, value and rule). An outcome whose frame cannot
+    be built, or whose ICE rule cannot be applied (e.g. no attendance recorded), is a flag."""
+    specs = trial_estimands.resolve_estimands(s)
+    work, frames = [], {}
+    for name in s["sensitivity_estimands"]:
+        spec = specs[name]
+        for key in trial_estimands.estimand_outcomes(spec, s):
+            try:
+                if key not in frames:
+                    frames[key] = _outcome_frame(tables, key, s, by_instrument, design)
+                ice = trial_estimands.derive_ice(frames[key], design, spec)
+                delta = trial_estimands.estimand_delta(spec, frames[key], design)
+            except AnalysisError as err:
+                flags.append(f"{key}: estimand {name} not reported: {err}")
+                continue
+            work.append({"spec": spec, "outcome": key, "frame": frames[key], "ice": ice, "delta": delta})
+    return work
+
+
+def _run_estimands(work: list, s: dict, design: StudyDesign, seed: int, registry, flags: list[str]) -> list:
+    """The estimands prepared by `_prepare_estimands`, one at a time; a failure (an imputation model or a
+    leave-one-out refit that does not converge, a degenerate design) is a flag and the others still run. A
+    sampler that did not converge (method bayes) is flagged beside its numbers."""
+    out = []
+    for item in work:
+        spec, key = item["spec"], item["outcome"]
+        try:
+            result = trial_estimands.run_estimand(
+                item["frame"],
+                design,
+                spec,
+                key,
+                instrument=registry[key],
+                primary_visit=s["primary"]["timepoint"],
+                covariates=list(s["covariates"]),
+                level=1 - float(s["alpha"]),
+                seed=derive_seed(seed, f"trial.estimand.{spec.name}.{key}"),
+                m=int(s["imputations_bayes"]),
+                ice=item["ice"],
+                delta=item["delta"],
+            )
+        except (AnalysisError, np.linalg.LinAlgError) as err:  # a singular fit is a failure too, never a crash
+            flags.append(f"{key}: estimand {spec.name} not reported: {err}")
+            continue
+        flags.extend(f"{key}: {f}" for f in result.flags)
+        out.append(result)
+    return out
+
+
+def _estimand_figures(estimand_results: list, figures: dict, flags: list[str]) -> None:
+    """The heat map of each estimand's two-dimensional tipping point (`imrstats.trial.figures.tipping_2d_figure`),
+    as ``trial_estimand_tipping_<estimand>_<outcome>``; a figure that cannot be drawn is a flag."""
+    from imrstats.trial.figures import tipping_2d_figure
+
+    for result in estimand_results:
+        if result.tipping is None:
+            continue
+        name = re.sub(r"[^0-9A-Za-z_]+", "_", f"trial_estimand_tipping_{result.name}_{result.outcome}")
+        try:
+            figures[name] = tipping_2d_figure(result.tipping, label=result.instrument)
+        except Exception as err:  # a figure must never sink the numbers
+            flags.append(f"a figure could not be drawn: {err}")
+
+
+def _primary_means_lines(tables, s: dict, design: StudyDesign) -> list[str]:
+    """The primary outcome's ITT (MAR) adjusted means per arm and visit, for the summary."""
+    means = tables.get("trial_itt_adjusted_means")
+    if means is None:
+        return []
+    mine = means.loc[means["outcome"] == s["primary"]["outcome"]]
+    if mine.empty:
+        return []
+    level = f"{1 - float(s['alpha']):.0%}"
+    lines = ["", f"ITT adjusted means ({s['primary']['outcome']}, MAR; SE, {level} CI):"]
+    for visit in design.visits:
+        parts = []
+        for arm in design.arms:
+            r = mine.loc[(mine["timepoint"] == visit) & (mine["arm"] == arm)]
+            if len(r):
+                r = r.iloc[0]
+                parts.append(
+                    f"{design.arm_label(arm)} {format_number(r['estimate'])} (SE {format_number(r['se'])}, "
+                    f"{format_ci(r['ci_low'], r['ci_high'])})"
+                )
+        lines.append(f"  {design.visit_label(visit):<10}" + "  ".join(parts))
+    return lines
+
+
+def _estimand_lines(estimand_results: list, design: StudyDesign) -> list[str]:
+    lines = []
+    for result in estimand_results:
+        lines += ["", *trial_estimands.estimand_text(result, design)]
+    return lines
+
+
+# --------------------------------------------------------------------------------------------------
 # Tables
 # --------------------------------------------------------------------------------------------------
 
@@ -558,7 +667,7 @@ def _population_lines(results) -> list[str]:
     return ["", "ITT analysed:"] + [f"  {key:<16}{text}" for key, text in texts.items()]
 
 
-def _summary(tables, results, s, flags, seed, design: StudyDesign) -> str:
+def _summary(tables, results, s, flags, seed, design: StudyDesign, estimand_results=()) -> str:
     lines = [
         f"Trial stage: ITT MMRM with multiple imputation (m = {s['imputations']}, {s['imputation_method']}, "
         f"{'within arm' if s['impute_by_arm'] else 'arm as predictor'}), seed {seed}",
@@ -580,6 +689,7 @@ def _summary(tables, results, s, flags, seed, design: StudyDesign) -> str:
                 f"{format_number(r['df'], 0):>6}{format_p(r['p'], missing='NA'):>8}"
                 f"{format_number(r['fmi']):>6}{format_p(r['p_holm'], missing='NA'):>8}{tag}"
             )
+    lines += _primary_means_lines(tables, s, design)
     lines += _population_lines(results)
     for r in results:
         if "tipping" in r:
@@ -594,6 +704,7 @@ def _summary(tables, results, s, flags, seed, design: StudyDesign) -> str:
             + "; ".join(f"{t['outcome']} x {t['subgroup']} p = {t['p']:.3f}" for _, t in cc.iterrows())
         )
     lines += _extra_summary(tables, design)
+    lines += _estimand_lines(list(estimand_results), design)
     if flags:
         lines.append("")
         lines += [f"WARNING: {f}" for f in flags]
@@ -605,7 +716,7 @@ def _summary(tables, results, s, flags, seed, design: StudyDesign) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def _record(results, s, seed, tables, sub_results=(), design: StudyDesign | None = None) -> dict:
+def _record(results, s, seed, tables, sub_results=(), design: StudyDesign | None = None, estimand_results=()) -> dict:
     rec = {"settings": s, "seed": seed, "outcomes": {}}
     for r in results:
         o = {}
@@ -635,6 +746,8 @@ def _record(results, s, seed, tables, sub_results=(), design: StudyDesign | None
     models = _diagnostic_models(StudyDesign.from_settings(s) if design is None else design)
     rec["diagnostics"] = [r[n].to_dict() for r in results for n, _ in models if n in r]
     rec["subscale_outcomes"] = {r["outcome"]: r["itt"].to_dict() for r in sub_results if "itt" in r}
+    if estimand_results:
+        rec["estimands"] = [r.to_dict() for r in estimand_results]
     return rec
 
 
@@ -664,6 +777,7 @@ def run_trial_stage(
     results = []
     bar = progress(s["outcomes"], desc=f"trial: outcomes (m = {s['imputations']} imputations each)", unit="outcome")
     by_instrument = _instrument_rows(tables["assessments"]) if "instrument" in tables["assessments"] else None
+    estimand_work = _prepare_estimands(tables, s, design, by_instrument, flags)
     prepared = _prepare_outcomes(
         tables, list(s["outcomes"]) + list(s["subscale_itt_outcomes"]), s, seed, by_instrument, design
     )
@@ -681,12 +795,15 @@ def run_trial_stage(
         trial_figures(results, out_tables, s, registry, diagnostic_keys, into=figures, design=design)
     except Exception as err:  # a figure must never sink the numbers
         flags.append(f"a figure could not be drawn: {err}")
+    estimand_results = _run_estimands(estimand_work, s, design, seed, registry, flags)
+    out_tables.update(trial_estimands.estimand_tables(estimand_results, design))
+    _estimand_figures(estimand_results, figures, flags)
     return StageResult(
         stage="trial",
         tables=out_tables,
         figures=figures,
-        record=_record(results, s, seed, out_tables, sub_results, design),
-        summary=_summary(out_tables, results, s, flags, seed, design),
+        record=_record(results, s, seed, out_tables, sub_results, design, estimand_results),
+        summary=_summary(out_tables, results, s, flags, seed, design, estimand_results),
         flags=flags,
     )
 
@@ -719,8 +836,95 @@ def run_trial_outcome(
         subscale_itt_outcomes=[],
         random_intercept_outcomes=[outcome] if s.get("random_intercept_outcomes", True) else [],
     )
+    if s.get("estimands"):  # the estimands on this outcome only (it is the primary one now)
+        s["estimands"] = {
+            name: {**e, "outcomes": [o for o in (e or {}).get("outcomes") or [] if o == outcome]}
+            if isinstance(e, dict)
+            else e
+            for name, e in s["estimands"].items()
+        }
     if imputations is not None:
         s["imputations"] = int(imputations)
     if df_method is not None:
         s["df_method"] = df_method
     return run_trial_stage(tables, s, seed=seed)
+
+
+def _estimand_inputs(tables, name: str, settings: dict | None, outcome: str | None):
+    """(settings, design, estimand spec, outcome key, registry, trial frame) of estimand ``name`` on ``outcome``."""
+    s = section_settings("trial", settings)
+    design = StudyDesign.from_settings(s)
+    s = design.resolve_settings(s)
+    specs = trial_estimands.resolve_estimands(s)
+    if name not in specs:
+        raise SettingsError(
+            [(f"trial.estimands.{name}", f"not defined; the estimands defined: {', '.join(sorted(specs)) or 'none'}")]
+        )
+    for table in ("participants", "assessments"):
+        if table not in tables:
+            raise AnalysisError(f"an estimand needs the cleaned '{table}' table; tables given: {sorted(tables)}")
+    key = outcome or s["primary"]["outcome"]
+    registry = trial_instruments(s)
+    if key not in registry:
+        raise SettingsError([("outcome", f"{key!r} is not in the instrument registry or trial.instruments")])
+    by_instrument = _instrument_rows(tables["assessments"]) if "instrument" in tables["assessments"] else None
+    frame = _outcome_frame(tables, key, s, by_instrument, design)
+    return s, design, specs[name], key, registry, frame
+
+
+def estimand_delta_template(
+    tables: dict[str, pd.DataFrame], name: str, settings: dict | None = None, *, outcome: str | None = None
+) -> pd.DataFrame:
+    """The delta table of estimand ``name`` on ``outcome`` (default the primary outcome) for a user to fill in
+    (`reference_mi.delta_template`: one row per participant and visit, with the ICE, strategy and whether the value
+    is missing; delta 0), for ``imrstats trial --estimand NAME --delta-template PATH``; then name the filled-in
+    file in the estimand's ``delta_file``. It lists participants by id: a file for the user, never a report."""
+    from imrstats.trial.reference_mi import delta_template
+
+    s, design, spec, key, registry, frame = _estimand_inputs(tables, name, settings, outcome)
+    ice = trial_estimands.derive_ice(frame, design, spec)
+    return delta_template(frame, ice.table, design)
+
+
+def run_trial_estimand(
+    tables: dict[str, pd.DataFrame],
+    name: str,
+    settings: dict | None = None,
+    *,
+    outcome: str | None = None,
+    seed: int | None = None,
+) -> StageResult:
+    """Estimand ``name`` of ``trial.estimands`` alone (``imrstats trial --estimand NAME``), on ``outcome`` (default
+    the primary outcome): its ICE table, the reference-based analysis, the tables ``trial_estimands`` and
+    ``trial_estimand_results``, and a summary naming the five attributes, the ICEs per arm and strategy, then per
+    visit the contrast and each arm's LS mean with SE, CI and p. An analysis that cannot give a number raises
+    `AnalysisError`; a name not defined raises `SettingsError`."""
+    seed = stage_seed("trial") if seed is None else int(seed)
+    s, design, spec, key, registry, frame = _estimand_inputs(tables, name, settings, outcome)
+    result = trial_estimands.run_estimand(
+        frame,
+        design,
+        spec,
+        key,
+        instrument=registry[key],
+        primary_visit=s["primary"]["timepoint"],
+        covariates=list(s["covariates"]),
+        level=1 - float(s["alpha"]),
+        seed=derive_seed(seed, f"trial.estimand.{name}.{key}"),
+        m=int(s["imputations_bayes"]),
+    )
+    out_tables = trial_estimands.estimand_tables([result], design)
+    flags = [f"{key}: {f}" for f in result.flags]
+    return StageResult(
+        stage="trial",
+        tables=out_tables,
+        figures={},
+        record={
+            "settings": s,
+            "seed": seed,
+            "estimand": result.to_dict(),
+            "results": out_tables["trial_estimand_results"].to_dict("records"),
+        },
+        summary="\n".join(trial_estimands.estimand_text(result, design)),
+        flags=flags,
+    )
