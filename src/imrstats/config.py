@@ -178,7 +178,7 @@ def load_yaml_file(path: str | Path, what: str = "config file", *, max_bytes: in
     nested beyond Python's recursion limit. Every problem is one `SettingsError` naming the file."""
     import os
 
-    from imrstats.core.io import why_not_found
+    from imrstats.core.tables import why_not_found
 
     path = Path(path)
 
@@ -344,10 +344,10 @@ def _semantic_problems(config: dict, paths: bool = True) -> list[tuple[str, str]
         problems += input_dir_problems(config["data"]["input_dir"])
     if paths:
         problems += results_dir_problems(config)
-    from imrstats.trial.design import design_problems  # the study design's visits and arms
+    from imrstats.trial.study_design import design_problems  # the study design's visits and arms
 
     problems += design_problems(config["trial"])
-    from imrstats.trial.estimands import estimand_problems  # the estimands' rules, names and outcomes
+    from imrstats.trial.estimand_settings import estimand_problems  # the estimands' rules, names and outcomes
 
     problems += estimand_problems(config["trial"])
     age_range = config["simulate"]["trial"]["age_range"]
@@ -402,7 +402,7 @@ def input_places(config: dict) -> list[tuple[str, Path, bool]]:
 def input_dir_problems(input_dir: str) -> list[tuple[str, str]]:
     """``data.input_dir`` must be an existing folder holding at least one input table (participants,
     assessments, service_use, programme), so the pipeline never runs on nothing."""
-    from imrstats.core.io import FORMATS, TABLES, find_table_file, why_not_found
+    from imrstats.core.tables import FORMATS, TABLES, find_table_file, why_not_found
     from imrstats.errors import InputError
 
     key = "data.input_dir"
