@@ -103,7 +103,7 @@ def test_schema_choices_are_the_codes():
         ),
         (
             {"estimands": {"x": {"intercurrent_events": [DROPOUT], "method": "mice"}}, "sensitivity_estimands": ["x"]},
-            "trial.estimands.x.method: must be one of condmean_jackknife, bayes, got 'mice'",
+            "trial.estimands.x.method: must be one of condmean_jackknife, condmean_bootstrap, bayes, got 'mice'",
         ),
     ],
 )
@@ -429,3 +429,71 @@ def test_an_ice_file_sets_each_listed_participants_ice_and_strategy(small, tmp_p
     assert (row["n_cr_imr"], row["n_cir_imr"], row["n_mar_imr"], row["n_jr_imr"]) == (1, 1, 1, 0)
     assert (row["n_cr_tau"], row["n_jr_tau"], row["n_ice_tau"]) == (1, 1, 2)
     assert "ice.csv: SHA-256 " in row["notes"] and str(tmp_path) not in row["notes"]
+
+
+# ---------------------------------------------------------------- bootstrap inference and the MMRM analysis
+
+
+def test_the_bootstrap_and_analysis_keys_are_filled_in_and_checked():
+    spec = est.resolve_estimands(section_settings("trial", {}))["treatment_policy_jr"]
+    assert (spec.bootstrap_samples, spec.bootstrap_ci, spec.analysis) == (1000, "percentile", "ancova")
+    props = config_schema()["$defs"]["estimand"]["properties"]
+    assert tuple(props["bootstrap_ci"]["enum"]) == est.BOOTSTRAP_CIS == rm.BOOTSTRAP_CIS
+    assert est.ESTIMAND_ANALYSES == rm.ANALYSES and "condmean_bootstrap" in rm.TIPPING_METHODS
+    given = {"intercurrent_events": [DROPOUT], "method": "condmean_bootstrap", "bootstrap_samples": 50}
+    raw = {"estimands": {"x": {**given, "bootstrap_ci": "normal", "analysis": "mmrm"}}, "sensitivity_estimands": ["x"]}
+    spec = est.resolve_estimands(section_settings("trial", raw))["x"]
+    assert (spec.method, spec.bootstrap_samples, spec.bootstrap_ci, spec.analysis) == (
+        "condmean_bootstrap",
+        50,
+        "normal",
+        "mmrm",
+    )
+    grid = {"deltas_intervention": [0.0, 1.0], "deltas_control": [0.0]}
+    for bad, message in [
+        ({"bootstrap_ci": "basic"}, "trial.estimands.x.bootstrap_ci: must be one of percentile, normal, got 'basic'"),
+        ({"bootstrap_samples": 1}, "trial.estimands.x.bootstrap_samples: must be >= 2, got 1"),
+        ({"analysis": "glm"}, "trial.estimands.x.analysis: must be one of ancova, mmrm, got 'glm'"),
+        ({"analysis": "mmrm", "tipping": grid}, "trial.estimands.x.tipping: the tipping grid is computed with the"),
+    ]:
+        with pytest.raises(SettingsError) as err:
+            section_settings("trial", {"estimands": {"x": {**given, **bad}}, "sensitivity_estimands": ["x"]})
+        assert str(err.value).startswith(message), str(err.value)
+
+
+def test_bootstrap_and_mmrm_estimands_run_from_the_settings(small):
+    settings = {
+        **SMALL,
+        "estimands": {
+            "boot": {
+                "intercurrent_events": [DROPOUT],
+                "method": "condmean_bootstrap",
+                "bootstrap_samples": 12,
+                "bootstrap_ci": "normal",
+                "tipping": {"deltas_intervention": [-2.0, 2.0], "deltas_control": [0.0]},
+            },
+            "mmrm": {"intercurrent_events": [DROPOUT], "analysis": "mmrm"},
+        },
+        "sensitivity_estimands": ["boot", "mmrm"],
+    }
+    one = run_trial_estimand(small, "boot", settings, seed=8)
+    rows = one.tables["trial_estimand_results"]
+    pd.testing.assert_frame_equal(
+        rows, run_trial_estimand(small, "boot", settings, seed=8).tables["trial_estimand_results"]
+    )
+    assert rows["method"].str.contains("bootstrap inference \\(12 samples drawn within each arm").all()
+    assert (rows["contrast_se"] == rows["contrast_bootstrap_se"]).all() and (rows["contrast_se"] > 0).all()
+    assert one.record["estimand"]["method_key"] == "condmean_bootstrap"
+    assert "trial_estimand_tipping_grid" in one.tables and not one.flags
+    other = run_trial_estimand(small, "boot", settings, seed=9).tables["trial_estimand_results"]
+    np.testing.assert_allclose(other["contrast"], rows["contrast"], rtol=1e-12)  # the full-data estimate
+    assert not np.allclose(other["contrast_se"], rows["contrast_se"])
+    jack = run_trial_estimand(small, "treatment_policy_jr", {**SMALL}, seed=8).tables["trial_estimand_results"]
+    np.testing.assert_allclose(jack["contrast"], rows["contrast"], rtol=1e-12)
+    mmrm = run_trial_estimand(small, "mmrm", settings, seed=8).tables
+    assert mmrm["trial_estimands"]["analysis"].iloc[0] == "MMRM (unstructured covariance)"
+    assert one.tables["trial_estimands"]["analysis"].iloc[0] == "ANCOVA per visit"
+    assert mmrm["trial_estimand_results"]["method"].str.contains("the study's MMRM on each completed data set").all()
+    assert "contrast_bootstrap_se" not in mmrm["trial_estimand_results"]
+    # with shared covariates (site, sex, age, diagnosis) the MMRM's contrasts are not the ANCOVA's
+    assert np.abs(mmrm["trial_estimand_results"]["contrast"] - jack["contrast"]).max() > 1e-4

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from imrstats.errors import SettingsError
 
 ICE_RULES = ("dropout", "sessions_below", "table")
-ESTIMAND_METHODS = ("condmean_jackknife", "bayes")
-ESTIMAND_ANALYSES = ("ancova",)
+ESTIMAND_METHODS = ("condmean_jackknife", "condmean_bootstrap", "bayes")
+ESTIMAND_ANALYSES = ("ancova", "mmrm")
+BOOTSTRAP_CIS = ("percentile", "normal")  # imrstats.trial.reference_mi.BOOTSTRAP_CIS; a test checks they agree
 # the strategies of imrstats.trial.reference_mi (STRATEGIES), named here so that reading the settings does not
 # import the imputation code; a test checks they agree
 ICE_STRATEGIES = ("MAR", "JR", "CR", "CIR", "LMCF")
@@ -27,8 +28,10 @@ HANDLING = {
 }
 METHOD_NAMES = {
     "condmean_jackknife": "conditional mean imputation, jackknife inference",
+    "condmean_bootstrap": "conditional mean imputation, bootstrap inference",
     "bayes": "Bayesian multiple imputation, Rubin's rules",
 }
+ANALYSIS_NAMES = {"ancova": "ANCOVA per visit", "mmrm": "MMRM (unstructured covariance)"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -68,6 +71,8 @@ class EstimandSpec:
     outcomes: tuple[str, ...]
     delta_file: str | None = None
     tipping: dict | None = None
+    bootstrap_samples: int = 1000
+    bootstrap_ci: str = "percentile"
 
     @property
     def key(self) -> str:
@@ -86,7 +91,8 @@ def estimand_problems(trial: dict) -> list[tuple[str, str]]:
     """What the schema cannot say about a ``trial`` section's estimands, as (key path, message) pairs: every name
     of ``sensitivity_estimands`` is defined; a ``reference`` is an arm; an estimand's ``outcomes`` are among
     ``trial.outcomes``; each ICE has the keys of its rule and no other (``min_sessions`` and optionally ``visit``
-    for ``sessions_below``, ``file`` for ``table``); a ``visit`` is one of ``trial.visits``."""
+    for ``sessions_below``, ``file`` for ``table``); a ``visit`` is one of ``trial.visits``; a ``tipping`` grid
+    goes with ``analysis: ancova`` (the grid relies on the ANCOVA being linear in the imputed values)."""
     problems = []
     estimands = trial.get("estimands") or {}
     for name in trial.get("sensitivity_estimands") or []:
@@ -106,6 +112,14 @@ def estimand_problems(trial: dict) -> list[tuple[str, str]]:
         reference = raw.get("reference")
         if reference is not None and str(reference) not in arms:
             problems.append((f"{key}.reference", f"{reference!r} is not an arm; the arms are {arms}"))
+        if raw.get("tipping") is not None and raw.get("analysis", "ancova") != "ancova":
+            problems.append(
+                (
+                    f"{key}.tipping",
+                    f"the tipping grid is computed with the ANCOVA per visit, not analysis {raw.get('analysis')!r}: "
+                    "set analysis: ancova or tipping: null",
+                )
+            )
         for outcome in raw.get("outcomes") or []:
             if outcome not in outcomes:
                 problems.append((f"{key}.outcomes", f"{outcome!r} is not one of trial.outcomes {outcomes}"))
@@ -167,6 +181,8 @@ def resolve_estimands(trial: dict) -> dict[str, EstimandSpec]:
             outcomes=tuple(e.get("outcomes") or ()),
             delta_file=e.get("delta_file"),
             tipping=None if e.get("tipping") is None else {"cumulative": False, **e["tipping"]},
+            bootstrap_samples=int(e["bootstrap_samples"]),
+            bootstrap_ci=str(e["bootstrap_ci"]),
         )
     return out
 

@@ -1,8 +1,9 @@
 """Estimands (ICH E9(R1) addendum, 2019) from the settings to the tables: the trial section's ``estimands``
 (name -> the five attributes, the intercurrent events with the rule that finds them and the strategy that handles
 them, the method) checked and filled in, each estimand's ICE table derived from a trial frame, the reference-based
-analysis run (`imrstats.trial.reference_mi`: conditional mean imputation with the jackknife, Wolbers et al. 2022,
-or Bayesian multiple imputation, Carpenter, Roger & Kenward 2013), and its rows laid out for the stage's tables
+analysis run (`imrstats.trial.reference_mi`: conditional mean imputation with jackknife or bootstrap inference,
+Wolbers et al. 2022, or Bayesian multiple imputation, Carpenter, Roger & Kenward 2013; each completed data set
+analysed by the ANCOVA per visit or by the study's MMRM), and its rows laid out for the stage's tables
 ``trial_estimands`` (one row per estimand and outcome: attributes, strategies, counts per arm, method) and
 ``trial_estimand_results`` (one row per estimand, outcome and visit: the contrast and each arm's LS mean with SE,
 CI and p, the method, the strategies and the counts per arm). An estimand may add a user's delta table to the
@@ -11,8 +12,7 @@ imputed values (``delta_file``; `reference_mi.read_delta`) and a two-dimensional
 ``trial_estimand_tipping_points``.
 
 The defaults of an estimand's keys live in the config schema (``$defs/estimand``, ``$defs/intercurrent_event``);
-`resolve_estimands` fills them in. Only ANCOVA per visit is offered as the analysis of the completed data (the
-reference-based module has no MMRM analysis of imputed data sets).
+`resolve_estimands` fills them in.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from imrstats.errors import AnalysisError, InputError, SettingsError
 from imrstats.results import ResultMixin
 from imrstats.trial.design import StudyDesign
 from imrstats.trial.estimand_settings import (  # noqa: F401  (the settings part, re-exported)
+    ANALYSIS_NAMES,
+    BOOTSTRAP_CIS,
     ESTIMAND_ANALYSES,
     ESTIMAND_METHODS,
     HANDLING,
@@ -272,9 +274,11 @@ def run_estimand(
     delta: tuple | None = None,
 ) -> EstimandResult:
     """Estimand ``spec`` on ``outcome``'s trial frame: its ICE table (`derive_ice`, or ``ice`` derived ahead), then
-    `reference_mi.reference_based_condmean` (``condmean_jackknife``) or `reference_mi.reference_based_bayes`
-    (``bayes``: ``m`` imputations seeded by ``seed``), reference arm ``spec.reference`` (default the control arm),
-    ANCOVA per visit on arm, baseline and ``covariates``; the outcome as the frame holds it (not the change); the
+    `reference_mi.reference_based_condmean` (``condmean_jackknife``; ``condmean_bootstrap``: ``spec.bootstrap_samples``
+    samples seeded by ``seed``, ``spec.bootstrap_ci`` interval) or `reference_mi.reference_based_bayes` (``bayes``:
+    ``m`` imputations seeded by ``seed``), reference arm ``spec.reference`` (default the control arm), the analysis
+    ``spec.analysis`` of each completed data set (ANCOVA per visit on arm, baseline and ``covariates``, or the
+    study's MMRM with them); the outcome as the frame holds it (not the change); the
     deltas of ``spec.delta_file`` added to the imputed values (`estimand_delta`, or ``delta`` read ahead); the
     two-dimensional tipping point of ``spec.tipping`` at ``primary_visit`` (a failure there is a flag).
     ``instrument``: the outcome's registry entry (for the variable's text). Raises `AnalysisError` when the
@@ -291,9 +295,23 @@ def run_estimand(
     if delta is not None:
         common["delta"], delta_files[str(spec.delta_file)] = delta
     if spec.method == "condmean_jackknife":
-        analysis = reference_based_condmean(frame, ice.table, design, **common)
+        analysis = reference_based_condmean(frame, ice.table, design, analysis=spec.analysis, **common)
+    elif spec.method == "condmean_bootstrap":
+        analysis = reference_based_condmean(
+            frame,
+            ice.table,
+            design,
+            analysis=spec.analysis,
+            inference="bootstrap",
+            n_samples=int(spec.bootstrap_samples),
+            seed=int(seed),
+            bootstrap_ci=spec.bootstrap_ci,
+            **common,
+        )
     elif spec.method == "bayes":
-        analysis = reference_based_bayes(frame, ice.table, design, seed=int(seed), m=int(m), **common)
+        analysis = reference_based_bayes(
+            frame, ice.table, design, seed=int(seed), m=int(m), analysis=spec.analysis, **common
+        )
     else:
         raise SettingsError([(f"{spec.key}.method", f"must be one of {', '.join(ESTIMAND_METHODS)}")])
     flags = [f"estimand {spec.name}: {f}" for f in getattr(analysis, "flags", ())]
@@ -348,6 +366,8 @@ def _tipping(frame, design: StudyDesign, spec: EstimandSpec, ice: IceDerivation,
             outcome=common["outcome"],
             seed=int(seed),
             m=int(m),
+            n_samples=int(spec.bootstrap_samples),
+            bootstrap_ci=spec.bootstrap_ci,
         )
     except AnalysisError as err:
         return None, f"tipping point not reported: {err}"
@@ -405,7 +425,7 @@ def estimand_row(result: EstimandResult, design: StudyDesign) -> dict:
         **result.attributes,
         "strategies": ", ".join(result.strategies) or "none (all MAR)",
         "reference": reference,
-        "analysis": "ANCOVA per visit",
+        "analysis": ANALYSIS_NAMES[getattr(result.analysis, "analysis_model", "ancova")],
         **count_columns(result, design),
         "method": result.analysis.method,
         "notes": _notes(result),
@@ -415,10 +435,12 @@ def estimand_row(result: EstimandResult, design: StudyDesign) -> dict:
 def result_rows(result: EstimandResult, design: StudyDesign) -> list[dict]:
     """The ``trial_estimand_results`` rows of one estimand on one outcome: per visit the contrast (intervention -
     control) and each arm's LS mean, each with estimate, SE, CI and p (and the Monte Carlo SE of the estimate for
-    Bayesian MI), the participants analysed, the strategies with the counts per arm, the method and notes."""
+    Bayesian MI; the SD of the bootstrap estimates, ``<quantity>_bootstrap_se``, with the bootstrap), the
+    participants analysed, the strategies with the counts per arm, the method and notes."""
     est = result.analysis.estimates
     arm = est["arm"] if "arm" in est.columns else pd.Series([None] * len(est), index=est.index)
     bayes = "mcse_estimate" in est.columns
+    bootstrap = "bootstrap_se" in est.columns
     counts = count_columns(result, design)
     rows = []
     for visit in design.visits:
@@ -437,6 +459,8 @@ def result_rows(result: EstimandResult, design: StudyDesign) -> list[dict]:
                 row[f"{prefix}_{stat}"] = float(r[stat])
             if bayes:
                 row[f"{prefix}_mcse"] = float(r["mcse_estimate"])
+            if bootstrap:
+                row[f"{prefix}_bootstrap_se"] = float(r["bootstrap_se"])
         row["n_analysed"] = int(result.analysis.n_participants)
         row["n_excluded"] = int(result.analysis.n_excluded)
         row["strategies"] = ", ".join(result.strategies) or "none (all MAR)"

@@ -1,7 +1,7 @@
 """Reference-based multiple imputation for estimands with intercurrent events (ICH E9(R1)), as rbmi defines it
 (Gower-Page et al. 2022; Carpenter, Roger & Kenward 2013; Wolbers et al. 2022).
 
-Two parts, one module:
+The parts of one module:
 
 1. Intercurrent events and strategies: the ICE table (participant, first visit affected, strategy), the strategies
    MAR, JR (jump to reference), CR (copy reference), CIR (copy increments in reference) and LMCF (last mean carried
@@ -11,6 +11,9 @@ Two parts, one module:
    by a Gibbs sampler with data augmentation, one random imputation per draw under each participant's strategy, an
    ANCOVA per visit on each completed data set, and Rubin's rules (Barnard-Rubin df) with the Monte Carlo error of
    the pooled numbers.
+
+Part 3 adds delta adjustment and the two-dimensional tipping point; part 4 bootstrap inference for conditional mean
+imputation (Wolbers et al. 2022) and the study's MMRM as the analysis of each completed data set, beside the ANCOVA.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from imrstats.errors import AnalysisError, InputError, SettingsError
 from imrstats.results import Estimate, ResultMixin, summary_block, to_frame
 from imrstats.trial.design import StudyDesign, analysable_rows, covariate_dummies, long_format, mmrm_design
 from imrstats.trial.mmrm.batch import fit_mmrm_many
-from imrstats.trial.mmrm.design import MMRMDesign
+from imrstats.trial.mmrm.ddf import satterthwaite_df
+from imrstats.trial.mmrm.design import MMRMDesign, reference_grid
 from imrstats.trial.mmrm.fit import fit_mmrm_grid
 from imrstats.trial.rubin import barnard_rubin_df, pool_rubin_many
 
@@ -46,6 +50,13 @@ STRATEGY_NAMES = {
     "LMCF": "last mean carried forward",
 }
 ICE_COLUMNS = ("id", "visit", "strategy")
+# the inference and analysis choices of conditional mean imputation (Part 4)
+CONDMEAN_INFERENCES = ("jackknife", "bootstrap")
+BOOTSTRAP_CIS = ("percentile", "normal")
+ANALYSES = ("ancova", "mmrm")
+BOOTSTRAP_STREAM = 2  # the random stream of the bootstrap samples under the seed (0 and 1: the Bayesian draws)
+BOOTSTRAP_FAILURE_THRESHOLD = 0.01  # failed fits allowed, as a share of B (rbmi's method_condmean threshold)
+MMRM_BATCH = 64  # completed data sets fitted together by the MMRM engine (bounds the memory of one batch)
 
 
 def trial_frame_from_long(
@@ -676,14 +687,19 @@ def jackknife_fits(model: ImputationModel) -> tuple[np.ndarray, np.ndarray, np.n
 
 @dataclass(frozen=True)
 class CondMeanResult(ResultMixin):
-    """Reference-based conditional mean imputation with jackknife inference (Wolbers et al. 2022; rbmi's
-    ``method_condmean(type = "jackknife")``).
+    """Reference-based conditional mean imputation with jackknife or bootstrap inference (Wolbers et al. 2022;
+    rbmi's ``method_condmean(type = "jackknife")`` or ``(type = "bootstrap")``).
 
     ``estimates``: the intervention - control contrast per visit and each arm's LS mean per visit (ANCOVA per
-    visit on the conditional-mean-completed data), with the jackknife SE and normal CI and p. ``ice_counts``:
-    ICEs per arm (`ice_counts`). ``imputed``: per arm and visit, participants, observed and imputed values and
-    the observed values left out of the imputation model's fit. ``jackknife_estimates`` (n, q) the leave-one-out
-    estimates in ``estimates`` row order (not written to JSON). ``fit_seconds``: wall time of the n + 1 REML fits."""
+    visit, or the study's MMRM, on the conditional-mean-completed data), with the jackknife SE and normal CI and
+    p, or the bootstrap's percentile or normal CI and p (`bootstrap_pool`; column ``bootstrap_se``, the SD of the
+    bootstrap estimates; ``se`` NaN for the percentile interval, as rbmi). ``ice_counts``: ICEs per arm
+    (`ice_counts`). ``imputed``: per arm and visit, participants, observed and imputed values and the observed
+    values left out of the imputation model's fit. ``jackknife_estimates`` (n, q) the leave-one-out estimates in
+    ``estimates`` row order (empty with the bootstrap), ``bootstrap_estimates`` (B, q) and ``bootstrap_indices``
+    (B, n) the bootstrap samples' estimates and participants (None with the jackknife); none written to JSON.
+    ``n_failed``: bootstrap samples whose fit failed, each replaced by the next draw (``bootstrap_failures``:
+    draw number and reason). ``fit_seconds``: wall time of the imputation model's REML fits."""
 
     estimates: pd.DataFrame
     ice_counts: pd.DataFrame
@@ -699,21 +715,39 @@ class CondMeanResult(ResultMixin):
     notes: str
     level: float
     jackknife_estimates: np.ndarray
+    inference: str = "jackknife"
+    analysis_model: str = "ancova"
+    n_samples: int = 0
+    n_failed: int = 0
+    seed: int | None = None
+    bootstrap_ci: str | None = None
+    bootstrap_failures: tuple = ()
+    bootstrap_estimates: np.ndarray | None = None
+    bootstrap_indices: np.ndarray | None = None
 
-    _json_skip = ("jackknife_estimates",)
+    _json_skip = ("jackknife_estimates", "bootstrap_estimates", "bootstrap_indices")
 
     def to_frame(self) -> pd.DataFrame:
         return self.estimates
 
     def summary(self) -> str:
+        lines = [
+            ("participants (excluded)", f"{self.n_participants} ({self.n_excluded})"),
+            ("reference arm", self.reference_arm),
+            ("strategies", ", ".join(f"{k}: {v}" for k, v in self.strategies.items()) or "none (all MAR)"),
+            ("REML fits", f"{self.n_fits} in {self.fit_seconds:.2f} s"),
+        ]
+        if self.inference == "bootstrap":
+            lines.append(
+                (
+                    "bootstrap",
+                    f"{self.n_samples} samples (seed {self.seed}, stratified by arm), {self.bootstrap_ci} CI; "
+                    f"failed fits replaced: {self.n_failed}",
+                )
+            )
         return summary_block(
-            "Reference-based conditional mean imputation, jackknife inference",
-            [
-                ("participants (excluded)", f"{self.n_participants} ({self.n_excluded})"),
-                ("reference arm", self.reference_arm),
-                ("strategies", ", ".join(f"{k}: {v}" for k, v in self.strategies.items()) or "none (all MAR)"),
-                ("REML fits", f"{self.n_fits} in {self.fit_seconds:.2f} s"),
-            ],
+            f"Reference-based conditional mean imputation, {self.inference} inference",
+            lines,
             self.estimates,
             [f"Method: {self.method}", self.notes],
         )
@@ -730,49 +764,87 @@ def reference_based_condmean(
     level: float = 0.95,
     outcome: str = "",
     delta: pd.DataFrame | None = None,
+    inference: str = "jackknife",
+    n_samples: int | None = None,
+    seed: int | None = None,
+    bootstrap_ci: str = "percentile",
+    analysis: str = "ancova",
+    failure_threshold: float = BOOTSTRAP_FAILURE_THRESHOLD,
 ) -> CondMeanResult:
-    """Conditional mean imputation under each participant's ICE strategy, ANCOVA per visit, jackknife inference
-    (Wolbers et al. 2022; rbmi ``method_condmean(type = "jackknife")`` + ``ancova`` + ``pool``), deterministic.
+    """Conditional mean imputation under each participant's ICE strategy, ANCOVA per visit (or the study's MMRM),
+    jackknife or bootstrap inference (Wolbers et al. 2022; rbmi ``method_condmean`` + ``ancova`` + ``pool``).
 
     1. `fit_imputation_model` on the trial frame (``change``: analyse the change from baseline); 2. every
     missing value is imputed by its conditional mean given the participant's observed values under the joint
-    distribution its strategy composes (`strategy_means`, `strategy_covariance`); 3. ANCOVA at each visit on
-    intercept, arm, baseline and ``covariates`` (`ancova_by_visit`); 4. all of it again without each participant
-    in turn (n REML refits warm-started at the full fit); SE = the jackknife SE (`jackknife_se`), CI estimate
-    -/+ z se and p from the normal distribution, as rbmi's ``pool``. Effects are intervention - control.
+    distribution its strategy composes (`strategy_means`, `strategy_covariance`); 3. the analysis of the
+    completed data (`analyse_completed`): ``analysis="ancova"``, ANCOVA at each visit on intercept, arm, baseline
+    and ``covariates`` (`ancova_by_visit`), or ``"mmrm"``, the study's MMRM (unstructured Sigma, the baseline by
+    visit or common as the design says, ``covariates``), its contrasts and LS means per visit; 4. inference:
+
+    ``inference="jackknife"`` (default; deterministic): all of it again without each participant in turn (n REML
+    refits warm-started at the full fit); SE = the jackknife SE (`jackknife_se`), CI estimate -/+ z se and p from
+    the normal distribution, as rbmi's ``pool``.
+
+    ``inference="bootstrap"``: steps 1-3 on ``n_samples`` bootstrap samples of the participants, drawn with
+    replacement within each arm (`bootstrap_samples`, seeded by ``seed``: the same seed gives the same numbers),
+    each refit warm-started at the full fit's Sigma (`condmean_bootstrap_fits`); a sample whose fit fails
+    (not estimable on the sample, or not converged) is counted, named in the notes and replaced by the next
+    draw, more than ceil(``failure_threshold`` x ``n_samples``) failures raise `AnalysisError` (rbmi's
+    ``threshold``). The estimate is the full-data one (the jackknife's); ``bootstrap_ci="percentile"``: CI the
+    empirical quantiles of the sample estimates, p by inverting it, no SE; ``"normal"``: SE the SD of the sample
+    estimates, normal CI and p (`bootstrap_pool`). Effects are intervention - control.
 
     ``delta``: a delta table (`delta_template` filled in, or any frame with ``id``, ``visit``, ``delta``;
-    `validate_delta`): each delta is added to its imputed value after the imputation and before the ANCOVA, in
-    the full sample and in every leave-one-out sample (rbmi's ``analyse(delta = )``); observed values are never
+    `validate_delta`): each delta is added to its imputed value after the imputation and before the analysis, in
+    the full sample and in every resampled one (rbmi's ``analyse(delta = )``); observed values are never
     shifted. Without it (None) nothing changes."""
     start = time.perf_counter()
+    check_condmean_settings(inference, n_samples, seed, bootstrap_ci, analysis, failure_threshold)
     model = fit_imputation_model(frame, ice, design, covariates=covariates, change=change, reference=reference)
     shift = None if delta is None else delta_shift(validate_delta(delta, frame, design), model)
-    betas, sigmas, converged = jackknife_fits(model)
-    fit_seconds = time.perf_counter() - start  # the full fit (with its design) and the n leave-one-out fits
-    if not converged.all():
-        who = [model.ids[i] for i in np.flatnonzero(~converged)][:5]
-        raise AnalysisError(f"{int((~converged).sum())} leave-one-out refit(s) did not converge (without {who})")
     n, T = model.y.shape
-    completed, weights = jackknife_completed(model, betas, sigmas)
-    if shift is not None:
-        completed = completed + shift
-    res = ancova_by_visit(completed, model.Z, weights)
-    est = np.concatenate([res["contrast"], res["lsmean_control"], res["lsmean_intervention"]], axis=1)  # (n+1, 3T)
-    se = jackknife_se(est[1:])
-    counts = {s: int((model.strategy[model.ice_index < T] == s).sum()) for s in STRATEGIES}
-    counts = {k: v for k, v in counts.items() if v}
-    text = ", ".join(f"{k} ({STRATEGY_NAMES[k]})" for k in counts) or "no ICE (all MAR)"
-    method = (
-        f"conditional mean imputation (Wolbers et al. 2022) under {text}, reference arm "
-        f"{design.arm_label(model.reference_arm)}; imputation model: MMRM (REML, unstructured Sigma) without the "
-        f"values at and after a non-MAR ICE; ANCOVA per visit on arm and baseline"
-        + (f" and {', '.join(covariates)}" if covariates else "")
-        + f"; jackknife SE ({n} leave-one-out refits), normal CI and p"
-    )
     notes = []
     if model.n_excluded:
         notes.append(f"{model.n_excluded} participant(s) left out for a missing arm, baseline or covariate")
+    boot = None
+    if inference == "jackknife":
+        betas, sigmas, converged = jackknife_fits(model)
+        fit_seconds = time.perf_counter() - start  # the full fit (with its design) and the n leave-one-out fits
+        if not converged.all():
+            who = [model.ids[i] for i in np.flatnonzero(~converged)][:5]
+            raise AnalysisError(f"{int((~converged).sum())} leave-one-out refit(s) did not converge (without {who})")
+        completed, weights = jackknife_completed(model, betas, sigmas)
+    else:
+        boot = condmean_bootstrap_fits(
+            model, n_samples=int(n_samples), seed=int(seed), failure_threshold=failure_threshold
+        )
+        fit_seconds = time.perf_counter() - start
+        completed, weights = conditional_mean_samples(model, boot.beta, boot.sigma), boot.weights
+        if boot.failures:
+            notes.append(boot.note(failure_threshold))
+    if shift is not None:
+        completed = completed + shift
+    est = analyse_completed(model, completed, weights, analysis)  # (1 + samples, 3T)
+    counts = {s: int((model.strategy[model.ice_index < T] == s).sum()) for s in STRATEGIES}
+    counts = {k: v for k, v in counts.items() if v}
+    text = ", ".join(f"{k} ({STRATEGY_NAMES[k]})" for k in counts) or "no ICE (all MAR)"
+    if boot is None:
+        inference_text = f"jackknife SE ({n} leave-one-out refits), normal CI and p"
+    else:
+        inference_text = (
+            f"bootstrap inference ({n_samples} samples drawn within each arm, seed {seed}, each refit warm-started; "
+            + (
+                "percentile CI (type-6 quantiles of the sample estimates) and p by inverting it, no SE"
+                if bootstrap_ci == "percentile"
+                else "SE the SD of the sample estimates, normal CI and p"
+            )
+            + ")"
+        )
+    method = (
+        f"conditional mean imputation (Wolbers et al. 2022) under {text}, reference arm "
+        f"{design.arm_label(model.reference_arm)}; imputation model: MMRM (REML, unstructured Sigma) without the "
+        f"values at and after a non-MAR ICE; {analysis_text(analysis, design, covariates)}; {inference_text}"
+    )
     if shift is not None:
         method += "; " + delta_text(shift, model)
     rows_out, labels = [], []
@@ -783,11 +855,33 @@ def reference_based_condmean(
             labels.append(
                 (f"LS mean {design.arm_label(arm)} at {design.visit_label(visit)}", {"arm": arm, "timepoint": visit})
             )
-    for j, (quantity, extra) in enumerate(labels):
-        extra = {"outcome": outcome, **extra, "n_analysed": n} if outcome else {**extra, "n_analysed": n}
-        rows_out.append(
-            Estimate.from_wald(quantity, est[0, j], se[j], level, method, notes="; ".join(notes), extra=extra)
-        )
+    if boot is None:
+        se = jackknife_se(est[1:])
+        for j, (quantity, extra) in enumerate(labels):
+            extra = {"outcome": outcome, **extra, "n_analysed": n} if outcome else {**extra, "n_analysed": n}
+            rows_out.append(
+                Estimate.from_wald(quantity, est[0, j], se[j], level, method, notes="; ".join(notes), extra=extra)
+            )
+    else:
+        pooled = bootstrap_pool(est[0], est[1:], level, bootstrap_ci)
+        for j, (quantity, extra) in enumerate(labels):
+            extra = {"outcome": outcome, **extra} if outcome else dict(extra)
+            extra.update(n_analysed=n, bootstrap_se=float(pooled["bootstrap_se"][j]), n_bootstrap=int(n_samples))
+            rows_out.append(
+                Estimate(
+                    quantity,
+                    float(est[0, j]),
+                    float(pooled["se"][j]),
+                    float(pooled["ci_low"][j]),
+                    float(pooled["ci_high"][j]),
+                    np.nan,
+                    float(pooled["statistic"][j]),
+                    float(pooled["p"][j]),
+                    method,
+                    "; ".join(notes),
+                    extra,
+                )
+            )
     fit_removed = ~np.isnan(model.y) & ~model.fit_observed
     imputed_rows = []
     for arm in design.arms:
@@ -822,13 +916,22 @@ def reference_based_condmean(
         strategies=counts,
         n_participants=n,
         n_excluded=model.n_excluded,
-        n_fits=n + 1,
+        n_fits=n + 1 if boot is None else 1 + boot.drawn,
         fit_seconds=fit_seconds,
         seconds=time.perf_counter() - start,
         method=method,
         notes="; ".join(notes),
         level=level,
-        jackknife_estimates=est[1:],
+        jackknife_estimates=est[1:] if boot is None else np.empty((0, est.shape[1])),
+        inference=inference,
+        analysis_model=analysis,
+        n_samples=0 if boot is None else int(n_samples),
+        n_failed=0 if boot is None else len(boot.failures),
+        seed=None if boot is None else int(seed),
+        bootstrap_ci=None if boot is None else bootstrap_ci,
+        bootstrap_failures=() if boot is None else boot.failures,
+        bootstrap_estimates=None if boot is None else est[1:],
+        bootstrap_indices=None if boot is None else boot.samples,
     )
 
 
@@ -1322,7 +1425,8 @@ class BayesMIResult(ResultMixin):
     their Monte Carlo standard errors (``mcse_estimate``, ``mcse_se``, ``mcse_ci_low``, ``mcse_ci_high``,
     ``mcse_p``; `rubin_mc_error`) and ``ess_imputations`` (the m_eff used). ``posterior``: the sampler's draws and
     diagnostics (`MMRMPosterior`). ``flags``: what must be shown with the numbers (a sampler that did not converge).
-    ``imputation_estimates``/``imputation_variances`` (m, q): each completed data set's ANCOVA (not in JSON)."""
+    ``imputation_estimates``/``imputation_variances`` (m, q): each completed data set's analysis (not in JSON);
+    ``analysis_model``: ``ancova`` or ``mmrm`` (`reference_based_bayes`)."""
 
     estimates: pd.DataFrame
     ice_counts: pd.DataFrame
@@ -1342,6 +1446,7 @@ class BayesMIResult(ResultMixin):
     level: float
     imputation_estimates: np.ndarray
     imputation_variances: np.ndarray
+    analysis_model: str = "ancova"
 
     _json_skip = ("imputation_estimates", "imputation_variances")
 
@@ -1416,6 +1521,7 @@ def reference_based_bayes(
     level: float = 0.95,
     outcome: str = "",
     delta: pd.DataFrame | None = None,
+    analysis: str = "ancova",
 ) -> BayesMIResult:
     """Bayesian multiple imputation under each participant's ICE strategy, ANCOVA per visit, Rubin's rules
     (rbmi ``method_bayes`` + ``impute`` + ``analyse(ancova)`` + ``pool``; Carpenter, Roger & Kenward 2013).
@@ -1426,8 +1532,12 @@ def reference_based_bayes(
     ``seed``); 3. per draw, each participant's missing values drawn from the conditional normal given their observed
     values (post-ICE observed values included) under the joint distribution their strategy composes
     (`strategy_means`; one Sigma for both arms, so every strategy's covariance is that Sigma,
-    `strategy_covariance`); 4. ANCOVA at each visit on intercept, arm, baseline and ``covariates``
-    (`ancova_inference`); 5. Rubin's rules with the Barnard-Rubin df, complete-data df n - r (`pool_rubin_many`),
+    `strategy_covariance`); 4. ``analysis="ancova"``: ANCOVA at each visit on intercept, arm, baseline and
+    ``covariates`` (`ancova_inference`); ``"mmrm"``: the study's MMRM on each completed data set (unstructured
+    Sigma, REML; the baseline by visit or common as the design says, ``covariates``; `mmrm_inference`), its
+    contrasts and LS means per visit with their model-based variances; 5. Rubin's rules with the Barnard-Rubin df,
+    complete-data df n - r for the ANCOVA, for the MMRM its Satterthwaite df per quantity (the mean over the
+    imputations: the df of one completed-data fit, which barely varies between imputations; `pool_rubin_many`),
     and the Monte Carlo errors (`rubin_mc_error`). A sampler that did not converge (R-hat > 1.01 or bulk ESS < 400)
     is flagged in ``flags`` and the notes of every row. Effects are intervention - control.
 
@@ -1438,13 +1548,24 @@ def reference_based_bayes(
     start = time.perf_counter()
     if m < 3:
         raise SettingsError([("m", f"must be >= 3 (Rubin's rules and their Monte Carlo error), got {m}")])
+    if analysis not in ANALYSES:
+        raise SettingsError([("analysis", f"{analysis!r} is not one of {list(ANALYSES)}")])
     model = fit_imputation_model(frame, ice, design, covariates=covariates, change=change, reference=reference)
     shift = None if delta is None else delta_shift(validate_delta(delta, frame, design), model)
     n, T = model.y.shape
     posterior, completed = bayes_completed(model, seed=seed, m=m, chains=chains, burn_in=burn_in, thin=thin)
     if shift is not None:
         completed = completed + shift
-    est, var, df_complete = ancova_inference(completed, model.Z)
+    if analysis == "ancova":
+        est, var, df_complete = ancova_inference(completed, model.Z)
+        df_text = f"complete-data df {df_complete}"
+    else:
+        est, var, dfs = mmrm_inference(model, completed)
+        df_complete = dfs.mean(axis=0)
+        df_text = (
+            f"complete-data df the MMRM's Satterthwaite df, mean over the imputations ({df_complete.min():.4g} to "
+            f"{df_complete.max():.4g})"
+        )
     labels = [(f"{design.contrast_label} at {design.visit_label(v)}", {"timepoint": v}) for v in design.visits]
     for arm in (design.control, design.intervention):
         labels += [
@@ -1463,9 +1584,8 @@ def reference_based_bayes(
     method = (
         f"Bayesian multiple imputation (m = {m}; rbmi method_bayes) under {text}, reference arm "
         f"{design.arm_label(model.reference_arm)}; imputation model: MMRM without the values at and after a non-MAR "
-        f"ICE, {posterior.method}; ANCOVA per visit on arm and baseline"
-        + (f" and {', '.join(covariates)}" if covariates else "")
-        + f"; Rubin's rules, Barnard-Rubin df (complete-data df {df_complete}), {level:.0%} t CI"
+        f"ICE, {posterior.method}; {analysis_text(analysis, design, covariates)}"
+        + f"; Rubin's rules, Barnard-Rubin df ({df_text}), {level:.0%} t CI"
     )
     if shift is not None:
         method += "; " + delta_text(shift, model)
@@ -1508,6 +1628,7 @@ def reference_based_bayes(
         level=level,
         imputation_estimates=est,
         imputation_variances=var,
+        analysis_model=analysis,
     )
 
 
@@ -1521,7 +1642,7 @@ def reference_based_bayes(
 
 DELTA_COLUMNS = ("id", "visit", "delta")
 DELTA_TEMPLATE_COLUMNS = ("id", "arm", "visit", "is_mar", "is_missing", "is_post_ice", "strategy", "delta")
-TIPPING_METHODS = ("condmean_jackknife", "bayes")
+TIPPING_METHODS = ("condmean_jackknife", "condmean_bootstrap", "bayes")
 CONCLUSIONS = ("significant negative", "not significant", "significant positive")
 
 
@@ -1936,6 +2057,9 @@ def tipping_point_2d(
     chains: int = BAYES_CHAINS,
     burn_in: int = BAYES_BURN_IN,
     thin: int = BAYES_THIN,
+    n_samples: int | None = None,
+    bootstrap_ci: str = "percentile",
+    failure_threshold: float = BOOTSTRAP_FAILURE_THRESHOLD,
 ) -> TippingGrid:
     """Two-dimensional tipping-point analysis (Cro et al. 2020, section 4; rbmi vignette "Advanced
     functionality", tipping point analyses): for every pair (a, c) of ``deltas_intervention`` x ``deltas_control``
@@ -1951,7 +2075,10 @@ def tipping_point_2d(
     the ANCOVA is linear in the data each sample's estimate is e_b + a t_b + c u_b (t_b, u_b: the ANCOVA contrast
     of the unit shifts in sample b): the grid costs one jackknife run plus two ANCOVAs. The jackknife SE is taken
     over the shifted leave-one-out estimates, so it changes with the deltas (leaving out a participant with an
-    imputed value changes the share of shifted values). ``bayes`` (`reference_based_bayes`, needs ``seed``; ``m``,
+    imputed value changes the share of shifted values). ``condmean_bootstrap`` (`reference_based_condmean` with
+    ``inference="bootstrap"``: needs ``seed`` and ``n_samples``; ``bootstrap_ci``): the same linearity on the
+    bootstrap samples, whose fits (one set, seeded) serve the whole grid; the percentile CI and p, or the normal
+    ones, per cell. ``bayes`` (`reference_based_bayes`, needs ``seed``; ``m``,
     ``chains``, ``burn_in``, ``thin``): one set of draws and imputations serves every cell (common random numbers),
     Rubin's rules per cell, with the Monte Carlo SEs of the estimate and of p.
 
@@ -1974,6 +2101,8 @@ def tipping_point_2d(
         raise SettingsError([("seed", "the Bayesian method needs a seed")])
     if method == "bayes" and m < 3:
         raise SettingsError([("m", f"must be >= 3 (Rubin's rules and their Monte Carlo error), got {m}")])
+    if method == "condmean_bootstrap":
+        check_condmean_settings("bootstrap", n_samples, seed, bootstrap_ci, "ancova", failure_threshold)
     grid_a = _grid_values(deltas_intervention, "deltas_intervention")
     grid_c = _grid_values(deltas_control, "deltas_control")
     alpha = float(alpha)
@@ -2021,6 +2150,38 @@ def tipping_point_2d(
             f"conditional mean imputation with jackknife inference (Wolbers et al. 2022; {n} leave-one-out refits "
             "shared by every cell), normal CI and p"
         )
+    elif method == "condmean_bootstrap":
+        boot = condmean_bootstrap_fits(
+            model, n_samples=int(n_samples), seed=int(seed), failure_threshold=failure_threshold
+        )
+        if boot.failures:
+            notes.append(boot.note(failure_threshold))
+        completed, weights = conditional_mean_samples(model, boot.beta, boot.sigma), boot.weights
+        S = len(weights)
+        e = ancova_by_visit(completed[..., k : k + 1], model.Z, weights)["contrast"][:, 0]
+        t = ancova_by_visit(np.broadcast_to(unit_a[:, k : k + 1], (S, n, 1)), model.Z, weights)["contrast"][:, 0]
+        u = ancova_by_visit(np.broadcast_to(unit_c[:, k : k + 1], (S, n, 1)), model.Z, weights)["contrast"][:, 0]
+
+        def evaluate(a, c):
+            one = e + a * t + c * u
+            r = bootstrap_pool(one[:1], one[1:, None], level, bootstrap_ci)
+            return float(r["estimate"][0]), float(r["se"][0]), float(r["p"][0])
+
+        samples = (e[None, None, :] + A[..., None] * t[None, None, :] + C[..., None] * u[None, None, :]).reshape(-1, S)
+        shape = (len(grid_a), len(grid_c))
+        r = {
+            key: v.reshape(shape)
+            for key, v in bootstrap_pool(samples[:, 0], samples[:, 1:].T, level, bootstrap_ci).items()
+        }
+        estimate, se, statistic, p = r["estimate"], r["se"], r["statistic"], r["p"]
+        ci_bounds = (r["ci_low"], r["ci_high"])
+        df = np.full(shape, np.nan)
+        extra = {"bootstrap_se": r["bootstrap_se"]}
+        n_fits = 1 + boot.drawn
+        text = (
+            f"conditional mean imputation with bootstrap inference (Wolbers et al. 2022; {n_samples} samples drawn "
+            f"within each arm, seed {seed}, their refits shared by every cell), {bootstrap_ci} CI and p"
+        )
     else:
         posterior, completed = bayes_completed(model, seed=seed, m=m, chains=chains, burn_in=burn_in, thin=thin)
         base = completed[..., k : k + 1]
@@ -2057,6 +2218,8 @@ def tipping_point_2d(
             f"{posterior.method}; Rubin's rules, Barnard-Rubin df, t CI and p"
         )
         flags = tuple(f"{outcome}: {f}" if outcome else f for f in posterior.flags)
+    if method != "condmean_bootstrap":
+        ci_bounds = (estimate - crit * se, estimate + crit * se)
     codes = _conclusion(estimate, p, alpha)
     boundary = _boundary(codes)
     grid = pd.DataFrame(
@@ -2065,8 +2228,8 @@ def tipping_point_2d(
             "delta_control": np.tile(grid_c, len(grid_a)),
             "estimate": estimate.ravel(),
             "se": se.ravel(),
-            "ci_low": (estimate - crit * se).ravel(),
-            "ci_high": (estimate + crit * se).ravel(),
+            "ci_low": ci_bounds[0].ravel(),
+            "ci_high": ci_bounds[1].ravel(),
             "df": df.ravel(),
             "statistic": statistic.ravel(),
             "p": p.ravel(),
@@ -2144,4 +2307,344 @@ def tipping_point_2d(
         notes="; ".join(notes),
         design=design,
         flags=flags,
+    )
+
+
+# ==================================================================================================
+# Part 4: bootstrap inference for conditional mean imputation; the MMRM as the analysis of completed data
+# ==================================================================================================
+#
+# Wolbers et al. (2022), section 3 and appendix; rbmi's ``method_condmean(type = "bootstrap")`` and ``pool()``:
+# the imputation model is refitted on B bootstrap samples of the participants, drawn with replacement within each
+# arm (rbmi's default stratification: the arm), each sample is completed by conditional mean imputation at its own
+# fit and analysed; the estimate is the full-data one, its CI the percentile interval of the B sample estimates or
+# estimate -/+ z x their SD (the normal interval). The analysis of each completed data set is the ANCOVA per visit
+# or the study's MMRM (`analyse_completed`).
+
+# the constants of this part (CONDMEAN_INFERENCES, BOOTSTRAP_CIS, ANALYSES, ...) are at the top of Part 1
+
+
+def check_condmean_settings(
+    inference: str, n_samples, seed, bootstrap_ci: str, analysis: str, failure_threshold: float = 0.01
+) -> None:
+    """The settings of `reference_based_condmean` beyond the model: one `SettingsError` listing each bad one."""
+    problems = []
+    if inference not in CONDMEAN_INFERENCES:
+        problems.append(("inference", f"{inference!r} is not one of {list(CONDMEAN_INFERENCES)}"))
+    if analysis not in ANALYSES:
+        problems.append(("analysis", f"{analysis!r} is not one of {list(ANALYSES)}"))
+    if inference == "bootstrap":
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
+            problems.append(("n_samples", f"the bootstrap needs a whole number of samples >= 2, got {n_samples!r}"))
+        if seed is None:
+            problems.append(("seed", "the bootstrap needs a seed (its samples are random)"))
+        if bootstrap_ci not in BOOTSTRAP_CIS:
+            problems.append(("bootstrap_ci", f"{bootstrap_ci!r} is not one of {list(BOOTSTRAP_CIS)}"))
+        if not 0.0 <= float(failure_threshold) < 1.0:
+            problems.append(("failure_threshold", f"must be in [0, 1), got {failure_threshold!r}"))
+    if problems:
+        raise SettingsError(problems)
+
+
+def bootstrap_samples(strata, count: int, seed: int) -> np.ndarray:
+    """The first ``count`` bootstrap samples of the participants (``strata``: one label per participant, e.g. the
+    arm), as a (count, n) array of participant indices: each sample draws, within each stratum (in sorted label
+    order), as many participants as it holds, with replacement and equal probability (rbmi's ``sample_ids`` with
+    its default strata, the arm), so every sample keeps each arm's size. One numpy Generator,
+    ``spawn_generator(seed, BOOTSTRAP_STREAM)``, draws the samples in turn: sample k is the same whatever
+    ``count`` is (a prefix), which `reference_based_condmean` relies on when it replaces a failed sample by the
+    next one."""
+    strata = np.asarray(strata, dtype=object)
+    rng = spawn_generator(seed, BOOTSTRAP_STREAM)
+    groups = [np.flatnonzero(strata == s) for s in sorted(set(strata.tolist()), key=str)]
+    return (
+        np.stack([_bootstrap_draw(rng, groups) for _ in range(int(count))])
+        if count
+        else np.empty((0, len(strata)), int)
+    )
+
+
+def _bootstrap_draw(rng: np.random.Generator, groups: list) -> np.ndarray:
+    return np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
+
+
+def sample_weights(samples: np.ndarray, n: int) -> np.ndarray:
+    """(S, n) how often each participant is in each sample (frequency weights: a weighted analysis of all n equals
+    the analysis of the sample with its repeated participants)."""
+    samples = np.asarray(samples, dtype=int)
+    return np.stack([np.bincount(s, minlength=n) for s in samples]).astype(float) if len(samples) else np.empty((0, n))
+
+
+def bootstrap_fit(model: ImputationModel, sample: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """The imputation model refitted on one bootstrap sample (participant indices, repeats allowed: each copy a
+    participant of its own): REML warm-started at the full fit's Sigma, redone from the OLS start if that does
+    not converge (as `jackknife_fits`). Returns (beta, Sigma, "") or (None, None, why it failed: not estimable on
+    the sample, or not converged)."""
+    sample = np.asarray(sample, dtype=int)
+    design = _without(model.mmrm, sample)
+    grid = np.where(model.fit_observed, model.y, np.nan)[sample]
+    try:
+        fit = fit_mmrm_grid(design, grid, start=model.sigma)
+        if not fit.converged:
+            fit = fit_mmrm_grid(design, grid)
+    except (AnalysisError, np.linalg.LinAlgError) as err:
+        return None, None, str(err)
+    if not fit.converged:
+        return None, None, f"did not converge ({fit.notes})"
+    return fit.beta, fit.sigma, ""
+
+
+@dataclass(frozen=True)
+class BootstrapFits:
+    """The imputation model on B bootstrap samples: ``samples`` (B, n) the participant indices of the samples
+    kept, ``beta`` (B, p), ``sigma`` (B, T, T); ``failures``: (draw number from 1, reason) of each sample whose fit
+    failed and was replaced by the next draw; ``drawn`` = B + failures."""
+
+    samples: np.ndarray
+    beta: np.ndarray
+    sigma: np.ndarray
+    failures: tuple
+    drawn: int
+    limit: int
+    seed: int
+
+    @property
+    def weights(self) -> np.ndarray:
+        """(1 + B, n) frequency weights: row 0 the full data (every participant once), then the samples."""
+        n = self.samples.shape[1]
+        return np.concatenate([np.ones((1, n)), sample_weights(self.samples, n)])
+
+    def note(self, threshold: float) -> str:
+        if not self.failures:
+            return ""
+        shown = "; ".join(f"draw {k}: {why}" for k, why in self.failures[:3]) + (
+            "; ..." if len(self.failures) > 3 else ""
+        )
+        return (
+            f"{len(self.failures)} of {self.drawn} bootstrap samples could not be fitted and were replaced by the next "
+            f"draws ({shown}); at most ceil({threshold:g} x B) = {self.limit} allowed, as rbmi"
+        )
+
+
+def condmean_bootstrap_fits(
+    model: ImputationModel, *, n_samples: int, seed: int, failure_threshold: float = BOOTSTRAP_FAILURE_THRESHOLD
+) -> BootstrapFits:
+    """The imputation model refitted on ``n_samples`` bootstrap samples (`bootstrap_samples`, stratified by arm,
+    seeded by ``seed``; `bootstrap_fit`, warm-started). A sample whose fit fails is counted, its reason kept, and
+    replaced by the next draw of the same stream (rbmi's ``get_draws_mle``); more than ceil(``failure_threshold``
+    x ``n_samples``) failures raise `AnalysisError`."""
+    limit = int(np.ceil(failure_threshold * n_samples))
+    rng = spawn_generator(seed, BOOTSTRAP_STREAM)
+    strata = model.arms.astype(object)
+    groups = [np.flatnonzero(strata == s) for s in sorted(set(strata.tolist()), key=str)]
+    kept, betas, sigmas, failures = [], [], [], []
+    drawn = 0
+    while len(kept) < n_samples:
+        sample = _bootstrap_draw(rng, groups)
+        drawn += 1
+        beta, sigma, why = bootstrap_fit(model, sample)
+        if beta is None:
+            failures.append((drawn, why))
+            if len(failures) > limit:
+                raise AnalysisError(
+                    f"{len(failures)} of {drawn} bootstrap samples could not be fitted (more than "
+                    f"ceil({failure_threshold:g} x {n_samples}) = {limit}); first: draw {failures[0][0]}: "
+                    f"{failures[0][1]}"
+                )
+            continue
+        kept.append(sample)
+        betas.append(beta)
+        sigmas.append(sigma)
+    return BootstrapFits(
+        samples=np.stack(kept),
+        beta=np.stack(betas),
+        sigma=np.stack(sigmas),
+        failures=tuple(failures),
+        drawn=drawn,
+        limit=limit,
+        seed=int(seed),
+    )
+
+
+def conditional_mean_samples(model: ImputationModel, betas: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+    """(1 + S, n, T): every participant completed by conditional mean imputation under its strategy at the full
+    fit (row 0) and at each of S parameter sets (``betas`` (S, p), ``sigmas`` (S, T, T)). A participant's
+    completed values depend on its own data and the parameters only, so a bootstrap sample's completed data are
+    its participants' rows (with their repeats; `sample_weights`)."""
+    beta_all = np.concatenate([model.beta[None], betas])
+    sigma_all = np.concatenate([model.sigma[None], sigmas])
+    mu = strategy_means(
+        model.strategy,
+        np.einsum("ntp,bp->bnt", model.X, beta_all),
+        np.einsum("ntp,bp->bnt", model.X_ref, beta_all),
+        model.ice_index,
+    )
+    return conditional_means(mu, sigma_all, model.y)
+
+
+def mmrm_analysis_L(design: MMRMDesign) -> np.ndarray:
+    """(3T, p): the rows of the contrast (intervention - control) per visit, the control arm's and the intervention
+    arm's LS mean per visit of the study's MMRM on completely observed data (emmeans' reference grid:
+    `imrstats.trial.mmrm.design.reference_grid`, numeric covariates at their mean over the analysed participants,
+    categories equally weighted), in the order of `ancova_by_visit`'s results."""
+    means, _ = reference_grid(design, np.ones(design.present.shape, dtype=bool))
+    control, intervention = means[0::2], means[1::2]
+    return np.concatenate([intervention - control, control, intervention])
+
+
+def _fit_completed(designs: list, grids: np.ndarray, start: np.ndarray, what: str):
+    """Fits of completely observed grids on designs of one shape, in batches (`fit_mmrm_many`, each warm-started at
+    ``start``; a fit that does not converge is redone from the OLS start, `fit_mmrm_grid`). Yields (index, beta,
+    cov_beta, dcov_beta, cov_theta)."""
+    T = grids.shape[2]
+    for lo in range(0, len(designs), MMRM_BATCH):
+        chunk = list(range(lo, min(lo + MMRM_BATCH, len(designs))))
+        fits = fit_mmrm_many(
+            [designs[i] for i in chunk], grids[chunk], starts=np.broadcast_to(start, (len(chunk), T, T))
+        )
+        for b, i in enumerate(chunk):
+            if fits.converged[b]:
+                yield i, fits.beta[b], fits.cov_beta[b], fits.dcov_beta[b], fits.cov_theta[b]
+                continue
+            redo = fit_mmrm_grid(designs[i], grids[i])
+            if not redo.converged:
+                raise AnalysisError(f"the MMRM analysis of {what} {i} did not converge: {redo.notes}")
+            yield i, redo.beta, redo.cov_beta_model, redo.dcov_beta, redo.cov_theta
+
+
+def analyse_completed(
+    model: ImputationModel, completed: np.ndarray, weights: np.ndarray | None = None, analysis: str = "ancova"
+) -> np.ndarray:
+    """Estimates (S, 3T) of S completed data sets (``completed`` (S, n, T)), each of the participants given by
+    ``weights`` (S, n) (how often each is in the data set: 1 everywhere for the full data, 0 for one left out by
+    the jackknife, counts for a bootstrap sample), in the order contrast (intervention - control), LS mean
+    control, LS mean intervention, visit by visit within each.
+
+    ``analysis``: ``ancova`` (`ancova_by_visit`: outcome ~ arm + baseline + covariates at each visit, rbmi's
+    default) or ``mmrm`` (the study's MMRM, `imrstats.trial.design.mmrm_design`: a mean per visit, arm by visit,
+    the baseline slope per visit or common as the design says, covariates shared across visits, unstructured
+    Sigma, REML; fitted by the project's engine on each data set's participants with their repeats, warm-started
+    at the imputation model's Sigma; contrasts and LS means `mmrm_analysis_L`). With a separate baseline slope per
+    visit and no other covariate the two give the same estimates: on complete data with the same regressors at
+    every visit, the GLS estimate is OLS visit by visit whatever Sigma is (Zellner 1962)."""
+    completed = np.asarray(completed, dtype=float)
+    S, n, T = completed.shape
+    w = np.ones((S, n)) if weights is None else np.asarray(weights, dtype=float)
+    if analysis == "ancova":
+        res = ancova_by_visit(completed, model.Z, w)
+        return np.concatenate([res["contrast"], res["lsmean_control"], res["lsmean_intervention"]], axis=1)
+    if analysis != "mmrm":
+        raise SettingsError([("analysis", f"{analysis!r} is not one of {list(ANALYSES)}")])
+    counts = np.rint(w).astype(int)
+    if (np.abs(counts - w) > 1e-12).any() or (counts < 0).any():
+        raise AnalysisError("the MMRM analysis needs whole-number participant weights (how often each is in a sample)")
+    rows = [np.repeat(np.arange(n), counts[s]) for s in range(S)]
+    out = np.empty((S, 3 * T))
+    by_size: dict[int, list[int]] = {}
+    for s, r in enumerate(rows):
+        by_size.setdefault(len(r), []).append(s)
+    for members in by_size.values():
+        designs = [_without(model.mmrm, rows[s]) for s in members]
+        grids = np.stack([completed[s][rows[s]] for s in members])
+        for i, beta, *_ in _fit_completed(designs, grids, model.sigma, "completed data set"):
+            out[members[i]] = mmrm_analysis_L(designs[i]) @ beta
+    return out
+
+
+def mmrm_inference(model: ImputationModel, completed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The study's MMRM (`analyse_completed` with ``mmrm``) on each of m completed data sets of all participants
+    (``completed`` (m, n, T)): estimates, variances (from the model-based cov(beta), (X'WX)^-1) and Satterthwaite
+    df, each (m, 3T) in `analyse_completed`'s order, for Rubin's rules."""
+    completed = np.asarray(completed, dtype=float)
+    m, n, T = completed.shape
+    L = mmrm_analysis_L(model.mmrm)
+    est, var, df = (np.empty((m, 3 * T)) for _ in range(3))
+    for i, beta, cov_beta, dcov, cov_theta in _fit_completed([model.mmrm] * m, completed, model.sigma, "imputation"):
+        est[i] = L @ beta
+        var[i] = np.einsum("lp,pq,lq->l", L, cov_beta, L)
+        df[i] = satterthwaite_df(L, cov_beta, dcov, cov_theta)
+    return est, var, df
+
+
+def percentile_p(boot: np.ndarray) -> np.ndarray:
+    """Two-sided p of the percentile bootstrap by inverting its interval (Wolbers et al. 2022, appendix; rbmi's
+    ``pval_percentile``): per column of ``boot`` (B, K), q = the level at which the type-6 quantile of the B
+    estimates is 0 (the p of H1: theta > 0; 1 - q that of H1: theta < 0), p = min(1, 2 min(q, 1 - q)). All
+    estimates > 0: q = 0; all < 0: q = 1; all 0: p = 1; estimates equal to 0 at sorted ranks j0..j1:
+    q = j0 / (B + 1) for the one side, 1 - j1 / (B + 1) for the other. Otherwise q is found exactly: between the
+    sorted estimates x_j < 0 < x_(j+1) the quantile function is linear, so q = (j + x_j / (x_j - x_(j+1))) / (B + 1)
+    (rbmi finds it by uniroot, to its default tolerance of about 1e-4). p = 0 means every estimate lies on one side
+    of 0: the percentile p resolves nothing below about 2 / (B + 1)."""
+    boot = np.asarray(boot, dtype=float)
+    B = boot.shape[0]
+    out = np.empty(boot.shape[1])
+    for k in range(boot.shape[1]):
+        x = np.sort(boot[:, k])
+        if (x == 0).all():
+            greater, less = 1.0, 1.0
+        elif x[0] > 0:
+            greater, less = 0.0, 1.0
+        elif x[-1] < 0:
+            greater, less = 1.0, 0.0
+        elif (x == 0).any():
+            ranks = np.flatnonzero(x == 0) + 1
+            greater, less = ranks[0] / (B + 1), 1.0 - ranks[-1] / (B + 1)
+        else:
+            j = int((x < 0).sum())  # x[j - 1] < 0 < x[j]
+            q = (j + x[j - 1] / (x[j - 1] - x[j])) / (B + 1)
+            greater, less = q, 1.0 - q
+        out[k] = min(1.0, 2.0 * min(greater, less))
+    return out
+
+
+def bootstrap_pool(estimate: np.ndarray, boot: np.ndarray, level: float, ci: str) -> dict:
+    """Bootstrap inference (Efron & Tibshirani 1993; Wolbers et al. 2022, appendix; rbmi's ``pool()`` for
+    bootstrap results) for the full-data ``estimate`` (K,) from the B sample estimates ``boot`` (B, K): arrays (K,)
+    keyed estimate, se, ci_low, ci_high, statistic, p, bootstrap_se. ``bootstrap_se``: the SD (n - 1 divisor) of
+    the B estimates. ``normal``: se = bootstrap_se, CI estimate -/+ z se, p from z = estimate / se (rbmi's
+    ``pool_bootstrap_normal``). ``percentile``: CI = the (1 - level) / 2 and (1 + level) / 2 quantiles of the B
+    estimates, R's type 6 (numpy's ``weibull``: the p-quantile at rank (B + 1) p, linear between ranks, the
+    extremes beyond them); p by inverting that interval (`percentile_p`); no SE (NaN, as rbmi's
+    ``pool_bootstrap_percentile``) and no statistic."""
+    estimate = np.asarray(estimate, dtype=float)
+    boot = np.asarray(boot, dtype=float)
+    sd = boot.std(axis=0, ddof=1)
+    if ci == "normal":
+        crit = stats.norm.ppf(0.5 + level / 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(sd > 0, estimate / sd, np.nan)
+        return {
+            "estimate": estimate,
+            "se": sd,
+            "ci_low": estimate - crit * sd,
+            "ci_high": estimate + crit * sd,
+            "statistic": z,
+            "p": 2 * stats.norm.sf(np.abs(z)),
+            "bootstrap_se": sd,
+        }
+    if ci != "percentile":
+        raise SettingsError([("bootstrap_ci", f"{ci!r} is not one of {list(BOOTSTRAP_CIS)}")])
+    low, high = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2], axis=0, method="weibull")
+    nan = np.full(estimate.shape, np.nan)
+    return {
+        "estimate": estimate,
+        "se": nan,
+        "ci_low": low,
+        "ci_high": high,
+        "statistic": nan,
+        "p": percentile_p(boot),
+        "bootstrap_se": sd,
+    }
+
+
+def analysis_text(analysis: str, design: StudyDesign, covariates=()) -> str:
+    """The method text of the analysis of the completed data (`analyse_completed`)."""
+    more = f" and {', '.join(covariates)}" if covariates else ""
+    if analysis == "ancova":
+        return "ANCOVA per visit on arm and baseline" + more
+    slope = "one common baseline slope" if design.baseline_slope == "common" else "a baseline slope per visit"
+    return (
+        f"the study's MMRM on each completed data set (visit, arm by visit, {slope}"
+        + (f", {', '.join(covariates)}" if covariates else "")
+        + "; unstructured Sigma, REML), its contrasts and LS means per visit"
     )
