@@ -370,3 +370,36 @@ def test_jackknife_needs_two_participants_per_arm_and_visit(frame):
     ice = pd.DataFrame(columns=["id", "visit", "strategy"])
     with pytest.raises(AnalysisError, match="needs two IMR participants with a value at v3"):
         rm.reference_based_condmean(sparse, ice, DESIGN)
+
+
+def test_records_hold_no_wall_time_so_runs_are_byte_identical():
+    """A result's JSON record is a function of data, settings and seed only: the wall times the results carry
+    for their summaries (fit_seconds, seconds, sampler_seconds) stay out of it, so two runs write the same bytes."""
+    import json as _json
+    from pathlib import Path
+
+    from imrstats.results import to_json
+
+    root = Path(__file__).resolve().parents[2]
+    long = pd.read_csv(
+        root / "data" / "examples" / "antidepressant" / "antidepressant.csv", dtype={"PATIENT": str, "VISIT": str}
+    )
+    visits = ("4", "5", "6", "7")
+    design = StudyDesign(visits=visits, intervention="DRUG", control="PLACEBO")
+    frame = rm.trial_frame_from_long(
+        long, id="PATIENT", visit="VISIT", arm="THERAPY", outcome="CHANGE", baseline="BASVAL", visits=visits
+    )
+    ice = rm.ice_from_dropout(frame, design, strategy="JR").table
+    runs = [
+        (
+            rm.reference_based_condmean(frame, ice, design, change=True),
+            rm.reference_based_condmean(frame, ice, design, change=True),
+        ),
+        (
+            rm.reference_based_bayes(frame, ice, design, seed=5, m=20, change=True),
+            rm.reference_based_bayes(frame, ice, design, seed=5, m=20, change=True),
+        ),
+    ]
+    for first, second in runs:
+        text = to_json(first.to_dict())
+        assert "seconds" not in _json.loads(text) and text == to_json(second.to_dict())

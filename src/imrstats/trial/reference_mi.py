@@ -725,7 +725,8 @@ class CondMeanResult(ResultMixin):
     bootstrap_estimates: np.ndarray | None = None
     bootstrap_indices: np.ndarray | None = None
 
-    _json_skip = ("jackknife_estimates", "bootstrap_estimates", "bootstrap_indices")
+    # row-level arrays, and the wall times (not part of a result: outputs stay byte-identical across runs)
+    _json_skip = ("jackknife_estimates", "bootstrap_estimates", "bootstrap_indices", "fit_seconds", "seconds")
 
     def to_frame(self) -> pd.DataFrame:
         return self.estimates
@@ -979,7 +980,7 @@ class MMRMPosterior(ResultMixin):
     seconds: float
     flags: tuple = ()
 
-    _json_skip = ("beta", "sigma", "chain", "prior_scale")
+    _json_skip = ("beta", "sigma", "chain", "prior_scale", "seconds")  # draws, and the wall time
 
     @property
     def max_rhat(self) -> float:
@@ -1448,7 +1449,7 @@ class BayesMIResult(ResultMixin):
     imputation_variances: np.ndarray
     analysis_model: str = "ancova"
 
-    _json_skip = ("imputation_estimates", "imputation_variances")
+    _json_skip = ("imputation_estimates", "imputation_variances", "sampler_seconds", "seconds")
 
     @property
     def converged(self) -> bool:
@@ -1911,7 +1912,7 @@ class TippingGrid(ResultMixin):
     design: StudyDesign
     flags: tuple = ()
 
-    _json_skip = ("design",)
+    _json_skip = ("design", "seconds")
 
     def matrix(self, column: str = "p") -> np.ndarray:
         """``column`` of the grid as a (len(deltas_intervention), len(deltas_control)) array."""
