@@ -87,6 +87,8 @@ def _pooled_columns(estimates: np.ndarray, variances: np.ndarray, df_complete) -
     qbar = estimates.mean(axis=0)
     ubar = variances.mean(axis=0)
     b = estimates.var(axis=0, ddof=1)
+    # identical estimates vary by exactly zero (their floating-point mean can miss them by an ulp)
+    b = np.where(np.ptp(estimates, axis=0) == 0, 0.0, b)
     t = ubar + (1.0 + 1.0 / m) * b
     df = barnard_rubin_df(m, b, t, df_complete)
     riv = (1.0 + 1.0 / m) * b / ubar

@@ -101,7 +101,12 @@ def _pattern_inverses(sigma: np.ndarray, masks: np.ndarray, constants=None):
     except np.linalg.LinAlgError:
         return None, None
     logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-    return np.linalg.inv(padded) * outer, logdet
+    try:
+        # near a boundary (a correlation of 1) the factorisation can pass while the inverse fails in
+        # floating point, depending on the machine's BLAS: that Sigma is not positive definite either
+        return np.linalg.inv(padded) * outer, logdet
+    except np.linalg.LinAlgError:
+        return None, None
 
 
 def _stats_inverses(st: PatternStats, sigma: np.ndarray):
