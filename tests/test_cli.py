@@ -40,6 +40,19 @@ def test_simulate_then_check_then_clean(tmp_path, capsys):
     assert (tmp_path / "clean" / "cleaning_log.csv").exists()
 
 
+def test_simulate_does_not_overwrite_a_users_files_without_force(tmp_path, capsys):
+    mine = tmp_path / "in" / "participants.csv"
+    mine.parent.mkdir()
+    mine.write_text("id,arm\nmy-own,IMR\n")
+    assert main(["simulate", "--out", str(tmp_path / "in"), "--seed", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "participants.csv" in err and "--force" in err and "Traceback" not in err
+    assert mine.read_text() == "id,arm\nmy-own,IMR\n"  # untouched
+    assert not (tmp_path / "in" / "assessments.csv").exists()  # nothing half-written beside it
+    assert main(["simulate", "--out", str(tmp_path / "in"), "--seed", "3", "--force"]) == 0
+    assert mine.read_text() != "id,arm\nmy-own,IMR\n"
+
+
 def test_audit_command_flags_the_seed_cases(tmp_path, capsys):
     out = tmp_path / "audit.json"
     assert main(["audit", str(PROJECT / "data" / "published" / "audit_cases.csv"), "--json", str(out)]) == 0

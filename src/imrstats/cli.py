@@ -33,9 +33,16 @@ def _config(args, overrides: dict | None = None) -> dict:
 
 
 def cmd_simulate(args) -> int:
+    from imrstats.core.tables import TABLES
     from imrstats.data.stage import write_synthetic_inputs
 
     config = _config(args)
+    existing = sorted(Path(args.out) / f"{name}.csv" for name in TABLES if (Path(args.out) / f"{name}.csv").exists())
+    if existing and not args.force:
+        raise InputError(
+            f"{existing[0]}: already exists ({len(existing)} of the tables to write are there); "
+            "simulate does not overwrite files: give another --out, or --force to replace them"
+        )
     paths = write_synthetic_inputs(config, args.out)
     for name, path in paths.items():
         print(f"wrote {path}")
@@ -501,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, help="master seed (default: config's seed)")
+    p.add_argument("--force", action="store_true", help="replace tables already in --out (default: refuse)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser(
