@@ -11,7 +11,12 @@ Three tables ship with imrstats (data/published/README.md documents every column
   completion row names its denominator (the number of people offered IMR), how it was found
   (``denominator_basis``, see ``DENOMINATOR_BASES``) and the verbatim Table 1 text it rests on;
 - ``heterogeneity_priors.csv``: the Rhodes et al. (2015) and Turner et al. (2015) priors for tau^2, as
-  tabulated in R's bayesmeta, with a stable ``key`` a config can name.
+  tabulated in R's bayesmeta, with a stable ``key`` a config can name;
+- ``risk_of_bias.csv``: one RoB 2 (randomised) or ROBINS-I (non-randomised) judgement per study x domain, the
+  ``overall`` row included and checked against the tool's algorithm (``rob_overall_allowed``), each domain row with
+  its reasoning and a verbatim quote;
+- ``indirectness.csv``: one indirectness judgement per randomised trial (population, intervention, comparator,
+  outcomes) with its reasoning and a verbatim quote.
 
 A loader reads a file, converts each column to its declared type and raises
 :class:`~imrstats.errors.InputError` naming the file, row, column and rule on any breach. No statistics here.
@@ -106,6 +111,42 @@ DENOMINATOR_BASES = {
     "all_arms": "rate over IMR and control combined (not an IMR rate)",
     "not_reported": "no N in Table 1",
 }
+
+# Risk-of-bias tools: domains in display order (``overall`` last) and the allowed judgements, best to worst.
+ROB_TOOLS: dict[str, dict[str, tuple[str, ...]]] = {
+    "RoB 2": {
+        "domains": ("randomisation", "deviations", "missing_data", "measurement", "reporting", "overall"),
+        "judgements": ("low", "some concerns", "high"),
+    },
+    "ROBINS-I": {
+        "domains": (
+            "confounding",
+            "selection",
+            "classification",
+            "deviations",
+            "missing_data",
+            "measurement",
+            "reporting",
+            "overall",
+        ),
+        "judgements": ("low", "moderate", "serious", "critical", "no information"),
+    },
+}
+ROB_TEXT = ["study", "design", "tool", "domain", "judgement", "support", "quote", "source", "source_key", "note"]
+INDIRECTNESS_JUDGEMENTS = ("no concerns", "some concerns", "serious concerns")
+INDIRECTNESS_TEXT = [
+    "study",
+    "population",
+    "intervention",
+    "comparator",
+    "outcomes",
+    "judgement",
+    "support",
+    "quote",
+    "source",
+    "source_key",
+    "note",
+]
 
 PRIOR_TEXT = ["key", "source", "effect_measure", "parameter", "distribution", "outcome_type", "comparison_type", "note"]
 PRIOR_FLOAT = ["location", "scale"]
@@ -220,6 +261,136 @@ def prior_by_key(priors: pd.DataFrame, key: str) -> dict:
         name: (float(row[name]) if name in PRIOR_FLOAT else str(row[name]))
         for name in ["key", "distribution", "location", "scale", "outcome_type", "comparison_type", "source", "note"]
     }
+
+
+def rob_overall_allowed(tool: str, judgements: list[str]) -> tuple[str, ...]:
+    """The overall judgements a tool's algorithm allows for one study's domain judgements (``overall`` excluded).
+
+    RoB 2: any "high" -> "high"; all "low" -> "low"; otherwise "some concerns", or "high" when at least two
+    domains have some concerns (RoB 2 lets reviewers judge several concerns as high; the support must say so).
+    ROBINS-I: the worst domain (low < moderate < serious < critical); where a domain has "no information" and
+    none is serious or critical, "no information" or the worst informative domain.
+    """
+    if tool == "RoB 2":
+        if "high" in judgements:
+            return ("high",)
+        concerns = judgements.count("some concerns")
+        if concerns == 0:
+            return ("low",)
+        return ("some concerns", "high") if concerns >= 2 else ("some concerns",)
+    if tool == "ROBINS-I":
+        order = ("low", "moderate", "serious", "critical")
+        informative = [j for j in judgements if j in order]
+        worst = max(informative, key=order.index) if informative else "no information"
+        if worst in ("serious", "critical") or "no information" not in judgements:
+            return (worst,)
+        return tuple(dict.fromkeys(["no information", worst]))
+    raise InputError(f"unknown risk-of-bias tool '{tool}'; known: {list(ROB_TOOLS)}")
+
+
+def load_risk_of_bias(path: str | Path | None = None) -> pd.DataFrame:
+    """Read ``risk_of_bias.csv``: one RoB 2 or ROBINS-I judgement per study x domain, checked.
+
+    Checks: allowed tool, domain and judgement per tool; RoB 2 only for ``design`` RCT, ROBINS-I for the rest;
+    exactly one row per study x domain and every domain of the study's tool present; the ``overall`` row follows
+    the tool's algorithm (``rob_overall_allowed``); every study is a ``study`` of ``published_outcomes.csv`` or
+    ``implementation_rates.csv``; support, source and source key on every row and a verbatim quote on every
+    domain row (``overall`` is derived, so its quote may be empty).
+    """
+    path = Path(path) if path is not None else PUBLISHED_DIR / "risk_of_bias.csv"
+    df = _read_typed(path, ROB_TEXT, [], [])
+    _require_text(df, path, ["study", "design", "tool", "domain", "judgement", "support", "source", "source_key"])
+    _require_codes(df, path, {"tool": tuple(ROB_TOOLS)})
+    for i, row in df.iterrows():
+        where = f"{path}: row {i + 2} ({row['study']}, {row['domain']})"
+        spec = ROB_TOOLS[row["tool"]]
+        for col, allowed in (("domain", spec["domains"]), ("judgement", spec["judgements"])):
+            if row[col] not in allowed:
+                raise InputError(
+                    f"{where}: column '{col}' holds '{row[col]}'; allowed for {row['tool']}: {list(allowed)}"
+                )
+        if (row["design"] == "RCT") != (row["tool"] == "RoB 2"):
+            raise InputError(
+                f"{where}: column 'tool' holds '{row['tool']}' for design '{row['design']}'; "
+                "RoB 2 is for RCTs, ROBINS-I for non-randomised studies"
+            )
+        if row["domain"] != "overall" and not row["quote"].strip():
+            raise InputError(
+                f"{where}: column 'quote' is empty; every domain judgement needs the verbatim passage it rests on "
+                "(where the source is silent, the passage that describes the method without the detail)"
+            )
+    repeated = df.duplicated(["study", "domain"], keep="first")
+    if repeated.any():
+        raise InputError(f"{path}: rows {_rows(repeated)} repeat a study x domain; one row per study x domain")
+    designs: dict[str, set[str]] = {}
+    for table in (load_published_outcomes(), load_implementation_rates()):
+        for study, design in zip(table["study"], table["design"], strict=True):
+            designs.setdefault(study, set()).add(design)
+    for study, rows in df.groupby("study", sort=False):
+        first = int(rows.index[0]) + 2
+        tools = rows["tool"].unique().tolist()
+        if len(tools) > 1:
+            raise InputError(f"{path}: study '{study}' (rows {[int(i) + 2 for i in rows.index]}) mixes tools {tools}")
+        if study not in designs:
+            raise InputError(
+                f"{path}: row {first}: column 'study' holds '{study}', which is not a study of "
+                "published_outcomes.csv or implementation_rates.csv"
+            )
+        other = sorted(set(rows["design"]) - designs[study])
+        if other:
+            raise InputError(
+                f"{path}: study '{study}' (row {first}): column 'design' holds {other}, but published_outcomes.csv / "
+                f"implementation_rates.csv give {sorted(designs[study])}"
+            )
+        tool = tools[0]
+        missing = [d for d in ROB_TOOLS[tool]["domains"] if d not in set(rows["domain"])]
+        if missing:
+            raise InputError(f"{path}: study '{study}' ({tool}) lacks rows for domains {missing}")
+        domains = rows.loc[rows["domain"] != "overall", "judgement"].tolist()
+        overall = rows.loc[rows["domain"] == "overall"].iloc[0]
+        allowed = rob_overall_allowed(tool, domains)
+        if overall["judgement"] not in allowed:
+            raise InputError(
+                f"{path}: row {int(overall.name) + 2} ({study}, overall): column 'judgement' holds "
+                f"'{overall['judgement']}', but the {tool} algorithm gives {list(allowed)} for the domains {domains}"
+            )
+    return df
+
+
+def load_indirectness(path: str | Path | None = None) -> pd.DataFrame:
+    """Read ``indirectness.csv``: one indirectness judgement per randomised trial of ``published_outcomes.csv``,
+    with population, intervention, comparator, outcomes, support, source and a verbatim quote on every row."""
+    path = Path(path) if path is not None else PUBLISHED_DIR / "indirectness.csv"
+    df = _read_typed(path, INDIRECTNESS_TEXT, [], [])
+    _require_text(
+        df,
+        path,
+        [
+            "study",
+            "population",
+            "intervention",
+            "comparator",
+            "outcomes",
+            "judgement",
+            "support",
+            "quote",
+            "source",
+            "source_key",
+        ],
+    )
+    _require_codes(df, path, {"judgement": INDIRECTNESS_JUDGEMENTS})
+    repeated = df["study"].duplicated()
+    if repeated.any():
+        raise InputError(f"{path}: rows {_rows(repeated)} repeat a study; one row per study")
+    outcomes = load_published_outcomes()
+    trials = set(outcomes.loc[outcomes["design"] == "RCT", "study"])
+    unknown = ~df["study"].isin(trials)
+    if unknown.any():
+        raise InputError(
+            f"{path}: column 'study' rows {_rows(unknown)} hold {df.loc[unknown, 'study'].tolist()}, which are not "
+            "randomised trials of published_outcomes.csv"
+        )
+    return df
 
 
 def select_for_pooling(
