@@ -223,7 +223,7 @@ def test_frequentist_only_stage_on_fake_trial():
     cum = res.tables["evidence_cumulative"]
     last = cum.groupby(["outcome_label", "analysis"]).tail(1)
     assert last["added"].str.startswith("Mine").all()
-    assert {f"evidence_cumulative_{x}_fu12" for x in TWO} == set(res.figures)
+    assert {f"evidence_cumulative_{x}_fu12" for x in TWO} | {"risk_of_bias"} == set(res.figures)
     assert "figures/evidence_cumulative_functioning_fu12.png" in render_section(res)
     json.loads(to_json(res.record))
 
@@ -293,6 +293,13 @@ def test_real_trial_stage_tables_figures_html(real, tmp_path):
     written = write_stage(real, tmp_path)
     assert (tmp_path / "figures" / "evidence_predictive_imrs_client_fu12.png").stat().st_size > 1000
     assert written["html"].read_text().count("<table") >= 4
+    # GRADE on the shipped risk-of-bias tables: the primary outcome's label (gaf_f: functioning) first
+    sof = real.tables["evidence_summary_of_findings"]
+    assert list(sof["outcome_label"]) == ["functioning", "imrs_client"]
+    assert sof["certainty"].isin(["high", "moderate", "low", "very low"]).all()
+    assert (real.tables["evidence_grade"].groupby("outcome_label").size() == 5).all()
+    assert (tmp_path / "figures" / "risk_of_bias.png").stat().st_size > 1000
+    assert "figures/risk_of_bias.png" in written["html"].read_text()
 
 
 def test_no_participant_id_leaks(real, clean, tmp_path):

@@ -8,6 +8,8 @@ rule simulate:
         f"{RESULTS}/logs/simulate.log",
     benchmark:
         f"{RESULTS}/benchmarks/simulate.tsv"
+    # on the critical path (simulate, clean, trial, evidence, report): run before the side stages
+    priority: 10
     conda:
         "../envs/imrstats.yaml"
     script:
@@ -35,6 +37,8 @@ rule clean:
         f"{RESULTS}/logs/clean.log",
     benchmark:
         f"{RESULTS}/benchmarks/clean.tsv"
+    # on the critical path (simulate, clean, trial, evidence, report): run before the side stages
+    priority: 10
     conda:
         "../envs/imrstats.yaml"
     script:

@@ -9,6 +9,9 @@ rule evidence:
         trial=rules.trial.output.json,
         trial_tables=rules.trial.output.tables,
         published=meta_inputs()["outcomes"],
+        # the published studies' risk of bias and indirectness, for GRADE (evidence/grade.py)
+        risk_of_bias=str(PUBLISHED / "risk_of_bias.csv"),
+        indirectness=str(PUBLISHED / "indirectness.csv"),
         meta=rules.meta.output.json,
         meta_posteriors=rules.meta.output.posteriors,
     output:
@@ -26,6 +29,8 @@ rule evidence:
         f"{RESULTS}/logs/evidence.log",
     benchmark:
         f"{RESULTS}/benchmarks/evidence.tsv"
+    # on the critical path (simulate, clean, trial, evidence, report): run before the side stages
+    priority: 10
     conda:
         "../envs/imrstats.yaml"
     script:

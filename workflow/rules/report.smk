@@ -1,8 +1,9 @@
-# Report stage: the front page and the provenance record, in one job. Each statistical stage that runs adds its section, in
-# the order of STAGES (common.smk, from imrstats.pipeline.registry); RUN_STAGES omits those whose inputs are absent.
+# Report stage: the report's pages and the provenance record, in one job. The front page (index.html) and one page per
+# statistical stage that runs (<stage>.html, its section), in the order of STAGES (common.smk, from
+# imrstats.pipeline.registry); RUN_STAGES omits those whose inputs are absent (the front page says why).
 
 
-# One job writes the front page and then the provenance record (which hashes the front page).
+# One job writes the pages and then the provenance record (which hashes every page).
 rule report:
     input:
         unpack(input_tables),
@@ -20,11 +21,17 @@ rule report:
             caption="../report/index.rst",
             category="Report",
         ),
+        # one page per stage that runs, beside the front page; every page links to every other
+        pages=expand(f"{RESULTS}/report/{{stage}}.html", stage=RUN_STAGES),
+        # the summary of findings and the trial's Tables 2-3 (Jensen et al. 2019 layout) for the manuscript
+        docx=f"{RESULTS}/report/tables.docx",
         provenance=f"{RESULTS}/provenance.json",
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
+    # on the critical path (simulate, clean, trial, evidence, report): run before the side stages
+    priority: 10
     conda:
         "../envs/imrstats.yaml"
     params:

@@ -21,6 +21,8 @@ rule trial:
         f"{RESULTS}/logs/trial.log",
     benchmark:
         f"{RESULTS}/benchmarks/trial.tsv"
+    # on the critical path (simulate, clean, trial, evidence, report): run before the side stages
+    priority: 10
     conda:
         "../envs/imrstats.yaml"
     script:

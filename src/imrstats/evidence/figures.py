@@ -5,40 +5,61 @@ published-only predictive distribution of a new trial. Every figure starts from 
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 
 from imrstats.evidence.stage import ANALYSIS_NAMES, FAVOURS
-from imrstats.report.figures import new_figure
+from imrstats.report.figures import (
+    FONT,
+    PALETTE,
+    estimate_text,
+    favours_labels,
+    legend_outside,
+    new_figure,
+    text_column,
+)
 
-COLOURS = {"itt": "tab:red", "complete_case": "tab:orange"}  # per trial analysis
+COLOURS = {"itt": PALETTE["pooled"], "complete_case": PALETTE["secondary"]}  # per trial analysis
 
 
 def cumulative_with_trial_figure(steps: pd.DataFrame, endings: dict[str, pd.Series], *, title: str):
     """The pooled effect and CI as published studies are added by year (black), ending in the trial:
-    one final row per trial analysis (coloured)."""
+    one final row per trial analysis (coloured), with the pooled effect and CI as text beside each row."""
     n = len(steps) + len(endings)
-    fig, ax = new_figure(7.5, 1.4 + 0.42 * n)
-    labels = []
+    fig, ax = new_figure(9.5, 1.4 + 0.36 * (n + 1))
+    labels, rows, texts = [], [], []
     for i, (_, r) in enumerate(steps.iterrows()):
-        ax.plot([r["ci_low"], r["ci_high"]], [n - i, n - i], color="black", lw=1)
-        ax.plot(r["estimate"], n - i, "o", color="tab:blue")
+        ax.plot([r["ci_low"], r["ci_high"]], [n - i, n - i], color=PALETTE["ink"], lw=1)
+        ax.plot(r["estimate"], n - i, "o", color=PALETTE["estimate"])
         labels.append(f"+ {r['added']} (k = {int(r['k'])})")
+        rows.append(n - i)
+        texts.append(estimate_text(r["estimate"], r["ci_low"], r["ci_high"]))
     for j, (analysis, r) in enumerate(endings.items()):
         row = n - len(steps) - j
-        ax.plot([r["ci_low"], r["ci_high"]], [row, row], color=COLOURS.get(analysis, "tab:red"), lw=1.5)
-        ax.plot(r["estimate"], row, "D", color=COLOURS.get(analysis, "tab:red"))
+        colour = COLOURS.get(analysis, PALETTE["pooled"])
+        ax.plot([r["ci_low"], r["ci_high"]], [row, row], color=colour, lw=1.5)
+        ax.plot(r["estimate"], row, "D", color=colour)
         labels.append(f"+ {r['added']}, {ANALYSIS_NAMES[analysis]} (k = {int(r['k'])})")
-    ax.set_yticks([n - i for i in range(n)], labels, fontsize=8)
-    ax.axvline(0, color="grey", lw=0.8)
+        rows.append(row)
+        texts.append(estimate_text(r["estimate"], r["ci_low"], r["ci_high"]))
+    ax.set_yticks(rows, labels)
+    ax.tick_params(axis="y", length=0)
+    ax.spines["left"].set_visible(False)
+    text_column(ax, 0.15, rows, texts, header="Pooled g [95% CI]", header_row=n + 0.8)
+    ax.axvline(0, color=PALETTE["reference"], lw=0.8)
+    ax.set_ylim(0.4, n + 1.1)
     ax.set_xlabel(f"pooled Hedges' g ({FAVOURS}), 95% CI")
-    ax.set_title(title, fontsize=10)
+    favours_labels(ax, "TAU", "IMR")
+    ax.set_title("\n".join(textwrap.wrap(title, 100)), fontsize=FONT["title"])
+    fig.subplots_adjust(left=0.33, right=0.78)
     return fig
 
 
 def predictive_figure(mu_new: np.ndarray, trial_rows: pd.DataFrame, *, title: str):
     """Histogram of the published-only posterior predictive draws of a new trial's effect, with the
-    trial's g (and its 95% CI) per analysis."""
+    trial's g (and its 95% CI, the whiskers at the top) per analysis; the legend below the axes."""
     fig, ax = new_figure(7.0, 3.8)
     flat = mu_new.ravel()
     lo, hi = np.quantile(flat, [0.002, 0.998])
@@ -49,25 +70,26 @@ def predictive_figure(mu_new: np.ndarray, trial_rows: pd.DataFrame, *, title: st
         bins=80,
         range=(lo, hi),
         density=True,
-        color="tab:blue",
+        color=PALETTE["estimate"],
         alpha=0.4,
         label="predictive: new trial's true effect (published studies only)",
     )
     top = heights.max()
     for i, (_, r) in enumerate(trial_rows.iterrows()):
-        colour = COLOURS.get(r["analysis"], "tab:red")
+        colour = COLOURS.get(r["analysis"], PALETTE["pooled"])
         ax.axvline(
             r["yi"],
             color=colour,
             lw=1.5,
-            label=f"{ANALYSIS_NAMES[r['analysis']]}: g = {r['yi']:.2f}, percentile {100 * r['pct_true']:.0f}",
+            label=f"{ANALYSIS_NAMES[r['analysis']]}: g = {r['yi']:.2f} (95% CI at the top), "
+            f"percentile {100 * r['pct_true']:.0f}",
         )
         y = top * (1.05 + 0.07 * i)
-        ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=colour, lw=1)
-    ax.axvline(0, color="grey", lw=0.8)
+        ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=colour, lw=1, marker="|")
+    ax.axvline(0, color=PALETTE["reference"], lw=0.8)
     ax.set_ylim(0, top * (1.2 + 0.07 * len(trial_rows)))
     ax.set_xlabel(f"Hedges' g ({FAVOURS})")
     ax.set_ylabel("density")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=1, frameon=False)
-    ax.set_title(title, fontsize=10)
+    legend_outside(ax)
+    ax.set_title(title, fontsize=FONT["title"])
     return fig

@@ -96,6 +96,39 @@ _SHOW_DIAGNOSTICS = [
 ]
 
 
+_SHOW_CERTAINTY = [
+    "outcome_label",
+    "outcome_name",
+    "timepoint",
+    "is_primary",
+    "k",
+    "n_participants",
+    "pooled_smd",
+    "pooled_ci_low",
+    "pooled_ci_high",
+    "certainty",
+    "n_downgrades",
+]
+_SHOW_GRADE = ["outcome_label", "domain", "downgrade", "reason", "rule"]
+_SHOW_ROB_SENSITIVITY = [
+    "outcome_label",
+    "analysis",
+    "timepoint",
+    "k_main",
+    "estimate_main",
+    "ci_low_main",
+    "ci_high_main",
+    "k_low_rob",
+    "estimate_low_rob",
+    "ci_low_low_rob",
+    "ci_high_low_rob",
+    "studies_low_rob",
+    "studies_left_out",
+    "note",
+    "method",
+]
+
+
 def _cols(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame[[c for c in columns if c in frame.columns]]
 
@@ -116,7 +149,8 @@ def _figure(name: str, meta: dict, test: str) -> str:
 
 
 def render_evidence_section(result: StageResult) -> str:
-    """The evidence section: how the trial was converted, pooled without and with it, how surprising it is."""
+    """The evidence section: how the trial was converted, pooled without and with it, how surprising it is,
+    and the GRADE certainty of the pooled evidence with the risk of bias of the studies."""
     record = result.record
     if not record.get("enabled", True):
         return render_template("evidence/section.html.j2", enabled=False)
@@ -152,7 +186,7 @@ def render_evidence_section(result: StageResult) -> str:
                 "exact draws); frequentist: column freq_distribution",
             )
         )
-    parts += [_figure(name, meta, test) for name in sorted(result.figures)]
+    parts += [_figure(name, meta, test) for name in sorted(result.figures) if name != "risk_of_bias"]
     if "evidence_cumulative" in tables:
         parts.append(
             table_html(
@@ -186,4 +220,13 @@ def render_evidence_section(result: StageResult) -> str:
         test=test,
         parts=parts,
         notes=record.get("notes", []),
+        grade=record.get("grading"),
+        certainty=_cols(tables["evidence_summary_of_findings"], _SHOW_CERTAINTY)
+        if "evidence_summary_of_findings" in tables
+        else None,
+        grade_rows=_cols(tables["evidence_grade"], _SHOW_GRADE) if "evidence_grade" in tables else None,
+        rob_sensitivity=_cols(tables["evidence_rob_sensitivity"], _SHOW_ROB_SENSITIVITY)
+        if "evidence_rob_sensitivity" in tables
+        else None,
+        rob_figure="risk_of_bias" in result.figures,
     )

@@ -26,6 +26,12 @@ meta-analysis of published IMR trials and added to it as the newest study:
   are the meta stage's own, read back from its outputs (``read_meta_fits``) when the stage is given them
   (the pipeline does), else fitted here with the same seeds. ``replaces_study`` drops a published study from
   the "with" analysis when the user's trial *is* that study.
+* **GRADE and the Summary of Findings** (``imrstats.evidence.grade``, docs/grade.md): per key outcome
+  (``evidence.summary_outcomes``; default the trial's primary outcome's label first) the certainty of the
+  pooled evidence *with* the trial (ITT, at the primary visit if compared, else the first compared visit) by
+  five documented rules, each reason quoting its numbers; the published studies' risk of bias and indirectness
+  from ``data/published/`` (the trial's from ``evidence.trial_risk_of_bias`` / ``trial_indirectness``); the
+  pooled fit restricted to studies at low risk of bias beside the main one; the traffic-light figure.
 * **How surprising is this trial** (``predictive_percentiles_*``): where the trial's g falls in the
   predictive distribution of a new trial from the published studies alone (without the replaced study).
   ``pct_true``: the share of the posterior draws of mu_new = mu + tau z below g (the definition used throughout;
@@ -41,6 +47,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +56,14 @@ from scipy import stats
 
 from imrstats.config import section_settings, stage_seed
 from imrstats.errors import AnalysisError, InputError, SettingsError
+from imrstats.evidence.grade import (
+    RULE_CERTAINTY,
+    RULES,
+    grade_outcome,
+    optimal_information_size,
+    study_judgements,
+    summary_of_findings,
+)
 from imrstats.meta import effect_sizes as es
 from imrstats.meta.random_effects import MetaResult, rma
 from imrstats.pipeline.stage_result import StageResult
@@ -76,7 +91,18 @@ def evidence_settings(settings: dict | None) -> tuple[dict, dict]:
         ev_raw, meta_raw = raw.get("evidence"), raw.get("meta")
     else:
         ev_raw, meta_raw = raw, None
-    return section_settings("evidence", ev_raw), section_settings("meta", meta_raw)
+    ev, meta = section_settings("evidence", ev_raw), section_settings("meta", meta_raw)
+    unknown = [label for label in ev["summary_outcomes"] or [] if label not in meta["outcomes"]]
+    if unknown:
+        raise SettingsError(
+            [
+                (
+                    "evidence.summary_outcomes",
+                    f"{unknown} are not outcome labels of meta.outcomes {list(meta['outcomes'])}",
+                )
+            ]
+        )
+    return ev, meta
 
 
 def check_trial_design(ev: dict, trial: dict | None) -> None:
@@ -675,8 +701,9 @@ def _replacement_text(ev: dict, dropped: dict[str, bool]) -> str:
     )
 
 
-def _outcome_part(label, published, rows, ev, meta, year, bayes, seed, figures, out, notes):
-    """Every analysis of one outcome label: appends to the ``out`` lists of rows; returns nothing."""
+def _outcome_part(label, published, rows, ev, meta, year, bayes, seed, figures, out, notes, target=None):
+    """Every analysis of one outcome label: appends to the ``out`` lists of rows; returns nothing. The fits of
+    the ``target`` (analysis, timepoint), the one GRADE rates, are kept in ``out["grade_fits"][label]``."""
     from imrstats.core.seeds import label_code, spawn_seed
     from imrstats.evidence.figures import cumulative_with_trial_figure, predictive_figure
 
@@ -737,6 +764,14 @@ def _outcome_part(label, published, rows, ev, meta, year, bayes, seed, figures, 
                 timepoint=tp,
                 k_role="with trial",
             )
+            if (analysis, tp) == target:
+                out["grade_fits"][label] = {
+                    "data": data,
+                    "published": published,
+                    "fit": f_with,
+                    "bayes": b_with,
+                    "trow": trow,
+                }
             out["pooled"].append(
                 side_by_side_row(
                     ids,
@@ -815,6 +850,8 @@ def run_evidence_stage(
     trial=None,
     published: pd.DataFrame | None = None,
     meta_dir: str | Path | None = None,
+    risk_of_bias: pd.DataFrame | None = None,
+    indirectness: pd.DataFrame | None = None,
 ) -> StageResult:
     """The trial added to the published evidence (module docstring). ``settings``: ``{"evidence": ...,
     "meta": ..., "trial": ...}`` (or the evidence section alone); given ``trial`` (the config's trial section),
@@ -828,7 +865,9 @@ def run_evidence_stage(
     within Monte Carlo error). ``meta_dir``: the meta stage's output folder (``result.json``, ``posteriors/``);
     given, its published-only fits are taken from there instead of refitted (``read_meta_fits``; what the
     pipeline does); without it the stage fits them itself, with the same seeds, so the numbers agree (the
-    exact engine: identical)."""
+    exact engine: identical). ``risk_of_bias`` / ``indirectness``: the published studies' judgements
+    (``data/published/risk_of_bias.csv`` and ``indirectness.csv`` as their loaders return them; default: those
+    files), for GRADE and the Summary of Findings (`imrstats.evidence.grade`, docs/grade.md)."""
     from imrstats.data.published import load_published_outcomes
     from imrstats.meta.stage import outcome_inputs
 
@@ -883,9 +922,11 @@ def run_evidence_stage(
         notes += reuse_notes
     if not meta["bayes"]["enabled"]:
         notes.append("Bayesian pooling off (meta.bayes.enabled = false): only the frequentist columns are filled")
-    out: dict[str, list] = {"pooled": [], "surprise": [], "cumulative": []}
+    out: dict = {"pooled": [], "surprise": [], "cumulative": [], "grade_fits": {}}
     figures: dict = {}
     dropped = {}
+    trial_section = settings.get("trial") if isinstance(settings, dict) else None
+    target = grade_target(ev, section_settings("trial", trial_section)["primary"])
     for label in covered:
         dropped[label] = bool(ev["replaces_study"]) and ev["replaces_study"] in set(inputs[label]["study"])
         try:
@@ -901,6 +942,7 @@ def run_evidence_stage(
                 figures,
                 out,
                 notes,
+                target=(target["analysis"], target["timepoint"]),
             )
         except (AnalysisError, InputError) as error:
             flags.append(f"{label}: not compared: {error}")
@@ -909,8 +951,28 @@ def run_evidence_stage(
             f"evidence.replaces_study = '{ev['replaces_study']}' matches no pooled published study; "
             "nothing was dropped (check the spelling against the meta stage's study names)"
         )
+    grading = {
+        **target,
+        "mid": float(meta["mid"]),
+        "optimal_information_size": optimal_information_size(float(meta["mid"])),
+        "rules": {**RULES, "certainty": RULE_CERTAINTY},
+    }
+    graded = _grading(
+        out["grade_fits"],
+        effects,
+        trial,
+        outcomes,
+        ev,
+        meta,
+        target,
+        risk_of_bias,
+        indirectness,
+        notes,
+        figures,
+        grading,
+    )
     notes = list(dict.fromkeys(notes))
-    result_tables = _tables(effects, out, bayes)
+    result_tables = {**_tables(effects, out, bayes), **{k: v for k, v in graded.items() if len(v)}}
     record = {
         "settings": {**ev, "meta": meta_plain},
         "year_used": year,
@@ -918,6 +980,7 @@ def run_evidence_stage(
         "direction": FAVOURS,
         "replacement": _replacement_text(ev, dropped),
         "covered": covered,
+        "grading": grading,
         "reused_meta_fits": sorted(bayes.reused),
         "notes": notes,
         **{name.removeprefix("evidence_"): to_records(frame) for name, frame in result_tables.items()},
@@ -945,6 +1008,261 @@ def _tables(effects, out, bayes) -> dict[str, pd.DataFrame]:
         "evidence_diagnostics": pd.DataFrame(bayes.diagnostics),
     }
     return {k: v for k, v in tables.items() if len(v)}
+
+
+# ---------------------------------------------------------------------------------------------
+# GRADE, the Summary of Findings and the risk-of-bias sensitivity analysis (imrstats.evidence.grade)
+
+# the outcome labels of meta.outcomes as the Summary of Findings names them (the instrument is added)
+OUTCOME_DOMAINS = {
+    "imrs_client": "Illness self-management, client-rated",
+    "imrs_clinician": "Illness self-management, clinician-rated",
+    "hope": "Hope",
+    "functioning": "Functioning",
+    "symptoms": "Symptoms",
+    "hospitalisation": "Hospitalisation",
+}
+
+
+def grade_target(ev: dict, primary: dict) -> dict:
+    """The one trial analysis and visit GRADE rates and the Summary of Findings shows: the ITT analysis (else the
+    first of ``evidence.analyses``) at the trial's primary visit (``trial.primary.timepoint``) when it is among
+    ``evidence.timepoints``, else the first of them; ``why`` says which and why."""
+    analysis = "itt" if "itt" in ev["analyses"] else ev["analyses"][0]
+    timepoint = primary["timepoint"] if primary["timepoint"] in ev["timepoints"] else ev["timepoints"][0]
+    why = f"{ANALYSIS_NAMES[analysis]} analysis of the trial at {timepoint}"
+    if analysis != "itt":
+        why += " (evidence.analyses has no itt)"
+    if timepoint != primary["timepoint"]:
+        why += (
+            f" (the trial's primary visit {primary['timepoint']} is not among evidence.timepoints "
+            f"{list(ev['timepoints'])}, so the first of them)"
+        )
+    return {"analysis": analysis, "timepoint": timepoint, "primary": dict(primary), "why": why}
+
+
+def summary_labels(ev: dict, meta: dict, effects: pd.DataFrame, primary: dict, compared: list[str]) -> list[str]:
+    """The Summary of Findings' outcome labels: ``evidence.summary_outcomes`` as given, else the label of the
+    trial's primary outcome (the meta label whose instrument for the trial is ``trial.primary.outcome``) first,
+    then the other labels of ``compared`` in ``meta.outcomes`` order."""
+    if ev["summary_outcomes"]:
+        return list(ev["summary_outcomes"])
+    first = []
+    if len(effects):
+        hit = effects.loc[effects["instrument"] == primary["outcome"], "outcome_label"]
+        first = list(dict.fromkeys(hit))[:1]
+    if not first:
+        first = [label for label, keys in meta["outcomes"].items() if primary["outcome"] in keys][:1]
+    return first + [label for label in meta["outcomes"] if label in compared and label not in first]
+
+
+def _published_n(outcomes: pd.DataFrame, published: pd.DataFrame) -> dict[str, float]:
+    """Participants per pooled published study: n_imr + n_tau of its curated row, else n_total; NaN if neither
+    (``row`` is the CSV line of the row, index + 2)."""
+    out = {}
+    for study, row in zip(published["study"], published["row"]):
+        source = outcomes.loc[int(row) - 2] if int(row) - 2 in outcomes.index else None
+        n = math.nan
+        if source is not None:
+            arms = pd.to_numeric(pd.Series([source.get("n_imr"), source.get("n_tau")]), errors="coerce")
+            total = pd.to_numeric(pd.Series([source.get("n_total")]), errors="coerce").iloc[0]
+            n = float(arms.sum()) if arms.notna().all() else (float(total) if pd.notna(total) else math.nan)
+        out[study] = n
+    return out
+
+
+def _trial_contrast(itt: pd.DataFrame, instrument: str, timepoint: str) -> dict:
+    """The trial stage's ITT contrast (IMR - TAU, its 95% CI, p, N analysed) of one instrument and visit."""
+    keys = ("estimate", "ci_low", "ci_high", "p", "n_analysed")
+    hit = itt.loc[(itt["outcome"] == instrument) & (itt["timepoint"] == timepoint)] if len(itt) else itt
+    if hit.empty:
+        return dict.fromkeys(keys, math.nan)
+    row = hit.iloc[0]
+    return {k: float(row[k]) if k in row.index and pd.notna(row[k]) else math.nan for k in keys}
+
+
+def _trial_md(trow: pd.Series, contrast: dict, analysis: str, level: float) -> dict:
+    """The trial's mean difference IMR - TAU with its CI and p: the trial stage's ITT contrast as it reports it;
+    for another analysis, md +/- t(md_df) md_se and the two-sided t p of the converted row."""
+    if analysis == "itt":
+        return {k: contrast[k] for k in ("estimate", "ci_low", "ci_high", "p")}
+    md, se, df = float(trow["md"]), float(trow["md_se"]), float(trow["md_df"])
+    half = float(stats.t.isf((1 - level) / 2, df)) * se
+    return {"estimate": md, "ci_low": md - half, "ci_high": md + half, "p": float(2 * stats.t.sf(abs(md / se), df))}
+
+
+def _trial_n(trow: pd.Series, contrast: dict, analysis: str) -> tuple[float, str]:
+    """(the trial's N, what it counts): ITT, the number the MI-MMRM analysed; else (or without it) the number
+    observed at the visit."""
+    if analysis == "itt" and not math.isnan(contrast["n_analysed"]):
+        return contrast["n_analysed"], "trial N: analysed by MI-MMRM (ITT)"
+    return float(trow["n_imr"] + trow["n_tau"]), "trial N: observed at the visit"
+
+
+def _rob_inputs(risk_of_bias, indirectness) -> tuple:
+    """(RoB rows, overall RoB per study, indirectness): given, else read from data/published/."""
+    from imrstats.data.published import load_indirectness, load_risk_of_bias
+    from imrstats.evidence.risk_of_bias import overall_by_study
+
+    rob = load_risk_of_bias() if risk_of_bias is None else risk_of_bias
+    ind = load_indirectness() if indirectness is None else indirectness
+    return rob, overall_by_study(rob), ind
+
+
+def _grading(fits, effects, trial, outcomes, ev, meta, target, risk_of_bias, indirectness, notes, figures, grading):
+    """GRADE per key outcome, the Summary of Findings and the low-RoB-only sensitivity analysis (tables), and
+    the risk-of-bias traffic-light figure; notes say what is left out and why."""
+    from imrstats.evidence.rob_figures import traffic_light, traffic_light_alt_text
+
+    mid = float(meta["mid"])
+    rob, overall, ind = _rob_inputs(risk_of_bias, indirectness)
+    if len(rob):
+        figures["risk_of_bias"] = traffic_light(rob)
+        grading["rob_figure_caption"] = (
+            f"{traffic_light_alt_text(rob)} The user's trial is not shown: its risk of bias is "
+            f"evidence.trial_risk_of_bias ({ev['trial_risk_of_bias'] or 'null: not assessed'})."
+        )
+    itt, _ = _trial_frames(trial)
+    labels = summary_labels(ev, meta, effects, target["primary"], list(fits))
+    for label in labels:
+        if label not in fits:
+            notes.append(f"{label}: not in the Summary of Findings (not compared, or no {target['why']})")
+    for label in [x for x in fits if x not in labels]:
+        notes.append(f"{label}: compared, but not in the Summary of Findings (not in evidence.summary_outcomes)")
+    grades, numbers, sensitivity = [], [], []
+    for label in [x for x in labels if x in fits]:
+        part = fits[label]
+        data, fit, trow = part["data"], part["fit"], part["trow"]
+        contrast = _trial_contrast(itt, trow["instrument"], target["timepoint"])
+        n_pub = _published_n(outcomes, part["published"])
+        trial_n, n_basis = _trial_n(trow, contrast, target["analysis"])
+        md = _trial_md(trow, contrast, target["analysis"], float(meta["level"]))
+        studies = study_judgements(
+            data.assign(n=[trial_n if t else n_pub.get(s, math.nan) for s, t in zip(data["study"], data["is_trial"])]),
+            overall,
+            ind,
+            trial_rob=ev["trial_risk_of_bias"],
+            trial_indirectness=ev["trial_indirectness"],
+        )
+        pred = fit.predict().extra
+        tau2 = 0.0 if math.isnan(fit.tau2) else fit.tau2
+        pooled = {
+            "k": fit.k,
+            "estimate": fit.estimate,
+            "ci_low": fit.ci_low,
+            "ci_high": fit.ci_high,
+            "tau2": tau2,
+            "i2": fit.i2,
+            **pred,
+        }
+        egger = fit.regtest().iloc[0]["p"] if fit.k >= 10 else math.nan
+        grades.append(grade_outcome(label, studies, pooled, mid=mid, egger_p=egger))
+        bayes = _bayes_summary(part["bayes"])
+        numbers.append(
+            {
+                "outcome_label": label,
+                "outcome_name": _outcome_name(label, trow["instrument"]),
+                "instrument": trow["instrument"],
+                "timepoint": target["timepoint"],
+                "is_primary": trow["instrument"] == target["primary"]["outcome"],
+                "trial_md": md["estimate"],
+                "trial_md_ci_low": md["ci_low"],
+                "trial_md_ci_high": md["ci_high"],
+                "trial_p": md["p"],
+                "trial_g": float(trow["yi"]),
+                "trial_g_ci_low": float(trow["ci_low"]),
+                "trial_g_ci_high": float(trow["ci_high"]),
+                "trial_n": trial_n,
+                "k": fit.k,
+                "n_participants": float(pd.to_numeric(studies["n"], errors="coerce").sum()),
+                "pooled_smd": fit.estimate,
+                "pooled_ci_low": fit.ci_low,
+                "pooled_ci_high": fit.ci_high,
+                "pi_low": pred["pi_low"],
+                "pi_high": pred["pi_high"],
+                "i2": fit.i2,
+                "tau": math.sqrt(tau2),
+                "bayes_mean": bayes["estimate"],
+                "bayes_ci_low": bayes["ci_low"],
+                "bayes_ci_high": bayes["ci_high"],
+                "prob_gt_0": bayes["prob_gt_0"],
+                "prob_gt_mid": _prob_gt_mid(part["bayes"], mid),
+                "mid": mid,
+                "method": _sof_method(fit, target, ev, meta) + f"; {n_basis}",
+            }
+        )
+        sensitivity.append(_low_rob_row(label, studies, fit, meta, target))
+    if not grades:
+        return {}
+    grade = pd.concat(grades, ignore_index=True)
+    return {
+        "evidence_summary_of_findings": summary_of_findings(grade, pd.DataFrame(numbers)),
+        "evidence_grade": grade,
+        "evidence_rob_sensitivity": pd.DataFrame(sensitivity),
+    }
+
+
+def _outcome_name(label: str, instrument: str) -> str:
+    from imrstats.data.instruments import load_registry
+
+    registry = load_registry()
+    short = registry[instrument].short if instrument in registry else instrument
+    return f"{OUTCOME_DOMAINS.get(label, label)} ({short})"
+
+
+def _prob_gt_mid(gated, mid: float) -> float:
+    if gated is None or not gated.passed:
+        return math.nan
+    est = gated.result.estimates.set_index("quantity")
+    key = f"P(mu > {mid:g})"
+    return float(est.at[key, "estimate"]) if key in est.index else math.nan
+
+
+def _sof_method(fit: MetaResult, target: dict, ev: dict, meta: dict) -> str:
+    bayes = (
+        f"Bayesian: posterior mean and 95% interval of mu (tau prior {meta['bayes']['tau_prior']})"
+        if meta["bayes"]["enabled"]
+        else "Bayesian pooling off (meta.bayes.enabled = false)"
+    )
+    return (
+        f"The published studies and '{ev['label']}' ({target['why']}); "
+        # one text for every outcome: the Knapp-Hartung df is each fit's k - 1
+        f"{re.sub(r'Knapp-Hartung t[(][0-9]+[)]', 'Knapp-Hartung t(k - 1)', fit.method_label)}; PI = estimate +/- "
+        f"crit sqrt(se^2 + tau^2); {bayes}; certainty by GRADE (docs/grade.md)"
+    )
+
+
+def _low_rob_row(label: str, studies: pd.DataFrame, fit: MetaResult, meta: dict, target: dict) -> dict:
+    """The main pooled fit beside the same model on the studies at low overall risk of bias only."""
+    low = studies.loc[studies["rob"].eq("low").fillna(False).astype(bool)]
+    left = studies.loc[~studies.index.isin(low.index)]
+    row = {
+        "outcome_label": label,
+        "analysis": target["analysis"],
+        "timepoint": target["timepoint"],
+        "k_main": fit.k,
+        "estimate_main": fit.estimate,
+        "ci_low_main": fit.ci_low,
+        "ci_high_main": fit.ci_high,
+        "k_low_rob": len(low),
+        "estimate_low_rob": math.nan,
+        "ci_low_low_rob": math.nan,
+        "ci_high_low_rob": math.nan,
+        "studies_low_rob": "; ".join(map(str, low["study"])),
+        "studies_left_out": "; ".join(
+            f"{s} ({r if isinstance(r, str) else 'not assessed'})" for s, r in zip(left["study"], left["rob"])
+        ),
+        "note": "",
+        "method": fit.method_label,
+    }
+    if len(low) < 2:
+        row["note"] = f"not estimable (k < 2): {len(low)} stud{'y' if len(low) == 1 else 'ies'} at low risk of bias"
+        return row
+    sub = fit_frequentist(low, meta)
+    row.update(
+        estimate_low_rob=sub.estimate, ci_low_low_rob=sub.ci_low, ci_high_low_rob=sub.ci_high, method=sub.method_label
+    )
+    return row
 
 
 # ---------------------------------------------------------------------------------------------
@@ -982,6 +1300,15 @@ def _summary(ev, meta, year, tables, notes, flags, dropped, bayes) -> str:
                 f"{fmt(100 * r['bayes_pct_observed'], 0)}, two-sided p {fmt(r['bayes_p_two_sided'], 3)}); "
                 f"frequentist {fmt(100 * r['freq_pct_true'], 0)} (obs {fmt(100 * r['freq_pct_observed'], 0)}"
                 f", {r['freq_distribution'] or 'n/a'})"
+            )
+    sof = tables.get("evidence_summary_of_findings")
+    if sof is not None:
+        lines += ["", "GRADE certainty of the pooled evidence with the trial (docs/grade.md):"]
+        for _, r in sof.iterrows():
+            lines.append(
+                f"  {r['outcome_label']}{' (primary)' if r['is_primary'] else ''}: k = {int(r['k'])}, SMD "
+                f"{fmt(r['pooled_smd'])} [{fmt(r['pooled_ci_low'])}, {fmt(r['pooled_ci_high'])}]: {r['certainty']}"
+                f" (down {int(r['n_downgrades'])})"
             )
     lines += [f"  note: {n}" for n in notes]
     lines += [f"WARNING: {f}" for f in flags]

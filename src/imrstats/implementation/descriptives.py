@@ -22,7 +22,7 @@ import pandas as pd
 
 from imrstats.errors import AnalysisError
 from imrstats.implementation import hypothesis_tests as ht
-from imrstats.report.figures import new_figure
+from imrstats.report.figures import FONT, PALETTE, legend_outside, new_figure
 from imrstats.results import Estimate, ResultMixin, summary_block, to_frame
 
 MODULES = tuple(f"m{i:02d}" for i in range(1, 12))
@@ -520,8 +520,8 @@ def plot_modules_per_participant(modules: pd.DataFrame):
     ax.set_xlim(-0.5, len(groups) - 0.5)
     ax.set_ylim(0, len(MODULES))
     ax.set_ylabel("modules received")
-    ax.set_title("IMR modules received per participant, by service")
-    ax.legend(handles=handles, fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title("IMR modules received per participant, by service", fontsize=FONT["title"])
+    legend_outside(ax, where="right", handles=handles)
     return fig
 
 
@@ -532,7 +532,9 @@ def plot_module_heatmap(module_share: pd.DataFrame):
     fig, ax = new_figure(5.5, 5.0, layout="constrained")
     image = ax.imshow(wide.to_numpy(float), cmap="viridis", vmin=0, vmax=100, aspect="auto")
     ax.set_xticks(range(wide.shape[1]), wide.columns)
-    ax.set_yticks(range(len(MODULES)), [f"M{k + 1} {MODULE_NAMES[m]}"[:34] for k, m in enumerate(MODULES)], fontsize=7)
+    ax.set_yticks(
+        range(len(MODULES)), [f"M{k + 1} {MODULE_NAMES[m]}"[:34] for k, m in enumerate(MODULES)], fontsize=FONT["tick"]
+    )
     for (i, j), value in np.ndenumerate(wide.to_numpy(float)):
         ax.text(
             j,
@@ -540,11 +542,11 @@ def plot_module_heatmap(module_share: pd.DataFrame):
             "-" if np.isnan(value) else f"{value:.0f}",
             ha="center",
             va="center",
-            fontsize=7,
+            fontsize=FONT["text"],
             color="white" if not np.isnan(value) and value < 60 else "black",
         )
     fig.colorbar(image, ax=ax, label="% of participants")
-    ax.set_title("Share of participants receiving each module")
+    ax.set_title("Share of participants receiving each module", fontsize=FONT["title"])
     return fig
 
 
@@ -552,27 +554,27 @@ def plot_bland_altman(pairs: pd.DataFrame, agreement: pd.DataFrame):
     """Bland-Altman plot of IMRS totals (user - provider vs their mean) with bias, limits and their CIs."""
     fig, ax = new_figure(5.5, 4.5, layout="constrained")
     user, provider = pairs["imrs_user"].to_numpy(float), pairs["imrs_provider"].to_numpy(float)
-    ax.scatter((user + provider) / 2, user - provider, s=14, alpha=0.7, color="tab:blue")
+    ax.scatter((user + provider) / 2, user - provider, s=14, alpha=0.7, color=PALETTE["estimate"])
     rows = agreement[agreement["test"] == "Bland-Altman"].set_index("quantity")
-    for quantity, style in (
-        ("bias (x - y)", "-"),
-        ("lower limit of agreement", "--"),
-        ("upper limit of agreement", "--"),
+    for quantity, style, name in (
+        ("bias (x - y)", "-", "bias"),
+        ("lower limit of agreement", "--", "lower LoA"),
+        ("upper limit of agreement", "--", "upper LoA"),
     ):
         if quantity in rows.index:
             row = rows.loc[quantity]
-            ax.axhline(row["estimate"], color="black", linestyle=style, linewidth=1)
-            ax.axhspan(row["ci_low"], row["ci_high"], color="grey", alpha=0.2, linewidth=0)
-            ax.annotate(
-                f"{row['estimate']:.1f}",
+            ax.axhline(row["estimate"], color=PALETTE["ink"], linestyle=style, linewidth=1)
+            ax.axhspan(row["ci_low"], row["ci_high"], color=PALETTE["band"], linewidth=0, zorder=0)  # under the points
+            ax.annotate(  # a direct label beside the line, outside the data area
+                f" {name} {row['estimate']:.1f}",
                 xy=(1.0, row["estimate"]),
                 xycoords=("axes fraction", "data"),
-                fontsize=7,
+                fontsize=FONT["text"],
                 va="center",
             )
     ax.set_xlabel("mean of user and provider IMRS total")
     ax.set_ylabel("user - provider IMRS total")
-    ax.set_title("IMRS user vs provider: bias and 95% limits (shaded: CIs)", fontsize=10)
+    ax.set_title("IMRS user vs provider: bias and 95% limits (shaded: CIs)", fontsize=FONT["title"])
     return fig
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from typing import Callable
 
 import numpy as np
@@ -17,7 +18,17 @@ from scipy.special import expit
 from imrstats.meta.bayes import SHIPPED_TAU_PRIORS, BayesResult, Normal, TauPrior
 from imrstats.meta.random_effects import MetaResult, rma
 from imrstats.meta.stage import FAVOURS
-from imrstats.report.figures import new_figure
+from imrstats.report.figures import (
+    FONT,
+    PALETTE,
+    estimate_text,
+    favours_labels,
+    legend_outside,
+    new_figure,
+    signed,
+    text_column,
+)
+from imrstats.report.format import format_ci, format_number, format_p
 
 
 def axis_label(measure: str) -> str:
@@ -25,6 +36,9 @@ def axis_label(measure: str) -> str:
     return {"SMD": "Hedges' g", "log OR": "log odds ratio", "MD": "mean difference"}.get(
         measure, measure
     ) + f" ({FAVOURS})"
+
+
+ESTIMATE_NAMES = {"SMD": "g", "log OR": "log OR", "MD": "MD"}  # the forest plots' column header
 
 
 def slug(label: str) -> str:
@@ -36,55 +50,135 @@ def slug(label: str) -> str:
 # Frequentist pooling
 
 
-def forest_figure(data: pd.DataFrame, fit: MetaResult, *, title: str, xlabel: str, transform: Callable | None = None):
-    """Studies (normal CIs, squares sized by the model's weights), the pooled diamond and the prediction
-    interval (dashed) of ``fit``; ``transform`` maps the logit scale to percent for proportions."""
+def heterogeneity_text(fit: MetaResult) -> str:
+    """The heterogeneity line under a forest plot: tau^2, I^2 and Cochran's Q with its p (RevMan's order)."""
+    tau2 = "" if fit.method in ("EE", "FE") else f"\u03c4\u00b2 = {format_number(fit.tau2, 3)}, "
+    return signed(
+        f"Heterogeneity: {tau2}I\u00b2 = {format_number(fit.i2, 0)}%,\n"
+        f"Q = {format_number(fit.q, 2)} (df = {fit.q_df}), p {_p_text(fit.q_p)}"
+    )
+
+
+def _p_text(p: float) -> str:
+    shown = format_p(p)
+    return shown if shown.startswith("<") else f"= {shown}"
+
+
+def forest_figure(
+    data: pd.DataFrame,
+    fit: MetaResult,
+    *,
+    title: str,
+    xlabel: str,
+    transform: Callable | None = None,
+    mid: float | None = None,
+    favours: tuple[str, str] = ("TAU", "IMR"),
+    estimate_header: str = "Estimate [95% CI]",
+):
+    """A forest plot as reviewers read them: per study its label ("Study year"), CI whisker and a square whose
+    area is its weight, the effect and CI as text and its weight in the fit shown (``fit.weights()``: random
+    effects 1 / (vi + tau^2), normalised; equal effects 1 / vi); the pooled diamond; the 95% prediction interval
+    as a bar in its own labelled row under the diamond (random effects); a line at 0, dashed lines at +/- ``mid``
+    when given, "Favours <control> | Favours <IMR>" under the axis and tau^2, I^2 and Q at the bottom left.
+    ``transform`` maps the logit scale to percent for proportions (then no null line, no favours labels)."""
     t = transform or (lambda x: x)
+    digits = 1 if transform is not None else 2
     k = len(data)
     z = float(stats.norm.isf((1 - fit.level) / 2))
     y, v = data["yi"].to_numpy(float), data["vi"].to_numpy(float)
-    tau2 = 0.0 if math.isnan(fit.tau2) else fit.tau2
-    w = 1 / (v + tau2)
-    weight = 100 * w / w.sum()
-    fig, ax = new_figure(8.0, 1.6 + 0.42 * (k + 2))
-    labels = list(fit.slab)
-    for i in range(k):
-        row = k - i + 1
-        lo, hi = t(y[i] - z * math.sqrt(v[i])), t(y[i] + z * math.sqrt(v[i]))
-        ax.plot([lo, hi], [row, row], color="black", lw=1)
-        ax.plot(t(y[i]), row, "s", color="tab:blue", markersize=4 + 8 * math.sqrt(weight[i] / 100))
-        ax.text(
-            1.02,
-            row,
-            f"{weight[i]:4.1f}%   {t(y[i]):.2f} [{lo:.2f}, {hi:.2f}]",
-            transform=ax.get_yaxis_transform(),
-            va="center",
-            fontsize=8,
-        )
-    if fit.k > 1:
+    weight = fit.weights()
+    pooled = fit.k > 1
+    with_pi = pooled and fit.method not in ("EE", "FE")
+    # rows from the top: header, studies, (gap), pooled diamond, prediction interval, heterogeneity text
+    top = k + 4.0
+    study_rows = [top - 1 - i for i in range(k)]
+    pooled_row, pi_row, het_row = 2.0, 1.2, 0.0
+    fig, ax = new_figure(10.0, 1.25 + 0.3 * (k + (5 if pooled else 1.5)))
+    low, high = t(y - z * np.sqrt(v)), t(y + z * np.sqrt(v))
+    ax.hlines(study_rows, low, high, color=PALETTE["ink"], lw=1)
+    area = np.sqrt(weight / weight.max())
+    for row, est, a in zip(study_rows, t(y), area):
+        ax.plot(est, row, "s", color=PALETTE["estimate"], markersize=3 + 9 * a, zorder=3)
+    rows, labels = list(study_rows), list(fit.slab)
+    texts = [estimate_text(e, lo, hi, digits) for e, lo, hi in zip(t(y), low, high)]
+    weights = [f"{w:.1f}%" for w in weight]
+    if pooled:
         est, lo, hi = t(fit.estimate), t(fit.ci_low), t(fit.ci_high)
-        ax.fill([lo, est, hi, est], [0.5, 0.75, 0.5, 0.25], color="tab:red")
-        ax.text(
-            1.02,
-            0.5,
-            f"100%   {est:.2f} [{lo:.2f}, {hi:.2f}]",
-            transform=ax.get_yaxis_transform(),
-            va="center",
-            fontsize=8,
-            weight="bold",
+        ax.fill(
+            [lo, est, hi, est], [pooled_row, pooled_row + 0.3, pooled_row, pooled_row - 0.3], color=PALETTE["pooled"]
         )
-        if fit.method not in ("EE", "FE"):
-            pred = fit.predict()
-            ax.plot([t(pred.extra["pi_low"]), t(pred.extra["pi_high"])], [0.5, 0.5], ls="--", color="tab:red", lw=1)
-        labels = labels + [f"Pooled ({fit.method}{', Knapp-Hartung' if fit.knha else ''})"]
-    ax.set_yticks([k - i + 1 for i in range(k)] + ([0.5] if fit.k > 1 else []))
-    ax.set_yticklabels(labels, fontsize=8)
+        rows.append(pooled_row)
+        labels.append(f"Pooled ({fit.method}{', Knapp-Hartung' if fit.knha else ''})")
+        texts.append(estimate_text(est, lo, hi, digits))
+        weights.append("100%")
+        if with_pi:
+            pred = fit.predict().extra
+            pi_low, pi_high = t(pred["pi_low"]), t(pred["pi_high"])
+            ax.plot(
+                [pi_low, pi_high],
+                [pi_row, pi_row],
+                color=PALETTE["pooled"],
+                lw=2,
+                marker="|",
+                markersize=8,
+                solid_capstyle="butt",
+                gid="prediction-interval",
+            )
+            rows.append(pi_row)
+            labels.append(f"{100 * fit.level:g}% prediction interval")
+            texts.append(signed(format_ci(pi_low, pi_high, digits)))
+    ax.set_yticks(rows, labels)
+    ax.tick_params(axis="y", length=0)
+    ax.spines["left"].set_visible(False)
+    for tick in ax.get_yticklabels()[k:]:
+        tick.set_fontweight("bold")
+    drawn = text_column(ax, 0.15, rows, texts, header=estimate_header, header_row=top)
+    for text in drawn[k:]:
+        text.set_fontweight("bold")
+    cells = text_column(ax, 2.15, rows[: len(weights)], weights, header="Weight", header_row=top, ha="right")
+    for text in cells[:k]:
+        text.set_gid("weight")
+    ax.text(
+        0,
+        top,
+        "Study",
+        transform=ax.get_yaxis_transform(),
+        ha="right",
+        va="center",
+        weight="bold",
+        fontsize=FONT["text"],
+    )
+    if pooled:
+        ax.text(
+            0,
+            het_row,
+            heterogeneity_text(fit),
+            transform=ax.get_yaxis_transform(),
+            ha="right",
+            va="center",
+            fontsize=FONT["text"],
+            color=PALETTE["reference"],
+        )
     if transform is None:
-        ax.axvline(0, color="grey", lw=0.8)
-    ax.set_ylim(-0.2, k + 1.8)
+        ax.axvline(0, color=PALETTE["reference"], lw=0.8)
+        if mid:
+            for x in (-mid, mid):
+                ax.axvline(x, color=PALETTE["reference"], lw=0.8, ls="--", gid="mid")
+            ax.text(
+                mid,
+                top,
+                f" \u00b1MID {format_number(mid)}",
+                ha="left",
+                va="center",
+                fontsize=FONT["text"],
+                color=PALETTE["reference"],
+            )
+    ax.set_ylim((het_row - 0.6) if pooled else (study_rows[-1] - 0.8), top + 0.6)
     ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=10)
-    fig.subplots_adjust(right=0.68)
+    if transform is None:
+        favours_labels(ax, *favours)
+    ax.set_title("\n".join(textwrap.wrap(title, 95)), fontsize=FONT["title"])
+    fig.subplots_adjust(left=0.25, right=0.70)
     return fig
 
 
@@ -95,41 +189,62 @@ def funnel_figure(data: pd.DataFrame, fit: MetaResult, *, title: str, xlabel: st
     top = 1.1 * se.max()
     grid = np.linspace(0, top, 50)
     z = float(stats.norm.isf((1 - fit.level) / 2))
-    ax.fill_betweenx(grid, fit.estimate - z * grid, fit.estimate + z * grid, color="0.92")
-    ax.axvline(fit.estimate, color="tab:red", lw=1)
-    ax.scatter(data["yi"], se, color="tab:blue", zorder=3)
+    ax.fill_betweenx(grid, fit.estimate - z * grid, fit.estimate + z * grid, color=PALETTE["band"])
+    ax.axvline(fit.estimate, color=PALETTE["pooled"], lw=1)
+    ax.scatter(data["yi"], se, color=PALETTE["estimate"], zorder=3)
     for label, x, s in zip(fit.slab, data["yi"], se):
-        ax.annotate(label, (x, s), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(label, (x, s), fontsize=FONT["text"], xytext=(3, 3), textcoords="offset points")
     ax.set_ylim(top, 0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("standard error")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=FONT["title"])
     return fig
 
 
-def cumulative_figure(cumulative: pd.DataFrame, *, title: str, xlabel: str):
-    """The pooled effect and its CI as studies are added by publication year."""
+def cumulative_figure(cumulative: pd.DataFrame, *, title: str, xlabel: str, favours: tuple[str, str] = ("TAU", "IMR")):
+    """The pooled effect and its CI as studies are added by publication year, with the numbers beside."""
     n = len(cumulative)
-    fig, ax = new_figure(7.0, 1.4 + 0.42 * n)
-    for i, (_, r) in enumerate(cumulative.iterrows()):
-        row = n - i
-        ax.plot([r["ci_low"], r["ci_high"]], [row, row], color="black", lw=1)
-        ax.plot(r["estimate"], row, "o", color="tab:blue")
-    ax.set_yticks([n - i for i in range(n)])
-    ax.set_yticklabels([f"+ {a} (k = {int(k)})" for a, k in zip(cumulative["added"], cumulative["k"])], fontsize=8)
-    ax.axvline(0, color="grey", lw=0.8)
+    rows = [n - i for i in range(n)]
+    fig, ax = new_figure(8.5, 1.4 + 0.36 * (n + 1))
+    ax.hlines(rows, cumulative["ci_low"], cumulative["ci_high"], color=PALETTE["ink"], lw=1)
+    ax.plot(cumulative["estimate"], rows, "o", color=PALETTE["estimate"], ls="")
+    ax.set_yticks(rows, [f"+ {a} (k = {int(k)})" for a, k in zip(cumulative["added"], cumulative["k"])])
+    text_column(
+        ax,
+        0.15,
+        rows,
+        [estimate_text(*r) for r in cumulative[["estimate", "ci_low", "ci_high"]].itertuples(index=False)],
+        header="Pooled [95% CI]",
+        header_row=n + 0.8,
+    )
+    ax.axvline(0, color=PALETTE["reference"], lw=0.8)
+    ax.set_ylim(0.4, n + 1.1)
+    ax.tick_params(axis="y", length=0)
+    ax.spines["left"].set_visible(False)
     ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=10)
+    favours_labels(ax, *favours)
+    ax.set_title("\n".join(textwrap.wrap(title, 95)), fontsize=FONT["title"])
+    fig.subplots_adjust(left=0.26, right=0.76)
     return fig
 
 
-def outcome_figures(label: str, data: pd.DataFrame, pooled: dict) -> dict:
-    """Forest, funnel (k >= 3) and cumulative plots of one outcome's pooling (``pool_outcome``'s result)."""
+def outcome_figures(label: str, data: pd.DataFrame, pooled: dict, *, mid: float | None = None) -> dict:
+    """Forest, funnel (k >= 3) and cumulative plots of one outcome's pooling (``pool_outcome``'s result);
+    ``mid`` (the minimal important difference in SMD units, ``meta.mid``) is drawn on SMD forest plots."""
     fit = pooled.get("fit")
     if fit is None:
         return {}
     xlabel = axis_label(pooled["measure"])
-    figures = {f"meta_forest_{label}": forest_figure(data, fit, title=f"{label}: {fit.method_label}", xlabel=xlabel)}
+    figures = {
+        f"meta_forest_{label}": forest_figure(
+            data,
+            fit,
+            title=f"{label}: {fit.method_label}",
+            xlabel=xlabel,
+            mid=mid if pooled["measure"] == "SMD" else None,
+            estimate_header=f"{ESTIMATE_NAMES.get(pooled['measure'], 'Estimate')} [95% CI]",
+        )
+    }
     if pooled["k"] >= 3:
         figures[f"meta_funnel_{label}"] = funnel_figure(data, fit, title=f"{label}: funnel plot", xlabel=xlabel)
     if "cumulative" in pooled:
@@ -160,6 +275,7 @@ def implementation_figures(effects: pd.DataFrame, pooled: pd.DataFrame, settings
                 title=f"{r['quantity']}: {fit.method_label}",
                 xlabel="percent (back-transformed from the logit scale)",
                 transform=lambda x: 100 * expit(x),
+                estimate_header="% [95% CI]",
             )
     return figures
 
@@ -184,7 +300,7 @@ def posterior_figure(
     mu, tau, mu_new = (_draws(result, n).ravel() for n in ("mu", "tau", "mu_new"))
     lo, hi = np.quantile(np.concatenate([mu, mu_new]), [0.002, 0.998])
     heights, _, _ = ax_mu.hist(
-        mu, bins=60, range=(lo, hi), density=True, color="tab:blue", alpha=0.45, label="posterior of mu"
+        mu, bins=60, range=(lo, hi), density=True, color=PALETTE["estimate"], alpha=0.45, label="posterior of mu"
     )
     ax_mu.hist(
         mu_new,
@@ -192,13 +308,16 @@ def posterior_figure(
         range=(lo, hi),
         density=True,
         histtype="step",
-        color="tab:blue",
+        color=PALETTE["estimate"],
         ls="--",
         label="predictive: new trial",
     )
     grid = np.linspace(lo, hi, 400)
     ax_mu.plot(
-        grid, stats.norm.pdf(grid, prior_mu.loc, prior_mu.scale), color="tab:red", label=f"prior {prior_mu.label()}"
+        grid,
+        stats.norm.pdf(grid, prior_mu.loc, prior_mu.scale),
+        color=PALETTE["pooled"],
+        label=f"prior {prior_mu.label()}",
     )
     ax_mu.axvline(0, color="grey", lw=0.8)
     ax_mu.set_ylim(
@@ -210,20 +329,20 @@ def posterior_figure(
     )
     ax_mu.set_xlabel(xlabel)
     ax_mu.set_ylabel("density")
-    ax_mu.legend(fontsize=7, loc="upper left")
+    legend_outside(ax_mu)
     top = float(np.quantile(tau, 0.995))
     heights, _, _ = ax_tau.hist(
-        tau, bins=60, range=(0, top), density=True, color="tab:green", alpha=0.45, label="posterior of tau"
+        tau, bins=60, range=(0, top), density=True, color=PALETTE["tertiary"], alpha=0.45, label="posterior of tau"
     )
     grid = np.linspace(top / 2000, top, 400)
     with np.errstate(divide="ignore", over="ignore"):
         density = np.exp(prior_tau.logpdf_tau(grid))
-    ax_tau.plot(grid, density, color="tab:red", label=f"prior: {prior_tau.label()}")
+    ax_tau.plot(grid, density, color=PALETTE["pooled"], label=f"prior: {prior_tau.label()}")
     ax_tau.set_ylim(0, 1.3 * heights.max())  # the log(tau^2) priors have a pole at tau = 0
     ax_tau.set_xlim(0, top)
     ax_tau.set_xlabel("tau (between-study SD)")
-    ax_tau.legend(fontsize=7, loc="upper right")
-    fig.suptitle(title, fontsize=10)
+    legend_outside(ax_tau)
+    fig.suptitle(title, fontsize=FONT["title"])
     return fig
 
 
@@ -237,10 +356,13 @@ def _exact_posterior_figure(fit, prior_mu: Normal, prior_tau: TauPrior, *, title
     lo, hi = new_low - 0.3 * (new_high - new_low), new_high + 0.3 * (new_high - new_low)
     grid = np.linspace(lo, hi, 400)
     density = fit.pdf("mu", grid)
-    ax_mu.fill_between(grid, density, color="tab:blue", alpha=0.45, label="posterior of mu (exact)")
-    ax_mu.plot(grid, fit.pdf("mu_new", grid), color="tab:blue", ls="--", label="predictive: new trial")
+    ax_mu.fill_between(grid, density, color=PALETTE["estimate"], alpha=0.45, label="posterior of mu (exact)")
+    ax_mu.plot(grid, fit.pdf("mu_new", grid), color=PALETTE["estimate"], ls="--", label="predictive: new trial")
     ax_mu.plot(
-        grid, stats.norm.pdf(grid, prior_mu.loc, prior_mu.scale), color="tab:red", label=f"prior {prior_mu.label()}"
+        grid,
+        stats.norm.pdf(grid, prior_mu.loc, prior_mu.scale),
+        color=PALETTE["pooled"],
+        label=f"prior {prior_mu.label()}",
     )
     ax_mu.axvline(0, color="grey", lw=0.8)
     ax_mu.set_ylim(
@@ -248,19 +370,19 @@ def _exact_posterior_figure(fit, prior_mu: Normal, prior_tau: TauPrior, *, title
     )
     ax_mu.set_xlabel(xlabel)
     ax_mu.set_ylabel("density")
-    ax_mu.legend(fontsize=7, loc="upper left")
+    legend_outside(ax_mu)
     top = float(fit.tau_posterior.ppf(0.995)[0])
     grid = np.linspace(top / 2000, top, 400)
     density = fit.pdf("tau", grid)
-    ax_tau.fill_between(grid, density, color="tab:green", alpha=0.45, label="posterior of tau (exact)")
+    ax_tau.fill_between(grid, density, color=PALETTE["tertiary"], alpha=0.45, label="posterior of tau (exact)")
     with np.errstate(divide="ignore", over="ignore"):
         prior = np.exp(prior_tau.logpdf_tau(grid))
-    ax_tau.plot(grid, prior, color="tab:red", label=f"prior: {prior_tau.label()}")
+    ax_tau.plot(grid, prior, color=PALETTE["pooled"], label=f"prior: {prior_tau.label()}")
     ax_tau.set_ylim(0, 1.3 * density.max())  # the log(tau^2) priors have a pole at tau = 0
     ax_tau.set_xlim(0, top)
     ax_tau.set_xlabel("tau (between-study SD)")
-    ax_tau.legend(fontsize=7, loc="upper right")
-    fig.suptitle(title, fontsize=10)
+    legend_outside(ax_tau)
+    fig.suptitle(title, fontsize=FONT["title"])
     return fig
 
 
@@ -284,30 +406,43 @@ def trace_rank_figure(result: BayesResult, *, parameters=("mu", "tau"), title: s
         axes[row, 1].set_yticks([])
     axes[-1, 0].set_xlabel("draw (after tuning)")
     axes[-1, 1].set_xlabel(f"rank of the draw among all chains ({bins} bins; dashed: uniform)")
-    axes[0, 0].legend(fontsize=6, ncol=4, loc="upper right")
-    fig.suptitle(title, fontsize=10)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    legend_outside(axes[0, 1], where="right", handles=handles, labels=labels)
+    fig.suptitle(title, fontsize=FONT["title"])
     return fig
 
 
-def cumulative_bayes_figure(table: pd.DataFrame, *, title: str = "", xlabel: str = "pooled effect"):
-    """The posterior mean and 95% interval of mu as each year's studies are added, with P(mu > 0)."""
+def cumulative_bayes_figure(
+    table: pd.DataFrame, *, title: str = "", xlabel: str = "pooled effect", favours: tuple[str, str] = ("TAU", "IMR")
+):
+    """The posterior mean and 95% interval of mu as each year's studies are added, with P(mu > 0) beside."""
     n = len(table)
-    fig, axes = new_figure(7.5, 1.4 + 0.45 * n, squeeze=False)
+    rows = [n - i for i in range(n)]
+    fig, axes = new_figure(9.0, 1.4 + 0.36 * (n + 1), squeeze=False)
     ax = axes[0, 0]
-    for i, (_, r) in enumerate(table.iterrows()):
-        row = n - i
-        ax.plot([r["mu_low"], r["mu_high"]], [row, row], color="black", lw=1)
-        ax.plot(r["mu_mean"], row, "o", color="tab:blue")
-        shown = "gate failed" if math.isnan(r["P(mu > 0)"]) else f"P(mu > 0) = {r['P(mu > 0)']:.2f}"
-        ax.text(1.02, row, shown, transform=ax.get_yaxis_transform(), va="center", fontsize=8)
-    ax.set_yticks([n - i for i in range(n)])
-    ax.set_yticklabels(
-        [f"{int(y)}: + {a} (k = {int(k)})" for y, a, k in zip(table["year"], table["added"], table["k"])], fontsize=8
+    ax.hlines(rows, table["mu_low"], table["mu_high"], color=PALETTE["ink"], lw=1)
+    ax.plot(table["mu_mean"], rows, "o", color=PALETTE["estimate"], ls="")
+    text_column(
+        ax,
+        0.15,
+        rows,
+        [estimate_text(*r) for r in table[["mu_mean", "mu_low", "mu_high"]].itertuples(index=False)],
+        header="Mean [95% CrI]",
+        header_row=n + 0.8,
     )
-    ax.axvline(0, color="grey", lw=0.8)
+    shown = ["gate failed" if math.isnan(p) else format_number(p) for p in table["P(mu > 0)"]]
+    text_column(ax, 1.75, rows, shown, header="P(\u03bc > 0)", header_row=n + 0.8)
+    ax.set_yticks(
+        rows, [f"{int(y)}: + {a} (k = {int(k)})" for y, a, k in zip(table["year"], table["added"], table["k"])]
+    )
+    ax.axvline(0, color=PALETTE["reference"], lw=0.8)
+    ax.set_ylim(0.4, n + 1.1)
+    ax.tick_params(axis="y", length=0)
+    ax.spines["left"].set_visible(False)
     ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=10)
-    fig.subplots_adjust(right=0.78)
+    favours_labels(ax, *favours)
+    ax.set_title("\n".join(textwrap.wrap(title, 95)), fontsize=FONT["title"])
+    fig.subplots_adjust(left=0.25, right=0.68)
     return fig
 
 
@@ -361,16 +496,16 @@ def baujat_figure(points: pd.DataFrame, *, equal_effects: bool = False, title: s
     are both heterogeneous and influential."""
     fig, ax = new_figure(6.0, 4.6)
     shown = points.dropna(subset=["x", "y"])
-    ax.scatter(shown["x"], shown["y"], color="tab:blue", s=18, zorder=3)
+    ax.scatter(shown["x"], shown["y"], color=PALETTE["estimate"], s=18, zorder=3)
     if len(shown) > 15:  # label the stand-outs only: the 5 largest on either axis
         shown = shown.loc[shown["x"].rank(ascending=False).le(5) | shown["y"].rank(ascending=False).le(5)]
     for label, x, y in zip(shown["slab"], shown["x"], shown["y"]):
-        ax.annotate(str(label), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(str(label), (x, y), fontsize=FONT["text"], xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("contribution to overall heterogeneity" if equal_effects else "squared Pearson residual")
     ax.set_ylabel("influence on overall result")
     ax.grid(True, color="0.88", lw=0.6)
     ax.set_axisbelow(True)
-    ax.set_title(title or "Baujat plot", fontsize=10)
+    ax.set_title(title or "Baujat plot", fontsize=FONT["title"])
     return fig
 
 
@@ -420,9 +555,9 @@ def contour_funnel_figure(
         handles.append(Patch(facecolor=shades[i], edgecolor="0.5", label=label))
     ax.axvline(refline, color="0.35", lw=0.7, zorder=2)
     pooled = trimfill.fit if trimfill is not None else fit
-    ax.axvline(pooled.estimate, color="tab:red", lw=1.2, zorder=2)
+    ax.axvline(pooled.estimate, color=PALETTE["pooled"], lw=1.2, zorder=2)
     if trimfill is not None and trimfill.k0 > 0:
-        ax.axvline(fit.estimate, color="tab:red", lw=1.0, ls="--", zorder=2)
+        ax.axvline(fit.estimate, color=PALETTE["pooled"], lw=1.0, ls="--", zorder=2)
     ax.scatter(yi[~filled], se[~filled], color="black", s=22, zorder=4, label="observed studies")
     if filled.any():
         ax.scatter(
@@ -439,11 +574,11 @@ def contour_funnel_figure(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("standard error")
     points, names = ax.get_legend_handles_labels()
-    ax.legend(handles=handles[::-1] + points, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    legend_outside(ax, where="right", handles=handles[::-1] + points)
     fig.subplots_adjust(right=0.7)
     if not title and trimfill is not None:
         title = f"contour-enhanced funnel plot; trim and fill ({trimfill.estimator}): {trimfill.k0} filled in"
-    ax.set_title(title or "contour-enhanced funnel plot", fontsize=10)
+    ax.set_title(title or "contour-enhanced funnel plot", fontsize=FONT["title"])
     return fig
 
 
@@ -488,19 +623,19 @@ def bubble_figure(
     coded[:, j - offset] = grid
     pred = res.predict(coded)
     fig, ax = new_figure(7.0, 4.8)
-    ax.fill_between(grid, pred["ci_low"], pred["ci_high"], color="tab:blue", alpha=0.2, lw=0, label="CI")
-    ax.plot(grid, pred["estimate"], color="tab:blue", lw=1.5, label="fitted")
+    ax.fill_between(grid, pred["ci_low"], pred["ci_high"], color=PALETTE["estimate"], alpha=0.2, lw=0, label="CI")
+    ax.plot(grid, pred["estimate"], color=PALETTE["estimate"], lw=1.5, label="fitted")
     if prediction_interval and res.method not in ("EE", "FE"):
-        ax.plot(grid, pred["pi_low"], color="tab:blue", lw=0.8, ls="--", label="prediction interval")
-        ax.plot(grid, pred["pi_high"], color="tab:blue", lw=0.8, ls="--")
+        ax.plot(grid, pred["pi_low"], color=PALETTE["estimate"], lw=0.8, ls="--", label="prediction interval")
+        ax.plot(grid, pred["pi_high"], color=PALETTE["estimate"], lw=0.8, ls="--")
     ax.scatter(x, y, s=600 * w / w.max(), facecolor="0.6", edgecolor="black", alpha=0.8, zorder=3, label="studies")
     ax.axhline(0.0, color="0.4", lw=0.6)
     ax.set_xlabel(xlabel or moderator)
     ax.set_ylabel(ylabel)
     others = [m.name for m in res.moderators if m.name != moderator]
     held = f"; {', '.join(others)} held at {'its mean' if len(others) == 1 else 'their means'}" if others else ""
-    ax.set_title(title or f"meta-regression on {moderator} ({res.method}{held})", fontsize=10)
-    ax.legend(fontsize=7, loc="best", markerscale=0.4)
+    ax.set_title(title or f"meta-regression on {moderator} ({res.method}{held})", fontsize=FONT["title"])
+    legend_outside(ax, where="right")
     return fig
 
 
@@ -549,13 +684,13 @@ def grouped_forest_figure(
         if kind == "study":
             lo, hi = item["y"] - z * math.sqrt(item["v"]), item["y"] + z * math.sqrt(item["v"])
             ax.plot([lo, hi], [row, row], color="black", lw=1)
-            ax.plot(item["y"], row, "s", color="tab:blue", markersize=item["size"])
+            ax.plot(item["y"], row, "s", color=PALETTE["estimate"], markersize=item["size"])
             text = f"{item['y']:.2f} [{lo:.2f}, {hi:.2f}]"
         elif kind in ("diamond", "overall"):
             est, lo, hi = float(item["estimate"]), float(item["ci_low"]), float(item["ci_high"])
             if not all(math.isfinite(x) for x in (est, lo, hi)):
                 continue
-            color = "tab:red" if kind == "overall" else "tab:orange"
+            color = PALETTE["pooled"] if kind == "overall" else PALETTE["secondary"]
             ax.fill([lo, est, hi, est], [row, row + 0.25, row, row - 0.25], color=color)
             pi_low, pi_high = item.get("pi_low"), item.get("pi_high")
             if pi_low is not None and pi_high is not None and math.isfinite(pi_low) and math.isfinite(pi_high):
@@ -565,15 +700,17 @@ def grouped_forest_figure(
             text = ""
         if text:
             weight = "bold" if kind != "study" else "normal"
-            ax.text(1.02, row, text, transform=ax.get_yaxis_transform(), va="center", fontsize=7.5, weight=weight)
+            ax.text(
+                1.02, row, text, transform=ax.get_yaxis_transform(), va="center", fontsize=FONT["text"], weight=weight
+            )
     ax.set_yticks(ticks)
-    ax.set_yticklabels(names, fontsize=7.5)
+    ax.set_yticklabels(names, fontsize=FONT["text"])
     for tick, (kind, _, _) in zip(ax.get_yticklabels(), lines):
         if kind in ("header", "overall"):
             tick.set_fontweight("bold")
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_ylim(0.3, n + 0.7)
     ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=FONT["title"])
     fig.subplots_adjust(right=0.66, left=0.27)
     return fig

@@ -581,6 +581,11 @@ class MetaResult(ResultMixin):
             {"pi_low": self.estimate - half, "pi_high": self.estimate + half},
         )
 
+    def weights(self) -> np.ndarray:
+        """The studies' weights in percent in the pooled effect (``study_weights`` at the fit's tau^2; equal
+        effects: tau^2 = 0), in ``slab`` order, as metafor ``weights(fit)``."""
+        return study_weights(self.vi, 0.0 if self.method in _EQUAL else self.tau2)
+
     def confint(self) -> pd.DataFrame:
         """Q-profile confidence intervals for tau^2, tau, I^2 (%) and H^2 (Viechtbauer 2007), as
         metafor's ``confint.rma.uni`` (search range [0, max(100, 10 tau^2)], uniroot tolerance)."""
@@ -707,6 +712,18 @@ class MetaResult(ResultMixin):
             "; ".join(sub.notes),
             {**extra, "k": sub.k, "q": sub.q, "q_p": sub.q_p, "tau2": sub.tau2, "i2": sub.i2, "h2": sub.h2},
         )
+
+
+def study_weights(vi: Sequence[float], tau2: float = 0.0) -> np.ndarray:
+    """Each study's weight in percent in an inverse-variance pooled effect: w_i = 1 / (vi_i + tau^2), normalised
+    to sum to 100 (metafor ``weights.rma.uni``); ``tau2`` = 0 (or NaN: no between-study variance estimated) gives
+    the equal-effects weights 1 / vi_i."""
+    v = np.asarray(vi, dtype=float)
+    tau2 = 0.0 if tau2 is None or math.isnan(float(tau2)) else float(tau2)
+    if v.size == 0 or not np.all(np.isfinite(v)) or np.any(v + tau2 <= 0):
+        raise AnalysisError(f"weights need finite, positive variances vi + tau^2; got vi = {v.tolist()}, tau2 = {tau2}")
+    w = 1.0 / (v + tau2)
+    return 100.0 * w / w.sum()
 
 
 def rma(

@@ -863,7 +863,7 @@ def run_meta_stage(
                 parts[key].append(with_leading_columns(pooled[key], outcome_label=label, direction=FAVOURS))
         sensitivity = sensitivity_analyses(effects, list(keys), s) if pooled["k"] >= 1 else None
         parts["sensitivity"].append(with_leading_columns(sensitivity, outcome_label=label, direction=FAVOURS))
-        figures.update(outcome_figures(label, data, pooled))
+        figures.update(outcome_figures(label, data, pooled, mid=s.get("mid")))
         record["outcomes"][label] = _outcome_record(label, data, pooled, sensitivity)
         summary.append(_outcome_summary(label, pooled, sensitivity))
         influence_table, filled = influence_tables(pooled.get("fit"), pooled["k"])

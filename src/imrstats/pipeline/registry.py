@@ -62,6 +62,8 @@ def run_evidence(
     trial_dir: str | Path | None = None,
     published: pd.DataFrame | None = None,
     meta_dir: str | Path | None = None,
+    risk_of_bias: pd.DataFrame | None = None,
+    indirectness: pd.DataFrame | None = None,
 ) -> StageResult:
     """The trial joins the published evidence: needs the trial stage's results (``trial_dir``: the trial
     stage's folder, its result.json and tables/; default ``<results_dir>/trial``) and the meta settings
@@ -79,6 +81,8 @@ def run_evidence(
         trial_dir=trial_dir,
         published=published,
         meta_dir=meta_dir,
+        risk_of_bias=risk_of_bias,
+        indirectness=indirectness,
     )
 
 
@@ -90,11 +94,12 @@ def run_stage_on_files(name: str, inputs: dict[str, str | list[str]], config: di
     """For the workflow: run a stage on exactly the files its rule declares. ``inputs`` are the rule's named
     inputs: ``tables`` (the cleaned tables; the folder holding them is read), ``trial`` (the trial stage's
     result.json; its folder holds tables/ too), ``published`` (the curated published rows the evidence stage
-    compares with), ``meta`` (the meta stage's result.json; its folder holds posteriors/, whose published-only
-    fits the evidence stage reuses), ``outcomes`` and ``rates`` (the meta stage's published data), ``csv`` (the audit's
-    CSVs). A stage that declares no cleaned tables gets none."""
+    compares with), ``risk_of_bias`` and ``indirectness`` (the published studies' judgements GRADE uses),
+    ``meta`` (the meta stage's result.json; its folder holds posteriors/, whose published-only fits the evidence
+    stage reuses), ``outcomes`` and ``rates`` (the meta stage's published data), ``csv`` (the audit's CSVs). A
+    stage that declares no cleaned tables gets none."""
     if name == "evidence":
-        from imrstats.data.published import load_published_outcomes
+        from imrstats.data.published import load_indirectness, load_published_outcomes, load_risk_of_bias
 
         return with_section(
             run_evidence(
@@ -102,6 +107,8 @@ def run_stage_on_files(name: str, inputs: dict[str, str | list[str]], config: di
                 trial_dir=Path(inputs["trial"]).parent,
                 published=load_published_outcomes(inputs["published"]),
                 meta_dir=Path(inputs["meta"]).parent if "meta" in inputs else None,
+                risk_of_bias=load_risk_of_bias(inputs["risk_of_bias"]) if "risk_of_bias" in inputs else None,
+                indirectness=load_indirectness(inputs["indirectness"]) if "indirectness" in inputs else None,
             )
         )
     files = {

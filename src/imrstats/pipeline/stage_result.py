@@ -34,7 +34,8 @@ class StageResult:
 
 def write_stage(result: StageResult, out_dir: str | Path) -> dict[str, Path]:
     """Write tables (CSV; tables of Estimate rows with their identifier columns first, `identifiers_first`),
-    figures (PNG, deterministic metadata), result.json, summary.txt and section.html."""
+    figures (PNG by `imrstats.report.figures.png_bytes`: a palette of at most 256 colours, deterministic),
+    result.json, summary.txt and section.html."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,10 +46,12 @@ def write_stage(result: StageResult, out_dir: str | Path) -> dict[str, Path]:
     for name, frame in result.tables.items():
         written[f"table:{name}"] = out_dir / "tables" / f"{name}.csv"
         write_csv(identifiers_first(frame), written[f"table:{name}"])  # columns reordered, values as they are
+    from imrstats.report.figures import DPI, png_bytes
+
     for name, fig in result.figures.items():
         path = out_dir / "figures" / f"{name}.png"
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+            Path(tmp).write_bytes(png_bytes(fig, dpi=DPI))  # the report's one PNG writer: small, deterministic
         written[f"figure:{name}"] = path
         import matplotlib.pyplot as plt
 

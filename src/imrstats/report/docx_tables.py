@@ -133,9 +133,11 @@ def add_table(doc, table: ManuscriptTable) -> None:
         cell = t.cell(top, j).merge(t.cell(depth, j)) if top < depth else t.cell(depth, j)
         cell.vertical_alignment = WD_CELL_VERTICAL_ALIGNMENT.BOTTOM
         _write(cell, col.label, size=size, align=ALIGN.get(col.align, WD_ALIGN_PARAGRAPH.RIGHT), bold=True)
-    for j in range(len(ids) + 1):
-        _border(t.cell(0, j), top="single")
-        _border(t.cell(depth, j), bottom="single")
+    # python-docx's Table.cell() walks the whole table on every call; fetch each row's cells once instead
+    for cell in t.rows[0].cells:
+        _border(cell, top="single")
+    for cell in t.rows[depth].cells:
+        _border(cell, bottom="single")
     r = n_head
     current = None
     for i, row in enumerate(table.body.itertuples(index=False)):
@@ -146,16 +148,17 @@ def add_table(doc, table: ManuscriptTable) -> None:
             _write(cell, str(current), size=size, italic=True)
             r += 1
         indent = "  " if groups else ""
-        _write(t.cell(r, 0), indent + str(rec["label"]), size=size)
+        cells = t.rows[r].cells
+        _write(cells[0], indent + str(rec["label"]), size=size)
         for j, col in enumerate(table.columns, start=1):
             text = str(rec[col.id])
             marks = table.marks.get((i, col.id), "")
             if table.key == "table1" and col.id == "certainty" and text.lower() in GRADE_SYMBOLS:
                 text = f"{GRADE_SYMBOLS[text.lower()]} {text}"
-            _write(t.cell(r, j), text, size=size, align=ALIGN.get(col.align, WD_ALIGN_PARAGRAPH.RIGHT), sup=marks)
+            _write(cells[j], text, size=size, align=ALIGN.get(col.align, WD_ALIGN_PARAGRAPH.RIGHT), sup=marks)
         r += 1
-    for j in range(len(ids) + 1):
-        _border(t.cell(n_rows - 1, j), bottom="single")
+    for cell in t.rows[n_rows - 1].cells:
+        _border(cell, bottom="single")
     _notes(doc, table)
 
 
@@ -224,19 +227,34 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
-def tables_docx_bytes(sof: ManuscriptTable | pd.DataFrame, table2: ManuscriptTable, table3: ManuscriptTable) -> bytes:
+def tables_docx_bytes(
+    sof: ManuscriptTable | pd.DataFrame | None,
+    table2: ManuscriptTable | None,
+    table3: ManuscriptTable | None,
+) -> bytes:
     """The bytes of the Word file (deterministic). ``sof``: the SoF `ManuscriptTable`
-    (`summary_of_findings_display`) or the evidence_summary_of_findings frame itself."""
+    (`summary_of_findings_display`) or the evidence_summary_of_findings frame itself. A table that the run did
+    not produce (None: no pooled evidence, no trial data) is left out; with none at all the document says so."""
     if isinstance(sof, pd.DataFrame):
         sof = summary_of_findings_display(sof)
+    tables = [t for t in (sof, table2, table3) if t is not None]
+    doc = tables_document(*tables)
+    if not tables:
+        doc.add_paragraph(
+            "This run produced no publication tables: no trial data (Tables 2 and 3) and no pooled evidence "
+            "(summary of findings)."
+        )
     buf = io.BytesIO()
-    tables_document(sof, table2, table3).save(buf)
+    doc.save(buf)
     return deterministic_zip(buf.getvalue())
 
 
 def write_tables_docx(
-    path: str | Path, sof: ManuscriptTable | pd.DataFrame, table2: ManuscriptTable, table3: ManuscriptTable
+    path: str | Path,
+    sof: ManuscriptTable | pd.DataFrame | None,
+    table2: ManuscriptTable | None,
+    table3: ManuscriptTable | None,
 ) -> Path:
     """Write results/report/tables.docx (or ``path``): Table 1 Summary of findings, Table 2 and Table 3 (landscape),
-    byte-identical across runs, atomically. Returns the path."""
+    those the run produced, byte-identical across runs, atomically. Returns the path."""
     return atomic_write_bytes(path, tables_docx_bytes(sof, table2, table3))

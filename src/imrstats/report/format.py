@@ -32,13 +32,22 @@ def format_number(x, digits: int = 2, *, missing: str = "NA") -> str:
     return f"{x:.{digits}f}"
 
 
-def format_p(p, digits: int = 3, *, missing: str = "") -> str:
-    """A p-value as printed in papers: "< 0.001" below the shown precision, else `digits` decimals ("0.030")."""
+def format_p(p, *, missing: str = "") -> str:
+    """A p-value as printed in papers: "< 0.001" below 0.001; 3 decimals below 0.01 ("0.004"); otherwise 2
+    decimals ("0.03", "0.27"), except where 2 would print "0.05" and so hide the side of 0.05 the value lies on:
+    then 3 ("0.049", "0.052"), or 4 when 3 still print "0.050" ("0.0499"). Missing -> `missing`."""
     if _missing(p):
         return missing
     p = float(p)
-    floor = 10.0**-digits
-    return f"< {floor:.{digits}f}" if p < floor else f"{p:.{digits}f}"
+    if p < 0.001:
+        return "< 0.001"
+    if p < 0.01:
+        return f"{p:.3f}"
+    for digits in (2, 3, 4):
+        shown = f"{p:.{digits}f}"
+        if float(shown) != 0.05 or p == 0.05:
+            return shown
+    return shown
 
 
 def format_ci(low, high, digits: int = 2, *, missing: str = "NA") -> str:
@@ -47,6 +56,7 @@ def format_ci(low, high, digits: int = 2, *, missing: str = "NA") -> str:
 
 
 def is_p_column(name) -> bool:
-    """Columns holding p-values, shown with `format_p` in report tables: "p", "p_holm", "q_p", ..."""
+    """Columns holding p-values, shown with `format_p` in report tables: "p", "p_holm", "q_p", "freq_p_two_sided",
+    and a section's own "p raw" or "p (IRR)"; not a probability such as "P(mu > 0)"."""
     name = str(name)
-    return name == "p" or name.startswith("p_") or name.endswith("_p")
+    return name == "p" or name.startswith(("p_", "p ", "p(")) or name.endswith("_p") or "_p_" in name

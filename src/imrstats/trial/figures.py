@@ -8,12 +8,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from imrstats.report.figures import new_figure
+from imrstats.report.figures import (
+    FONT,
+    PALETTE,
+    SERIES,
+    estimate_text,
+    favours_labels,
+    legend_outside,
+    new_figure,
+    text_column,
+)
 from imrstats.trial import analyses as trial
 from imrstats.trial.design import DEFAULT_DESIGN, StudyDesign
 
 # one colour per visit, in visit order (the forest plot)
-VISIT_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
+VISIT_COLOURS = SERIES
 
 
 def trial_figures(
@@ -89,14 +98,13 @@ def diagnostics_figure(diags: list, label: str, design: StudyDesign = DEFAULT_DE
         )
         n = len(d.cooks)
         row[2].vlines(np.arange(1, n + 1), 0, np.nan_to_num(d.cooks), lw=0.8)
-        row[2].axhline(4 / n, color="tab:red", ls="--", lw=0.8)
+        row[2].axhline(4 / n, color=PALETTE["pooled"], ls="--", lw=0.8)
         row[2].set_title(f"Cook's distance by row\n{len(d.cooks_rows)} above 4/n (dashed), all kept", fontsize=8)
         row[3].plot(d.baseline, d.residuals, ".", ms=3)
         row[3].axhline(0, color="black", lw=0.8)
         row[3].set_title(f"residual vs baseline\nquadratic term p = {c.loc['baseline_quadratic', 'p']:.3g}", fontsize=8)
         for ax, xl in zip(row, ("normal quantile", "fitted", "row in analysed data", "baseline")):
             ax.set_xlabel(xl, fontsize=8)
-            ax.tick_params(labelsize=7)
             ax.locator_params(nbins=4)  # few tick labels: text layout is most of the drawing time
     fig.subplots_adjust(
         left=0.05, right=0.99, bottom=0.13 / len(diags), top=1 - 0.16 / len(diags), wspace=0.25, hspace=0.75
@@ -110,21 +118,21 @@ def attendance_figure(results, registry, s, design: StudyDesign = DEFAULT_DESIGN
     axes = np.atleast_1d(axes)
     for ax, r in zip(axes, panels):
         x, y = r["attendance_points"][:, 0], r["attendance_points"][:, 1]
-        ax.scatter(x, y, s=8, alpha=0.7)
+        ax.scatter(x, y, s=8, alpha=0.7, color=PALETTE["estimate"])
         if np.ptp(x) > 0:
             slope, icpt = np.polyfit(x, y, 1)
             grid = np.linspace(x.min(), x.max(), 50)
-            ax.plot(grid, icpt + slope * grid, color="tab:orange", label="OLS (unadjusted)")
+            ax.plot(grid, icpt + slope * grid, color=PALETTE["secondary"], label="OLS (unadjusted)")
         ax.axvline(
             int(s["per_protocol_threshold"]) + 0.5,
-            color="tab:red",
+            color=PALETTE["pooled"],
             ls="--",
             lw=0.8,
             label=f">{s['per_protocol_threshold']} sessions",
         )
-        ax.set_xlabel(f"sessions attended ({design.arm_label(design.intervention)} arm)", fontsize=8)
-        ax.set_ylabel(f"{registry[r['outcome']].short} at {design.visit_label(s['attendance_timepoint'])}", fontsize=8)
-        ax.legend(fontsize=7)
+        ax.set_xlabel(f"sessions attended ({design.arm_label(design.intervention)} arm)")
+        ax.set_ylabel(f"{registry[r['outcome']].short} at {design.visit_label(s['attendance_timepoint'])}")
+    legend_outside(axes[-1], where="right")  # one legend for all panels, beside the last
     fig.tight_layout()
     return fig
 
@@ -134,50 +142,58 @@ def tipping_figure(tp: trial.TippingPoint, label: str):
     contrast, arm = design.contrast_label, design.arm_label(design.intervention)
     fig, ax = new_figure(6.4, 4.0)
     g = tp.grid
-    ax.fill_between(g["delta"], g["ci_low"], g["ci_high"], alpha=0.25, color="tab:blue", label="95% CI (Rubin)")
-    ax.plot(g["delta"], g["estimate"], "o-", color="tab:blue", label=f"pooled {contrast}")
+    ax.fill_between(
+        g["delta"], g["ci_low"], g["ci_high"], alpha=0.25, color=PALETTE["estimate"], label="95% CI (Rubin)"
+    )
+    ax.plot(g["delta"], g["estimate"], "o-", color=PALETTE["estimate"], label=f"pooled {contrast}")
     ax.axhline(0, color="black", lw=0.8)
     for _, p in tp.points.iterrows():
         if p["reached"]:
-            ax.axvline(p["tipping_delta"], color="tab:red", ls="--", lw=1)
+            ax.axvline(p["tipping_delta"], color=PALETTE["pooled"], ls="--", lw=1)
             ax.annotate(
                 f" tipping point {p['tipping_delta']:+.2f}",
                 (p["tipping_delta"], ax.get_ylim()[0]),
-                color="tab:red",
-                fontsize=8,
+                color=PALETTE["pooled"],
+                fontsize=FONT["text"],
                 ha="left",
                 va="bottom",
             )
     ax.set_xlabel(f"delta added to the {arm} arm's imputed values ({label} points)")
     ax.set_ylabel(f"{contrast} at {design.visit_label(tp.timepoint)}")
-    ax.set_title(f"{label}: delta-adjusted MI (MNAR) sensitivity")
-    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"{label}: delta-adjusted MI (MNAR) sensitivity", fontsize=FONT["title"])
+    legend_outside(ax, ncol=2)
     return fig
 
 
 def forest_figure(itt: pd.DataFrame, sds: dict, design: StudyDesign = DEFAULT_DESIGN):
-    """ITT effects in baseline-SD units, signed so that positive favours the intervention; one colour per visit."""
-    fig, ax = new_figure(6.4, 0.35 * len(itt) + 1.2)
-    y = np.arange(len(itt))[::-1]
+    """ITT effects in baseline-SD units, signed so that positive favours the intervention; one colour per visit
+    (legend below the axes), the effect and 95% CI as text beside each row, the arms' "Favours" under the axis."""
+    n = len(itt)
+    fig, ax = new_figure(8.6, 0.3 * n + 1.9)
+    y = np.arange(n)[::-1]
     sign = np.where(itt["direction"] == "higher is better", 1.0, -1.0)
     sd = itt["outcome"].map(sds).to_numpy(dtype=float)
     est, lo, hi = (sign * itt[c].to_numpy() / sd for c in ("estimate", "ci_low", "ci_high"))
     lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
     palette = {v: VISIT_COLOURS[k % len(VISIT_COLOURS)] for k, v in enumerate(design.visits)}
-    colours = itt["timepoint"].map(palette).fillna("tab:gray").to_numpy()
+    colours = itt["timepoint"].map(palette).fillna(PALETTE["reference"]).to_numpy()
     ax.hlines(y, lo, hi, colors=colours)
     for tp in design.visits:
         sel = (itt["timepoint"] == tp).to_numpy()
-        ax.scatter(est[sel], y[sel], color=palette[tp], zorder=3, label=design.visit_label(tp))
-    ax.legend(fontsize=8, loc="best")
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(
-        y, [f"{i} ({design.visit_label(t)})" for i, t in zip(itt["instrument"], itt["timepoint"])], fontsize=8
+        if sel.any():
+            ax.scatter(est[sel], y[sel], color=palette[tp], zorder=3, s=22, label=design.visit_label(tp))
+    ax.axvline(0, color=PALETTE["reference"], lw=0.8)
+    ax.set_yticks(y, [f"{i} ({design.visit_label(t)})" for i, t in zip(itt["instrument"], itt["timepoint"])])
+    ax.tick_params(axis="y", length=0)
+    ax.spines["left"].set_visible(False)
+    text_column(
+        ax, 0.15, y, [estimate_text(*v) for v in zip(est, lo, hi)], header="SD units [95% CI]", header_row=n - 0.2
     )
-    ax.set_xlabel(
-        f"{design.contrast_label} in baseline SD units (positive favours {design.arm_label(design.intervention)}); "
-        "ITT MI-MMRM, 95% CI"
-    )
+    ax.set_ylim(-0.7, n + 0.2)
+    ax.set_xlabel(f"{design.contrast_label} in baseline SD units; ITT MI-MMRM, 95% CI")
+    favours_labels(ax, design.arm_label(design.control), design.arm_label(design.intervention))
+    legend_outside(ax, ncol=len(design.visits), below=0.75)
+    fig.subplots_adjust(left=0.2, right=0.72)
     return fig
 
 
@@ -231,7 +247,9 @@ def tipping_2d_figure(tp, label: str = "", units: str = ""):
     ax.set_xlabel(f"delta added to {design.arm_label(design.control)}'s imputed values{how} ({units})")
     ax.set_ylabel(f"delta added to {design.arm_label(design.intervention)}'s imputed values{how} ({units})")
     title = f"{label}: " if label else ""
-    ax.set_title(f"{title}tipping point at {design.visit_label(tp.timepoint)} (alpha = {tp.alpha:g})", fontsize=10)
+    ax.set_title(
+        f"{title}tipping point at {design.visit_label(tp.timepoint)} (alpha = {tp.alpha:g})", fontsize=FONT["title"]
+    )
     if handles:
-        ax.legend(handles=handles, fontsize=7, loc="upper left", framealpha=0.9)
+        legend_outside(ax, handles=handles, ncol=2)
     return fig
