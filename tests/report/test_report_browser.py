@@ -18,6 +18,7 @@ screenshots are kept in the test's temporary folder and copied as CI artefacts t
 `chromium` is not installed (`make browser` installs it)."""
 
 import base64
+import html as html_module
 import io
 import json
 import os
@@ -234,6 +235,24 @@ def test_no_page_is_over_the_size_limit(run_results):
     assert len(sizes) >= 2, "the report has no stage page"
     over = {page: size for page, size in sizes.items() if size > MAX_PAGE_BYTES}
     assert not over, f"pages over {MAX_PAGE_BYTES} bytes: {over}"
+
+
+def test_the_words_cite_papers_never_file_numbers_or_trackers(run_results):
+    """What a reader sees: sources cited as papers ("Jensen et al. 2019, Table 2"), never as the project's
+    file numbers ("seed 003") or tracker numbers ("issue 11"); the summary of findings and the GRADE words."""
+    pages = report_pages(run_results)
+    for page in pages:
+        source = re.sub(r"<(style|script)\b.*?</\1>", " ", (run_results / "report" / page).read_text(), flags=re.S)
+        text = html_module.unescape(re.sub(r"<[^>]+>", " ", source))
+        text = re.sub(r"data:image/png;base64,\S+", "", text)
+        assert not re.search(r"\bseeds? ?0\d\d\b", text, re.I), page
+        assert not re.search(r"\b(issue|ticket) #?\d+\b", text, re.I), page
+        assert not re.search(r"(?<![\w&])#\d+\b", text), page
+    front = html_module.unescape(re.sub(r"<[^>]+>", " ", (run_results / "report" / "index.html").read_text()))
+    assert "Jensen et al. 2019, Table 2" in front and "Summary of findings" in front
+    assert re.search(r"(High|Moderate|Low|Very low)\b", front)
+    trial = (run_results / "report" / "trial.html").read_text()
+    assert "Jensen et al. 2019, Table 3" in html_module.unescape(trial)
 
 
 @needs_chromium

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from imrstats.report import html as report_html
-from imrstats.report.format import format_p, is_p_column
+from imrstats.report.format import format_ci, format_fixed, format_number, format_p, is_p_column
 from imrstats.report.html import FOOTNOTE_CHARS, table_html
 from imrstats.report.labels import LABELS, column_label
 
@@ -79,6 +79,16 @@ def test_format_p_missing_and_the_callers_reading():
     assert format_p(math.nan) == "" and format_p(None, missing="NA") == "NA"
     # callers write "p < 0.001" for the first form and "p = x" for the others (they test the first character)
     assert format_p(1e-9)[:1] == "<" and format_p(0.2)[:1] != "<"
+
+
+def test_interval_ends_keep_their_decimals():
+    """The ends of an interval are printed alike: a bound near zero reads 0.00, not 0.0018, and never -0.00;
+    a lone small number keeps its significant figures."""
+    assert format_ci(0.0018, 0.6) == "[0.00, 0.60]" and format_ci(-0.0004, 0.2) == "[0.00, 0.20]"
+    assert format_fixed(-0.056, 1) == "-0.1" and format_fixed(float("nan")) == "NA"
+    assert format_number(0.0018) == "0.0018"
+    cell = table_html(pd.DataFrame({"estimate": [0.30], "ci_low": [0.0018], "ci_high": [0.6]}), digits=2)
+    assert "0.30 (0.00 to 0.60)" in unescape(cell)
 
 
 def test_p_columns():

@@ -68,9 +68,9 @@ def signed(text: str) -> str:
 
 def estimate_text(estimate, low, high, digits: int = 2) -> str:
     """'0.25 [\u22120.05, 0.51]': an estimate and its interval by the report's number formatter."""
-    from imrstats.report.format import format_ci, format_number
+    from imrstats.report.format import format_ci, format_fixed
 
-    return signed(f"{format_number(estimate, digits)} {format_ci(low, high, digits)}")
+    return signed(f"{format_fixed(estimate, digits)} {format_ci(low, high, digits)}")
 
 
 def new_figure(

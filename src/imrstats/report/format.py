@@ -50,9 +50,21 @@ def format_p(p, *, missing: str = "") -> str:
     return shown
 
 
+def format_fixed(x, digits: int = 2, *, missing: str = "NA") -> str:
+    """`x` with exactly `digits` decimals, as the numbers of an interval are printed side by side ("0.00", never
+    "-0.00" nor "0.0018"). Missing -> `missing`."""
+    if _missing(x):
+        return missing
+    x = float(x)
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    text = f"{x:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def format_ci(low, high, digits: int = 2, *, missing: str = "NA") -> str:
-    """An interval as "[low, high]", each end by `format_number`."""
-    return f"[{format_number(low, digits, missing=missing)}, {format_number(high, digits, missing=missing)}]"
+    """An interval as "[low, high]", both ends with `digits` decimals (`format_fixed`)."""
+    return f"[{format_fixed(low, digits, missing=missing)}, {format_fixed(high, digits, missing=missing)}]"
 
 
 def is_p_column(name) -> bool:

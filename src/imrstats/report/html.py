@@ -15,7 +15,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from imrstats.report.format import format_ci, format_number, format_p, is_p_column
+from imrstats.report.format import format_ci, format_fixed, format_number, format_p, is_p_column
 from imrstats.report.labels import column_label, level_text
 from imrstats.results import IDENTIFIER_COLUMNS
 
@@ -60,6 +60,11 @@ def _signed(text: str) -> str:
 
 def _number(value, digits: int) -> str:
     return "" if _missing(value) else _signed(format_number(value, digits, missing=""))
+
+
+def _fixed(value, digits: int) -> str:
+    """An interval's number: exactly ``digits`` decimals (`format_fixed`), a minus sign for the hyphen."""
+    return "" if _missing(value) else _signed(format_fixed(value, digits, missing=""))
 
 
 def _whole(values: pd.Series) -> bool:
@@ -237,12 +242,12 @@ def _interval_header(point: str, low: str, kind: str, level: float, arms) -> str
 def _interval_cell(point, low, high, digits: int) -> str:
     """ "0.25 (\u22120.05 to 0.51)"; the point alone when the interval is missing; "\u22120.05 to 0.51" for an
     interval with no point; blank when all are missing."""
-    ends = "" if _missing(low) or _missing(high) else f"{_number(low, digits)} to {_number(high, digits)}"
+    ends = "" if _missing(low) or _missing(high) else f"{_fixed(low, digits)} to {_fixed(high, digits)}"
     if point is None:
         return ends
     if _missing(point):
         return f"({ends})" if ends else ""
-    return f"{_number(point, digits)} ({ends})" if ends else _number(point, digits)
+    return f"{_fixed(point, digits)} ({ends})" if ends else _fixed(point, digits)
 
 
 def _spread_cell(mean, spread, digits: int) -> str:
