@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from imrstats.report.format import format_ci, format_fixed, format_number, format_p, is_p_column
 from imrstats.report.labels import column_label, level_text
-from imrstats.results import IDENTIFIER_COLUMNS
+from imrstats.results import IDENTIFIER_COLUMNS, identifiers_first
 
 _ENVIRONMENT = Environment(
     loader=PackageLoader("imrstats.report", "templates"),
@@ -280,15 +280,17 @@ def table_html(
 ) -> str:
     """One report table: a caption, the table, the method that made its numbers and the footnotes (escaped HTML).
 
-    Columns are shown in the frame's order under human labels (`report.labels.column_label`; `arms` are the
-    data's arm labels, for names ending in an arm). An estimate and its interval are one cell, "0.25 (\u22120.05
-    to 0.51)", headed "Estimate (95% CI)" (`level` names the interval unless a column says its own). p-values
-    read "< 0.001", "0.004", "0.03", "0.049"; df one decimal; counts whole numbers; other numbers `digits`
-    decimals. The method comes from the rows' own `method` column unless `method` is given (for a table with no
-    such column); each distinct text is listed once. Long text columns (notes, reasons, sources, ...) become
-    numbered footnotes under the table. Nothing is dropped: every column is shown, merged or footnoted.
+    Columns are shown in the order of the table's CSV (`imrstats.results.identifiers_first`) under human labels
+    (`report.labels.column_label`; `arms` are the data's arm labels, for names ending in an arm). An estimate and
+    its interval are one cell, "0.25 (\u22120.05 to 0.51)", headed "Estimate (95% CI)" (`level` names the
+    interval unless a column says its own). p-values read "< 0.001", "0.004", "0.03", "0.049"; df one decimal;
+    counts whole numbers; other numbers `digits` decimals. The method comes from the rows' own `method` column
+    unless `method` is given (for a table with no such column); each distinct text is listed once. Long text
+    columns (notes, reasons, sources, ...) become numbered footnotes under the table. Nothing is dropped: every
+    column is shown, merged or footnoted.
     """
-    shown, methods = _methods(frame.reset_index(drop=True), method, method_column)
+    # the columns in the order of the table's CSV: identifiers, then the estimate columns, then extras
+    shown, methods = _methods(identifiers_first(frame).reset_index(drop=True), method, method_column)
     numbered = sum(1 for m in methods if m.startswith("["))
     shown, notes = _footnotes(shown, numbered + 1, arms)
     empty = _empty_columns(shown)
