@@ -91,6 +91,14 @@ def test_interval_ends_keep_their_decimals():
     assert "0.30 (0.00 to 0.60)" in unescape(cell)
 
 
+def test_a_cell_written_as_text_is_shown_as_it_is_not_parsed():
+    frame = pd.DataFrame(
+        {"quantity": ["bias", "limits"], "estimate": [0.5, ""], "ci_low": [0.1, ""], "ci_high": [0.9, ""]}
+    )
+    cells = unescape(table_html(frame, digits=2))
+    assert "0.50 (0.10 to 0.90)" in cells  # the numeric row; the text row renders without an error
+
+
 def test_p_columns():
     for name in ("p", "p_holm", "q_p", "irr_p", "freq_p_two_sided", "p raw", "p (IRR)"):
         assert is_p_column(name), name

@@ -13,7 +13,6 @@ import pandas as pd
 from imrstats.implementation.descriptives import OVERALL
 from imrstats.implementation.stage import SOURCE_SLIP_ALPHA, count_text, small_cell_count
 from imrstats.pipeline.stage_result import StageResult
-from imrstats.report.format import format_p
 from imrstats.report.html import render_template
 
 # the tidy `tests` rows behind each paper-style table
@@ -49,11 +48,9 @@ def agreement_display(agreement: pd.DataFrame) -> pd.DataFrame:
         c for c in ("quantity", "estimate", "ci_low", "ci_high", "p", "n", "method", "notes") if c in agreement.columns
     ]
     shown = agreement[cols].copy()
-    if "p" in shown.columns:
-        shown["p"] = shown["p"].map(format_p)
     if "n" in shown.columns:
         shown["n"] = pd.to_numeric(shown["n"]).round().astype("Int64")
-    return shown.rename(columns={"ci_low": "95% CI low", "ci_high": "95% CI high"})
+    return shown  # the table renderer labels the columns, joins estimate and CI and prints p
 
 
 def render_implementation_section(result: StageResult) -> str:

@@ -64,6 +64,8 @@ def _number(value, digits: int) -> str:
 
 def _fixed(value, digits: int) -> str:
     """An interval's number: exactly ``digits`` decimals (`format_fixed`), a minus sign for the hyphen."""
+    if isinstance(value, str):  # a cell a section wrote as text already: shown as it is
+        return value
     return "" if _missing(value) else _signed(format_fixed(value, digits, missing=""))
 
 
