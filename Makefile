@@ -43,13 +43,14 @@ browser:
 
 # `make test`: the four lint steps, then the fast tier (unit and validation tests: everything not marked
 # `pipeline`), then the pipeline tier (the Snakemake workflow and whole-pipeline runs: tests/pipeline/,
-# tests/report/ and the tests marked `pipeline`). Each tier ends with its 15 slowest tests.
+# tests/report/ and the tests marked `pipeline`; on two workers too, the shared pipeline runs made once for both,
+# tests/pipeline_runs.py). Each tier ends with its 15 slowest tests.
 PYTEST := $(BIN)/python -m pytest
 
 test: $(STAMP) browser
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory test-fast
-	$(PYTEST) -m pipeline --durations=15
+	$(PYTEST) -m pipeline -n 2 --dist loadfile --durations=15
 
 test-fast: $(STAMP)
 	$(PYTEST) -m "not pipeline" -n 2 --dist loadfile --durations=15

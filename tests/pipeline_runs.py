@@ -11,7 +11,10 @@ one: one run per distinct (config, cores) combination, all from one snapshot of 
 
 A plain module with a process-wide cache, not only fixtures: tests/report_run.py (imported by
 test_report_browser.py) hands out the same default run through `finished_default_run(tmp_path_factory)`,
-and the session fixtures in conftest.py read the same cache, so every route gives the same run.
+and the session fixtures in conftest.py read the same cache, so every route gives the same run. Under
+pytest-xdist (the pipeline tier of `make test` runs on two workers) the workers share one snapshot and one
+run per combination through a folder they all see (`shared_root`): the first worker to ask makes it under a
+file lock, the others wait for it and read its outcome (the run's folder and its result files, pickled).
 The simulation-study workflow (test_simstudy.py) is another Snakefile and config: nothing to share.
 
 Shared runs are read-only. A test that changes a run (kills it, resumes it, adds files to it) works in a
@@ -24,9 +27,11 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,10 +71,34 @@ def snapshot_project(dest: Path) -> Path:
     return dest
 
 
+def shared_root(tmp_path_factory) -> Path:
+    """Where the session's shared snapshot and runs live: the session's base temporary folder, or, under
+    pytest-xdist (`make test` runs the pipeline tier on two workers), the folder all workers' base folders share,
+    so that each run is made once per session, not once per worker."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextmanager
+def _made_once(root: Path, name: str):
+    """Hold `name`'s lock in `root` (an exclusive file lock across the workers' processes) while it is made or read."""
+    from filelock import FileLock
+
+    with FileLock(str(root / f"{name}.lock")):
+        yield root / name
+
+
 def session_project(tmp_path_factory) -> Path:
-    """The session's one snapshot of the project (taken at first use), from which every shared run is made."""
+    """The session's one snapshot of the project (taken at first use, by whichever worker asks first), from
+    which every shared run is made."""
     if not _PROJECT:
-        _PROJECT.append(snapshot_project(tmp_path_factory.mktemp("project")))
+        with _made_once(shared_root(tmp_path_factory), "project") as dest:
+            if not (dest / ".complete").exists():
+                if dest.exists():
+                    shutil.rmtree(dest)
+                snapshot_project(dest)
+                (dest / ".complete").write_text("")
+        _PROJECT.append(dest)
     return _PROJECT[0]
 
 
@@ -127,15 +156,22 @@ def finished_run(tmp_path_factory, *, cores: int = 2, small: bool = False) -> Fi
     key = ("small" if small else "default", cores)
     if key not in _RUNS:
         project = session_project(tmp_path_factory)
-        workdir = tmp_path_factory.mktemp(f"{key[0]}_run_cores{cores}")
-        proc = run_snakemake(project, workdir, cores=cores, small=small)
-        if proc.returncode == 0:
-            _RUNS[key] = FinishedRun(project, workdir, result_files(workdir / "results"))
-        else:
-            _RUNS[key] = (
-                f"the {key[0]} pipeline on {cores} core(s) in {workdir} failed (exit {proc.returncode}):\n"
-                f"{proc.stderr[-4000:]}"
-            )
+        with _made_once(shared_root(tmp_path_factory), f"{key[0]}_run_cores{cores}") as workdir:
+            record = workdir.parent / f"{workdir.name}.pickle"  # the outcome, for the other workers
+            if not record.exists():
+                if workdir.exists():
+                    shutil.rmtree(workdir)
+                workdir.mkdir()
+                proc = run_snakemake(project, workdir, cores=cores, small=small)
+                if proc.returncode == 0:
+                    outcome = FinishedRun(project, workdir, result_files(workdir / "results"))
+                else:
+                    outcome = (
+                        f"the {key[0]} pipeline on {cores} core(s) in {workdir} failed (exit {proc.returncode}):\n"
+                        f"{proc.stderr[-4000:]}"
+                    )
+                record.write_bytes(pickle.dumps(outcome))
+            _RUNS[key] = pickle.loads(record.read_bytes())
     run = _RUNS[key]
     if isinstance(run, str):
         raise AssertionError(run)

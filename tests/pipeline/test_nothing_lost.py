@@ -43,6 +43,14 @@ def incomplete_outputs(workdir: Path) -> list[str]:
     return sorted(found)
 
 
+def _default_signals() -> None:
+    """In the child before exec: SIGINT and SIGTERM handled by default (a disposition of "ignore" is inherited
+    across exec, and Python keeps an inherited "ignore" for SIGINT instead of raising KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def start_and_kill(project: Path, workdir: Path, sig: signal.Signals) -> str:
     """Start the pipeline and send `sig` to its whole process group (as a terminal's Ctrl-C or an OOM
     killer would) while one of KILL_RULES runs; return that rule."""
@@ -52,6 +60,8 @@ def start_and_kill(project: Path, workdir: Path, sig: signal.Signals) -> str:
         stderr=subprocess.DEVNULL,
         env=snakemake_env(project),
         start_new_session=True,
+        # as from a terminal: the signals' default handling, whatever this test process inherited or set
+        preexec_fn=_default_signals,
     )
     logs = workdir / "results" / "logs"
     try:
@@ -62,6 +72,8 @@ def start_and_kill(project: Path, workdir: Path, sig: signal.Signals) -> str:
                 time.sleep(KILL_DELAY)
                 os.killpg(proc.pid, sig)
                 proc.wait(timeout=300)
+                if proc.returncode == 0:
+                    pytest.fail(f"the pipeline finished (status 0) although {sig.name} was sent while {running[0]} ran")
                 return running[0]
             if proc.poll() is not None:
                 pytest.fail(f"the pipeline ended (status {proc.returncode}) before any of {KILL_RULES} started")

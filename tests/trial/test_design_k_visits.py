@@ -108,7 +108,10 @@ def _texts(result) -> list[str]:
 
 
 def test_a_four_visit_active_placebo_trial_runs_through_the_stage(stage):
-    assert stage.flags == [], stage.flags
+    # the only flag: the participants the reference-based estimand leaves out, as its table counts them
+    left_out = int(stage.tables["trial_estimand_results"]["n_excluded"].iloc[0])
+    assert [f for f in stage.flags if f"{left_out} participant(s) left out of the analysis" not in f] == []
+    assert len(stage.flags) == (1 if left_out else 0), stage.flags
     expected = {
         "trial_itt_contrasts",
         "trial_itt_adjusted_means",

@@ -315,6 +315,13 @@ def run_estimand(
     else:
         raise SettingsError([(f"{spec.key}.method", f"must be one of {', '.join(ESTIMAND_METHODS)}")])
     flags = [f"estimand {spec.name}: {f}" for f in getattr(analysis, "flags", ())]
+    left_out = int(getattr(analysis, "n_excluded", 0) or 0)
+    if left_out:  # counted in the table (n_excluded); said where the reader looks first too
+        flags.append(
+            f"estimand {spec.name}: {left_out} participant(s) left out of the analysis for a missing arm, baseline "
+            "value or covariate (the reference-based imputation model conditions on them; the ITT MI-MMRM imputes "
+            "missing baselines instead)"
+        )
     for arm, n in ice.unclassified.items():
         if n:
             flags.append(
