@@ -504,3 +504,17 @@ def dataclasses_frozen_error():
     import dataclasses
 
     return dataclasses.FrozenInstanceError
+
+
+@pytest.mark.parametrize(
+    ("prior", "says"),
+    [
+        (HalfNormal(0.5), "tau ~ HalfNormal(0.5)"),
+        (LogTTau2(-3.85, 1.93), "log(tau^2) ~ t5(-3.85, 1.93)"),
+        (lambda tau: stats.halfnorm.logpdf(tau, scale=0.5), "tau ~ user log density"),
+    ],
+)
+def test_the_method_names_the_tau_prior_once(prior, says):
+    fit = be.fit_exact(SMD_Y, SMD_SE, prior_mu=(0, 1), prior_tau=prior)
+    assert says in fit.method and "tau ~ tau" not in fit.method and "tau ~ log" not in fit.method
+    assert says in fit.summary()

@@ -143,7 +143,8 @@ def _mu_prior(prior_mu) -> tuple[float, float]:
 
 
 def _tau_prior(prior_tau, tau_max):
-    """(vectorised log density, label, upper end of the support or inf)."""
+    """(vectorised log density, label ("tau ~ HalfNormal(0.5)", "log(tau^2) ~ t5(...)"), upper end of the support
+    or inf)."""
     if hasattr(prior_tau, "logpdf_tau"):
         logpdf = prior_tau.logpdf_tau
         label = prior_tau.label() if hasattr(prior_tau, "label") else repr(prior_tau)
@@ -153,6 +154,8 @@ def _tau_prior(prior_tau, tau_max):
         label = f"user log density {getattr(prior_tau, '__name__', 'callable')}"
     else:
         raise InputError("prior_tau must have a logpdf_tau(tau) method or be a callable giving log p(tau)")
+    if "~" not in label:  # the shipped priors' labels say what they are a prior on ("log(tau^2) ~ ...")
+        label = f"tau ~ {label}"
     upper = min(upper, math.inf if tau_max is None else float(tau_max))
     if not upper > 0:
         raise InputError(f"the upper end of the tau prior's support must be > 0, got {upper}")
@@ -703,7 +706,7 @@ class ExactFit:
         bf = self.bf_values
         lines = [
             f"Bayesian random-effects meta-analysis, normal-normal model [{ENGINE}]",
-            f"k = {self.k} studies; mu ~ {self.prior_mu_label}; tau ~ {self.prior_tau_label}",
+            f"k = {self.k} studies; mu ~ {self.prior_mu_label}; {self.prior_tau_label}",
             f"{100 * self.ci:g}% intervals: equal-tailed (ci_*) and shortest (hpd_*); "
             f"MID = {'none' if self.mid is None else f'{self.mid:g}'} (positive favours)",
             f"quadrature: {self.quadrature['panels']} panels x {GL_N} Gauss-Legendre nodes on log(tau); "
@@ -809,8 +812,7 @@ def _summarise(y, se, labels, m0, s0, tau_label, ci, mid, lo, hi, u, logf, bound
         values[[2] if math.isfinite(s0) else [0, 2], 1] = math.nan
     logml, bf, ml, reason = _bayes_factors(u, logf, log_qw, log_int, tails, y, se, m0, s0)
     method = (
-        f"{ENGINE}: adaptive Gauss-Legendre on log(tau), {tau_all.size} nodes; "
-        f"mu ~ {_mu_label(m0, s0)}, tau ~ {tau_label}"
+        f"{ENGINE}: adaptive Gauss-Legendre on log(tau), {tau_all.size} nodes; mu ~ {_mu_label(m0, s0)}, {tau_label}"
     )
     quadrature = {
         "panels": int(lo.size),
