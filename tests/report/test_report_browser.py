@@ -239,7 +239,8 @@ def test_no_page_is_over_the_size_limit(run_results):
 
 def test_the_words_cite_papers_never_file_numbers_or_trackers(run_results):
     """What a reader sees: sources cited as papers ("Jensen et al. 2019, Table 2"), never as the project's
-    file numbers ("seed 003") or tracker numbers ("issue 11"); the summary of findings and the GRADE words."""
+    file numbers ("seed 003") or tracker numbers (the word "issue" and a number); the summary of findings and
+    the GRADE words."""
     pages = report_pages(run_results)
     for page in pages:
         source = re.sub(r"<(style|script)\b.*?</\1>", " ", (run_results / "report" / page).read_text(), flags=re.S)

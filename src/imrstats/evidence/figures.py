@@ -5,8 +5,6 @@ published-only predictive distribution of a new trial. Every figure starts from 
 
 from __future__ import annotations
 
-import textwrap
-
 import numpy as np
 import pandas as pd
 
@@ -15,7 +13,7 @@ from imrstats.report.figures import (
     FONT,
     PALETTE,
     estimate_text,
-    favours_labels,
+    finish_interval_rows,
     legend_outside,
     new_figure,
     text_column,
@@ -45,14 +43,10 @@ def cumulative_with_trial_figure(steps: pd.DataFrame, endings: dict[str, pd.Seri
         rows.append(row)
         texts.append(estimate_text(r["estimate"], r["ci_low"], r["ci_high"]))
     ax.set_yticks(rows, labels)
-    ax.tick_params(axis="y", length=0)
-    ax.spines["left"].set_visible(False)
     text_column(ax, 0.15, rows, texts, header="Pooled g [95% CI]", header_row=n + 0.8)
-    ax.axvline(0, color=PALETTE["reference"], lw=0.8)
-    ax.set_ylim(0.4, n + 1.1)
-    ax.set_xlabel(f"pooled Hedges' g ({FAVOURS}), 95% CI")
-    favours_labels(ax, "TAU", "IMR")
-    ax.set_title("\n".join(textwrap.wrap(title, 100)), fontsize=FONT["title"])
+    finish_interval_rows(
+        ax, n, xlabel=f"pooled Hedges' g ({FAVOURS}), 95% CI", favours=("TAU", "IMR"), title=title, wrap=100
+    )
     fig.subplots_adjust(left=0.33, right=0.78)
     return fig
 

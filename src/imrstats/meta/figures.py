@@ -23,6 +23,7 @@ from imrstats.report.figures import (
     PALETTE,
     estimate_text,
     favours_labels,
+    finish_interval_rows,
     legend_outside,
     new_figure,
     signed,
@@ -204,28 +205,26 @@ def funnel_figure(data: pd.DataFrame, fit: MetaResult, *, title: str, xlabel: st
 def cumulative_figure(cumulative: pd.DataFrame, *, title: str, xlabel: str, favours: tuple[str, str] = ("TAU", "IMR")):
     """The pooled effect and its CI as studies are added by publication year, with the numbers beside."""
     n = len(cumulative)
-    rows = [n - i for i in range(n)]
     fig, ax = new_figure(8.5, 1.4 + 0.36 * (n + 1))
-    ax.hlines(rows, cumulative["ci_low"], cumulative["ci_high"], color=PALETTE["ink"], lw=1)
-    ax.plot(cumulative["estimate"], rows, "o", color=PALETTE["estimate"], ls="")
+    rows = _interval_rows(ax, cumulative, ("estimate", "ci_low", "ci_high"), header="Pooled [95% CI]")
     ax.set_yticks(rows, [f"+ {a} (k = {int(k)})" for a, k in zip(cumulative["added"], cumulative["k"])])
-    text_column(
-        ax,
-        0.15,
-        rows,
-        [estimate_text(*r) for r in cumulative[["estimate", "ci_low", "ci_high"]].itertuples(index=False)],
-        header="Pooled [95% CI]",
-        header_row=n + 0.8,
-    )
-    ax.axvline(0, color=PALETTE["reference"], lw=0.8)
-    ax.set_ylim(0.4, n + 1.1)
-    ax.tick_params(axis="y", length=0)
-    ax.spines["left"].set_visible(False)
-    ax.set_xlabel(xlabel)
-    favours_labels(ax, *favours)
-    ax.set_title("\n".join(textwrap.wrap(title, 95)), fontsize=FONT["title"])
+    finish_interval_rows(ax, n, xlabel=xlabel, favours=favours, title=title)
     fig.subplots_adjust(left=0.26, right=0.76)
     return fig
+
+
+def _interval_rows(ax, frame: pd.DataFrame, columns: tuple[str, str, str], *, header: str) -> list[int]:
+    """One row per line of ``frame``, top to bottom: the interval (``columns``: point, low, high) as a line,
+    the point as a dot, and "point [low, high]" in a column right of the axes under ``header``. Returns the
+    rows' y positions."""
+    point, low, high = columns
+    n = len(frame)
+    rows = [n - i for i in range(n)]
+    ax.hlines(rows, frame[low], frame[high], color=PALETTE["ink"], lw=1)
+    ax.plot(frame[point], rows, "o", color=PALETTE["estimate"], ls="")
+    texts = [estimate_text(*r) for r in frame[[point, low, high]].itertuples(index=False)]
+    text_column(ax, 0.15, rows, texts, header=header, header_row=n + 0.8)
+    return rows
 
 
 def outcome_figures(label: str, data: pd.DataFrame, pooled: dict, *, mid: float | None = None) -> dict:
@@ -417,31 +416,15 @@ def cumulative_bayes_figure(
 ):
     """The posterior mean and 95% interval of mu as each year's studies are added, with P(mu > 0) beside."""
     n = len(table)
-    rows = [n - i for i in range(n)]
     fig, axes = new_figure(9.0, 1.4 + 0.36 * (n + 1), squeeze=False)
     ax = axes[0, 0]
-    ax.hlines(rows, table["mu_low"], table["mu_high"], color=PALETTE["ink"], lw=1)
-    ax.plot(table["mu_mean"], rows, "o", color=PALETTE["estimate"], ls="")
-    text_column(
-        ax,
-        0.15,
-        rows,
-        [estimate_text(*r) for r in table[["mu_mean", "mu_low", "mu_high"]].itertuples(index=False)],
-        header="Mean [95% CrI]",
-        header_row=n + 0.8,
-    )
+    rows = _interval_rows(ax, table, ("mu_mean", "mu_low", "mu_high"), header="Mean [95% CrI]")
     shown = ["gate failed" if math.isnan(p) else format_number(p) for p in table["P(mu > 0)"]]
     text_column(ax, 1.75, rows, shown, header="P(\u03bc > 0)", header_row=n + 0.8)
     ax.set_yticks(
         rows, [f"{int(y)}: + {a} (k = {int(k)})" for y, a, k in zip(table["year"], table["added"], table["k"])]
     )
-    ax.axvline(0, color=PALETTE["reference"], lw=0.8)
-    ax.set_ylim(0.4, n + 1.1)
-    ax.tick_params(axis="y", length=0)
-    ax.spines["left"].set_visible(False)
-    ax.set_xlabel(xlabel)
-    favours_labels(ax, *favours)
-    ax.set_title("\n".join(textwrap.wrap(title, 95)), fontsize=FONT["title"])
+    finish_interval_rows(ax, n, xlabel=xlabel, favours=favours, title=title)
     fig.subplots_adjust(left=0.25, right=0.68)
     return fig
 

@@ -166,3 +166,18 @@ def favours_labels(ax, left: str, right: str, *, at: float = 0.0, below: float =
     ax.text(x, 0, f"\u2190 Favours {left}  ", ha="right", **style)
     ax.text(x, 0, f"  Favours {right} \u2192", ha="left", **style)
     ax.xaxis.labelpad = 72 * below - 3.5  # the tick labels take ~15 pt; the favours line 8 pt more
+
+
+def finish_interval_rows(ax, n_rows: int, *, xlabel: str, favours: tuple[str, str], title: str, wrap: int = 95):
+    """The shared finish of a figure of interval rows numbered 1..``n_rows`` from the bottom (the cumulative
+    plots): the null line, room for the rows and the column headers above them, no y ticks or left spine, the x
+    label with the favours line under it, the title wrapped at ``wrap`` characters."""
+    import textwrap
+
+    ax.axvline(0, color=PALETTE["reference"], lw=0.8)
+    ax.set_ylim(0.4, n_rows + 1.1)
+    ax.tick_params(axis="y", length=0)
+    ax.spines["left"].set_visible(False)
+    ax.set_xlabel(xlabel)
+    favours_labels(ax, *favours)
+    ax.set_title("\n".join(textwrap.wrap(title, wrap)), fontsize=FONT["title"])

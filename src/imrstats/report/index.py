@@ -334,13 +334,6 @@ def finish_page(page: Page, body: str, pages: list[Page]) -> str:
     return render_template("index/page.html.j2", page=page, pages=list(pages), contents=contents, body=Markup(body))
 
 
-def _sof_html(frame: pd.DataFrame, design: StudyDesign) -> str:
-    """The Summary of Findings table of the front page from the evidence stage's
-    ``evidence_summary_of_findings.csv`` (one row per key outcome), laid out as a Cochrane summary of findings
-    (`imrstats.report.manuscript.summary_of_findings_display`) and rendered by great_tables."""
-    return gt_tables.table_html(summary_of_findings_display(frame, design), "imr-table-sof")
-
-
 SOF_TABLE = "evidence_summary_of_findings.csv"
 
 
@@ -371,16 +364,14 @@ def key_results(trial_dir: Path | None, design: StudyDesign) -> dict | None:
     }
 
 
-def findings(stage_dirs, done: set[str], design: StudyDesign) -> dict:
-    """What the front page's "Summary of findings" shows: the evidence stage's SoF table when it wrote one
-    ({"kind": "sof", "html"}); else the trial's primary contrast ({"kind": "key", "result", "why"}: why the
-    certainty is not rated); else {"kind": "none"}."""
+def findings(stage_dirs, done: set[str], design: StudyDesign, sof: ManuscriptTable | None = None) -> dict:
+    """What the front page's "Summary of findings" shows: ``sof``, the evidence stage's summary of findings laid
+    out as Cochrane's (`manuscript_tables`), rendered by great_tables ({"kind": "sof", "html"}); without it the
+    trial's primary contrast ({"kind": "key", "result", "why"}: why the certainty is not rated); else
+    {"kind": "none"}."""
+    if sof is not None:
+        return {"kind": "sof", "html": Markup(gt_tables.table_html(sof, "imr-table-sof"))}
     dirs = {Path(d).name: Path(d) for d in stage_dirs}
-    sof = dirs["evidence"] / "tables" / SOF_TABLE if "evidence" in dirs else None
-    if sof is not None and "evidence" in done and sof.exists():
-        frame = pd.read_csv(sof)
-        if not frame.empty:
-            return {"kind": "sof", "html": Markup(_sof_html(frame, design))}
     result = key_results(dirs.get("trial") if "trial" in done else None, design)
     if result is None:
         return {"kind": "none"}
@@ -560,7 +551,15 @@ def write_index(
         sections["trial"] = _after_first_heading(sections["trial"], f"<div class='publication'>{table3}</div>")
     table2 = gt_tables.table_html(publication["table2"], "imr-table-2") if "table2" in publication else None
     body = render_index(
-        config, summary, problems, log, done, skipped, findings(stage_dirs, done, design), pages, table2
+        config,
+        summary,
+        problems,
+        log,
+        done,
+        skipped,
+        findings(stage_dirs, done, design, publication.get("sof")),
+        pages,
+        table2,
     )
     written = [out_path]
     write_text(finish_page(front, body, pages), out_path)
