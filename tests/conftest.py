@@ -70,24 +70,49 @@ def small_pipeline_run_one_core(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_pipeline_run(tmp_path_factory):
-    """A finished run of the default config with m = 5 imputations (pipeline_runs.SMALL_CONFIG), --cores 2."""
+    """A finished run of the small config (pipeline_runs.SMALL_CONFIG: the default, smaller where that only costs
+    time), --cores 2."""
     from pipeline_runs import finished_run
 
     return finished_run(tmp_path_factory, cores=2, small=True)
 
 
-# the second tier of `make test` (`pytest -m pipeline`): every test in these folders runs the workflow or the
-# whole pipeline, whatever its module says; elsewhere a test that does says so itself (@pytest.mark.pipeline)
+# the second tier of `make test` (`pytest -m pipeline`): the tests in these folders, and only they, run the
+# workflow or the whole pipeline; each is marked `pipeline` here, whatever its module says
 PIPELINE_TEST_DIRS = (PROJECT / "tests" / "pipeline", PROJECT / "tests" / "report")
+
+
+def _in_pipeline_dirs(path: Path) -> bool:
+    return any(Path(path).is_relative_to(folder) for folder in PIPELINE_TEST_DIRS)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Each tier of `make test` imports only its own test modules: `-m pipeline` skips every folder and file
+    outside PIPELINE_TEST_DIRS (about 10 s of imports in each worker), `-m "not pipeline"` skips those folders."""
+    tier = (config.getoption("-m") or "").strip()
+    path = Path(collection_path)
+    if tier == "pipeline":
+        leads_there = any(folder.is_relative_to(path) for folder in PIPELINE_TEST_DIRS)
+        return None if leads_there or _in_pipeline_dirs(path) or path.name == "conftest.py" else True
+    if tier == "not pipeline":
+        return True if _in_pipeline_dirs(path) else None
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the markers
 def pytest_collection_modifyitems(config, items):
-    """Tests under PIPELINE_TEST_DIRS are marked `pipeline`. Slow simulation studies run only when asked for
-    (`pytest -m slow`), never in the default run."""
+    """Tests under PIPELINE_TEST_DIRS are marked `pipeline`; a test marked `pipeline` anywhere else is refused
+    (the pipeline tier would never collect it). Slow simulation studies run only when asked for (`pytest -m
+    slow`), never in the default run."""
     for item in items:
-        if any(Path(item.path).is_relative_to(folder) for folder in PIPELINE_TEST_DIRS):
+        if _in_pipeline_dirs(item.path):
             item.add_marker(pytest.mark.pipeline)
+        elif item.get_closest_marker("pipeline"):
+            folders = ", ".join(str(folder.relative_to(PROJECT)) for folder in PIPELINE_TEST_DIRS)
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked pipeline but lives outside {folders}: move it there (the pipeline tier of"
+                " make test collects only those folders)"
+            )
     if "slow" in (config.getoption("-m") or ""):
         return
     skip = pytest.mark.skip(reason="simulation study: run with -m slow")

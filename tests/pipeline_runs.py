@@ -15,7 +15,7 @@ and the session fixtures in conftest.py read the same cache, so every route give
 pytest-xdist (the pipeline tier of `make test` runs on two workers) the workers share one snapshot and one
 run per combination through a folder they all see (`shared_root`): the first worker to ask makes it under a
 file lock, the others wait for it and read its outcome (the run's folder and its result files, pickled).
-The simulation-study workflow (test_simstudy.py) is another Snakefile and config: nothing to share.
+The simulation-study workflow (test_simstudy_workflow.py) is another Snakefile and config: nothing to share.
 
 Shared runs are read-only. A test that changes a run (kills it, resumes it, adds files to it) works in a
 directory of its own. `FinishedRun.files` holds the run's result files as they were when it finished, so
@@ -39,9 +39,26 @@ from conftest import PROJECT
 
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
-# the default config, smaller where that only costs time: m = 5 imputations instead of 100. Snakemake merges a
-# --configfile into the embedded config key by key (its --config would pass the number as text).
-SMALL_CONFIG = "trial:\n  imputations: 5\n"
+# the default config, smaller where that only costs time: m = 5 imputations instead of 100; six of the trial's
+# eleven outcomes (the primary and those the evidence stage pools), diagnostics and within-group change for two
+# of them, one subscale of each kind; two of the four service-use counts; two sensitivity priors instead of seven.
+# Every stage still runs and writes every table it writes on the default config (fewer rows, fewer figures of a
+# kind); the default run covers the rest. Snakemake merges a --configfile into the embedded config key by key (its
+# --config would pass the numbers as text).
+SMALL_CONFIG = """\
+trial:
+  imputations: 5
+  outcomes: [gaf_f, psp, panss_total, hope, imrs_client, imrs_clinician]
+  diagnostics_outcomes: [gaf_f, psp]
+  within_group_outcomes: [gaf_f, psp]
+  subscale_ancova_outcomes: [panss_pos]
+  subscale_itt_outcomes: [imrs_client_recovery]
+services:
+  outcomes: [admissions, er_visits]
+meta:
+  bayes:
+    sensitivity_priors: [half_normal_0.5, rhodes_mental_health_nonpharm]
+"""
 
 
 @dataclass(frozen=True)

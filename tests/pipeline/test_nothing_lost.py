@@ -4,11 +4,17 @@ would trust, and `snakemake --rerun-incomplete` finishes it with the same bytes 
 Two layers make that true: every output is written to a temporary file beside its target and renamed into
 place (`imrstats.core.io.atomic_path`), so a final name never holds a truncated file; and Snakemake marks the
 outputs of a running job as incomplete, so a later run refuses to trust them unless asked to rerun the job.
+
+The killed runs start where a cold run stands when its two longest stages start: a copy of the session's finished
+small run without the outputs of trial, meta and the stages downstream of them (evidence, report). Snakemake runs
+trial and meta side by side; the signal comes while both compute. The resumed run redoes the four stages and
+must give the uninterrupted run's bytes. (The stages upstream of them were done once, in the run copied.)
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,15 +25,16 @@ from pathlib import Path
 import pytest
 
 from imrstats.core.io import atomic_path, write_csv
-from pipeline_runs import result_files, run_snakemake, snakemake_cmd, snakemake_env
+from pipeline_runs import FinishedRun, result_files, run_snakemake, snakemake_cmd, snakemake_env
 
-# the job to kill: the first of these rules whose log appears (the slow, sampling / imputing stages first)
-KILL_RULES = ("trial", "meta", "services", "implementation", "clean")
-KILL_DELAY = 1.5  # seconds after the rule's log appears: the job is computing, not starting
+# the jobs killed: the two longest stages, run side by side on two cores; and every stage not yet done then
+KILL_RULES = ("trial", "meta")
+TO_DO = (*KILL_RULES, "evidence", "report")
+KILL_DELAY = 1.5  # seconds after the first rule's log appears: the jobs are computing, not starting
 
 
-# Every run here uses the default config, smaller where that only costs time (pipeline_runs.SMALL_CONFIG:
-# m = 5 imputations instead of 100), and the session's one snapshot of the project (pipeline_runs.py).
+# Every run here uses the small config (pipeline_runs.SMALL_CONFIG: the default, smaller where that only costs
+# time) and the session's one snapshot of the project (pipeline_runs.py).
 
 
 def incomplete_outputs(workdir: Path) -> list[str]:
@@ -51,9 +58,21 @@ def _default_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
+def run_until_the_kill_rules(run: FinishedRun, workdir: Path) -> Path:
+    """A copy of a finished run's working directory as a run leaves it when KILL_RULES start: the results of the
+    stages before them and Snakemake's records of those (with their modification times, which Snakemake
+    compares); no output of the stages in TO_DO, no provenance record, no logs (a log appearing marks a job
+    started)."""
+    shutil.copytree(run.workdir, workdir, symlinks=True)
+    for folder in (*TO_DO, "logs"):
+        shutil.rmtree(workdir / "results" / folder)
+    (workdir / "results" / "provenance.json").unlink()
+    return workdir
+
+
 def start_and_kill(project: Path, workdir: Path, sig: signal.Signals) -> str:
-    """Start the pipeline and send `sig` to its whole process group (as a terminal's Ctrl-C or an OOM
-    killer would) while one of KILL_RULES runs; return that rule."""
+    """Start the pipeline in `workdir` and send `sig` to Snakemake's whole process group (as a terminal's Ctrl-C
+    or an OOM killer would) while KILL_RULES run; return the rule whose log appeared first."""
     proc = subprocess.Popen(
         snakemake_cmd(project, workdir),
         stdout=subprocess.DEVNULL,
@@ -157,12 +176,13 @@ def uninterrupted(small_pipeline_run) -> dict[str, bytes]:
 
 
 @pytest.mark.pipeline
-def test_sigkilled_pipeline_is_finished_by_rerun_incomplete(tmp_path, project, uninterrupted):
-    """SIGKILL: nothing in Snakemake or the job runs any cleanup; the lock and the incomplete marks stay."""
-    workdir = tmp_path / "killed"
+def test_sigkilled_pipeline_is_finished_by_rerun_incomplete(tmp_path, project, small_pipeline_run, uninterrupted):
+    """SIGKILL: nothing in Snakemake or the jobs runs any cleanup; the lock and the incomplete marks stay."""
+    workdir = run_until_the_kill_rules(small_pipeline_run, tmp_path / "killed")
     rule = start_and_kill(project, workdir, signal.SIGKILL)
     marked = incomplete_outputs(workdir)
-    assert marked, f"rule {rule} was killed but Snakemake marked no output incomplete"
+    unmarked = [r for r in KILL_RULES if not any(m.startswith(f"results/{r}/") for m in marked)]
+    assert not unmarked, f"rules {unmarked} were killed but Snakemake marked none of their outputs incomplete: {marked}"
     assert_no_torn_results(workdir, uninterrupted, rule)
     assert_not_trusted(project, workdir, marked, rule)
     # the killed Snakemake could not release its lock: --unlock (safe now: nothing runs) then rerun
@@ -173,9 +193,9 @@ def test_sigkilled_pipeline_is_finished_by_rerun_incomplete(tmp_path, project, u
 
 
 @pytest.mark.pipeline
-def test_interrupted_pipeline_is_finished_by_rerun_incomplete(tmp_path, project, uninterrupted):
-    """SIGINT (Ctrl-C): Snakemake stops the job, removes its outputs and releases the lock."""
-    workdir = tmp_path / "interrupted"
+def test_interrupted_pipeline_is_finished_by_rerun_incomplete(tmp_path, project, small_pipeline_run, uninterrupted):
+    """SIGINT (Ctrl-C): Snakemake stops the jobs, removes their outputs and releases the lock."""
+    workdir = run_until_the_kill_rules(small_pipeline_run, tmp_path / "interrupted")
     rule = start_and_kill(project, workdir, signal.SIGINT)
     assert_no_torn_results(workdir, uninterrupted, rule)
     assert_not_trusted(project, workdir, incomplete_outputs(workdir), rule)

@@ -1,14 +1,8 @@
 """imrstats.trial.simstudy: performance measures on constructed replicates with known answers, the scenario
-settings, one replicate, the simulation workflow end to end (2 replicates x 2 scenarios, m = 5) and a
-dry run of the SLURM profile."""
+settings, one replicate, and the profiles' resources. The workflow itself (end to end, and a dry run of the SLURM
+profile) is run in tests/pipeline/test_simstudy_workflow.py."""
 
-import importlib.util
 import math
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,9 +25,6 @@ from imrstats.trial.simstudy import (
     validate_study_config,
 )
 from imrstats.trial.simstudy_section import render_simstudy_report
-
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-SIM_SMK = PROJECT / "workflow" / "simulation.smk"
 
 
 def rows_for(estimates, ses, truth, *, half_width=None, p=None, scenario="s", errors=None):
@@ -269,45 +260,6 @@ def test_run_replicate_is_deterministic_and_carries_the_truth():
         run_replicate(study, "nope", 0, seed=11)
 
 
-# --------------------------------------------------------------------------------------------------
-# The workflow
-# --------------------------------------------------------------------------------------------------
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    cmd = [str(SNAKEMAKE), "-s", str(SIM_SMK), "--directory", str(workdir), *args]
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir)
-
-
-@pytest.mark.pipeline
-def test_simulation_workflow_end_to_end(tmp_path):
-    small = {
-        "replicates": 2,
-        "imputations": 5,
-        "scenarios": [
-            {"name": "null_effect", "true_effects": {"gaf_f": {"post": 0.0, "fu12": 0.0}}},
-            {"name": "effect", "true_effects": {"gaf_f": {"post": 3.0, "fu12": 2.0}}, "n_participants": 120},
-        ],
-    }
-    (tmp_path / "small.yaml").write_text(yaml.safe_dump(small))
-    proc = snakemake(tmp_path, "--configfile", "small.yaml", "--cores", "2")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out = tmp_path / "results" / "simstudy"
-    assert sorted(p.name for p in (out / "replicates" / "effect").glob("*.json")) == ["rep0.json", "rep1.json"]
-    perf = pd.read_csv(out / "performance.csv")
-    groups = perf.groupby(["scenario", "estimator", "timepoint"])
-    assert groups.ngroups == 2 * 2 * 2 and set(perf["n_rep"]) == {2} and set(perf["n_failed"]) == {0}
-    assert set(perf.loc[perf["scenario"] == "null_effect", "quantity"]) >= {"type_i_error", "coverage", "bias"}
-    assert set(perf.loc[perf["scenario"] == "effect", "quantity"]) >= {"power"}
-    # the aggregate equals aggregate() on the replicate rows the workflow wrote
-    rows = pd.read_csv(out / "replicates.csv", keep_default_na=False, na_values={"fmi": [""]})
-    again = aggregate(rows)
-    assert np.allclose(again["estimate"].to_numpy(float), perf["estimate"].to_numpy(float), equal_nan=True)
-    page = (out / "report.html").read_text()
-    assert "Performance" in page and "null_effect" in page and "P0001" not in page
-
-
 def test_profiles_ask_for_the_same_per_rule_resources():
     """profiles/default overrides a --profile for workflow/simulation.smk, so the two must not disagree."""
     profiles = PROJECT / "workflow" / "profiles"
@@ -329,33 +281,3 @@ def test_profiles_ask_for_the_same_per_rule_resources():
     assert rules <= set(slurm["set-resources"])
     assert all({"mem_mb", "runtime", "cpus_per_task"} <= set(r) for r in slurm["set-resources"].values())
     assert not {"default-resources", "resources", "executor"} & set(local)
-
-
-@pytest.mark.pipeline
-@pytest.mark.skipif(
-    importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
-    reason="snakemake-executor-plugin-slurm is not installed (pyproject pins it; pip install -e .)",
-)
-@pytest.mark.parametrize("how", ["--profile", "--workflow-profile"])
-def test_slurm_profile_dry_run_groups_replicates(tmp_path, how):
-    """2000 replicate jobs (4 scenarios x 500) become 40 SLURM submissions of 50 replicates, plus the
-    aggregation: the profile's group-components keeps the scheduler from being flooded."""
-    proc = snakemake(
-        tmp_path,
-        "--configfile",
-        str(PROJECT / "config" / "simulation.yaml"),
-        how,
-        str(PROJECT / "workflow" / "profiles" / "slurm"),
-        "-n",
-        "--config",
-        "replicates=500",
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    log = proc.stdout + proc.stderr
-    stats = dict(re.findall(r"^(simstudy_\w+|all|total)\s+(\d+)$", log, flags=re.M))
-    assert stats == {"simstudy_replicate": "2000", "simstudy_aggregate": "1", "all": "1", "total": "2002"}
-    group_jobs = re.findall(r"Group job simstudy ", log)
-    assert len(group_jobs) == 40
-    ungrouped = re.findall(r"^rule (\w+):", log, flags=re.M)  # top-level (not indented) jobs
-    assert sorted(ungrouped) == ["all", "simstudy_aggregate"]

@@ -14,7 +14,8 @@ shows the bound has teeth: the same draws are > 4 MCSE away from the exact poste
 
 Data: the eight schools (BDA3 Table 5.2) with mu ~ N(0, 5^2), tau ~ HalfCauchy(5); the first three studies of
 the synthetic SMD set (tests/validation/data/bayes_smd_synthetic.csv) with mu ~ N(0, 1), tau ~ HalfNormal(0.5),
-MID 0.2. One compile (``shared_sampler()``), two fits of 4 chains x 1000 draws.
+MID 0.2. One compile (``shared_sampler(capacity=8)``, the sampler the meta stage and the other NUTS tests use
+for up to 8 studies, so a test process compiles it once), two fits of 4 chains x 1000 draws.
 """
 
 from pathlib import Path
@@ -63,7 +64,7 @@ CASES = _cases()
 
 @pytest.fixture(scope="module")
 def fits():
-    sampler = shared_sampler()
+    sampler = shared_sampler(capacity=8)
     out = {}
     for name, c in CASES.items():
         nuts = sampler.fit(

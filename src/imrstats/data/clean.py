@@ -257,7 +257,10 @@ def score_items(
     wide = items_long.pivot_table(
         index=["id", "timepoint"], columns="instrument", values="score", aggfunc="first", dropna=False
     )
-    reported = scales.set_index(["id", "timepoint", "instrument"])["score"]
+    # (id, timepoint, instrument) -> reported score; check_tables refuses a key given twice
+    reported = dict(zip(zip(scales["id"], scales["timepoint"], scales["instrument"]), scales["score"]))
+    if len(reported) < len(scales):
+        raise InputError("assessments: an (id, timepoint, instrument) key twice after cleaning; run `imrstats check`")
     parents = sorted({item_owner[k] for k in items_long["instrument"].unique()})
     new_rows = []
     for parent in parents:
