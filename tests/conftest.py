@@ -99,6 +99,36 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+# The test modules that sample with NUTS: each model compiles (nutpie, numba) for about 10 s in every process
+# that fits it. Under `--dist loadfile` (make test) they are one unit of work, run by one worker, so the
+# normal-normal model several of them fit is compiled once per session instead of once per worker. Speed only:
+# a module missing here still runs, and compiles in whichever worker runs it.
+NUTS_TEST_MODULES = frozenset(
+    {
+        "tests/meta/test_bayes.py",
+        "tests/meta/test_bayes_models.py",
+        "tests/meta/test_meta_bayes.py",
+        "tests/validation/test_bayes_validation.py",
+        "tests/validation/test_nuts_vs_exact.py",
+    }
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's file-by-file scheduling, with NUTS_TEST_MODULES as one unit."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class NutsModulesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "NUTS test modules" if scope in NUTS_TEST_MODULES else scope
+
+    return NutsModulesTogether(config, log)
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the markers
 def pytest_collection_modifyitems(config, items):
     """Tests under PIPELINE_TEST_DIRS are marked `pipeline`; a test marked `pipeline` anywhere else is refused
