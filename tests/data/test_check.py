@@ -77,6 +77,18 @@ def test_cpr_number_in_a_value_is_refused(tmp_path):
     assert hit and hit[0].value == "<redacted>" and hit[0].row == 1
 
 
+def test_every_row_holding_an_identifier_value_is_named(tmp_path):
+    """A value repeated in several rows is reported at each of them (values are matched once per distinct value)."""
+    part = pd.read_csv(EXAMPLES / "small_csv" / "participants.csv", dtype=str)
+    part["note"] = "ok"
+    part.loc[[1, 4], "note"] = "0101901234"
+    part.loc[2, "note"] = "Someone@Example.ORG"
+    path = tmp_path / "participants.csv"
+    part.to_csv(path, index=False)
+    hits = [p for p in check_tables(read_inputs([path])) if p.rule.startswith("privacy: value")]
+    assert [(p.column, p.row, p.value) for p in hits] == [("note", row, "<redacted>") for row in (2, 3, 5)]
+
+
 def test_single_arm_is_an_error(tmp_path):
     part = pd.read_csv(EXAMPLES / "small_csv" / "participants.csv", dtype=str)
     part = part[part["arm"] == "IMR"]

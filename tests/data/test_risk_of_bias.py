@@ -19,7 +19,7 @@ import pytest
 from imrstats.core.paths import PROJECT_DIR
 from imrstats.data import published
 from imrstats.errors import InputError
-from imrstats.evidence.risk_of_bias import low_risk_studies, overall_by_study, rob_matrix
+from imrstats.evidence.risk_of_bias import DOMAIN_ORDER, low_risk_studies, overall_by_study, rob_matrix
 from imrstats.evidence.rob_figures import traffic_light, traffic_light_alt_text
 
 RCT_DOMAINS = ["randomisation", "deviations", "missing_data", "measurement", "reporting"]
@@ -301,3 +301,21 @@ def test_traffic_light_on_a_small_frame_is_deterministic():
     assert "Trial B: high" in traffic_light_alt_text(SMALL)
     with pytest.raises(InputError):
         traffic_light(SMALL.iloc[0:0])
+
+
+def test_one_domain_order_keeps_each_tools_order():
+    """The matrix's columns: RoB 2's randomisation, ROBINS-I's domains before and at the intervention, then the
+    domains both tools share, in the order each tool lists them."""
+    assert DOMAIN_ORDER == (
+        "randomisation",
+        "confounding",
+        "selection",
+        "classification",
+        "deviations",
+        "missing_data",
+        "measurement",
+        "reporting",
+        "overall",
+    )
+    for tool in published.ROB_TOOLS.values():
+        assert [d for d in DOMAIN_ORDER if d in tool["domains"]] == list(tool["domains"])

@@ -15,17 +15,26 @@ from imrstats.data.published import ROB_TOOLS
 # intervention (randomisation / confounding, selection), at it (classification), after it (deviations,
 # missing data, measurement, reporting), then overall.
 TOOL_ORDER = ("RoB 2", "ROBINS-I")
-DOMAIN_ORDER = (
-    "randomisation",
-    "confounding",
-    "selection",
-    "classification",
-    "deviations",
-    "missing_data",
-    "measurement",
-    "reporting",
-    "overall",
-)
+
+
+def _merged_domain_order() -> tuple[str, ...]:
+    """The domains of every tool in TOOL_ORDER, in one sequence that keeps each tool's own order: a later tool's
+    domains that an earlier tool lacks go just before the next domain the two share."""
+    merged = list(ROB_TOOLS[TOOL_ORDER[0]]["domains"])
+    for tool in TOOL_ORDER[1:]:
+        pending: list[str] = []
+        for domain in ROB_TOOLS[tool]["domains"]:
+            if domain in merged:
+                at = merged.index(domain)
+                merged[at:at] = pending
+                pending = []
+            else:
+                pending.append(domain)
+        merged.extend(pending)
+    return tuple(merged)
+
+
+DOMAIN_ORDER = _merged_domain_order()
 # Human labels of the domains, per tool (the "D1 = ..." key of the traffic-light figure).
 DOMAIN_LABELS = {
     "RoB 2": {
