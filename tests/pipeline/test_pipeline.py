@@ -60,6 +60,21 @@ def test_same_seed_gives_byte_identical_tables(two_runs):
     assert not differing
 
 
+def test_the_small_config_is_smaller_not_narrower(default_pipeline_run, small_pipeline_run):
+    """The small config of the determinism and kill tests (pipeline_runs.SMALL_CONFIG) writes every table, record,
+    page and posterior the default run writes, and only figures the default run writes too (fewer of a kind)."""
+    default, small = default_pipeline_run.files, small_pipeline_run.files
+
+    def results(files):
+        return {rel for rel in files if not rel.endswith(".png")}
+
+    def figures(files):
+        return {rel for rel in files if rel.endswith(".png")}
+
+    assert results(small) == results(default)
+    assert figures(small) <= figures(default) and len(figures(small)) > 0.8 * len(figures(default))
+
+
 def test_report_holds_no_participant_ids(default_pipeline_run):
     results = default_pipeline_run.results
     import pandas as pd
