@@ -883,36 +883,11 @@ def reference_based_condmean(
                     extra,
                 )
             )
-    fit_removed = ~np.isnan(model.y) & ~model.fit_observed
-    imputed_rows = []
-    for arm in design.arms:
-        sel = model.arms == arm
-        for k, visit in enumerate(design.visits):
-            imputed_rows.append(
-                {
-                    "arm": arm,
-                    "timepoint": visit,
-                    "n": int(sel.sum()),
-                    "n_observed": int((~np.isnan(model.y[sel, k])).sum()),
-                    "n_imputed": int(np.isnan(model.y[sel, k]).sum()),
-                    "n_observed_left_out_of_fit": int(fit_removed[sel, k].sum()),
-                }
-            )
-    ice_table = pd.DataFrame(
-        {
-            "id": [model.ids[i] for i in np.flatnonzero(model.ice_index < T)],
-            "visit": [model.visits[model.ice_index[i]] for i in np.flatnonzero(model.ice_index < T)],
-            "strategy": model.strategy[model.ice_index < T],
-            "arm": model.arms[model.ice_index < T],
-        }
-    )
-    frame_used = pd.DataFrame({"id": model.ids, "arm": model.arms})
-    for k, visit in enumerate(design.visits):
-        frame_used[visit] = model.y[:, k]
+    ice_table, imputed = _model_counts(model)
     return CondMeanResult(
         estimates=to_frame(rows_out),
-        ice_counts=ice_counts(ice_table, frame_used, design),
-        imputed=pd.DataFrame(imputed_rows),
+        ice_counts=ice_table,
+        imputed=imputed,
         reference_arm=model.reference_arm,
         strategies=counts,
         n_participants=n,
