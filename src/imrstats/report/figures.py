@@ -63,7 +63,9 @@ def legend_outside(ax, *, where: str = "below", handles=None, labels=None, ncol:
 
 def signed(text: str) -> str:
     """Text with typographic minus signs (U+2212) for the figures' number columns."""
-    return text.replace("-", "\u2212")
+    from imrstats.report.format import MINUS
+
+    return text.replace("-", MINUS)
 
 
 def estimate_text(estimate, low, high, digits: int = 2) -> str:

@@ -1,4 +1,5 @@
-"""How numbers read in the report and the summaries: one number formatter, one p-value formatter, one interval.
+"""How numbers read in the report and the summaries: one number formatter, one p-value formatter, one interval,
+one minus sign.
 
 Presentation only: these turn floats into text and never round a number that is written to CSV or JSON.
 """
@@ -8,6 +9,13 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+
+MINUS = "\u2212"  # the sign printed before a negative number (the hyphen-minus is for words)
+
+
+def typographic(text: str) -> str:
+    """A number's text with its sign as printed: "-0.42" -> "\u22120.42"."""
+    return MINUS + text[1:] if text.startswith("-") else text
 
 
 def _missing(x) -> bool:

@@ -15,7 +15,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from imrstats.report.format import format_ci, format_fixed, format_number, format_p, is_p_column
+from imrstats.report.format import format_ci, format_fixed, format_number, format_p, is_p_column, typographic
 from imrstats.report.labels import column_label, level_text
 from imrstats.results import IDENTIFIER_COLUMNS, identifiers_first
 
@@ -36,7 +36,6 @@ def render_template(template: str, /, **context) -> str:
 
 
 # a minus sign, not a hyphen, in the numbers of a table
-_MINUS = "\u2212"
 # a text column whose longest cell is longer than this is shown as numbered footnotes under its table
 FOOTNOTE_CHARS = 60
 # columns that name what a row is: shown in the table as they are, never moved to footnotes
@@ -53,20 +52,15 @@ def _missing(value) -> bool:
     return value is None or (not isinstance(value, (str, bytes)) and pd.api.types.is_scalar(value) and pd.isna(value))
 
 
-def _signed(text: str) -> str:
-    """A number's text with a minus sign for its hyphen ("-0.05" -> "\u22120.05")."""
-    return _MINUS + text[1:] if text.startswith("-") else text
-
-
 def _number(value, digits: int) -> str:
-    return "" if _missing(value) else _signed(format_number(value, digits, missing=""))
+    return "" if _missing(value) else typographic(format_number(value, digits, missing=""))
 
 
 def _fixed(value, digits: int) -> str:
     """An interval's number: exactly ``digits`` decimals (`format_fixed`), a minus sign for the hyphen."""
     if isinstance(value, str):  # a cell a section wrote as text already: shown as it is
         return value
-    return "" if _missing(value) else _signed(format_fixed(value, digits, missing=""))
+    return "" if _missing(value) else typographic(format_fixed(value, digits, missing=""))
 
 
 def _whole(values: pd.Series) -> bool:
@@ -90,7 +84,7 @@ def _formatter(series: pd.Series, column: str, digits: int):
         one = 0 if _whole(series) else 1
         return (lambda v: _number(v, one)), True
     if pd.api.types.is_integer_dtype(series) or (_COUNT.search(name) and _whole(series)):
-        return (lambda v: "" if _missing(v) else _signed(str(int(round(float(v)))))), True
+        return (lambda v: "" if _missing(v) else typographic(str(int(round(float(v)))))), True
     return (lambda v: _number(v, digits)), True
 
 

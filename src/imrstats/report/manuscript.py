@@ -19,10 +19,9 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from imrstats.report.format import format_number, format_p
+from imrstats.report.format import MINUS, format_number, format_p, typographic
 from imrstats.trial.design import DEFAULT_DESIGN, StudyDesign
 
-MINUS = "\u2212"
 DASH = "\u2013"
 MISSING_CELL = DASH
 
@@ -92,11 +91,6 @@ def spanner_runs(columns: tuple[Column, ...], depth: int) -> list[tuple[str, int
             runs.append((path[-1], i, i))
         prev = path
     return runs
-
-
-def typographic(text: str) -> str:
-    """A number's text with its sign as printed (U+2212): "-0.42" -> "−0.42"."""
-    return MINUS + text[1:] if text.startswith("-") else text
 
 
 def number(x, digits: int = 1) -> str:
