@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hostile_configs import BOMB
 
 from conftest import EXAMPLES, PROJECT
 from imrstats.cli import main
@@ -47,17 +48,6 @@ ARMS_COMMA += "C,gaf_f,25,48,9,25,44,10\n"
 AUDIT_HEADER = "study,instrument,observed,test,n1,mean1,sd1,n2,mean2,sd2,p\n"
 AUDIT_DOT = AUDIT_HEADER + "Jensen 2019,gaf_f,true,,40,45.2,12.1,41,43.5,11.8,\n"
 AUDIT_COMMA = AUDIT_HEADER + 'Jensen 2019,gaf_f,true,,40,"45,2","12,1",41,"43,5","11,8",\n'
-BOMB = "\n".join(
-    [
-        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
-        *[
-            f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]"
-            for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
-        ],
-        "trial: {outcomes: *i}",
-        "",
-    ]
-)
 
 
 # ------------------------------------------------------------------------------------------------- helpers

@@ -27,6 +27,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hostile_configs import BOMB
 
 from conftest import EXAMPLES
 from pipeline_runs import SNAKEMAKE, snakemake_env
@@ -34,17 +35,6 @@ from pipeline_runs import SNAKEMAKE, snakemake_env
 pytestmark = pytest.mark.pipeline
 
 NO_BAYES = "meta: {bayes: {enabled: false}}\ntrial: {imputations: 5}\n"
-BOMB = "\n".join(
-    [
-        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
-        *[
-            f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]"
-            for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
-        ],
-        "trial: {outcomes: *i}",
-        "",
-    ]
-)
 
 
 def write_config(workdir: Path, config_text: str) -> Path:
