@@ -97,8 +97,9 @@ def study_config(default_config, tmp_path):
     return config
 
 
-@pytest.fixture
-def front_page(study_config, tmp_path):
+def cleaned_data(tmp_path: Path) -> tuple[dict[str, pd.DataFrame], Path, Path]:
+    """The study's tables as the data job leaves them (Parquet, an empty cleaning log) and an empty problem list:
+    (tables, data folder, problems.csv)."""
     tables = study_tables()
     data_dir = tmp_path / "data"
     for name, frame in tables.items():
@@ -106,6 +107,12 @@ def front_page(study_config, tmp_path):
     write_csv(pd.DataFrame(columns=["table", "row", "column", "value", "rule"]), data_dir / "cleaning_log.csv")
     problems = tmp_path / "problems.csv"
     write_csv(pd.DataFrame(columns=["severity", "table", "row", "column", "value", "rule"]), problems)
+    return tables, data_dir, problems
+
+
+@pytest.fixture
+def front_page(study_config, tmp_path):
+    tables, data_dir, problems = cleaned_data(tmp_path)
     out = tmp_path / "report" / "index.html"
     write_index(study_config, data_dir, problems, out, stage_dirs=[], skipped={})
     page = re.sub(r"base64,[A-Za-z0-9+/=]+", "base64,", out.read_text())  # the embedded figure's bytes aside
@@ -286,13 +293,7 @@ def sof_frame() -> pd.DataFrame:
 def report_pages(study_config, tmp_path):
     """The pages of a run whose trial stage ran (with its section, a figure and the primary contrast) and whose
     other stages were skipped; a page of the meta stage left by an earlier run in the folder."""
-    tables = study_tables()
-    data_dir = tmp_path / "data"
-    for name, frame in tables.items():
-        write_parquet(frame, data_dir / f"{name}.parquet")
-    write_csv(pd.DataFrame(columns=["table", "row", "column", "value", "rule"]), data_dir / "cleaning_log.csv")
-    problems = tmp_path / "problems.csv"
-    write_csv(pd.DataFrame(columns=["severity", "table", "row", "column", "value", "rule"]), problems)
+    _, data_dir, problems = cleaned_data(tmp_path)
     stage = trial_stage_dir(tmp_path / "stages", primary_estimate=-3.25)
     out = tmp_path / "report" / "index.html"
     out.parent.mkdir(parents=True)

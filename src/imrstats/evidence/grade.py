@@ -104,8 +104,6 @@ ROB_LEVEL = {
     "serious": "high",
     "critical": "high",
 }
-ROB_JUDGEMENTS = ("low", "some concerns", "high")
-INDIRECTNESS_JUDGEMENTS = ("no concerns", "some concerns", "serious concerns")
 NOT_ASSESSED = "not assessed"
 
 # the columns of the two output tables (the shared report contract)

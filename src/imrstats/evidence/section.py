@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from imrstats.evidence.grade import GRADE_COLUMNS
 from imrstats.evidence.stage import FAVOURS
 from imrstats.pipeline.stage_result import StageResult
 from imrstats.report.html import figure_html, flags_html, render_template, table_html
@@ -109,7 +110,6 @@ _SHOW_CERTAINTY = [
     "certainty",
     "n_downgrades",
 ]
-_SHOW_GRADE = ["outcome_label", "domain", "downgrade", "reason", "rule"]
 _SHOW_ROB_SENSITIVITY = [
     "outcome_label",
     "analysis",
@@ -224,7 +224,7 @@ def render_evidence_section(result: StageResult) -> str:
         certainty=_cols(tables["evidence_summary_of_findings"], _SHOW_CERTAINTY)
         if "evidence_summary_of_findings" in tables
         else None,
-        grade_rows=_cols(tables["evidence_grade"], _SHOW_GRADE) if "evidence_grade" in tables else None,
+        grade_rows=_cols(tables["evidence_grade"], GRADE_COLUMNS) if "evidence_grade" in tables else None,
         rob_sensitivity=_cols(tables["evidence_rob_sensitivity"], _SHOW_ROB_SENSITIVITY)
         if "evidence_rob_sensitivity" in tables
         else None,
